@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -41,3 +45,96 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class RecordLog:
+    """An append-only JSONL file of records with unique keys: the resumable store of a long run.
+
+    Each record is written as one line, flushed and fsynced before ``append`` returns, so a killed run
+    loses at most the record it was writing. On opening, a torn last line (a run killed mid-write) is
+    cut off and reported; any other unreadable line is an error naming the file and line, never skipped.
+    """
+
+    def __init__(self, path: str | Path, key: str = "key"):
+        self.path = Path(path)
+        self.key = key
+        self._records: dict[str, dict[str, Any]] = {}
+        self.repaired_bytes = 0
+        if self.path.exists():
+            self._load()
+
+    def _load(self) -> None:
+        data = self.path.read_bytes()
+        complete = data.rfind(b"\n") + 1
+        if complete < len(data):
+            self.repaired_bytes = len(data) - complete
+            log.warning("%s: cut a torn last line of %d bytes (a run was killed mid-write)",
+                        self.path, self.repaired_bytes)
+            with self.path.open("rb+") as f:
+                f.truncate(complete)
+                os.fsync(f.fileno())
+        for number, raw in enumerate(data[:complete].splitlines(), start=1):
+            try:
+                record = json.loads(raw)
+                key = str(record[self.key])
+            except (ValueError, KeyError, TypeError) as err:
+                raise ValueError(f"{self.path} line {number}: not a record with a {self.key!r} field ({err})") from err
+            if key in self._records:
+                raise ValueError(f"{self.path} line {number}: duplicate record {self.key}={key!r}")
+            self._records[key] = record
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._records
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self._records.get(key)
+
+    def records(self) -> list[dict[str, Any]]:
+        """All records in the order they were written."""
+        return list(self._records.values())
+
+    def append(self, record: dict[str, Any]) -> None:
+        key = str(record[self.key])
+        if key in self._records:
+            raise ValueError(f"{self.path}: record {self.key}={key!r} is already written")
+        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("ab") as f:
+            f.write(line.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+        self._records[key] = record
+
+
+class RunLockedError(RuntimeError):
+    """Another run is writing the same output directory."""
+
+
+@contextmanager
+def run_lock(directory: str | Path) -> Iterator[Path]:
+    """Hold an exclusive lock on ``directory`` for one run; a second run on it fails at once, naming the holder.
+
+    The lock is an ``flock`` on ``directory/.misdir.lock``: the kernel drops it when the holding process
+    dies, so a killed run never leaves a stale lock behind.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / ".misdir.lock"
+    f = path.open("a+")
+    try:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise RunLockedError(f"{directory} is in use by {holder} (lock {path}); wait for it or choose another --out") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        yield directory
+    finally:
+        f.close()
