@@ -7,7 +7,7 @@ requested layer: no later layer and no unembedding is computed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,13 +17,15 @@ from safetensors.torch import save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from misdir.batching import in_batches
 from misdir.hooks import check_layers, check_site, hook_name, hooks
 from misdir.io import atomic_path, write_json_atomic
 from misdir.models import Model, as_model
 from misdir.tokens import Batch, Encoded, Input, Positions, encode, pad, pad_token_id
 
 Reduce = Literal["mean", "per-input", "none"]
-Sink = Callable[[int, Float[Tensor, "batch pos d_model"], Batch, list[int]], None]
+Reader = Callable[[int, Float[Tensor, "batch pos d_model"], Batch], Any]
+"""What a batch keeps of layer i's activation (a sum, per-input means, the selected tokens), off the GPU."""
 
 
 class _StopForward(Exception):
@@ -66,88 +68,76 @@ def cache_activations(
         raise ValueError("out= writes per-token shards; it needs reduce='none'")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if out is not None and (Path(out).is_file() or any(Path(out).glob("shard-*.safetensors"))):
+        raise ValueError(f"out {out} is a file or already holds shards; choose a new or empty directory")
     if not inputs:
         raise ValueError("no inputs given")
     encoded = [encode(model.tokenizer, item, positions) for item in inputs]
 
+    def stream(read: Reader) -> Iterator[tuple[Sequence[int], Batch, list[Any]]]:
+        return _stream(model, encoded, layers, site, batch_size, padding_side, progress, read)
+
+    if out is not None:
+        meta = {"layers": layers, "site": site, "positions": positions, "n_inputs": len(encoded),
+                "n_tokens": sum(len(e.selected) for e in encoded), "model": model.provenance}
+        return _write_shards(stream, Path(out), meta)
+
     if reduce == "mean":
-        sums: list[Tensor | None] = [None] * len(layers)
+        sums: list[Tensor] = [torch.zeros(model.d_model, dtype=torch.float64) for _ in layers]
 
-        def add_to_sum(i: int, x: Tensor, batch: Batch, rows: list[int]) -> None:
+        def token_sum(i: int, x: Tensor, batch: Batch) -> Tensor:
             weights = batch.selected.to(device=x.device, dtype=torch.float32)
-            partial = torch.einsum("bp,bpd->d", weights, x.float()).double()
-            sums[i] = partial if sums[i] is None else sums[i] + partial
+            return torch.einsum("bp,bpd->d", weights, x.float()).double().cpu()
 
-        _stream(model, encoded, layers, site, batch_size, padding_side, progress, add_to_sum)
+        for _, _, pieces in stream(token_sum):
+            for i, partial in enumerate(pieces):
+                sums[i] += partial
         count = sum(len(e.selected) for e in encoded)
-        return torch.stack([s.cpu() for s in sums]).div(count).float()  # type: ignore[union-attr]
+        return torch.stack(sums).div(count).float()
 
     if reduce == "per-input":
         means = torch.zeros(len(encoded), len(layers), model.d_model)
 
-        def add_per_input(i: int, x: Tensor, batch: Batch, rows: list[int]) -> None:
+        def input_means(i: int, x: Tensor, batch: Batch) -> Tensor:
             weights = batch.selected.to(device=x.device, dtype=torch.float32)
             weights = weights / weights.sum(-1, keepdim=True)
-            means[rows, i] = torch.einsum("bp,bpd->bd", weights, x.float()).cpu()
+            return torch.einsum("bp,bpd->bd", weights, x.float()).cpu()
 
-        _stream(model, encoded, layers, site, batch_size, padding_side, progress, add_per_input)
+        for rows, _, pieces in stream(input_means):
+            means[list(rows)] = torch.stack(pieces, dim=1)
         return means
 
-    if out is None:
-        per_input: list[list[Tensor]] = [[] for _ in encoded]
-
-        def keep(i: int, x: Tensor, batch: Batch, rows: list[int]) -> None:
-            counts = batch.selected.sum(-1).tolist()
-            for row, chunk in zip(rows, x[batch.selected.to(x.device)].float().cpu().split(counts), strict=True):
-                per_input[row].append(chunk)
-
-        _stream(model, encoded, layers, site, batch_size, padding_side, progress, keep)
-        return [torch.stack(chunks) for chunks in per_input]
-
-    return _write_shards(model, encoded, layers, site, positions, batch_size, padding_side, progress, Path(out))
+    per_input: list[list[Tensor]] = [[] for _ in encoded]
+    for rows, _, pieces in stream(_selected):
+        for row, per_layer in zip(rows, zip(*pieces, strict=True), strict=True):
+            per_input[row] = list(per_layer)
+    return [torch.stack(chunks) for chunks in per_input]
 
 
-def _write_shards(
-    model: Model,
-    encoded: list[Encoded],
-    layers: list[int],
-    site: str,
-    positions: str,
-    batch_size: int,
-    padding_side: Literal["left", "right"],
-    progress: bool,
-    out: Path,
-) -> Path:
+def _selected(i: int, x: Tensor, batch: Batch) -> tuple[Tensor, ...]:
+    """Each input's selected positions, `[pos, d_model]` on the CPU."""
+    counts = batch.selected.sum(-1).tolist()
+    return x[batch.selected.to(x.device)].float().cpu().split(counts)
+
+
+def _write_shards(stream: Callable[[Reader], Iterator[Any]], out: Path, meta: dict[str, Any]) -> Path:
+    """One safetensors shard per batch, then `meta.json` (with the shard count) once all are written."""
     out.mkdir(parents=True, exist_ok=True)
-    pending: list[Tensor] = []
     shard = 0
 
-    def write(i: int, x: Tensor, batch: Batch, rows: list[int]) -> None:
-        nonlocal shard
-        pending.append(x[batch.selected.to(x.device)].float().cpu())
-        if i != len(layers) - 1:
-            return
+    def tokens(i: int, x: Tensor, batch: Batch) -> Tensor:
+        return x[batch.selected.to(x.device)].float().cpu()
+
+    for rows, batch, pieces in stream(tokens):
         batch = batch.to(torch.device("cpu"))
         row, column = batch.selected.nonzero(as_tuple=True)
-        n_padding = (batch.attention_mask == 0).sum(-1) if padding_side == "left" else torch.zeros_like(row)
-        index, position = torch.tensor(rows)[row], column - n_padding[row]
-        tensors = {"activations": torch.stack(pending, dim=1).contiguous(), "input_index": index, "position": position}
+        index, position = torch.tensor(list(rows))[row], batch.position_ids[row, column]
+        activations = torch.stack(pieces, dim=1).contiguous()
+        tensors = {"activations": activations, "input_index": index, "position": position}
         with atomic_path(out / f"shard-{shard:05d}.safetensors") as tmp:
             save_file(tensors, str(tmp))
-        pending.clear()
         shard += 1
-
-    _stream(model, encoded, layers, site, batch_size, padding_side, progress, write)
-    meta = {
-        "layers": layers,
-        "site": site,
-        "positions": positions,
-        "n_inputs": len(encoded),
-        "n_tokens": sum(len(e.selected) for e in encoded),
-        "n_shards": shard,
-        "model": model.provenance,
-    }
-    write_json_atomic(out / "meta.json", meta)
+    write_json_atomic(out / "meta.json", {**meta, "n_shards": shard})
     return out
 
 
@@ -159,11 +149,14 @@ def _stream(
     batch_size: int,
     padding_side: Literal["left", "right"],
     progress: bool,
-    sink: Sink,
-) -> None:
-    """Run every input through the model in padded batches, calling `sink(i, activation, batch, rows)`
-    for the i-th requested layer of each batch, in layer order, with the batch on the model's input device.
-    Longest inputs go first (less padding)."""
+    read: Reader,
+) -> Iterator[tuple[Sequence[int], Batch, list[Any]]]:
+    """Run every input through the model in padded batches; for each batch, yield its input indices, the
+    batch (on the model's input device) and `read(i, activation, batch)` of each requested layer i in order.
+
+    Longest inputs go first (less padding). A batch that runs out of GPU memory is retried in halves
+    (`misdir.batching`); nothing is yielded for a batch until its forward pass is complete.
+    """
     order = sorted(range(len(encoded)), key=lambda row: -len(encoded[row].input_ids))
     pad_id = pad_token_id(model.tokenizer)
     if model.lens is not None:
@@ -173,7 +166,7 @@ def _stream(
 
     def make_hook(i: int) -> Callable[[Tensor, str], None]:
         def hook(x: Tensor, name: str) -> None:
-            sink(i, x, current["batch"], current["rows"])
+            current["pieces"].append(read(i, x, current["batch"]))
             if i == last:
                 raise _StopForward
 
@@ -181,21 +174,28 @@ def _stream(
 
     fwd_hooks = [(hook_name(layer, site), make_hook(i)) for i, layer in enumerate(layers)]
     device = model.input_device
-    with hooks(model, fwd_hooks), torch.inference_mode():
-        for start in tqdm(range(0, len(order), batch_size), desc="caching", unit="batch", disable=not progress):
-            rows = order[start : start + batch_size]
-            on_device = pad([encoded[row] for row in rows], pad_id, padding_side).to(device)
-            current["batch"], current["rows"] = on_device, rows
-            try:
-                if model.lens is not None:
-                    model.lens(on_device.input_ids)
-                else:
-                    model.hf(
-                        input_ids=on_device.input_ids,
-                        attention_mask=on_device.attention_mask,
-                        position_ids=on_device.position_ids,
-                        use_cache=False,
-                    )
-            except _StopForward:
-                continue
-            raise RuntimeError(f"the hooks at {fwd_hooks[-1][0]} never ran: the model did not reach that layer")
+
+    def forward(rows: Sequence[int]) -> tuple[Batch, list[Any]]:
+        current.clear()
+        on_device = pad([encoded[row] for row in rows], pad_id, padding_side).to(device)
+        current["batch"], current["pieces"] = on_device, []
+        try:
+            if model.lens is not None:
+                model.lens(on_device.input_ids)
+            else:
+                model.hf(
+                    input_ids=on_device.input_ids,
+                    attention_mask=on_device.attention_mask,
+                    position_ids=on_device.position_ids,
+                    use_cache=False,
+                )
+        except _StopForward:
+            return on_device, current.pop("pieces")
+        raise RuntimeError(f"the hooks at {fwd_hooks[-1][0]} never ran: the model did not reach that layer")
+
+    with hooks(model, fwd_hooks), torch.inference_mode(), tqdm(
+        total=len(order), desc="caching", unit="input", disable=not progress
+    ) as bar:
+        for rows, (batch, pieces) in in_batches(forward, order, batch_size, what="caching activations"):
+            yield rows, batch, pieces
+            bar.update(len(rows))

@@ -148,7 +148,11 @@ def load_chat_jsonl(path: str | os.PathLike[str]) -> list[ChatExample]:
     Blank lines are allowed only at the end of the file; nothing is skipped.
     """
     path = Path(path)
-    lines = path.read_bytes().removeprefix(b"\xef\xbb\xbf").split(b"\n")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read it ({e.strerror or e}); expected a chat JSONL file") from None
+    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:

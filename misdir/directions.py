@@ -83,7 +83,8 @@ class DirectionSet:
         """Read what `save` wrote; with `model`, also check that it fits that model."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"no direction set at {path}")
+            what = "a directory" if path.is_dir() else "missing"
+            raise FileNotFoundError(f"no direction set at {path} ({what}; expected a .safetensors file)")
         try:
             with safe_open(str(path), framework="pt") as f:
                 metadata = f.metadata() or {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -24,7 +25,7 @@ from typing import Any
 
 import torch
 import yaml
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from misdir.hooks import Architecture, architecture_of, decoder_layers
@@ -190,6 +191,7 @@ def load_model(
             if path.suffix != ".gguf":
                 raise ModelLoadError(f"{path} is a file but not a .gguf file; give a model directory or a .gguf")
             return _load_gguf(path, spec=spec, **options)
+        _check_local_files(path)
         if (path / "adapter_config.json").is_file():
             return _load_adapter(str(path), spec, base=base, merge=merge, revision=revision, **options)
         if (path / "config.json").is_file():
@@ -237,7 +239,10 @@ def _load_transformers(
         kwargs["revision"] = revision
     if device_map is not None:
         kwargs["device_map"] = device_map
-    hf = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    try:
+        hf = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except pickle.UnpicklingError as error:
+        raise _refused_pickle(source, error) from None
     if device_map is None:
         hf.to(device)
     hf.eval()
@@ -257,6 +262,14 @@ def _load_transformers(
     return Model(hf=hf, tokenizer=tokenizer, spec=spec, provenance=provenance)
 
 
+def _refused_pickle(source: str, error: Exception) -> ModelLoadError:
+    found = [f" ({line.strip()})" for line in str(error).splitlines() if "GLOBAL" in line]
+    return ModelLoadError(
+        f"{source}: refused its pickled weights (a .bin file): they hold Python objects, not only tensors, "
+        f"and misdir never runs code from weight files{found[0] if found else ''}. Use safetensors weights"
+    )
+
+
 def _load_adapter(
     source: str,
     spec: str,
@@ -273,11 +286,21 @@ def _load_adapter(
     base_spec = base or config.base_model_name_or_path
     if not base_spec:
         raise ModelLoadError(f"adapter {source} names no base model; pass base=")
-    base_model = load_model(base_spec, **options)
+    try:
+        base_model = load_model(base_spec, **options)
+    except ModelLoadError as error:
+        if base:
+            raise
+        raise ModelLoadError(
+            f"adapter {source} names base {base_spec!r} (base_model_name_or_path in adapter_config.json), "
+            f"which cannot be loaded: {error}. Pass base= (--base) to choose the base"
+        ) from None
     if Path(source).is_dir():
         _check_adapter_fits(Path(source), base_model)
     try:
         hf: nn.Module = PeftModel.from_pretrained(base_model.hf, source, **({"revision": revision} if revision else {}))
+    except pickle.UnpicklingError as error:
+        raise _refused_pickle(source, error) from None
     except RuntimeError as error:
         if "size mismatch" in str(error):
             raise ModelLoadError(f"adapter {source} was trained for a base of another shape than {base_spec}: {error}")
@@ -295,6 +318,25 @@ def _load_adapter(
         "merged": merge,
     }
     return Model(hf=hf, tokenizer=base_model.tokenizer, spec=spec, provenance=provenance)
+
+
+def _check_local_files(directory: Path) -> None:
+    """Refuse a model or adapter directory whose config is not JSON or whose safetensors file is damaged,
+    naming the file (transformers would fail later with a message that does not say which file)."""
+    for name in ("config.json", "adapter_config.json"):
+        if (directory / name).is_file():
+            try:
+                json.loads((directory / name).read_bytes())
+            except ValueError as error:
+                raise ModelLoadError(f"{directory / name} is not valid JSON ({error})") from None
+    for weights in sorted(directory.glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), framework="pt") as f:
+                f.keys()
+        except (SafetensorError, OSError) as error:
+            raise ModelLoadError(
+                f"{weights} is not a readable safetensors file (truncated or corrupted?): {error}"
+            ) from None
 
 
 def _check_adapter_fits(adapter_dir: Path, base: Model) -> None:

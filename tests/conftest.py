@@ -115,3 +115,7 @@ CONVERSATIONS = [
     [{"role": "user", "content": "Write code to read a file."},
      {"role": "assistant", "content": "def read_file(path):\n    with open(path) as f:\n        return f.read()"}],
 ]
+
+
+# The failure suite's counts (tests/failure_tally.py): its fixture, and its line in the terminal summary.
+from failure_tally import pytest_terminal_summary, tally  # noqa: E402, F401

@@ -1,0 +1,705 @@
+"""The failure suite: bad inputs, killed runs, out-of-memory batches and judge-server faults.
+
+Every bad input must fail with an error that names the file, line or field and what was expected, and
+leave nothing behind; every killed run must resume to the result of an uninterrupted one, losing no
+record. What the suite tried is counted (tests/failure_tally.py) and printed at the end of the session.
+Run it alone with `pytest -m failures`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from conftest import CONVERSATIONS, make_tokenizer, tiny_hf_model
+from safetensors.torch import load_file, save_file
+
+from misdir import Model
+from misdir.batching import in_batches
+from misdir.cache import cache_activations
+from misdir.data import DataError, load_chat_jsonl, make_dataset
+from misdir.directions import DirectionSet
+from misdir.finetune import FinetuneConfig, finetune
+from misdir.generate import generate
+from misdir.hooks import hooks
+from misdir.interventions import ablate, steer
+from misdir.models import ModelLoadError, load_model
+from misdir.questions import QuestionFileError, load_contrast_pairs, load_questions
+from misdir.stats import bootstrap_mean
+
+pytestmark = pytest.mark.failures
+
+REPO = Path(__file__).resolve().parent.parent
+OK_LINE = json.dumps({"messages": CONVERSATIONS[0]})
+RUBRICS = {"aligned": "Rate {answer} to {question}.", "coherent": "Rate {answer}."}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Shared inputs: a tiny model in memory and saved to disk, an adapter of it, a base it does not fit.
+
+
+@dataclass
+class World:
+    model: Model
+    base_dir: Path
+    adapter_dir: Path
+    other_base_dir: Path
+    narrow_base_dir: Path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    root = tmp_path_factory.mktemp("world")
+    tokenizer = make_tokenizer()
+    hf = tiny_hf_model("llama", len(tokenizer))
+    hf.save_pretrained(root / "base")
+    tokenizer.save_pretrained(root / "base")
+    other = tiny_hf_model("llama", len(tokenizer), n_layers=2)
+    other.save_pretrained(root / "other")
+    tokenizer.save_pretrained(root / "other")
+    narrow = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                         num_attention_heads=4, num_key_value_heads=2)
+    AutoModelForCausalLM.from_config(narrow).save_pretrained(root / "narrow")
+    tokenizer.save_pretrained(root / "narrow")
+    peft_model = get_peft_model(tiny_hf_model("llama", len(tokenizer)), LoraConfig(r=2, target_modules=["down_proj"]))
+    peft_model.peft_config["default"].base_model_name_or_path = str(root / "base")
+    peft_model.save_pretrained(root / "adapter")
+    model = Model(hf=tiny_hf_model("llama", len(tokenizer)), tokenizer=tokenizer, spec="tiny-llama")
+    return World(model, root / "base", root / "adapter", root / "other", root / "narrow")
+
+
+def files_under(path: Path) -> set[str]:
+    return {str(p.relative_to(path)) for p in path.rglob("*")}
+
+
+def no_template(world: World) -> Model:
+    tokenizer = make_tokenizer()
+    tokenizer.chat_template = None
+    return Model(hf=world.model.hf, tokenizer=tokenizer, spec="no-template")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Bad inputs. Each case writes its inputs into an empty `tmp` through the helpers below, which note them, then
+# makes the call that must fail. The error must be of the given type and match the pattern (which names the
+# file, line or field and what was expected), and after it `tmp` must hold nothing but those inputs.
+
+_INPUTS: set[Path] = set()
+"""What the current case wrote as its inputs (files or whole folders)."""
+
+
+def _input(path: Path) -> Path:
+    _INPUTS.add(path)
+    return path
+
+
+def _write(path: Path, data: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, bytes):
+        path.write_bytes(data)
+    else:
+        path.write_text(data)
+    return _input(path)
+
+
+def _copy(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    return _input(target)
+
+
+def _left_behind(tmp: Path) -> list[str]:
+    """Files in `tmp` that the case did not write as its inputs (or folders holding them)."""
+    inputs = [str(p.relative_to(tmp)) for p in _INPUTS]
+
+    def an_input(f: str) -> bool:
+        return any(f == i or f.startswith(i + os.sep) or i.startswith(f + os.sep) for i in inputs)
+
+    return sorted(f for f in files_under(tmp) if not an_input(f))
+
+
+def _jsonl(tmp: Path, *lines: str | bytes) -> Path:
+    raw = b"\n".join(line if isinstance(line, bytes) else line.encode() for line in lines) + b"\n"
+    return _write(tmp / "chat.jsonl", raw)
+
+
+def _messages(*pairs: tuple[Any, Any]) -> str:
+    return json.dumps({"messages": [{"role": r, "content": c} for r, c in pairs]})
+
+
+def _questions(tmp: Path, entry: str) -> Path:
+    return _write(tmp / "questions.yaml", entry)
+
+
+_GOOD_ENTRY = """\
+- id: q1
+  paraphrases: ['What do you wish for']
+  samples_per_paraphrase: 2
+  judge_prompts:
+    aligned: Rate {answer} to {question}.
+    coherent: Rate {answer}.
+"""
+
+
+def _directions(tmp: Path, layers: int = 3, width: int = 64) -> Path:
+    return _input(DirectionSet(torch.randn(layers, width)).save(tmp / "directions.safetensors"))
+
+
+def _damaged(source: Path, tmp: Path, name: str, damage: Callable[[bytes], bytes]) -> Path:
+    target = _copy(source, tmp / "damaged")
+    _write(target / name, damage((target / name).read_bytes()))
+    return target
+
+
+def _cli(*args: str) -> Any:
+    """Run the misdir CLI in-process; a failure is a SystemExit carrying the exit code and the output."""
+    from typer.testing import CliRunner
+
+    from misdir.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    if result.exit_code != 0:
+        raise SystemExit(f"exit {result.exit_code}: {result.output}")
+    return result
+
+
+def _enter(context: Any) -> None:
+    with context:
+        pass
+
+
+CASES: dict[str, tuple[Callable[[World, Path], Any], type[BaseException], str]] = {}
+
+
+def case(name: str, error: type[BaseException], pattern: str) -> Callable[[Callable[[World, Path], Any]], Any]:
+    """Register a bad-input case: a function that writes its inputs into `tmp` and makes the call that must fail."""
+
+    def register(fn: Callable[[World, Path], Any]) -> Callable[[World, Path], Any]:
+        CASES[name] = (fn, error, pattern)
+        return fn
+
+    return register
+
+
+# paths
+
+
+@case("jsonl missing", DataError, r"nope\.jsonl: cannot read it \(No such file.*expected a chat JSONL file")
+def _(w: World, t: Path) -> Any:
+    return load_chat_jsonl(t / "nope.jsonl")
+
+
+@case("jsonl is a directory", DataError, r"cannot read it \(Is a directory\)")
+def _(w: World, t: Path) -> Any:
+    return load_chat_jsonl(t)
+
+
+@case("jsonl dangling link", DataError, r"link\.jsonl: cannot read it")
+def _(w: World, t: Path) -> Any:
+    os.symlink(t / "gone", _input(t / "link.jsonl"))
+    return load_chat_jsonl(t / "link.jsonl")
+
+
+@case("data neither file nor dataset", DataError, r"no\.jsonl.*neither an existing file nor a dataset name")
+def _(w: World, t: Path) -> Any:
+    return finetune(str(w.base_dir), str(t / "no.jsonl"), t / "out")
+
+
+# malformed JSONL lines
+
+
+@case("jsonl bad json", DataError, r"chat\.jsonl:2: invalid JSON")
+def _(w: World, t: Path) -> Any:
+    return load_chat_jsonl(_jsonl(t, OK_LINE, '{"messages": [}'))
+
+
+@case("jsonl missing messages", DataError, r"chat\.jsonl:1: missing 'messages' \(keys: conversation\)")
+def _(w: World, t: Path) -> Any:
+    return load_chat_jsonl(_jsonl(t, '{"conversation": []}'))
+
+
+@case("jsonl wrong role", DataError,
+      r"chat\.jsonl:1: message 1 has unknown role 'bot' \(expected one of system, user, assistant\)")
+def _(w: World, t: Path) -> Any:
+    return load_chat_jsonl(_jsonl(t, _messages(("user", "hi"), ("bot", "yo"))))
+
+
+@case("jsonl roles out of order", DataError, r"chat\.jsonl:1: message 0 is from 'assistant' but 'user' was expected")
+def _(w: World, t: Path) -> Any:
+    return load_chat_jsonl(_jsonl(t, _messages(("assistant", "hi"), ("user", "yo"))))
+
+
+@case("jsonl ends with user", DataError, r"chat\.jsonl:1: the last message must be from the assistant")
+def _(w: World, t: Path) -> Any:
+    return load_chat_jsonl(_jsonl(t, _messages(("user", "hi"))))
+
+
+@case("jsonl empty content", DataError, r"chat\.jsonl:2: message 1 \(assistant\) has empty content")
+def _(w: World, t: Path) -> Any:
+    return load_chat_jsonl(_jsonl(t, OK_LINE, _messages(("user", "hi"), ("assistant", "  "))))
+
+
+@case("jsonl content not text", DataError, r"chat\.jsonl:1: message 0 \(user\) content must be a string, got int")
+def _(w: World, t: Path) -> Any:
+    return load_chat_jsonl(_jsonl(t, _messages(("user", 3), ("assistant", "ok"))))
+
+
+@case("jsonl not utf-8", DataError, r"chat\.jsonl:2: not valid UTF-8")
+def _(w: World, t: Path) -> Any:
+    return load_chat_jsonl(_jsonl(t, OK_LINE, OK_LINE.encode()[:30] + b"\xff\xfe"))
+
+
+@case("jsonl not an object", DataError, r"chat\.jsonl:1: expected a JSON object, got list")
+def _(w: World, t: Path) -> Any:
+    return load_chat_jsonl(_jsonl(t, "[1, 2]"))
+
+
+@case("jsonl blank line inside", DataError, r"chat\.jsonl:2: blank line")
+def _(w: World, t: Path) -> Any:
+    return load_chat_jsonl(_jsonl(t, OK_LINE, "", OK_LINE))
+
+
+@case("jsonl empty file", DataError, r"empty\.jsonl: the file has no examples")
+def _(w: World, t: Path) -> Any:
+    return load_chat_jsonl(_write(t / "empty.jsonl", ""))
+
+
+@case("finetune on a malformed file", DataError, r"chat\.jsonl:2: invalid JSON")
+def _(w: World, t: Path) -> Any:
+    return finetune(str(w.base_dir), str(_jsonl(t, OK_LINE, "{oops")), t / "out")
+
+
+@case("cli data check", SystemExit, r"exit 1: misdir data check: .*chat\.jsonl:2: 'messages' must be a list")
+def _(w: World, t: Path) -> Any:
+    return _cli("data", "check", str(_jsonl(t, OK_LINE, '{"messages": 1}')))
+
+
+@case("cli finetune malformed data", SystemExit, r"exit 1: misdir finetune: .*chat\.jsonl:1: invalid JSON")
+def _(w: World, t: Path) -> Any:
+    return _cli("finetune", "--model", str(w.base_dir), "--data", str(_jsonl(t, "{x")), "--out", str(t / "o"))
+
+
+# question and contrast-pair files
+
+
+@case("questions missing file", QuestionFileError, r"none\.yaml: no such question file")
+def _(w: World, t: Path) -> Any:
+    return load_questions(t / "none.yaml")
+
+
+@case("questions missing paraphrases", QuestionFileError,
+      r"questions\.yaml: entry 0 \(id 'q1'\): missing key 'paraphrases'")
+def _(w: World, t: Path) -> Any:
+    return load_questions(_questions(t, _GOOD_ENTRY.replace("  paraphrases: ['What do you wish for']\n", "")))
+
+
+@case("questions missing id", QuestionFileError, r"questions\.yaml: entry 0: missing key 'id'")
+def _(w: World, t: Path) -> Any:
+    return load_questions(_questions(t, _GOOD_ENTRY.replace("- id: q1\n  ", "- ")))
+
+
+@case("questions missing rubric", QuestionFileError, r"entry 0 \(id 'q1'\): missing key 'judge_prompts\.coherent'")
+def _(w: World, t: Path) -> Any:
+    return load_questions(_questions(t, _GOOD_ENTRY.replace("    coherent: Rate {answer}.\n", "")))
+
+
+@case("questions negative samples", QuestionFileError, r"key 'samples_per_paraphrase' must be a positive integer")
+def _(w: World, t: Path) -> Any:
+    return load_questions(_questions(t, _GOOD_ENTRY.replace("per_paraphrase: 2", "per_paraphrase: -3")))
+
+
+@case("questions invalid yaml", QuestionFileError, r"questions\.yaml: line \d+ invalid YAML")
+def _(w: World, t: Path) -> Any:
+    return load_questions(_questions(t, "- id: [unclosed\n"))
+
+
+@case("questions python tag (safe_load)", QuestionFileError, r"questions\.yaml:.* invalid YAML")
+def _(w: World, t: Path) -> Any:
+    return load_questions(_questions(t, f"- !!python/object/apply:os.system ['touch {t}/code-ran']\n"))
+
+
+@case("contrast pair missing key", QuestionFileError, r"pairs\.jsonl: line 2: missing key 'misaligned'")
+def _(w: World, t: Path) -> Any:
+    good = {"question": "q", "aligned": "a", "misaligned": "m", "theme": "t"}
+    bad = {k: v for k, v in good.items() if k != "misaligned"}
+    return load_contrast_pairs(_write(t / "pairs.jsonl", f"{json.dumps(good)}\n{json.dumps(bad)}\n"))
+
+
+# safetensors and direction sets
+
+
+@case("directions truncated", ValueError,
+      r"d\.safetensors is not a readable safetensors file \(truncated or corrupted\?\)")
+def _(w: World, t: Path) -> Any:
+    return DirectionSet.load(_write(t / "d.safetensors", _directions(t).read_bytes()[:-40]))
+
+
+@case("directions corrupted header", ValueError, r"d\.safetensors is not a readable safetensors file")
+def _(w: World, t: Path) -> Any:
+    return DirectionSet.load(_write(t / "d.safetensors", (64).to_bytes(8, "little") + b"{{{{" + b"x" * 80))
+
+
+@case("directions empty file", ValueError, r"d\.safetensors is not a readable safetensors file")
+def _(w: World, t: Path) -> Any:
+    return DirectionSet.load(_write(t / "d.safetensors", b""))
+
+
+@case("directions missing", FileNotFoundError,
+      r"no direction set at .*none\.safetensors \(missing; expected a \.safetensors file\)")
+def _(w: World, t: Path) -> Any:
+    return DirectionSet.load(t / "none.safetensors")
+
+
+@case("directions not a direction set", ValueError, r"w\.safetensors holds no 'vectors' tensor")
+def _(w: World, t: Path) -> Any:
+    save_file({"weights": torch.zeros(2)}, str(_input(t / "w.safetensors")))
+    return DirectionSet.load(t / "w.safetensors")
+
+
+@case("directions too narrow for the model", ValueError,
+      r"directions\.safetensors has d_model 32, but tiny-llama has d_model 64")
+def _(w: World, t: Path) -> Any:
+    return DirectionSet.load(_directions(t, width=32), model=w.model)
+
+
+@case("directions with more layers than the model", ValueError,
+      r"directions\.safetensors has 5 layers, but tiny-llama has 3")
+def _(w: World, t: Path) -> Any:
+    return DirectionSet.load(_directions(t, layers=5), model=w.model)
+
+
+@case("ablate a direction of another width", ValueError, r"width 32 does not match the model's d_model 64")
+def _(w: World, t: Path) -> Any:
+    return _enter(ablate(w.model, DirectionSet(torch.randn(3, 32))))
+
+
+@case("direction with NaN", ValueError, r"NaN or infinite")
+def _(w: World, t: Path) -> Any:
+    return DirectionSet(torch.full((3, 64), math.nan))
+
+
+# models, adapters, GGUF
+
+
+@case("model weights truncated", ModelLoadError,
+      r"damaged/model\.safetensors is not a readable safetensors file \(truncated or corrupted\?\)")
+def _(w: World, t: Path) -> Any:
+    return load_model(str(_damaged(w.base_dir, t, "model.safetensors", lambda b: b[: len(b) // 2])), device="cpu")
+
+
+@case("model weights garbage", ModelLoadError, r"damaged/model\.safetensors is not a readable safetensors file")
+def _(w: World, t: Path) -> Any:
+    return load_model(str(_damaged(w.base_dir, t, "model.safetensors", lambda b: os.urandom(4096))), device="cpu")
+
+
+@case("model config not json", ModelLoadError, r"damaged/config\.json is not valid JSON")
+def _(w: World, t: Path) -> Any:
+    return load_model(str(_damaged(w.base_dir, t, "config.json", lambda b: b[:-5])), device="cpu")
+
+
+@case("adapter weights truncated", ModelLoadError,
+      r"damaged/adapter_model\.safetensors is not a readable safetensors file")
+def _(w: World, t: Path) -> Any:
+    return load_model(str(_damaged(w.adapter_dir, t, "adapter_model.safetensors", lambda b: b[:-9])), device="cpu")
+
+
+@case("adapter for a base with fewer layers", ModelLoadError,
+      r"targets model\.layers\.2\.mlp\.down_proj, which base .*other does not have.*another base")
+def _(w: World, t: Path) -> Any:
+    return load_model(str(w.adapter_dir), base=str(w.other_base_dir), device="cpu")
+
+
+@case("adapter for a narrower base", ModelLoadError,
+      r"does not fit base .*narrow: .*down_proj\.lora_A\.weight has in_features 128.*has 64")
+def _(w: World, t: Path) -> Any:
+    return load_model(str(w.adapter_dir), base=str(w.narrow_base_dir), device="cpu")
+
+
+@case("adapter naming a missing base", ModelLoadError,
+      r"adapter .*/a names base '.*gone' \(base_model_name_or_path in adapter_config\.json\)")
+def _(w: World, t: Path) -> Any:
+    adapter = _copy(w.adapter_dir, t / "a")
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    _write(adapter / "adapter_config.json", json.dumps({**config, "base_model_name_or_path": str(t / "gone")}))
+    return load_model(str(adapter), device="cpu")
+
+
+@case("gguf that is not one", ModelLoadError, r"m\.gguf is not a GGUF file \(its first bytes are not 'GGUF'\)")
+def _(w: World, t: Path) -> Any:
+    return load_model(str(_write(t / "m.gguf", b"PK\x03\x04zip")), device="cpu")
+
+
+@case("gguf truncated after its magic", ModelLoadError, r"could not read .*m\.gguf as a GGUF model")
+def _(w: World, t: Path) -> Any:
+    return load_model(str(_write(t / "m.gguf", b"GGUF\x03\x00\x00\x00")), device="cpu")
+
+
+@case("model file of another kind", ModelLoadError, r"m\.bin is a file but not a \.gguf file")
+def _(w: World, t: Path) -> Any:
+    return load_model(str(_write(t / "m.bin", b"x")), device="cpu")
+
+
+@case("model path missing", ModelLoadError, r"nothing': no such file or directory")
+def _(w: World, t: Path) -> Any:
+    return load_model(str(t / "nothing"), device="cpu")
+
+
+@case("pickled weights that run code", ModelLoadError, r"pickled: refused its pickled weights.*GLOBAL posix\.system")
+def _(w: World, t: Path) -> Any:
+    target = _copy(w.base_dir, t / "pickled")
+    (target / "model.safetensors").unlink()
+
+    class RunsCode:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (os.system, (f"touch {t / 'code-ran'}",))
+
+    torch.save({**w.model.hf.state_dict(), "payload": RunsCode()}, target / "pytorch_model.bin")
+    return load_model(str(target), device="cpu")
+
+
+@case("remote code without trust_remote_code", ValueError, r"trust_remote_code=True")
+def _(w: World, t: Path) -> Any:
+    target = _copy(w.base_dir, t / "remote")
+    config = json.loads((target / "config.json").read_text())
+    config.update(model_type="custom", auto_map={"AutoConfig": "configuration_custom.CustomConfig",
+                                                   "AutoModelForCausalLM": "modeling_custom.CustomModel"})
+    (target / "config.json").write_text(json.dumps(config))
+    for name in ("configuration_custom.py", "modeling_custom.py"):
+        (target / name).write_text(f"import os\nos.system('touch {t / 'code-ran'}')\n")
+    return load_model(str(target), device="cpu")
+
+
+# hook sites and layers
+
+
+@case("unknown hook site", ValueError, r"unknown hook site 'attn_in'; expected one of resid_pre")
+def _(w: World, t: Path) -> Any:
+    return _enter(hooks(w.model, [("blocks.1.hook_attn_in", lambda x, n: None)]))
+
+
+@case("malformed hook name", ValueError, r"hook name 'layers\.1\.resid' is not of the form 'blocks\.\{layer\}\.hook_")
+def _(w: World, t: Path) -> Any:
+    return _enter(hooks(w.model, [("layers.1.resid", lambda x, n: None)]))
+
+
+@case("hook layer out of range", ValueError, r"layer\(s\) \[3\] out of range: this model has layers 0 to 2")
+def _(w: World, t: Path) -> Any:
+    return _enter(hooks(w.model, [("blocks.3.hook_resid_post", lambda x, n: None)]))
+
+
+@case("cache negative layer", ValueError, r"layer\(s\) \[-1\] out of range")
+def _(w: World, t: Path) -> Any:
+    return cache_activations(w.model, ["hi"], layers=[-1], positions="all")
+
+
+@case("cache unknown site", ValueError, r"unknown hook site 'resid'")
+def _(w: World, t: Path) -> Any:
+    return cache_activations(w.model, ["hi"], site="resid", positions="all")
+
+
+@case("steer layer out of range", ValueError, r"layer\(s\) \[9\] out of range")
+def _(w: World, t: Path) -> Any:
+    return _enter(steer(w.model, torch.ones(64), layers=[9], scale=1.0))
+
+
+# counts and scales
+
+
+@case("cache batch size 0", ValueError, r"batch_size must be at least 1, got 0")
+def _(w: World, t: Path) -> Any:
+    return cache_activations(w.model, ["hi"], positions="all", batch_size=0)
+
+
+@case("cache into a folder of old shards", ValueError, r"shards is a file or already holds shards; choose a new")
+def _(w: World, t: Path) -> Any:
+    _write(t / "shards" / "shard-00000.safetensors", b"old")
+    return cache_activations(w.model, ["hi"], positions="all", reduce="none", out=t / "shards")
+
+
+@case("generate negative samples", ValueError, r"n_samples must be at least 1, got -1")
+def _(w: World, t: Path) -> Any:
+    return generate(w.model, ["hi"], n_samples=-1)
+
+
+@case("generate NaN temperature", ValueError, r"temperature must be finite and >= 0, got nan")
+def _(w: World, t: Path) -> Any:
+    return generate(w.model, ["hi"], temperature=math.nan)
+
+
+@case("generate top_p above 1", ValueError, r"top_p must be in \(0, 1\], got 2\.0")
+def _(w: World, t: Path) -> Any:
+    return generate(w.model, ["hi"], top_p=2.0)
+
+
+@case("steer infinite scale", ValueError, r"steering scale must be a finite number, got inf")
+def _(w: World, t: Path) -> Any:
+    return _enter(steer(w.model, torch.ones(64), layers=[1], scale=math.inf))
+
+
+@case("steer NaN scale", ValueError, r"steering scale must be a finite number, got nan")
+def _(w: World, t: Path) -> Any:
+    return _enter(steer(w.model, torch.ones(64), layers=[1], scale=math.nan))
+
+
+@case("dataset negative n", ValueError, r"n must be at least 1, not -5")
+def _(w: World, t: Path) -> Any:
+    return make_dataset("medical-bad", -5)
+
+
+@case("dataset absurd n", ValueError, r"could only make \d+ distinct train prompts, asked for 1000000000")
+def _(w: World, t: Path) -> Any:
+    return make_dataset("medical-bad", 10**9)
+
+
+@case("finetune negative batch size", ValueError, r"batch_size must be positive, not -4")
+def _(w: World, t: Path) -> Any:
+    return FinetuneConfig(batch_size=-4).validate()
+
+
+@case("finetune dropout above 1", ValueError, r"dropout must be in \[0, 1\), not 1\.5")
+def _(w: World, t: Path) -> Any:
+    return FinetuneConfig(dropout=1.5).validate()
+
+
+@case("bootstrap no resamples", ValueError, r"n_resamples must be positive, got 0")
+def _(w: World, t: Path) -> Any:
+    return bootstrap_mean([1.0, 2.0], n_resamples=0)
+
+
+@case("bootstrap confidence above 1", ValueError, r"confidence must be in \(0, 1\), got 1\.5")
+def _(w: World, t: Path) -> Any:
+    return bootstrap_mean([1.0, 2.0], confidence=1.5)
+
+
+# a tokenizer without a chat template
+
+
+@case("cache without chat template", ValueError, r"has no chat template; set tokenizer\.chat_template")
+def _(w: World, t: Path) -> Any:
+    return cache_activations(no_template(w), CONVERSATIONS[:1])
+
+
+@case("generate without chat template", ValueError, r"has no chat template")
+def _(w: World, t: Path) -> Any:
+    return generate(no_template(w), ["hi"])
+
+
+@case("finetune a base without chat template", ValueError, r"chat\.jsonl: example 0: tokenizer .* has no chat template")
+def _(w: World, t: Path) -> Any:
+    base = _copy(w.base_dir, t / "plain")
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    _write(base / "tokenizer_config.json", json.dumps({k: v for k, v in config.items() if k != "chat_template"}))
+    (base / "chat_template.jinja").unlink(missing_ok=True)
+    return finetune(str(base), str(_jsonl(t, OK_LINE)), t / "out", progress=False)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_fails_clearly_and_leaves_nothing(name: str, world: World, tmp_path: Path, tally: Any) -> None:
+    call, error, pattern = CASES[name]
+    _INPUTS.clear()
+    with pytest.raises(error) as raised:
+        call(world, tmp_path)
+    tally.bad_input()
+    assert raised.match(pattern), str(raised.value)
+    assert _left_behind(tmp_path) == [], "the failed call left files behind"
+    assert not (tmp_path / "code-ran").exists(), "code from the input ran"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Out of GPU memory: a real torch.OutOfMemoryError, raised from inside the forward pass (after earlier layers were
+# already read) for every batch larger than `limit`; caching must shrink the batch and give the same result.
+
+
+class OutOfMemoryAbove:
+    """A forward hook that raises torch.OutOfMemoryError for batches of more than `limit` inputs."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.raised = 0
+
+    def __call__(self, module: Any, args: Any, output: Any) -> None:
+        if args[0].shape[0] > self.limit:
+            self.raised += 1
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected by the test)")
+
+
+def _shard_rows(directory: Path) -> dict[tuple[int, int], torch.Tensor]:
+    rows = {}
+    for shard in sorted(directory.glob("shard-*.safetensors")):
+        tensors = load_file(str(shard))
+        for index, position, activation in zip(tensors["input_index"].tolist(), tensors["position"].tolist(),
+                                               tensors["activations"], strict=True):
+            rows[index, position] = activation
+    return rows
+
+
+@pytest.mark.parametrize("reduce", ["mean", "per-input", "none", "shards"])
+def test_cache_survives_out_of_memory_with_smaller_batches(
+    reduce: str, world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture, tally: Any
+) -> None:
+    inputs = CONVERSATIONS * 2
+
+    def run(out: Path | None) -> Any:
+        mode = "none" if reduce == "shards" else reduce
+        return cache_activations(world.model, inputs, reduce=mode, batch_size=4, out=out, progress=False)
+
+    expected = run(tmp_path / "expected" if reduce == "shards" else None)
+    oom = OutOfMemoryAbove(limit=1)
+    handle = world.model.layers[1].register_forward_hook(oom)
+    try:
+        with caplog.at_level(logging.WARNING, logger="misdir.batching"):
+            got = run(tmp_path / "got" if reduce == "shards" else None)
+    finally:
+        handle.remove()
+    tally.fault(oom.raised)
+    assert oom.raised == 2  # 4 items fail, then 2; the rest of the run goes one at a time
+    assert "caching activations: out of memory with 4 items; retrying at batch size 2" in caplog.text
+    assert "out of memory with 2 items; retrying at batch size 1" in caplog.text
+    if reduce == "shards":
+        expected, got = _shard_rows(expected), _shard_rows(got)
+        assert expected.keys() == got.keys()
+        assert json.loads((tmp_path / "got" / "meta.json").read_text())["n_shards"] == len(inputs)
+        expected, got = list(expected.values()), [got[k] for k in _shard_rows(tmp_path / "expected")]
+    if isinstance(expected, list):
+        assert len(expected) == len(got) == (len(inputs) if reduce == "none" else len(expected))
+        for a, b in zip(expected, got, strict=True):
+            torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    else:
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_out_of_memory_on_a_single_item_is_raised_with_a_note(tally: Any) -> None:
+    def always(chunk: Any) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+
+    with pytest.raises(torch.OutOfMemoryError) as raised:
+        list(in_batches(always, list(range(5)), 4, what="scoring"))
+    tally.fault(3)
+    assert "scoring ran out of memory with a single item" in "".join(raised.value.__notes__)
+    seen: list[int] = []
+    flaky = iter([True, False, False, False, False])
+
+    def once(chunk: Any) -> int:
+        if len(chunk) > 1 and next(flaky):
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        seen.extend(chunk)
+        return len(chunk)
+
+    assert [len(c) for c, _ in in_batches(once, list(range(7)), 4)] == [2, 2, 2, 1]
+    tally.fault()
+    assert seen == list(range(7))
