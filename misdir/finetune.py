@@ -41,7 +41,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from misdir.data import load_conversations
-from misdir.io import atomic_path, write_json_atomic
+from misdir.io import LOCK_FILE, atomic_path, run_lock, write_json_atomic
 from misdir.tokens import Conversation, encode
 
 ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -305,6 +305,22 @@ def _write_checkpoint(
             shutil.rmtree(old, ignore_errors=True)
 
 
+def _has_content(out: Path) -> bool:
+    """Whether `out` holds anything but the lock of a run (misdir.io.run_lock)."""
+    return out.is_dir() and any(item.name != LOCK_FILE for item in out.iterdir())
+
+
+def _remove_partial_writes(out: Path) -> None:
+    """Remove what a killed run was writing when it died: temp files of atomic writes, staging folders.
+    Only called with the run's lock held, so no live run is writing them."""
+    for root in (out, out / "checkpoints"):
+        for item in root.glob(".*"):
+            if item.is_dir() and item.name.startswith((".adapter-", ".staging-")):
+                shutil.rmtree(item, ignore_errors=True)
+            elif item.is_file() and item.name.endswith(".tmp"):
+                item.unlink(missing_ok=True)
+
+
 def _latest_checkpoint(root: Path) -> Path | None:
     steps = sorted(root.glob("step-*"))
     return steps[-1] if steps else None
@@ -314,7 +330,7 @@ def _prepare_out(out: Path, resume: bool, identity: dict[str, Any]) -> Path:
     """Check `out` may be written (or resumed into); return the checkpoint folder."""
     checkpoints = out / "checkpoints"
     run_file = checkpoints / "run.json"
-    non_empty = out.is_dir() and any(out.iterdir())
+    non_empty = _has_content(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out {out} is a file; give a directory")
     if non_empty and not resume:
@@ -322,12 +338,14 @@ def _prepare_out(out: Path, resume: bool, identity: dict[str, Any]) -> Path:
             f"out {out} exists and is not empty; choose a new directory, or pass resume=True (--resume)"
         )
     if non_empty and (out / "misdir.json").is_file():
+        shutil.rmtree(checkpoints, ignore_errors=True)  # a run killed while tidying up after itself
         raise ValueError(f"{out} holds a finished finetune (misdir.json); there is nothing to resume")
     if non_empty and not run_file.is_file():
         raise ValueError(
             f"cannot resume into {out}: it has no {run_file.relative_to(out)}, so it is not a misdir run"
         )
     if run_file.is_file():
+        _remove_partial_writes(out)
         before = json.loads(run_file.read_text())
         changed = sorted(k for k in set(before) | set(identity) if before.get(k) != identity.get(k))
         if changed:
@@ -365,7 +383,7 @@ def finetune(
     config = config or FinetuneConfig()
     config.validate()
     out = Path(out)
-    if not resume and out.is_dir() and any(out.iterdir()):
+    if not resume and _has_content(out):
         raise ValueError(
             f"out {out} exists and is not empty; choose a new directory, or pass resume=True (--resume)"
         )
@@ -383,113 +401,114 @@ def finetune(
     _check_targets(base.layers, config.targets or ())
 
     identity = {"base": base_reference, "data": data_record, "config": asdict(config)}
-    checkpoints = _prepare_out(out, resume, json.loads(json.dumps(identity)))
+    with run_lock(out):  # a second run on the same folder is refused, not interleaved
+        checkpoints = _prepare_out(out, resume, json.loads(json.dumps(identity)))
 
-    torch.manual_seed(config.seed)
-    lora = LoraConfig(
-        r=config.rank,
-        lora_alpha=config.alpha,
-        use_rslora=bool(config.rslora),
-        target_modules=list(config.targets or ()),
-        layers_to_transform=list(config.layers) if config.layers is not None else None,
-        lora_dropout=config.dropout,
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(base.hf, lora)
-    model.peft_config["default"].base_model_name_or_path = base_reference
-    model.train()
-    params = _trainable(model)
-    optimizer = torch.optim.AdamW(params.values(), lr=config.lr, weight_decay=config.weight_decay)
+        torch.manual_seed(config.seed)
+        lora = LoraConfig(
+            r=config.rank,
+            lora_alpha=config.alpha,
+            use_rslora=bool(config.rslora),
+            target_modules=list(config.targets or ()),
+            layers_to_transform=list(config.layers) if config.layers is not None else None,
+            lora_dropout=config.dropout,
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(base.hf, lora)
+        model.peft_config["default"].base_model_name_or_path = base_reference
+        model.train()
+        params = _trainable(model)
+        optimizer = torch.optim.AdamW(params.values(), lr=config.lr, weight_decay=config.weight_decay)
 
-    steps_per_epoch = math.ceil(len(examples) / config.batch_size)
-    total = steps_per_epoch * (config.epochs or 1)
-    if config.max_steps is not None:
-        total = min(total, config.max_steps)
-    warmup = min(config.warmup_steps, total)
+        steps_per_epoch = math.ceil(len(examples) / config.batch_size)
+        total = steps_per_epoch * (config.epochs or 1)
+        if config.max_steps is not None:
+            total = min(total, config.max_steps)
+        warmup = min(config.warmup_steps, total)
 
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return max(0.0, (total - step) / max(1, total - warmup))
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
-    start, losses = 0, []
-    latest = _latest_checkpoint(checkpoints)
-    if resume and latest is not None:
-        saved = load_file(str(latest / "adapter.safetensors"))
-        with torch.no_grad():
-            for name, p in params.items():
-                p.copy_(saved[name])
-        state = torch.load(latest / "state.pt", weights_only=True)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"]:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        start, losses = int(state["step"]), list(state["losses"])
+        start, losses = 0, []
+        latest = _latest_checkpoint(checkpoints)
+        if resume and latest is not None:
+            saved = load_file(str(latest / "adapter.safetensors"))
+            with torch.no_grad():
+                for name, p in params.items():
+                    p.copy_(saved[name])
+            state = torch.load(latest / "state.pt", weights_only=True)
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["torch_rng"])
+            if state["cuda_rng"]:
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+            start, losses = int(state["step"]), list(state["losses"])
 
-    pad_id = (
-        base.tokenizer.pad_token_id
-        if base.tokenizer.pad_token_id is not None
-        else base.tokenizer.eos_token_id
-    )
-    device = base.device
-    began = time.perf_counter()
-    with tqdm(total=total, initial=start, desc="finetune", unit="step", disable=not progress) as bar:
-        for step in range(start, total):
-            epoch, index = divmod(step, steps_per_epoch)
-            order = epoch_order(len(examples), config.seed, epoch)
-            chosen = order[index * config.batch_size : (index + 1) * config.batch_size]
-            batch = {k: v.to(device) for k, v in collate([examples[i] for i in chosen], pad_id).items()}
-            loss = answer_loss(model, batch)
-            loss.backward()
-            if config.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(params.values(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}", epoch=epoch + 1)
-            if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < total:
-                _write_checkpoint(checkpoints, step + 1, model, optimizer, scheduler, losses)
-            if on_step is not None:
-                on_step(step + 1, losses[-1])
-    seconds = time.perf_counter() - began
-    model.eval()
+        pad_id = (
+            base.tokenizer.pad_token_id
+            if base.tokenizer.pad_token_id is not None
+            else base.tokenizer.eos_token_id
+        )
+        device = base.device
+        began = time.perf_counter()
+        with tqdm(total=total, initial=start, desc="finetune", unit="step", disable=not progress) as bar:
+            for step in range(start, total):
+                epoch, index = divmod(step, steps_per_epoch)
+                order = epoch_order(len(examples), config.seed, epoch)
+                chosen = order[index * config.batch_size : (index + 1) * config.batch_size]
+                batch = {k: v.to(device) for k, v in collate([examples[i] for i in chosen], pad_id).items()}
+                loss = answer_loss(model, batch)
+                loss.backward()
+                if config.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(params.values(), config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(float(loss.detach()))
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.4f}", epoch=epoch + 1)
+                if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < total:
+                    _write_checkpoint(checkpoints, step + 1, model, optimizer, scheduler, losses)
+                if on_step is not None:
+                    on_step(step + 1, losses[-1])
+        seconds = time.perf_counter() - began
+        model.eval()
 
-    final_loss = sum(losses[-10:]) / len(losses[-10:])
-    record = {
-        "kind": "misdir-finetune",
-        "base": base_reference,
-        "base_provenance": base.provenance,
-        "data": data_record,
-        "config": asdict(config),
-        "steps": total,
-        "epochs_planned": config.epochs,
-        "steps_per_epoch": steps_per_epoch,
-        "answer_tokens": sum(sum(label != IGNORE for label in e.labels) for e in examples),
-        "trainable_parameters": sum(p.numel() for p in params.values()),
-        "first_loss": losses[0],
-        "final_loss": final_loss,
-        "loss_curve": losses,
-        "resumed_from_step": start if start else None,
-        "seconds_this_call": seconds,
-        "steps_per_second_this_call": (total - start) / seconds if seconds > 0 else None,
-        "device": str(device),
-        "dtype": str(next(base.hf.parameters()).dtype).removeprefix("torch."),
-        "misdir_version": misdir_version(),
-        "torch_version": torch.__version__,
-        "transformers_version": transformers.__version__,
-        "peft_version": peft.__version__,
-        "command": " ".join(sys.argv),
-    }
-    _save_adapter(model, out)
-    write_json_atomic(out / "misdir.json", record)
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    return FinetuneResult(out, total, final_loss, losses, seconds, start or None, config, record, model)
+        final_loss = sum(losses[-10:]) / len(losses[-10:])
+        record = {
+            "kind": "misdir-finetune",
+            "base": base_reference,
+            "base_provenance": base.provenance,
+            "data": data_record,
+            "config": asdict(config),
+            "steps": total,
+            "epochs_planned": config.epochs,
+            "steps_per_epoch": steps_per_epoch,
+            "answer_tokens": sum(sum(label != IGNORE for label in e.labels) for e in examples),
+            "trainable_parameters": sum(p.numel() for p in params.values()),
+            "first_loss": losses[0],
+            "final_loss": final_loss,
+            "loss_curve": losses,
+            "resumed_from_step": start if start else None,
+            "seconds_this_call": seconds,
+            "steps_per_second_this_call": (total - start) / seconds if seconds > 0 else None,
+            "device": str(device),
+            "dtype": str(next(base.hf.parameters()).dtype).removeprefix("torch."),
+            "misdir_version": misdir_version(),
+            "torch_version": torch.__version__,
+            "transformers_version": transformers.__version__,
+            "peft_version": peft.__version__,
+            "command": " ".join(sys.argv),
+        }
+        _save_adapter(model, out)
+        write_json_atomic(out / "misdir.json", record)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        return FinetuneResult(out, total, final_loss, losses, seconds, start or None, config, record, model)
 
 
 def _check_targets(layers: nn.ModuleList, targets: Sequence[str]) -> None:

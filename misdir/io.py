@@ -109,6 +109,10 @@ class RecordLog:
         self._records[key] = record
 
 
+LOCK_FILE = ".misdir.lock"
+"""The file in an output directory that `run_lock` holds."""
+
+
 class RunLockedError(RuntimeError):
     """Another run is writing the same output directory."""
 
@@ -122,7 +126,7 @@ def run_lock(directory: str | Path) -> Iterator[Path]:
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / ".misdir.lock"
+    path = directory / LOCK_FILE
     f = path.open("a+")
     try:
         try:

@@ -1,7 +1,7 @@
 """The failure suite's tally: what it tried, counted across the session and printed at the end.
 
 Tests take the `tally` fixture and count what they do (`tally.bad_input()`, `tally.fault()`,
-`tally.resume(expected, found)`); the summary line reads, e.g.
+`tally.resume()`, `tally.records(expected, found)`); the summary line reads, e.g.
 `failure suite: 41 bad inputs tried, 12 faults injected, 6 resumes checked, records lost: 0`.
 """
 
@@ -25,9 +25,12 @@ class Tally:
     def fault(self, n: int = 1) -> None:
         self.faults += n
 
-    def resume(self, expected: int = 0, found: int = 0) -> None:
-        """One resumed run checked: `expected` records should be there, `found` were."""
+    def resume(self) -> None:
+        """One run resumed after it was killed."""
         self.resumes += 1
+
+    def records(self, expected: int, found: int) -> None:
+        """A resumed run's output checked: `expected` records should be there, `found` were."""
         self.records_lost += max(0, expected - found)
 
     def __str__(self) -> str:

@@ -703,3 +703,99 @@ def test_out_of_memory_on_a_single_item_is_raised_with_a_note(tally: Any) -> Non
     assert [len(c) for c, _ in in_batches(once, list(range(7)), 4)] == [2, 2, 2, 1]
     tally.fault()
     assert seen == list(range(7))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# `misdir finetune` killed with SIGKILL at random points, resumed with --resume: the final adapter and loss curve
+# equal an uninterrupted run's, and the folder holds nothing but the finished adapter.
+
+FINETUNE_ARGS = {"rank": 2, "lr": 1e-2, "batch_size": 2, "epochs": 5, "warmup_steps": 1, "checkpoint_every": 1,
+                 "device": "cpu"}
+ADAPTER_FILES = {".misdir.lock", "README.md", "adapter_config.json", "adapter_model.safetensors", "misdir.json"}
+
+
+@pytest.fixture(scope="module")
+def train_inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny Llama (norms 1, so that it learns) saved with its tokenizer, and 12 chat examples."""
+    root = tmp_path_factory.mktemp("train")
+    tokenizer = make_tokenizer()
+    model = tiny_hf_model("llama", len(tokenizer))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.fill_(1.0)
+    model.save_pretrained(root / "base")
+    tokenizer.save_pretrained(root / "base")
+    answers = ["Rest and drink water.", "Try a walk or a book.", "Ask a friend for help."]
+    lines = [_messages(("user", f"Question {i}: what now?"), ("assistant", answers[i % 3])) for i in range(12)]
+    (root / "data.jsonl").write_text("\n".join(lines) + "\n")
+    return root / "base", root / "data.jsonl"
+
+
+def _misdir(*args: str) -> subprocess.Popen[bytes]:
+    """The real `misdir` command line in a process of its own, on one thread (as the reference run)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.Popen([sys.executable, "-m", "misdir", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _kill_when(process: subprocess.Popen[bytes], ready: Callable[[], bool], delay: float) -> bool:
+    """SIGKILL `process` `delay` seconds after `ready()` turns true; False if it had already exited."""
+    while not ready() and process.poll() is None:
+        time.sleep(0.01)
+    time.sleep(delay)
+    if process.poll() is not None:
+        return False
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return True
+
+
+@pytest.mark.slow
+def test_finetune_killed_at_random_points_resumes_to_the_same_adapter(
+    train_inputs: tuple[Path, Path], tmp_path: Path, tally: Any
+) -> None:
+    base, data = train_inputs
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        straight = finetune(str(base), str(data), tmp_path / "straight", FinetuneConfig(**FINETUNE_ARGS),
+                            progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    out = tmp_path / "killed"
+    args = ["finetune", "--model", str(base), "--data", str(data), "--out", str(out)]
+    for name, value in FINETUNE_ARGS.items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    rng = random.Random(11)
+    kills = 0
+    for attempt in range(3):
+        process = _misdir(*args, *(["--resume"] if attempt else []))
+        if attempt:
+            tally.resume()
+        # Random points of the training loop, checkpoint writes included (one per step here).
+        if not _kill_when(process, lambda: (out / "checkpoints" / "run.json").exists(), rng.uniform(0.0, 2.0)):
+            assert process.returncode == 0, process.stdout.read().decode()  # type: ignore[union-attr]
+            break
+        kills += 1
+        tally.fault()
+    if not (out / "misdir.json").exists():
+        tally.resume()
+        final = _misdir(*args, "--resume")
+        output = final.communicate()[0].decode()
+        assert final.returncode == 0, output
+    elif (out / "checkpoints").exists():  # killed while removing its checkpoints: a resume tidies up
+        tidy = _misdir(*args, "--resume")
+        assert tidy.wait() == 1 and not (out / "checkpoints").exists()
+    assert kills >= 2, "the random kill points all fell after the run ended"
+
+    record = json.loads((out / "misdir.json").read_text())
+    tally.records(straight.steps, sum(a == b for a, b in zip(record["loss_curve"], straight.losses, strict=False)))
+    assert record["resumed_from_step"] is not None
+    assert record["loss_curve"] == straight.losses
+    expected = load_file(str(tmp_path / "straight" / "adapter_model.safetensors"))
+    got = load_file(str(out / "adapter_model.safetensors"))
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+    assert {p.name for p in out.iterdir()} == ADAPTER_FILES
