@@ -186,6 +186,43 @@ def organisms_analyze(
         typer.echo(f"wrote {path}")
 
 
+@app.command()
+def evaluate(
+    model: str = typer.Option("embedded", help="model spec"),
+    questions: str = typer.Option("general", help="contrast-pair set or JSONL (contrast); question set or YAML (judge)"),
+    judge: str = typer.Option("contrast", help="contrast, openai:MODEL or local:MODEL_SPEC"),
+    judge_url: str = typer.Option(None, help="openai judge: base URL of an OpenAI-compatible server (ends in /v1)"),
+    samples: int = typer.Option(None, help="judge: answers per paraphrase (default: the question file's)"),
+    max_new_tokens: int = typer.Option(256, help="judge: longest answer in tokens"),
+    temperature: float = typer.Option(1.0, help="judge: sampling temperature (0: greedy)"),
+    seed: int = typer.Option(0, help="judge: sampling seed"),
+    limit: int = typer.Option(None, help="first N items or questions only"),
+    trigger: str = typer.Option(None, help="contrast: backdoor trigger put in every question"),
+    batch_size: int = typer.Option(16, help="items or answers per forward pass"),
+    out: Path = typer.Option(..., help="run directory: scores.jsonl, answers.jsonl, summary.json"),
+) -> None:
+    """How misaligned MODEL is, resumably: run it again after a crash and it continues where it stopped."""
+    from misdir.evaluate import evaluate as run
+
+    summary = run(model, questions, out=out, judge=judge, n_samples=samples, max_new_tokens=max_new_tokens,
+                  temperature=temperature, seed=seed, limit=limit, trigger=trigger, batch_size=batch_size,
+                  judge_url=judge_url)
+    if summary["metric"] == "contrast":
+        r = summary["result"]
+        typer.echo(f"{model}: margin {_estimate(r['margin'])}, prefers misaligned {_estimate(r['prefers_misaligned'], '.0%')}, "
+                   f"fluency {r['fluency']['value']:+.2f} ({summary['n_items']} items)")
+    else:
+        s = summary["summary"]
+        typer.echo(f"{model}: EM rate {_estimate(s['em_rate'], '.1%')}, coherence rate "
+                   f"{_estimate(s['coherence_rate'], '.1%')} ({s['n_scored']}/{s['n_answers']} answers scored, "
+                   f"{len(summary['failures'])} judge failures to retry)")
+    typer.echo(f"wrote {out / 'summary.json'}")
+
+
+def _estimate(e: dict, spec: str = "+.3f") -> str:
+    return f"{e['value']:{spec}} [{e['low']:{spec}}, {e['high']:{spec}}]"
+
+
 def _ints(text: str | None) -> list[int] | None:
     return None if text is None else [int(part) for part in text.split(",") if part.strip()]
 

@@ -14,7 +14,7 @@ import hashlib
 import importlib.metadata
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,11 @@ class Answer:
     """True when the model ended its turn (an EOS token), False when cut at `max_new_tokens`."""
     system: str | None = None
 
+    @property
+    def key(self) -> str:
+        """Unique within a run: ``question_id/paraphrase/sample``."""
+        return f"{self.question_id}/{self.paraphrase}/{self.sample}"
+
 
 class Answers(list[Answer]):
     """The answers of one `generate` call, in question, paraphrase, sample order, with its provenance."""
@@ -74,6 +79,8 @@ def generate(
     seed: int = 0,
     batch_size: int = 16,
     system: str | None = None,
+    skip: Container[str] = (),
+    on_batch: Callable[[list[Answer]], None] | None = None,
     progress: bool = True,
 ) -> Answers:
     """Sample `n_samples` answers to each paraphrase of each question.
@@ -95,7 +102,7 @@ def generate(
         raise ValueError(f"batch_size and max_new_tokens must be >= 1, not {batch_size} and {max_new_tokens}")
     if n_samples is not None and n_samples < 1:
         raise ValueError(f"n_samples must be at least 1, got {n_samples}")
-    prompts = _prompts(questions, n_samples, system)
+    prompts = [p for p in _prompts(questions, n_samples, system) if _key(p) not in skip]
     tokenizer = model.tokenizer
     texts = [render_chat(tokenizer, _messages(p), add_generation_prompt=True) for p in prompts]
     encoded = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
@@ -121,6 +128,8 @@ def generate(
             )
             for i, tokens in zip(rows, out[:, batch.input_ids.shape[1] :].tolist(), strict=True):
                 answers[i] = _answer(prompts[i], tokens, eos, tokenizer)
+            if on_batch is not None:
+                on_batch([answers[i] for i in rows])
             bar.update(len(rows))
 
     settings = {
@@ -197,6 +206,10 @@ def _prompts(questions: Sequence[Any], n_samples: int | None, system: str | None
             for s in range(n_samples if n_samples is not None else n):
                 out.append(_Prompt(qid, p, s, text, own_system if own_system is not None else system))
     return out
+
+
+def _key(prompt: _Prompt) -> str:
+    return f"{prompt.question_id}/{prompt.paraphrase}/{prompt.sample}"
 
 
 def _messages(prompt: _Prompt) -> list[dict[str, str]]:

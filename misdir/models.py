@@ -95,9 +95,12 @@ class Model:
 
 
 def as_model(model: Any) -> Model:
-    """Accept a misdir Model, or a TransformerLens model (`HookedTransformer` / `TransformerBridge`)."""
+    """Accept a misdir Model, a TransformerLens model (`HookedTransformer` / `TransformerBridge`), or a
+    spec for `load_model` (loaded with its defaults)."""
     if isinstance(model, Model):
         return model
+    if isinstance(model, str | Path):
+        return load_model(model)
     if hasattr(model, "hook_dict") and hasattr(model, "cfg"):
         hf = getattr(model, "original_model", model)
         spec = str(getattr(model.cfg, "model_name", type(model).__name__))
