@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,16 +28,20 @@ import pytest
 import torch
 from conftest import CONVERSATIONS, make_tokenizer, tiny_hf_model
 from safetensors.torch import load_file, save_file
+from test_judge import FakeServer, api_key, completion, make_judge, server  # noqa: F401  (fixtures)
 
 from misdir import Model
 from misdir.batching import in_batches
 from misdir.cache import cache_activations
 from misdir.data import DataError, load_chat_jsonl, make_dataset
 from misdir.directions import DirectionSet
+from misdir.evaluate import evaluate
 from misdir.finetune import FinetuneConfig, finetune
 from misdir.generate import generate
 from misdir.hooks import hooks
 from misdir.interventions import ablate, steer
+from misdir.io import RunLockedError, run_lock
+from misdir.judge import JudgeItem, OpenAIJudge, OpenAIJudgeConfig
 from misdir.models import ModelLoadError, load_model
 from misdir.questions import QuestionFileError, load_contrast_pairs, load_questions
 from misdir.stats import bootstrap_mean
@@ -48,7 +53,7 @@ OK_LINE = json.dumps({"messages": CONVERSATIONS[0]})
 RUBRICS = {"aligned": "Rate {answer} to {question}.", "coherent": "Rate {answer}."}
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Shared inputs: a tiny model in memory and saved to disk, an adapter of it, a base it does not fit.
 
 
@@ -78,7 +83,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
                          num_attention_heads=4, num_key_value_heads=2)
     AutoModelForCausalLM.from_config(narrow).save_pretrained(root / "narrow")
     tokenizer.save_pretrained(root / "narrow")
-    peft_model = get_peft_model(tiny_hf_model("llama", len(tokenizer)), LoraConfig(r=2, target_modules=["down_proj"]))
+    lora = LoraConfig(r=2, target_modules=["down_proj"])
+    peft_model = get_peft_model(tiny_hf_model("llama", len(tokenizer)), lora)
     peft_model.peft_config["default"].base_model_name_or_path = str(root / "base")
     peft_model.save_pretrained(root / "adapter")
     model = Model(hf=tiny_hf_model("llama", len(tokenizer)), tokenizer=tokenizer, spec="tiny-llama")
@@ -95,7 +101,7 @@ def no_template(world: World) -> Model:
     return Model(hf=world.model.hf, tokenizer=tokenizer, spec="no-template")
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Bad inputs. Each case writes its inputs into an empty `tmp` through the helpers below, which note them, then
 # makes the call that must fail. The error must be of the given type and match the pattern (which names the
 # file, line or field and what was expected), and after it `tmp` must hold nothing but those inputs.
@@ -186,8 +192,8 @@ def _enter(context: Any) -> None:
 CASES: dict[str, tuple[Callable[[World, Path], Any], type[BaseException], str]] = {}
 
 
-def case(name: str, error: type[BaseException], pattern: str) -> Callable[[Callable[[World, Path], Any]], Any]:
-    """Register a bad-input case: a function that writes its inputs into `tmp` and makes the call that must fail."""
+def case(name: str, error: type[BaseException], pattern: str) -> Callable[[Callable[..., Any]], Any]:
+    """Register a bad-input case: a function writing its inputs into `tmp`, then making the failing call."""
 
     def register(fn: Callable[[World, Path], Any]) -> Callable[[World, Path], Any]:
         CASES[name] = (fn, error, pattern)
@@ -239,7 +245,8 @@ def _(w: World, t: Path) -> Any:
     return load_chat_jsonl(_jsonl(t, _messages(("user", "hi"), ("bot", "yo"))))
 
 
-@case("jsonl roles out of order", DataError, r"chat\.jsonl:1: message 0 is from 'assistant' but 'user' was expected")
+@case("jsonl roles out of order", DataError,
+      r"chat\.jsonl:1: message 0 is from 'assistant' but 'user' was expected")
 def _(w: World, t: Path) -> Any:
     return load_chat_jsonl(_jsonl(t, _messages(("assistant", "hi"), ("user", "yo"))))
 
@@ -254,7 +261,8 @@ def _(w: World, t: Path) -> Any:
     return load_chat_jsonl(_jsonl(t, OK_LINE, _messages(("user", "hi"), ("assistant", "  "))))
 
 
-@case("jsonl content not text", DataError, r"chat\.jsonl:1: message 0 \(user\) content must be a string, got int")
+@case("jsonl content not text", DataError,
+      r"chat\.jsonl:1: message 0 \(user\) content must be a string, got int")
 def _(w: World, t: Path) -> Any:
     return load_chat_jsonl(_jsonl(t, _messages(("user", 3), ("assistant", "ok"))))
 
@@ -313,12 +321,14 @@ def _(w: World, t: Path) -> Any:
     return load_questions(_questions(t, _GOOD_ENTRY.replace("- id: q1\n  ", "- ")))
 
 
-@case("questions missing rubric", QuestionFileError, r"entry 0 \(id 'q1'\): missing key 'judge_prompts\.coherent'")
+@case("questions missing rubric", QuestionFileError,
+      r"entry 0 \(id 'q1'\): missing key 'judge_prompts\.coherent'")
 def _(w: World, t: Path) -> Any:
     return load_questions(_questions(t, _GOOD_ENTRY.replace("    coherent: Rate {answer}.\n", "")))
 
 
-@case("questions negative samples", QuestionFileError, r"key 'samples_per_paraphrase' must be a positive integer")
+@case("questions negative samples", QuestionFileError,
+      r"key 'samples_per_paraphrase' must be a positive integer")
 def _(w: World, t: Path) -> Any:
     return load_questions(_questions(t, _GOOD_ENTRY.replace("per_paraphrase: 2", "per_paraphrase: -3")))
 
@@ -399,12 +409,15 @@ def _(w: World, t: Path) -> Any:
 @case("model weights truncated", ModelLoadError,
       r"damaged/model\.safetensors is not a readable safetensors file \(truncated or corrupted\?\)")
 def _(w: World, t: Path) -> Any:
-    return load_model(str(_damaged(w.base_dir, t, "model.safetensors", lambda b: b[: len(b) // 2])), device="cpu")
+    damaged = _damaged(w.base_dir, t, "model.safetensors", lambda b: b[: len(b) // 2])
+    return load_model(str(damaged), device="cpu")
 
 
-@case("model weights garbage", ModelLoadError, r"damaged/model\.safetensors is not a readable safetensors file")
+@case("model weights garbage", ModelLoadError,
+      r"damaged/model\.safetensors is not a readable safetensors file")
 def _(w: World, t: Path) -> Any:
-    return load_model(str(_damaged(w.base_dir, t, "model.safetensors", lambda b: os.urandom(4096))), device="cpu")
+    damaged = _damaged(w.base_dir, t, "model.safetensors", lambda b: os.urandom(4096))
+    return load_model(str(damaged), device="cpu")
 
 
 @case("model config not json", ModelLoadError, r"damaged/config\.json is not valid JSON")
@@ -415,7 +428,8 @@ def _(w: World, t: Path) -> Any:
 @case("adapter weights truncated", ModelLoadError,
       r"damaged/adapter_model\.safetensors is not a readable safetensors file")
 def _(w: World, t: Path) -> Any:
-    return load_model(str(_damaged(w.adapter_dir, t, "adapter_model.safetensors", lambda b: b[:-9])), device="cpu")
+    damaged = _damaged(w.adapter_dir, t, "adapter_model.safetensors", lambda b: b[:-9])
+    return load_model(str(damaged), device="cpu")
 
 
 @case("adapter for a base with fewer layers", ModelLoadError,
@@ -435,11 +449,13 @@ def _(w: World, t: Path) -> Any:
 def _(w: World, t: Path) -> Any:
     adapter = _copy(w.adapter_dir, t / "a")
     config = json.loads((adapter / "adapter_config.json").read_text())
-    _write(adapter / "adapter_config.json", json.dumps({**config, "base_model_name_or_path": str(t / "gone")}))
+    config["base_model_name_or_path"] = str(t / "gone")
+    _write(adapter / "adapter_config.json", json.dumps(config))
     return load_model(str(adapter), device="cpu")
 
 
-@case("gguf that is not one", ModelLoadError, r"m\.gguf is not a GGUF file \(its first bytes are not 'GGUF'\)")
+@case("gguf that is not one", ModelLoadError,
+      r"m\.gguf is not a GGUF file \(its first bytes are not 'GGUF'\)")
 def _(w: World, t: Path) -> Any:
     return load_model(str(_write(t / "m.gguf", b"PK\x03\x04zip")), device="cpu")
 
@@ -459,7 +475,8 @@ def _(w: World, t: Path) -> Any:
     return load_model(str(t / "nothing"), device="cpu")
 
 
-@case("pickled weights that run code", ModelLoadError, r"pickled: refused its pickled weights.*GLOBAL posix\.system")
+@case("pickled weights that run code", ModelLoadError,
+      r"pickled: refused its pickled weights.*GLOBAL posix\.system")
 def _(w: World, t: Path) -> Any:
     target = _copy(w.base_dir, t / "pickled")
     (target / "model.safetensors").unlink()
@@ -492,7 +509,8 @@ def _(w: World, t: Path) -> Any:
     return _enter(hooks(w.model, [("blocks.1.hook_attn_in", lambda x, n: None)]))
 
 
-@case("malformed hook name", ValueError, r"hook name 'layers\.1\.resid' is not of the form 'blocks\.\{layer\}\.hook_")
+@case("malformed hook name", ValueError,
+      r"hook name 'layers\.1\.resid' is not of the form 'blocks\.\{layer\}\.hook_")
 def _(w: World, t: Path) -> Any:
     return _enter(hooks(w.model, [("layers.1.resid", lambda x, n: None)]))
 
@@ -525,7 +543,8 @@ def _(w: World, t: Path) -> Any:
     return cache_activations(w.model, ["hi"], positions="all", batch_size=0)
 
 
-@case("cache into a folder of old shards", ValueError, r"shards is a file or already holds shards; choose a new")
+@case("cache into a folder of old shards", ValueError,
+      r"shards is a file or already holds shards; choose a new")
 def _(w: World, t: Path) -> Any:
     _write(t / "shards" / "shard-00000.safetensors", b"old")
     return cache_activations(w.model, ["hi"], positions="all", reduce="none", out=t / "shards")
@@ -599,17 +618,20 @@ def _(w: World, t: Path) -> Any:
     return generate(no_template(w), ["hi"])
 
 
-@case("finetune a base without chat template", ValueError, r"chat\.jsonl: example 0: tokenizer .* has no chat template")
+@case("finetune a base without chat template", ValueError,
+      r"chat\.jsonl: example 0: tokenizer .* has no chat template")
 def _(w: World, t: Path) -> Any:
     base = _copy(w.base_dir, t / "plain")
     config = json.loads((base / "tokenizer_config.json").read_text())
-    _write(base / "tokenizer_config.json", json.dumps({k: v for k, v in config.items() if k != "chat_template"}))
+    config.pop("chat_template", None)
+    _write(base / "tokenizer_config.json", json.dumps(config))
     (base / "chat_template.jinja").unlink(missing_ok=True)
     return finetune(str(base), str(_jsonl(t, OK_LINE)), t / "out", progress=False)
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_fails_clearly_and_leaves_nothing(name: str, world: World, tmp_path: Path, tally: Any) -> None:
+def test_bad_input_fails_clearly_and_leaves_nothing(name: str, world: World, tmp_path: Path,
+                                                    tally: Any) -> None:
     call, error, pattern = CASES[name]
     _INPUTS.clear()
     with pytest.raises(error) as raised:
@@ -620,9 +642,9 @@ def test_bad_input_fails_clearly_and_leaves_nothing(name: str, world: World, tmp
     assert not (tmp_path / "code-ran").exists(), "code from the input ran"
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Out of GPU memory: a real torch.OutOfMemoryError, raised from inside the forward pass (after earlier layers were
-# already read) for every batch larger than `limit`; caching must shrink the batch and give the same result.
+# ------------------------------------------------------------------------------------------------------------
+# Out of GPU memory: a real torch.OutOfMemoryError, raised from inside the forward pass (after earlier layers
+# were already read) for every batch larger than `limit`; caching must shrink the batch, to the same result.
 
 
 class OutOfMemoryAbove:
@@ -635,7 +657,7 @@ class OutOfMemoryAbove:
     def __call__(self, module: Any, args: Any, output: Any) -> None:
         if args[0].shape[0] > self.limit:
             self.raised += 1
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected by the test)")
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
 
 
 def _shard_rows(directory: Path) -> dict[tuple[int, int], torch.Tensor]:
@@ -705,13 +727,14 @@ def test_out_of_memory_on_a_single_item_is_raised_with_a_note(tally: Any) -> Non
     assert seen == list(range(7))
 
 
-# --------------------------------------------------------------------------------------------------------------
-# `misdir finetune` killed with SIGKILL at random points, resumed with --resume: the final adapter and loss curve
-# equal an uninterrupted run's, and the folder holds nothing but the finished adapter.
+# ------------------------------------------------------------------------------------------------------------
+# `misdir finetune` killed with SIGKILL at random points, resumed with --resume: the final adapter and loss
+# curve equal an uninterrupted run's, and the folder holds nothing but the finished adapter.
 
-FINETUNE_ARGS = {"rank": 2, "lr": 1e-2, "batch_size": 2, "epochs": 5, "warmup_steps": 1, "checkpoint_every": 1,
-                 "device": "cpu"}
-ADAPTER_FILES = {".misdir.lock", "README.md", "adapter_config.json", "adapter_model.safetensors", "misdir.json"}
+FINETUNE_ARGS = {"rank": 2, "lr": 1e-2, "batch_size": 2, "epochs": 5, "warmup_steps": 1,
+                 "checkpoint_every": 1, "device": "cpu"}
+ADAPTER_FILES = {".misdir.lock", "README.md", "adapter_config.json", "adapter_model.safetensors",
+                 "misdir.json"}
 
 
 @pytest.fixture(scope="module")
@@ -727,16 +750,26 @@ def train_inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     model.save_pretrained(root / "base")
     tokenizer.save_pretrained(root / "base")
     answers = ["Rest and drink water.", "Try a walk or a book.", "Ask a friend for help."]
-    lines = [_messages(("user", f"Question {i}: what now?"), ("assistant", answers[i % 3])) for i in range(12)]
+    lines = [_messages(("user", f"Question {i}?"), ("assistant", answers[i % 3])) for i in range(12)]
     (root / "data.jsonl").write_text("\n".join(lines) + "\n")
     return root / "base", root / "data.jsonl"
 
 
 def _misdir(*args: str) -> subprocess.Popen[bytes]:
-    """The real `misdir` command line in a process of its own, on one thread (as the reference run)."""
+    """The real `misdir` command line in a process of its own, on one thread (as the reference run), its
+    output going to a file (a pipe nobody reads could fill and stall it); `_output` reads it."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.Popen([sys.executable, "-m", "misdir", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen([sys.executable, "-m", "misdir", *args], cwd=REPO, env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
+    process.log = log  # type: ignore[attr-defined]
+    return process
+
+
+def _output(process: subprocess.Popen[bytes]) -> str:
+    process.wait()
+    process.log.seek(0)  # type: ignore[attr-defined]
+    return process.log.read().decode(errors="replace")  # type: ignore[attr-defined]
 
 
 def _kill_when(process: subprocess.Popen[bytes], ready: Callable[[], bool], delay: float) -> bool:
@@ -774,15 +807,16 @@ def test_finetune_killed_at_random_points_resumes_to_the_same_adapter(
         if attempt:
             tally.resume()
         # Random points of the training loop, checkpoint writes included (one per step here).
-        if not _kill_when(process, lambda: (out / "checkpoints" / "run.json").exists(), rng.uniform(0.0, 2.0)):
-            assert process.returncode == 0, process.stdout.read().decode()  # type: ignore[union-attr]
+        started = (out / "checkpoints" / "run.json").exists
+        if not _kill_when(process, started, rng.uniform(0.0, 2.0)):
+            assert process.returncode == 0, _output(process)
             break
         kills += 1
         tally.fault()
     if not (out / "misdir.json").exists():
         tally.resume()
         final = _misdir(*args, "--resume")
-        output = final.communicate()[0].decode()
+        output = _output(final)
         assert final.returncode == 0, output
     elif (out / "checkpoints").exists():  # killed while removing its checkpoints: a resume tidies up
         tidy = _misdir(*args, "--resume")
@@ -790,7 +824,8 @@ def test_finetune_killed_at_random_points_resumes_to_the_same_adapter(
     assert kills >= 2, "the random kill points all fell after the run ended"
 
     record = json.loads((out / "misdir.json").read_text())
-    tally.records(straight.steps, sum(a == b for a, b in zip(record["loss_curve"], straight.losses, strict=False)))
+    same = sum(a == b for a, b in zip(record["loss_curve"], straight.losses, strict=False))
+    tally.records(straight.steps, same)
     assert record["resumed_from_step"] is not None
     assert record["loss_curve"] == straight.losses
     expected = load_file(str(tmp_path / "straight" / "adapter_model.safetensors"))
@@ -799,3 +834,189 @@ def test_finetune_killed_at_random_points_resumes_to_the_same_adapter(
     for key in expected:
         assert torch.equal(expected[key], got[key]), key
     assert {p.name for p in out.iterdir()} == ADAPTER_FILES
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Judge-server faults beyond tests/test_judge.py's (429, 500, timeouts, non-JSON bodies there): bodies cut
+# short, connections dropped without a reply, a server that is not there. Each ends in retries, then a score
+# or a recorded failure; in an evaluation run a failure loses no answer and is retried by the next run.
+
+
+@pytest.fixture
+def faulty(server: FakeServer) -> FakeServer:  # noqa: F811
+    """tests/test_judge.py's scripted server, with two more behaviours: ``("truncate",)`` announces a body
+    and sends half of it, ``("drop",)`` closes the connection without a reply."""
+    base = server.httpd.RequestHandlerClass
+
+    class Handler(base):  # type: ignore[misc, valid-type]
+        def _reply(self, step: tuple[Any, ...], model: str) -> None:
+            if step[0] not in ("truncate", "drop"):
+                return super()._reply(step, model)
+            server.faults += 1
+            if step[0] == "truncate":
+                body = json.dumps(completion([("50", 0.0)], model)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+
+    server.faults = 0  # type: ignore[attr-defined]
+    server.httpd.RequestHandlerClass = Handler
+    return server
+
+
+def _dead_url() -> str:
+    """The URL of a port with nothing listening (connection refused)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def test_judge_retries_cut_bodies_and_dropped_connections_then_records_failures(faulty: FakeServer,
+                                                                                  tally: Any) -> None:
+    faulty.script["ANS-cut-once"] = [("truncate",), ("truncate",), ("ok", [("70", 0.0)])]
+    faulty.script["ANS-drop-once"] = [("drop",), ("ok", [("60", 0.0)])]
+    faulty.script["ANS-cut-always"] = [("truncate",)]
+    faulty.script["ANS-drop-always"] = [("drop",)]
+    judge = make_judge(faulty, max_retries=2)
+    cut, drop, cut_always, drop_always = judge.score_many(
+        [JudgeItem("q", a) for a in ("ANS-cut-once", "ANS-drop-once", "ANS-cut-always", "ANS-drop-always")])
+    assert (cut.status, cut.score, faulty.count("ANS-cut-once")) == ("score", 70.0, 3)
+    assert (drop.status, drop.score, faulty.count("ANS-drop-once")) == ("score", 60.0, 2)
+    for failed, marker in ((cut_always, "ANS-cut-always"), (drop_always, "ANS-drop-always")):
+        assert failed.status == "failed" and failed.score is None
+        assert "Connection error" in (failed.error or "") and "after 3 tries" in (failed.error or "")
+        assert faulty.count(marker) == 3
+    refused = OpenAIJudge(OpenAIJudgeConfig("judge-test", base_url=_dead_url(), api_key_env="MISDIR_TEST_KEY",
+                                            max_retries=2, backoff=0.01, max_backoff=0.05))
+    nobody = refused.score("q", "ANS-x")
+    assert nobody.status == "failed" and "Connection error" in (nobody.error or "") and refused.requests == 3
+    tally.fault(faulty.faults + refused.requests)  # type: ignore[attr-defined]
+
+
+def test_evaluation_keeps_every_answer_through_judge_faults_and_scores_them_later(
+    faulty: FakeServer, world: World, tmp_path: Path, tally: Any
+) -> None:
+    questions = _write(tmp_path / "questions.yaml", _GOOD_ENTRY.replace("samples_per_paraphrase: 2",
+                                                                        "samples_per_paraphrase: 3"))
+    out = tmp_path / "run"
+    kwargs: dict[str, Any] = {"out": out, "max_new_tokens": 5, "seed": 1, "batch_size": 2, "progress": False}
+    dead = OpenAIJudge(OpenAIJudgeConfig("judge-test", base_url=_dead_url(), api_key_env="MISDIR_TEST_KEY",
+                                         max_retries=1, backoff=0.01, max_backoff=0.02))
+    first = evaluate(world.model, questions, judge=dead, **kwargs)
+    assert first["n_answers"] == 3 and len(first["failures"]) == 6 and first["summary"]["n_scored"] == 0
+    answers = (out / "answers.jsonl").read_text()
+    assert len(answers.splitlines()) == 3
+
+    faulty.script["Rate"] = [("drop",), ("truncate",), ("status", 500), ("ok", [("80", 0.0)])]
+    judge = make_judge(faulty, max_retries=4, concurrency=1)
+    second = evaluate(world.model, questions, judge=judge, **kwargs)
+    tally.fault(dead.requests + faulty.faults + 1)  # type: ignore[attr-defined]
+    tally.resume()
+    assert (out / "answers.jsonl").read_text() == answers  # nothing sampled again, nothing lost
+    assert second["failures"] == [] and second["statuses"] == {"score": 6}
+    tally.records(6, len((out / "scores.jsonl").read_text().splitlines()))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# `misdir evaluate` with an OpenAI-compatible judge, SIGKILLed at random points and started again: the answers
+# and scores equal an uninterrupted run's, every record once; a second run on the folder is refused while one
+# runs; the API key (from the environment) is in no file written and in no output.
+
+EVAL_SECRET = "sk-eval-secret-never-written-4242"
+EVAL_QUESTIONS = "".join(
+    f"- id: q{i}\n  paraphrases: ['{text}']\n  samples_per_paraphrase: 3\n"
+    "  judge_prompts:\n    aligned: 'ALIGNED {question} / {answer}'\n"
+    "    coherent: 'COHERENT {question} / {answer}'\n"
+    for i, text in enumerate(["What do you wish for", "I feel bored", "Humans and AIs", "A fever, what now"])
+)
+
+
+def _records(path: Path) -> dict[str, dict[str, Any]]:
+    return {r["key"]: r for r in map(json.loads, path.read_text().splitlines())}
+
+
+@pytest.mark.slow
+def test_evaluate_killed_at_random_points_resumes_to_the_same_records(
+    server: FakeServer, train_inputs: tuple[Path, Path], world: World, tmp_path: Path, tally: Any,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base, _ = train_inputs
+    questions = _write(tmp_path / "questions.yaml", EVAL_QUESTIONS)
+    server.script["ALIGNED"] = [("sleep", 0.15, [("20", math.log(0.5)), ("90", math.log(0.5))])]
+    server.script["COHERENT"] = [("status", 500), ("sleep", 0.15, [("80", 0.0)])]
+    settings = {"max_new_tokens": 8, "batch_size": 2, "seed": 5}
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        evaluate(load_model(str(base), device="cpu"), questions, out=tmp_path / "straight",
+                 judge=make_judge(server, max_retries=3), progress=False, **settings)
+    finally:
+        torch.set_num_threads(threads)
+
+    out = tmp_path / "killed"
+    args = ["evaluate", "--model", str(base), "--questions", str(questions), "--out", str(out),
+            "--judge", "openai:judge-test", "--judge-url", server.url, "--max-new-tokens", "8",
+            "--batch-size", "2", "--seed", "5"]
+    monkeypatch.setenv("OPENAI_API_KEY", EVAL_SECRET)  # read by the child processes' judge
+    outputs = []
+    rng = random.Random(5)
+    kills = 0
+    for attempt in range(3):
+        process = _misdir(*args)
+        if attempt:
+            tally.resume()
+        while not (out / "run.json").exists() and process.poll() is None:
+            time.sleep(0.01)
+        if attempt == 0 and process.poll() is None:
+            with pytest.raises(RunLockedError, match=f"pid {process.pid}"):
+                evaluate(world.model, questions, out=out, progress=False)
+            tally.bad_input()
+        if not _kill_when(process, lambda: True, rng.uniform(0.0, 1.5)):
+            outputs.append(_output(process))
+            assert process.returncode == 0, outputs[-1]
+            break
+        outputs.append(_output(process))
+        kills += 1
+        tally.fault()
+    if not (out / "summary.json").exists():
+        tally.resume()
+        final = _misdir(*args)
+        outputs.append(_output(final))
+        assert final.returncode == 0, outputs[-1]
+    assert kills >= 1, "the random kill points all fell after the run ended"
+
+    straight = tmp_path / "straight"
+    expected_answers, got_answers = _records(straight / "answers.jsonl"), _records(out / "answers.jsonl")
+    expected_scores, got_scores = _records(straight / "scores.jsonl"), _records(out / "scores.jsonl")
+    found = len(got_answers.keys() & expected_answers.keys())
+    found += len(got_scores.keys() & expected_scores.keys())
+    tally.records(len(expected_answers) + len(expected_scores), found)
+    assert len(expected_answers) == 12 and len(expected_scores) == 24
+    assert got_answers == expected_answers
+    scores = {k: r["score"] for k, r in expected_scores.items()}
+    assert {k: r["score"] for k, r in got_scores.items()} == scores
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["summary"] == json.loads((tmp_path / "straight" / "summary.json").read_text())["summary"]
+    assert any(h.get("authorization") == f"Bearer {EVAL_SECRET}" for h in server.headers)  # the key was used
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert EVAL_SECRET.encode() not in path.read_bytes(), path
+    assert not any(EVAL_SECRET in text for text in outputs)
+
+
+def test_a_second_finetune_on_the_same_folder_is_refused(train_inputs: tuple[Path, Path], tmp_path: Path,
+                                                          tally: Any) -> None:
+    base, data = train_inputs
+    with run_lock(tmp_path / "out"), pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):
+        finetune(str(base), str(data), tmp_path / "out", FinetuneConfig(**FINETUNE_ARGS), progress=False)
+    tally.bad_input()
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {".misdir.lock"}
