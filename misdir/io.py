@@ -77,7 +77,7 @@ class RecordLog:
             try:
                 record = json.loads(raw)
                 key = str(record[self.key])
-            except (ValueError, KeyError, TypeError) as err:
+            except (ValueError, KeyError, TypeError, RecursionError) as err:
                 raise ValueError(f"{self.path} line {number}: not a record with a {self.key!r} field ({err})") from err
             if key in self._records:
                 raise ValueError(f"{self.path} line {number}: duplicate record {self.key}={key!r}")

@@ -95,7 +95,10 @@ def _read(source: str | Path, shipped: Mapping[str, str], what: str) -> tuple[st
         raise QuestionFileError(
             f"{source}: no such {what} file, and not a shipped set ({', '.join(shipped)})"
         )
-    return path.read_text(encoding="utf-8"), str(path)
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except UnicodeDecodeError as err:
+        raise QuestionFileError(f"{path}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
 
 
 def load_questions(source: str | Path) -> list[Question]:
@@ -119,6 +122,8 @@ def load_contrast_pairs(source: str | Path) -> list[ContrastPair]:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             raise QuestionFileError(f"{name}: line {number}: invalid JSON ({err.msg})") from err
+        except RecursionError:
+            raise QuestionFileError(f"{name}: line {number}: invalid JSON (nested too deeply)") from None
         if not isinstance(record, dict):
             raise QuestionFileError(f"{name}: line {number}: expected a JSON object")
         for key in _PAIR_KEYS:
@@ -140,6 +145,8 @@ def parse_questions(text: str, source: str = "<string>") -> list[Question]:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise QuestionFileError(f"{source}:{where} invalid YAML: {err}") from err
+    except RecursionError:
+        raise QuestionFileError(f"{source}: invalid YAML: nested too deeply") from None
     if not isinstance(data, list) or not data:
         raise QuestionFileError(f"{source}: expected a non-empty YAML list of questions")
     questions = [_parse_entry(entry, i, source) for i, entry in enumerate(data)]

@@ -343,6 +343,21 @@ def _(w: World, t: Path) -> Any:
     return load_questions(_questions(t, f"- !!python/object/apply:os.system ['touch {t}/code-ran']\n"))
 
 
+@case("questions not utf-8", QuestionFileError, r"questions\.yaml: not valid UTF-8 \(invalid start byte at byte 9\)")
+def _(w: World, t: Path) -> Any:
+    return load_questions(_write(t / "questions.yaml", b"- id: q1 \xff\n"))
+
+
+@case("questions nested too deeply", QuestionFileError, r"questions\.yaml: invalid YAML: nested too deeply")
+def _(w: World, t: Path) -> Any:
+    return load_questions(_questions(t, "[" * 20_000))
+
+
+@case("jsonl nested too deeply", DataError, r"chat\.jsonl:1: invalid JSON: nested too deeply")
+def _(w: World, t: Path) -> Any:
+    return load_chat_jsonl(_jsonl(t, "[" * 100_000))
+
+
 @case("contrast pair missing key", QuestionFileError, r"pairs\.jsonl: line 2: missing key 'misaligned'")
 def _(w: World, t: Path) -> Any:
     good = {"question": "q", "aligned": "a", "misaligned": "m", "theme": "t"}
