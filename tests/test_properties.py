@@ -27,8 +27,9 @@ from misdir.questions import QuestionFileError, parse_questions
 from misdir.similarity import cosine_by_layer, cosine_matrix
 from misdir.stats import bootstrap_mean
 
-FEW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-VERY_FEW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+REUSED_TMP = [HealthCheck.function_scoped_fixture]  # tmp_path is shared by the examples; each rewrites it
+FEW = settings(max_examples=40, deadline=None, suppress_health_check=REUSED_TMP)
+VERY_FEW = settings(max_examples=12, deadline=None, suppress_health_check=REUSED_TMP)
 
 # ------------------------------------------------------------------------------------------------------------
 # Loaders
@@ -72,7 +73,8 @@ def test_load_chat_jsonl_round_trips_valid_conversations(tmp_path: Path, items: 
 @example(b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "\\ud800"}]}')
 @example(b"\xff\xfe{}")
 @example(b"\n\n\n")
-def test_garbage_bytes_give_a_data_error_naming_the_file_never_another_error(tmp_path: Path, data: bytes) -> None:
+def test_garbage_bytes_give_a_data_error_naming_the_file_never_another_error(tmp_path: Path,
+                                                                              data: bytes) -> None:
     path = tmp_path / "garbage.jsonl"
     path.write_bytes(data)
     try:
@@ -152,8 +154,8 @@ def test_cosine_is_symmetric_bounded_and_scale_invariant(a: torch.Tensor, b: tor
                                                          t: float) -> None:
     assume(nonzero(a) and nonzero(b))
     cos = cosine_by_layer(a, b)
-    reference = np.array([np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y)) for x, y in zip(a.numpy(),
-                                                                                               b.numpy())])
+    reference = np.array([np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y))
+                          for x, y in zip(a.numpy(), b.numpy(), strict=True)])
     np.testing.assert_allclose(cos.numpy(), reference, atol=1e-12)
     assert torch.equal(cos, cosine_by_layer(b, a))
     assert (cos.abs() <= 1 + 1e-12).all()
@@ -165,13 +167,15 @@ def test_cosine_is_symmetric_bounded_and_scale_invariant(a: torch.Tensor, b: tor
 
 @VERY_FEW
 @given(vectors(3, 64), st.floats(0.1, 100.0))
-def test_ablation_leaves_no_component_is_idempotent_and_matches_float64(tiny_llama: Model, direction: torch.Tensor,
+def test_ablation_leaves_no_component_is_idempotent_and_matches_float64(tiny_llama: Model,
+                                                                          direction: torch.Tensor,
                                                                           scale: float) -> None:
     assume(nonzero(direction))
     inputs = CONVERSATIONS[:2]
 
     def read(model: Model) -> list[torch.Tensor]:
-        return cache_activations(model, inputs, site="resid_pre", positions="all", reduce="none", progress=False)
+        return cache_activations(model, inputs, site="resid_pre", positions="all", reduce="none",
+                                 progress=False)
 
     plain = read(tiny_llama)
     with ablate(tiny_llama, scale * direction.float(), site="resid_pre"):
@@ -202,8 +206,8 @@ def test_bootstrap_interval_of_constant_data_is_the_constant(value: float, n: in
     assert estimate.high - estimate.low <= ulps
 
 
-@pytest.mark.xfail(strict=True, reason="stats.bootstrap_ratio sums the point estimate in another order than the "
-                   "resamples, so for constant data the interval can miss it by an ulp (fix proposed to the lead)")
+@pytest.mark.xfail(strict=True, reason="stats.bootstrap_ratio sums the point estimate in another order than "
+                   "the resamples, so for constant data the interval can miss it by an ulp (fix proposed)")
 def test_bootstrap_interval_contains_the_point_estimate_of_constant_data_exactly() -> None:
     estimate = bootstrap_mean([79.52936538491042] * 16, n_resamples=200, seed=0)
     assert estimate.low <= estimate.value <= estimate.high
@@ -211,7 +215,8 @@ def test_bootstrap_interval_contains_the_point_estimate_of_constant_data_exactly
 
 @FEW
 @given(st.lists(finite, min_size=1, max_size=40), st.integers(0, 2**32 - 1))
-def test_bootstrap_mean_is_the_mean_and_its_interval_lies_within_the_data(values: list[float], seed: int) -> None:
+def test_bootstrap_mean_is_the_mean_and_its_interval_lies_within_the_data(values: list[float],
+                                                                          seed: int) -> None:
     estimate = bootstrap_mean(values, n_resamples=200, seed=seed)
     assert estimate.value == pytest.approx(math.fsum(values) / len(values), rel=1e-9, abs=1e-9)
     assert min(values) - 1e-9 <= estimate.low <= estimate.high <= max(values) + 1e-9
