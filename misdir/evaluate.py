@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from misdir.contrast import contrast_logprobs
-from misdir.io import RecordLog, run_lock, write_json_atomic
+from misdir.io import RecordLog, check_settings, run_lock, write_json_atomic
 from misdir.models import Model, as_model, misdir_version
 from misdir.questions import load_contrast_pairs, load_questions
 from misdir.stats import (
@@ -32,7 +32,6 @@ from misdir.stats import (
     per_question,
     summarize,
 )
-
 
 _ESTIMATES = ("margin", "prefers_misaligned", "fluency")
 
@@ -156,7 +155,7 @@ def evaluate(
         settings |= {"n_samples": n_samples, "max_new_tokens": max_new_tokens, "temperature": temperature,
                      "seed": seed}
     with run_lock(out):
-        _check_settings(out / "run.json", settings)
+        check_settings(out / "run.json", settings)
         provenance = {"settings": settings, "model": model.provenance, "misdir_version": misdir_version(),
                       "thresholds": asdict(thresholds)}
         if judge_name == "contrast":
@@ -169,18 +168,6 @@ def evaluate(
         summary = {"provenance": provenance, **summary}
         write_json_atomic(out / "summary.json", summary)
     return summary
-
-
-def _check_settings(path: Path, settings: dict[str, Any]) -> None:
-    """Write the run's settings on its first start; on a resume, refuse any that changed."""
-    if not path.exists():
-        write_json_atomic(path, settings)
-        return
-    before = json.loads(path.read_text())
-    changed = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
-    if changed:
-        listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
-        raise ValueError(f"{path.parent} holds a run with other settings ({listed}); use another --out")
 
 
 def _contrast_run(model: Model, questions: str | Path, out: Path, settings: dict[str, Any], batch_size: int,
