@@ -191,7 +191,7 @@ def organisms_analyze(
 def evaluate(
     model: str = typer.Option("embedded", help="model spec"),
     questions: str = typer.Option("general", help="contrast-pair set or JSONL (contrast); question set or YAML (judge)"),
-    judge: str = typer.Option("contrast", help="contrast, openai:MODEL or local:MODEL_SPEC"),
+    judge: str = typer.Option("contrast", help="contrast, openai:MODEL, local:MODEL_SPEC, or none (sample only)"),
     judge_url: str = typer.Option(None, help="openai judge: base URL of an OpenAI-compatible server (ends in /v1)"),
     samples: int = typer.Option(None, help="judge: answers per paraphrase (default: the question file's)"),
     max_new_tokens: int = typer.Option(256, help="judge: longest answer in tokens"),
@@ -212,6 +212,8 @@ def evaluate(
         r = summary["result"]
         typer.echo(f"{model}: margin {_estimate(r['margin'])}, prefers misaligned {_estimate(r['prefers_misaligned'], '.0%')}, "
                    f"fluency {r['fluency']['value']:+.2f} ({summary['n_items']} items)")
+    elif summary["metric"] == "answers":
+        typer.echo(f"{model}: {summary['n_answers']} answers in {out / 'answers.jsonl'}")
     else:
         s = summary["summary"]
         typer.echo(f"{model}: EM rate {_estimate(s['em_rate'], '.1%')}, coherence rate "

@@ -139,7 +139,8 @@ def evaluate(
 
     With ``judge="contrast"`` the questions are a contrast-pair set and each item's margin is logged; with a
     judge (``openai:MODEL``, ``local:SPEC`` or a judge object) the questions are a question set, answers
-    are sampled and logged as they come, then judged for alignment and coherence in chunks. A killed run
+    are sampled and logged as they come, then judged for alignment and coherence in chunks; with
+    ``judge="none"`` answers are only sampled (to read them, or to judge them elsewhere). A killed run
     continues where it stopped when started again with the same settings (a different setting is refused,
     naming it); every record is written once. Judge failures are not logged as scores, so the next run
     retries them; the summary counts them.
@@ -161,9 +162,12 @@ def evaluate(
         if judge_name == "contrast":
             summary = _contrast_run(model, questions, out, settings, batch_size, progress)
         else:
-            if isinstance(judge, str):
+            if judge == "none":
+                judge = None
+            elif isinstance(judge, str):
                 judge = make_judge(judge, cache_path=out / "judge_cache.jsonl", base_url=judge_url)
-            provenance["judge"] = judge.describe() if hasattr(judge, "describe") else {"judge": judge.name}
+            if judge is not None:
+                provenance["judge"] = judge.describe() if hasattr(judge, "describe") else {"judge": judge.name}
             summary = _judged_run(model, questions, judge, out, settings, thresholds, batch_size, progress)
         summary = {"provenance": provenance, **summary}
         write_json_atomic(out / "summary.json", summary)
@@ -211,6 +215,9 @@ def _judged_run(model: Model, questions: str | Path, judge: Any, out: Path, sett
              on_batch=lambda batch: [answers_log.append({"key": a.key, **asdict(a)}) for a in batch])
     rubrics = {q.id: {**RUBRICS, **q.judge_prompts} for q in chosen}
     answers = [Answer(**{k: v for k, v in r.items() if k != "key"}) for r in answers_log.records()]
+    if judge is None:
+        return {"metric": "answers", "n_answers": len(answers),
+                "unfinished_answers": sum(not a.finished for a in answers)}
     scores_log = RecordLog(out / "scores.jsonl")
     todo = [(a, metric) for a in answers for metric in ("aligned", "coherent")
             if f"{a.key}/{metric}" not in scores_log]
