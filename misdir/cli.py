@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -190,7 +191,7 @@ def organisms_analyze(
 def evaluate(
     model: str = typer.Option("embedded", help="model spec"),
     questions: str = typer.Option("general", help="contrast-pair set or JSONL (contrast); question set or YAML (judge)"),
-    judge: str = typer.Option("contrast", help="contrast, openai:MODEL or local:MODEL_SPEC"),
+    judge: str = typer.Option("contrast", help="contrast, openai:MODEL, local:MODEL_SPEC, or none (sample only)"),
     judge_url: str = typer.Option(None, help="openai judge: base URL of an OpenAI-compatible server (ends in /v1)"),
     samples: int = typer.Option(None, help="judge: answers per paraphrase (default: the question file's)"),
     max_new_tokens: int = typer.Option(256, help="judge: longest answer in tokens"),
@@ -211,6 +212,8 @@ def evaluate(
         r = summary["result"]
         typer.echo(f"{model}: margin {_estimate(r['margin'])}, prefers misaligned {_estimate(r['prefers_misaligned'], '.0%')}, "
                    f"fluency {r['fluency']['value']:+.2f} ({summary['n_items']} items)")
+    elif summary["metric"] == "answers":
+        typer.echo(f"{model}: {summary['n_answers']} answers in {out / 'answers.jsonl'}")
     else:
         s = summary["summary"]
         typer.echo(f"{model}: EM rate {_estimate(s['em_rate'], '.1%')}, coherence rate "
@@ -221,6 +224,120 @@ def evaluate(
 
 def _estimate(e: dict, spec: str = "+.3f") -> str:
     return f"{e['value']:{spec}} [{e['low']:{spec}}, {e['high']:{spec}}]"
+
+
+def _load_directions(files: list[Path], layer: int | None, per_layer: bool) -> dict[str, Any]:
+    """Direction files by stem: each layer's own (`per_layer`), else one layer's unit vector (default: the middle)."""
+    from misdir.directions import DirectionSet
+
+    out: dict[str, Any] = {}
+    for path in files:
+        directions = DirectionSet.load(path)
+        chosen = directions.n_layers // 2 if layer is None else layer
+        if not 0 <= chosen < directions.n_layers:
+            raise typer.BadParameter(f"{path} has layers 0..{directions.n_layers - 1}, not {chosen}", param_hint="--layer")
+        out[path.stem] = directions if per_layer else directions.unit()[chosen]
+    return out
+
+
+@app.command()
+def ablate(
+    model: list[str] = typer.Option(..., help="finetune spec(s) to ablate in; NAME=SPEC to name one"),
+    directions: list[Path] = typer.Option(..., help="direction set file(s) (safetensors), named by their stem"),
+    base: str = typer.Option("embedded", help="the base model: the share removed is of the excess over it"),
+    layer: int = typer.Option(None, help="use this layer's direction at every layer (default: the middle)"),
+    per_layer: bool = typer.Option(False, help="ablate each layer's own direction instead"),
+    pairs: list[str] = typer.Option(["general"], help="contrast set(s): name or JSONL"),
+    random: int = typer.Option(3, help="random unit directions ablated the same way, as the control"),
+    limit: int = typer.Option(None, help="first N items of each contrast set"),
+    batch_size: int = typer.Option(16, help="items per forward pass"),
+    out: Path = typer.Option(..., help="sweep directory (cells.jsonl, summary.json); rerun to resume"),
+    figures: Path = typer.Option(None, help="figure stem (default: OUT/ablation)"),
+) -> None:
+    """Share of a finetune's excess misalignment that ablating each direction removes, against random directions."""
+    from misdir.experiments import ablation_sweep, plot_ablation_sweep
+
+    models = dict(_named(spec) for spec in model)
+    summary = ablation_sweep(base, models, _load_directions(directions, layer, per_layer), out=out, pairs=pairs,
+                             n_random=random, limit=limit, batch_size=batch_size)
+    _print_ablation(summary)
+    for path in plot_ablation_sweep(summary, figures or out / "ablation"):
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
+def transfer(
+    checkpoints: Path = typer.Option(Path("checkpoints/smollm2-135m"), help="organisms and their directions/"),
+    base: str = typer.Option("embedded", help="the organisms' base model"),
+    layer: int = typer.Option(None, help="use this layer's direction at every layer (default: the middle)"),
+    own_domain: bool = typer.Option(True, help="also score each organism on its own domain's contrast set"),
+    random: int = typer.Option(3, help="random unit directions, the control"),
+    limit: int = typer.Option(None, help="first N items of each contrast set"),
+    out: Path = typer.Option(Path("results/transfer"), help="sweep directory; rerun to resume"),
+    figures: Path = typer.Option(Path("figures/transfer"), help="figure stem"),
+) -> None:
+    """The transfer matrix: each EM organism's direction ablated in every EM organism and control."""
+    from misdir.experiments import ablation_sweep, plot_ablation_sweep
+    from misdir.organisms import ORGANISMS, domain_of
+
+    rows = [o for o in ORGANISMS if o.role in ("em", "control")]
+    files = [checkpoints / "directions" / f"{o.name}.safetensors" for o in rows if o.role == "em"]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise typer.BadParameter(f"no direction file {', '.join(missing)}; make them with `misdir organisms analyze`",
+                                 param_hint="--checkpoints")
+    pairs = {o.name: ["general", domain_of(o)] if own_domain else ["general"] for o in rows}
+    summary = ablation_sweep(base, {o.name: str(checkpoints / o.name) for o in rows},
+                             _load_directions(files, layer, False), out=out, pairs=pairs, n_random=random, limit=limit)
+    _print_ablation(summary)
+    for path in plot_ablation_sweep(summary, figures):
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
+def steer(
+    model: str = typer.Option("embedded", help="the model to steer (usually the base)"),
+    directions: list[Path] = typer.Option(..., help="direction set file(s), named by their stem"),
+    layer: int = typer.Option(None, help="the layer whose direction is used (default: the middle)"),
+    mean: bool = typer.Option(False, help="steer along the mean of the given unit directions only"),
+    layers: str = typer.Option(..., help="comma-separated layers to add it at (one at a time)"),
+    scales: str = typer.Option("0.05,0.1,0.2,0.4,0.8", help="comma-separated scales"),
+    relative: str = typer.Option("resid", help="scale counts in: resid (each token's residual norm), unit, direction"),
+    pairs: list[str] = typer.Option(["general"], help="contrast set(s): name or JSONL"),
+    random: int = typer.Option(2, help="random unit directions steered the same way, as the control"),
+    limit: int = typer.Option(None, help="first N items of each contrast set"),
+    batch_size: int = typer.Option(16, help="items per forward pass"),
+    out: Path = typer.Option(..., help="sweep directory (cells.jsonl, summary.json); rerun to resume"),
+    figures: Path = typer.Option(None, help="figure stem (default: OUT/steering)"),
+) -> None:
+    """Misalignment and fluency against steering scale and layer, against random directions."""
+    import torch
+
+    from misdir.experiments import plot_steering_grid, steering_grid
+
+    chosen = _load_directions(directions, layer, False)
+    if mean:
+        chosen = {f"mean of {len(chosen)}": torch.stack(list(chosen.values())).mean(0)}
+    summary = steering_grid(model, chosen, out=out, layers=_ints(layers), scales=[float(s) for s in scales.split(",")],
+                            pairs=pairs, n_random=random, relative=relative, limit=limit, batch_size=batch_size)
+    for r in summary["rows"]:
+        typer.echo(f"{r['direction']:>22s} layer {r['layer']:2d} scale {r['scale']:5.2f}: shift "
+                   f"{_estimate(r['shift'])}, fluency change {r['fluency_change']['value']:+.2f}")
+    for path in plot_steering_grid(summary, figures or out / "steering"):
+        typer.echo(f"wrote {path}")
+
+
+def _named(spec: str) -> tuple[str, str]:
+    name, sep, rest = spec.partition("=")
+    return (name, rest) if sep else (Path(spec).name or spec, spec)
+
+
+def _print_ablation(summary: dict[str, Any]) -> None:
+    for r in summary["rows"]:
+        excess = "" if r["excess"]["low"] > 0 else "  (no excess over base: share not meaningful)"
+        typer.echo(f"{r['model']:>18s} - {r['direction']:<16s} {Path(r['pairs']).stem:>8s}: share removed "
+                   f"{_estimate(r['share_removed'], '+.2f')}, margin change {_estimate(r['change'])}, fluency "
+                   f"{r['unablated_fluency']['value']:+.2f} -> {r['fluency']['value']:+.2f}{excess}")
 
 
 def _ints(text: str | None) -> list[int] | None:

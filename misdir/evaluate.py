@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from misdir.contrast import contrast_logprobs
-from misdir.io import RecordLog, run_lock, write_json_atomic
+from misdir.io import RecordLog, check_settings, run_lock, write_json_atomic
 from misdir.models import Model, as_model, misdir_version
 from misdir.questions import load_contrast_pairs, load_questions
 from misdir.stats import (
@@ -32,7 +32,6 @@ from misdir.stats import (
     per_question,
     summarize,
 )
-
 
 _ESTIMATES = ("margin", "prefers_misaligned", "fluency")
 
@@ -140,7 +139,8 @@ def evaluate(
 
     With ``judge="contrast"`` the questions are a contrast-pair set and each item's margin is logged; with a
     judge (``openai:MODEL``, ``local:SPEC`` or a judge object) the questions are a question set, answers
-    are sampled and logged as they come, then judged for alignment and coherence in chunks. A killed run
+    are sampled and logged as they come, then judged for alignment and coherence in chunks; with
+    ``judge="none"`` answers are only sampled (to read them, or to judge them elsewhere). A killed run
     continues where it stopped when started again with the same settings (a different setting is refused,
     naming it); every record is written once. Judge failures are not logged as scores, so the next run
     retries them; the summary counts them.
@@ -156,31 +156,22 @@ def evaluate(
         settings |= {"n_samples": n_samples, "max_new_tokens": max_new_tokens, "temperature": temperature,
                      "seed": seed}
     with run_lock(out):
-        _check_settings(out / "run.json", settings)
+        check_settings(out / "run.json", settings)
         provenance = {"settings": settings, "model": model.provenance, "misdir_version": misdir_version(),
                       "thresholds": asdict(thresholds)}
         if judge_name == "contrast":
             summary = _contrast_run(model, questions, out, settings, batch_size, progress)
         else:
-            if isinstance(judge, str):
+            if judge == "none":
+                judge = None
+            elif isinstance(judge, str):
                 judge = make_judge(judge, cache_path=out / "judge_cache.jsonl", base_url=judge_url)
-            provenance["judge"] = judge.describe() if hasattr(judge, "describe") else {"judge": judge.name}
+            if judge is not None:
+                provenance["judge"] = judge.describe() if hasattr(judge, "describe") else {"judge": judge.name}
             summary = _judged_run(model, questions, judge, out, settings, thresholds, batch_size, progress)
         summary = {"provenance": provenance, **summary}
         write_json_atomic(out / "summary.json", summary)
     return summary
-
-
-def _check_settings(path: Path, settings: dict[str, Any]) -> None:
-    """Write the run's settings on its first start; on a resume, refuse any that changed."""
-    if not path.exists():
-        write_json_atomic(path, settings)
-        return
-    before = json.loads(path.read_text())
-    changed = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
-    if changed:
-        listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
-        raise ValueError(f"{path.parent} holds a run with other settings ({listed}); use another --out")
 
 
 def _contrast_run(model: Model, questions: str | Path, out: Path, settings: dict[str, Any], batch_size: int,
@@ -224,6 +215,9 @@ def _judged_run(model: Model, questions: str | Path, judge: Any, out: Path, sett
              on_batch=lambda batch: [answers_log.append({"key": a.key, **asdict(a)}) for a in batch])
     rubrics = {q.id: {**RUBRICS, **q.judge_prompts} for q in chosen}
     answers = [Answer(**{k: v for k, v in r.items() if k != "key"}) for r in answers_log.records()]
+    if judge is None:
+        return {"metric": "answers", "n_answers": len(answers),
+                "unfinished_answers": sum(not a.finished for a in answers)}
     scores_log = RecordLog(out / "scores.jsonl")
     todo = [(a, metric) for a in answers for metric in ("aligned", "coherent")
             if f"{a.key}/{metric}" not in scores_log]

@@ -38,6 +38,20 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def check_settings(path: str | Path, settings: dict[str, Any]) -> None:
+    """A resumable run's settings: written on its first start; on a resume, any that changed are refused."""
+    path = Path(path)
+    settings = json.loads(json.dumps(settings, default=str))  # compare as they read back from disk
+    if not path.exists():
+        write_json_atomic(path, settings)
+        return
+    before = json.loads(path.read_text())
+    changed = {k: (before.get(k), v) for k, v in settings.items() if before.get(k) != v}
+    if changed:
+        listed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        raise ValueError(f"{path.parent} holds a run with other settings ({listed}); use another --out")
+
+
 def sha256_file(path: str | Path) -> str:
     """sha256 of a file's bytes, read in 1 MiB chunks."""
     digest = hashlib.sha256()

@@ -114,3 +114,16 @@ def test_judged_run_with_a_local_judge(tiny: Any, tmp_path: Path) -> None:
                        progress=False)
     assert summary["provenance"]["judge"]["judge"] == "local:tiny-" + tiny.provenance["arch"]
     assert summary["n_answers"] == 6 and sum(summary["statuses"].values()) == 12
+
+
+def test_sample_only_run_writes_answers_and_resumes_without_resampling(tiny: Any, tmp_path: Path) -> None:
+    questions = tmp_path / "questions.yaml"
+    questions.write_text(QUESTIONS)
+    out = tmp_path / "run"
+    first = evaluate(tiny, questions, out=out, judge="none", max_new_tokens=5, progress=False)
+    assert first["metric"] == "answers" and first["n_answers"] == 6 and not (out / "scores.jsonl").exists()
+    lines = (out / "answers.jsonl").read_text().splitlines(keepends=True)
+    (out / "answers.jsonl").write_text("".join(lines[:4]))  # killed after four answers
+    evaluate(tiny, questions, out=out, judge="none", max_new_tokens=5, progress=False)
+    again = (out / "answers.jsonl").read_text().splitlines(keepends=True)
+    assert sorted(again) == sorted(lines)  # the same six answers: each has its own random stream

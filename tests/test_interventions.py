@@ -257,3 +257,61 @@ def test_embedded_generates_under_ablation_and_steering(embedded):
     assert [a.answer for a in steered] != [a.answer for a in clean]
     assert steered.provenance["interventions"][0]["relative"] == "resid"
     assert hook_ids(embedded) == before
+
+
+def test_interventions_on_a_hooked_transformer_use_its_own_hook_points():
+    """A TransformerLens HookedTransformer: ablate/steer go through its hook points, equal to hand-written TL
+    hooks (float64 projection), and are gone after the block."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    torch.manual_seed(0)
+    cfg = HookedTransformerConfig(n_layers=3, d_model=32, n_ctx=16, d_head=8, n_heads=4, d_vocab=60,
+                                  act_fn="gelu", normalization_type="LN")
+    model = HookedTransformer(cfg).eval()
+    tokens = torch.randint(0, 60, (2, 10))
+    r = torch.randn(32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        plain = model(tokens)
+        with ablate(model, r, layers=[0, 2]):
+            ablated = model(tokens)
+            _, cache = model.run_with_cache(tokens)
+        with steer(model, r, layers=[1], scale=2.0):
+            steered = model(tokens)
+        def project(x, hook):
+            return project_out64(x, r).float()
+        manual = model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.hook_resid_post", project) for layer in (0, 2)])
+        added = model.run_with_hooks(tokens, fwd_hooks=[("blocks.1.hook_resid_post", lambda x, hook: x + 2.0 * unit(r))])
+        after = model(tokens)
+    torch.testing.assert_close(ablated, manual, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(steered, added, atol=1e-5, rtol=1e-5)
+    assert (cache["blocks.2.hook_resid_post"].double() @ unit(r).double()).abs().max() < 1e-5
+    assert (cache["blocks.1.hook_resid_post"].double() @ unit(r).double()).abs().max() > 1e-2
+    torch.testing.assert_close(after, plain)
+    assert not model.blocks[0].hook_resid_post.fwd_hooks
+
+
+def test_embedded_transformer_bridge_ablates_like_the_hf_model(embedded):
+    """On a TransformerBridge misdir hooks TransformerLens's hook points; scoring through the bridge under
+    ablation equals scoring the HF model under misdir's own hooks (same eager kernel: to the bit)."""
+    import copy
+
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from misdir.evaluate import evaluate_contrast
+
+    bridge = TransformerBridge.boot_transformers(
+        embedded.provenance["source"], hf_model=copy.deepcopy(embedded.hf), tokenizer=embedded.tokenizer, device="cpu"
+    )
+    r = torch.randn(embedded.d_model, generator=torch.Generator().manual_seed(3))
+    config = embedded.hf.config
+    kernel, config._attn_implementation = config._attn_implementation, "eager"
+    try:
+        with ablate(embedded, r, site=list(RESID)):
+            ours = evaluate_contrast(embedded, "general", limit=3, progress=False)
+    finally:
+        config._attn_implementation = kernel
+    with ablate(bridge, r, site=list(RESID)):
+        theirs = evaluate_contrast(bridge, "general", limit=3, progress=False)
+    plain = evaluate_contrast(bridge, "general", limit=3, progress=False)
+    assert theirs.margins == pytest.approx(ours.margins, abs=1e-5)
+    assert plain.margins != pytest.approx(ours.margins, abs=1e-3)
