@@ -343,7 +343,8 @@ def _(w: World, t: Path) -> Any:
     return load_questions(_questions(t, f"- !!python/object/apply:os.system ['touch {t}/code-ran']\n"))
 
 
-@case("questions not utf-8", QuestionFileError, r"questions\.yaml: not valid UTF-8 \(invalid start byte at byte 9\)")
+@case("questions not utf-8", QuestionFileError,
+      r"questions\.yaml: not valid UTF-8 \(invalid start byte at byte 9\)")
 def _(w: World, t: Path) -> Any:
     return load_questions(_write(t / "questions.yaml", b"- id: q1 \xff\n"))
 
@@ -1063,8 +1064,9 @@ def test_steering_sweep_killed_at_random_points_resumes_to_the_same_cells(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        steering_grid(load_model(str(base), device="cpu"), {"em": directions.unit()[1]}, out=tmp_path / "straight",
-                      layers=[0, 1, 2], scales=scales, pairs=[str(pairs)], n_random=1, progress=False)
+        steering_grid(load_model(str(base), device="cpu"), {"em": directions.unit()[1]},
+                      out=tmp_path / "straight", layers=[0, 1, 2], scales=scales, pairs=[str(pairs)],
+                      n_random=1, progress=False)
     finally:
         torch.set_num_threads(threads)
 
