@@ -1095,3 +1095,24 @@ def test_steering_sweep_killed_at_random_points_resumes_to_the_same_cells(
     assert len(expected) == 1 + 2 * 3 * len(scales) and got.keys() == expected.keys()
     for key, record in expected.items():
         assert got[key]["margins"] == pytest.approx(record["margins"], abs=1e-5), key
+
+
+@pytest.mark.xfail("in_batches" not in vars(sys.modules["misdir.generate"]), raises=torch.OutOfMemoryError,
+                   strict=True, reason="generate does not sample through batching.in_batches yet (proposed)")
+def test_generation_survives_out_of_memory_with_the_same_answers(world: World, tally: Any,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    questions = [("a", "What do you wish for?"), ("b", "I feel bored."), ("c", "Humans and AIs?")]
+    settings: dict[str, Any] = {"n_samples": 2, "max_new_tokens": 6, "seed": 4, "batch_size": 4,
+                                "progress": False}
+    expected = generate(world.model, questions, **settings)
+    oom = OutOfMemoryAbove(limit=1)
+    handle = world.model.layers[1].register_forward_hook(oom)
+    try:
+        with caplog.at_level(logging.WARNING, logger="misdir.batching"):
+            got = generate(world.model, questions, **settings)
+    finally:
+        handle.remove()
+        tally.fault(oom.raised)
+    assert oom.raised == 2
+    assert "generating: out of memory with 4 items; retrying at batch size 2" in caplog.text
+    assert list(got) == list(expected)
