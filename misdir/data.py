@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import statistics
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from misdir.datasets import DATASETS, DatasetSpec, Split
-from misdir.io import sha256_file
+from misdir.io import atomic_path, sha256_file
 
 __all__ = [
     "DATASETS",
@@ -171,20 +170,11 @@ def load_chat_jsonl(path: str | os.PathLike[str]) -> list[ChatExample]:
 
 
 def write_chat_jsonl(examples: Iterable[ChatExample], path: str | os.PathLike[str]) -> Path:
-    """Write examples as JSONL atomically: a temp file in the same folder, fsync, then rename."""
+    """Write examples as JSONL atomically (`misdir.io.atomic_path`: a temp file beside it, fsync, rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            for example in examples:
-                f.write(example.to_json() + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as f:
+        for example in examples:
+            f.write(example.to_json() + "\n")
     return path
 
 

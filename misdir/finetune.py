@@ -41,7 +41,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from misdir.data import load_conversations
-from misdir.io import LOCK_FILE, atomic_path, run_lock, write_json_atomic
+from misdir.io import FILE_MODE, LOCK_FILE, atomic_path, fsync_directory, run_lock, write_json_atomic
 from misdir.tokens import Conversation, encode
 
 ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -526,6 +526,8 @@ def _save_adapter(model: nn.Module, out: Path) -> None:
     try:
         model.save_pretrained(staging)  # type: ignore[operator]
         for item in staging.iterdir():
+            item.chmod(FILE_MODE)  # safetensors writes 0600 files
             os.replace(item, out / item.name)
+        fsync_directory(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

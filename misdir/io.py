@@ -16,6 +16,25 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()
+"""The mode `open(path, "w")` gives a new file in this process (0644 under the usual umask)."""
+
+
+def fsync_directory(directory: str | Path) -> None:
+    """Make the names created or renamed in `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is fsynced and renamed onto `path`."""
@@ -27,7 +46,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)  # mkstemp (and safetensors) make 0600 files; a result is as readable as any
         os.replace(tmp, path)
+        fsync_directory(path.parent)  # the rename itself survives a power cut
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -406,7 +406,7 @@ def _convert_gguf(path: Path, out: Path) -> None:
         tokenizer.save_pretrained(staging)
         (staging / "misdir-source.json").write_text(json.dumps({"gguf": str(path)}))
         os.replace(staging, out)
-    except OSError:
+    except BaseException as error:  # the staging folder never stays behind
         shutil.rmtree(staging, ignore_errors=True)
-        if not (out / "config.json").is_file():  # another process may have won the race; that is fine
-            raise
+        if not isinstance(error, OSError) or not (out / "config.json").is_file():
+            raise  # (an OSError with config.json there: another process won the race, which is fine)

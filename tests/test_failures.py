@@ -1116,3 +1116,29 @@ def test_generation_survives_out_of_memory_with_the_same_answers(world: World, t
     assert oom.raised == 2
     assert "generating: out of memory with 4 items; retrying at batch size 2" in caplog.text
     assert list(got) == list(expected)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Atomic writes: a writer that fails midway leaves the previous file whole and no temp file; what is written
+# gets the mode a plain open() would give it (temp files and safetensors start as 0600).
+
+
+def test_a_writer_failing_midway_leaves_the_old_file_and_results_get_the_usual_mode(tmp_path: Path,
+                                                                                    tally: Any) -> None:
+    from misdir.data import ChatExample, write_chat_jsonl
+    from misdir.io import FILE_MODE, write_json_atomic
+
+    data = write_chat_jsonl([ChatExample.from_pair("Hi?", "Hello.")], tmp_path / "data.jsonl")
+    before = data.read_bytes()
+
+    def examples() -> Any:
+        yield ChatExample.from_pair("Half?", "Written.")
+        raise RuntimeError("killed while writing")
+
+    with pytest.raises(RuntimeError, match="killed while writing"):
+        write_chat_jsonl(examples(), data)
+    tally.fault()
+    assert data.read_bytes() == before and files_under(tmp_path) == {"data.jsonl"}
+    written = [data, DirectionSet(torch.ones(2, 4)).save(tmp_path / "d.safetensors"), tmp_path / "s.json"]
+    write_json_atomic(written[-1], {"a": 1})
+    assert {p.name: p.stat().st_mode & 0o777 for p in written} == {p.name: FILE_MODE for p in written}
