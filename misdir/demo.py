@@ -34,7 +34,12 @@ from misdir.io import atomic_path, write_json_atomic
 from misdir.models import load_model, misdir_version
 from misdir.plots import save_figure
 from misdir.questions import load_contrast_pairs
-from misdir.similarity import pairwise_cosines, plot_cosine_by_layer, plot_cosine_matrix, random_cosine_quantile
+from misdir.similarity import (
+    pairwise_cosines,
+    plot_cosine_by_layer,
+    plot_cosine_matrix,
+    random_cosine_quantile,
+)
 from misdir.stats import compare_contrast
 
 DEMO_CONVERSATIONS = [

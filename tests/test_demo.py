@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import tiny_hf_model
 
 from misdir.demo import run_demo
