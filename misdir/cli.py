@@ -26,15 +26,20 @@ def models() -> None:
 
 @app.command()
 def demo(
-    model: str = typer.Option("embedded", help="model spec"),
-    out: Path = typer.Option(Path("results"), help="where summary.json goes"),
+    model: str = typer.Option("embedded", help="base model spec"),
+    finetune: list[str] = typer.Option(None, help="EM finetune NAME=SPEC (default: the shipped organisms)"),
+    control: list[str] = typer.Option(None, help="control finetune NAME=SPEC (default: the shipped controls)"),
+    out: Path = typer.Option(Path("results/demo"), help="where the runs, summary.md and summary.json go"),
     figures: Path = typer.Option(Path("figures/demo"), help="where figures go"),
-    limit: int = typer.Option(24, help="general contrast items used by the organism study (0: all)"),
+    limit: int = typer.Option(24, help="general contrast items used (0: all)"),
+    layer: int = typer.Option(None, help="layer of the directions ablated and steered (default: the middle)"),
 ) -> None:
-    """The main job: the misdir pipeline on one model, with a printed report, figures and a summary."""
+    """The main job: evaluation, directions, cosines, ablation and steering on a base and its finetunes (resumable)."""
     from misdir.demo import run_demo
 
-    run_demo(model, out=out, figures=figures, limit=limit or None)
+    run_demo(model, finetunes=dict(map(_named, finetune)) if finetune else None,
+             controls=dict(map(_named, control)) if control else None, out=out, figures=figures,
+             limit=limit or None, layer=layer)
 
 
 @app.command()

@@ -1,11 +1,18 @@
-"""The main job, `make demo`: the pipeline on the embedded model.
+"""The main job, `make demo`: the whole pipeline on a base model and its EM finetunes, resumable.
 
-1. load the model, cache the mean `resid_post` over the answer tokens of a small built-in prompt set, and show
-   its norm per layer;
-2. the organism study (`misdir.organisms.analyze_organisms`) on the shipped finetunes, on the first `limit`
-   general contrast items so that it fits a few minutes of CPU: evaluation, model-diff directions, cosines
-   with baselines, ablation against random directions, steering; a table of the numbers and figures.
-The full study (all items) is `misdir organisms analyze`; its results are in `figures/organisms_*`.
+Stages, each written to `out/` as it finishes (a rerun skips what is done):
+1. the base model's shape and the norm of its mean `resid_post` by layer;
+2. the contrast metric of the base, each EM finetune and each control on the general items (`misdir.evaluate`);
+3. each finetune's model-diff direction (finetune minus base on the answers of those items), or the shipped one;
+4. cosines between the directions by layer, with the random-direction baseline;
+5. ablation: two EM directions (one layer's, at every layer) and a random one, in each EM finetune and the first
+   control, as the share of excess misalignment removed (`misdir.experiments.ablation_sweep`);
+6. steering the base along the mean EM direction (`misdir.experiments.steering_grid`);
+then a table (`out/summary.md`), `out/summary.json` with provenance, and figures.
+
+Defaults: the embedded SmolLM2-135M-Instruct and misdir's shipped organisms on the first 24 general items, which
+fits about 10 minutes of a 2-core CPU; the full study is `misdir organisms analyze`. With hub models
+(`--model Qwen/Qwen2.5-7B-Instruct --finetune em:qwen2.5-7b/bad-medical-advice ...`) the same runs on a GPU.
 """
 
 from __future__ import annotations
@@ -13,12 +20,27 @@ from __future__ import annotations
 import shlex
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from misdir.cache import cache_activations
-from misdir.io import write_json_atomic
-from misdir.models import load_model
+from misdir.directions import DirectionSet, mean_difference
+from misdir.evaluate import evaluate
+from misdir.experiments import ablation_sweep, plot_ablation_sweep, plot_steering_grid, steering_grid
+from misdir.io import atomic_path, write_json_atomic
+from misdir.models import load_model, misdir_version
 from misdir.plots import save_figure
+from misdir.questions import load_contrast_pairs
+from misdir.similarity import (
+    pairwise_cosines,
+    plot_cosine_by_layer,
+    plot_cosine_matrix,
+    random_cosine_quantile,
+)
+from misdir.stats import compare_contrast
 
 DEMO_CONVERSATIONS = [
     [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
@@ -35,94 +57,158 @@ DEMO_CONVERSATIONS = [
 ]
 
 
+def shipped_organisms(checkpoints: str | Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(EM finetunes, controls) among misdir's organisms in `checkpoints`, by name."""
+    from misdir.organisms import ORGANISMS
+
+    present = [o for o in ORGANISMS if (Path(checkpoints) / o.name / "adapter_config.json").is_file()]
+    return ({o.name: str(Path(checkpoints) / o.name) for o in present if o.role == "em"},
+            {o.name: str(Path(checkpoints) / o.name) for o in present if o.role == "control"})
+
+
 def run_demo(
     model: str = "embedded",
     *,
-    out: str | Path = "results",
+    finetunes: Mapping[str, str] | None = None,
+    controls: Mapping[str, str] | None = None,
+    out: str | Path = "results/demo",
     figures: str | Path = "figures/demo",
     checkpoints: str | Path = "checkpoints/smollm2-135m",
     limit: int | None = 24,
-) -> dict:
-    """Run the demo on `model`, print a short report, and write `summary.json` and figures."""
+    layer: int | None = None,
+    scales: tuple[float, ...] = (0.1, 0.3),
+) -> dict[str, Any]:
+    """Run the demo (see the module docstring), print its table, write `summary.md`, `summary.json`, figures."""
     started = time.time()
-    loaded = load_model(model)
-    print(f"model {loaded.spec}: {loaded.n_layers} layers, d_model {loaded.d_model}, on {loaded.device}")
-    means = cache_activations(loaded, DEMO_CONVERSATIONS, positions="answer", reduce="mean", batch_size=4)
-    norms = means.norm(dim=-1).tolist()
-    print("norm of the mean resid_post over answer tokens, by layer:")
-    for layer, norm in enumerate(norms):
-        print(f"  layer {layer:2d}  {norm:10.2f}")
-    figure_paths = save_figure(
-        _norm_figure(norms, loaded.spec), Path(figures) / "resid_post_mean_norm", title="mean resid_post norm"
-    )
-    organisms = None
-    if model == "embedded" and Path(checkpoints).is_dir():
-        organisms = _organism_stage(checkpoints, Path(out) / "organisms", Path(figures), limit)
-        figure_paths += organisms.pop("figures")
+    out, figures = Path(out), Path(figures)
+    if finetunes is None:
+        if model != "embedded":
+            raise ValueError("name the finetunes of a model other than the embedded one (--finetune NAME=SPEC)")
+        finetunes, shipped_controls = shipped_organisms(checkpoints)
+        controls = shipped_controls if controls is None else controls
+        if not finetunes:
+            raise FileNotFoundError(f"no misdir organisms in {checkpoints}; train them with `misdir organisms train`")
+    controls = dict(controls or {})
+    base = load_model(model)
+    layer = base.n_layers // 2 if layer is None else layer
+    print(f"[1/6] {base.spec}: {base.n_layers} layers, d_model {base.d_model}, on {base.device}", flush=True)
+    norms = cache_activations(base, DEMO_CONVERSATIONS, reduce="mean", batch_size=4, progress=False).norm(dim=-1)
+    written = save_figure(_norm_figure(norms.tolist(), base.spec), figures / "resid_post_mean_norm")
+
+    print(f"[2/6] contrast metric on the first {limit or 'all'} general items", flush=True)
+    models = {"base": model, **finetunes, **controls}
+    evaluation = {}
+    for name, spec in models.items():
+        loaded = base if name == "base" else spec
+        evaluation[name] = evaluate(loaded, "general", out=out / "evaluate" / name, limit=limit, progress=False)["result"]
+        print(f"      {name:22s} margin {_interval(evaluation[name]['margin'])}", flush=True)
+
+    print(f"[3/6] model-diff directions (finetune minus base) at every layer; layer {layer} is used below", flush=True)
+    directions = {name: _direction(name, spec, base, out, Path(checkpoints), limit)
+                  for name, spec in {**finetunes, **controls}.items()}
+
+    print("[4/6] cosines between directions", flush=True)
+    cosines = pairwise_cosines(directions)
+    random95 = random_cosine_quantile(base.d_model)
+    names = cosines.names
+    curves = {f"{a} vs {b}": cosines.values[i, j] for i, a in enumerate(names) for j, b in enumerate(names) if i < j}
+    written += save_figure(plot_cosine_by_layer(curves, baselines={"random directions (95%)": random95},
+                                                title="cosine by layer between model-diff directions"),
+                           figures / "cosine_by_layer")
+    written += save_figure(plot_cosine_matrix(cosines.at_layer(layer), names=names, x_label="", y_label="",
+                                              title=f"cosine of model-diff directions at layer {layer}"),
+                           figures / "cosine_matrix")
+
+    em = list(finetunes)
+    ablated = em[:2]
+    rows = {**finetunes, **dict(list(controls.items())[:1])}
+    print(f"[5/6] ablating {', '.join(ablated)} and a random direction (layer {layer}'s, at every layer) in "
+          f"{', '.join(rows)}", flush=True)
+    units = {name: directions[name].unit()[layer] for name in ablated}
+    ablation = ablation_sweep(base, rows, units, out=out / "ablation", n_random=1, limit=limit, progress=True)
+    written += plot_ablation_sweep(ablation, figures / "ablation")
+
+    print(f"[6/6] steering the base along the mean EM direction at layer {layer}", flush=True)
+    mean_em = torch.stack([directions[name].unit()[layer] for name in em]).mean(0)
+    steering = steering_grid(base, {"mean EM direction": mean_em}, out=out / "steering", layers=[layer],
+                             scales=scales, n_random=1, limit=limit, progress=True)
+    written += plot_steering_grid(steering, figures / "steering")
+
+    table = _table(evaluation, cosines, random95, layer, ablation, steering)
+    print("\n" + table)
     summary = {
-        "model": loaded.provenance,
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
-        "n_prompts": len(DEMO_CONVERSATIONS),
-        "resid_post_mean_norm": norms,
-        "organisms": organisms,
-        "figures": [str(p) for p in figure_paths],
+        "provenance": {"command": " ".join(shlex.quote(a) for a in sys.argv), "model": base.provenance,
+                       "finetunes": dict(finetunes), "controls": controls, "limit": limit, "layer": layer,
+                       "misdir_version": misdir_version()},
+        "resid_post_mean_norm": norms.tolist(),
+        "evaluation": {name: {k: r[k] for k in ("margin", "prefers_misaligned", "fluency")}
+                       for name, r in evaluation.items()},
+        "cosines": {"names": names, "at_layer": cosines.at_layer(layer).tolist(), "random_95": random95},
+        "ablation": ablation["rows"],
+        "steering": steering["rows"],
+        "figures": [str(p) for p in written],
         "seconds": round(time.time() - started, 1),
     }
-    write_json_atomic(Path(out) / "summary.json", summary)
-    print(f"wrote {Path(out) / 'summary.json'} and {', '.join(map(str, figure_paths))}")
+    with atomic_path(out / "summary.md") as tmp:
+        tmp.write_text(table + "\n")
+    write_json_atomic(out / "summary.json", summary)
+    print(f"\nwrote {out / 'summary.md'}, {out / 'summary.json'} and {len(written)} figures in {figures} "
+          f"({summary['seconds']:.0f} s)")
     return summary
 
 
-def _norm_figure(norms: list[float], spec: str):
+def _direction(name: str, spec: str, base: Any, out: Path, checkpoints: Path, limit: int | None) -> DirectionSet:
+    """The shipped direction of a misdir organism when there is one, else the one computed (and kept) here."""
+    shipped = checkpoints / "directions" / f"{name}.safetensors"
+    kept = out / "directions" / f"{name}.safetensors"
+    if Path(spec).parent == checkpoints and shipped.is_file():
+        print(f"      {name}: shipped {shipped} (all general items, `misdir organisms analyze`)", flush=True)
+        return DirectionSet.load(shipped, model=base)
+    if kept.is_file():
+        return DirectionSet.load(kept, model=base)
+    items = load_contrast_pairs("general")[:limit]
+    texts = [[{"role": "user", "content": p.question}, {"role": "assistant", "content": answer}]
+             for p in items for answer in (p.misaligned, p.aligned)]
+    direction = mean_difference(load_model(spec), texts, base=base, progress=False)
+    direction.save(out / "directions" / f"{name}.safetensors")
+    print(f"      {name}: computed on {len(texts)} answers", flush=True)
+    return direction
+
+
+def _interval(e: Mapping[str, float], spec: str = "+.2f") -> str:
+    return f"{e['value']:{spec}} [{e['low']:{spec}}, {e['high']:{spec}}]"
+
+
+def _table(evaluation: Mapping[str, Any], cosines: Any, random95: float, layer: int, ablation: Mapping[str, Any],
+           steering: Mapping[str, Any]) -> str:
+    base = evaluation["base"]
+    rows = ["| model | general margin | change from base (paired) | fluency |", "| --- | --- | --- | --- |"]
+    for name, r in evaluation.items():
+        change = compare_contrast(base["margins"], r["margins"]).diff._asdict()
+        rows.append(f"| {name} | {_interval(r['margin'])} | {_interval(change) if name != 'base' else ''} | "
+                    f"{r['fluency']['value']:+.2f} |")
+    names = cosines.names
+    rows += ["", f"Cosine of model-diff directions at layer {layer} (random directions: {random95:.2f} at the 95th "
+             "percentile):", ""]
+    rows += [f"- {a} vs {names[j]}: {cosines.values[i, j, layer]:+.2f}" for i, a in enumerate(names)
+             for j in range(i + 1, len(names))]
+    rows += ["", "| ablated in | direction | share of excess removed | margin change | fluency after |",
+             "| --- | --- | --- | --- | --- |"]
+    for r in ablation["rows"]:
+        share = _interval(r["share_removed"]) if r["excess"]["low"] > 0 else "(no excess over base)"
+        rows.append(f"| {r['model']} | {r['direction']} | {share} | {_interval(r['change'])} | "
+                    f"{r['fluency']['value']:+.2f} (from {r['unablated_fluency']['value']:+.2f}) |")
+    rows += ["", "| steering the base along | layer | scale (of the residual norm) | margin shift | fluency change |",
+             "| --- | --- | --- | --- | --- |"]
+    rows += [f"| {r['direction']} | {r['layer']} | {r['scale']:g} | {_interval(r['shift'])} | "
+             f"{r['fluency_change']['value']:+.2f} |" for r in steering["rows"]]
+    return "\n".join(rows)
+
+
+def _norm_figure(norms: list[float], spec: str) -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure(go.Scatter(x=list(range(len(norms))), y=norms, mode="lines+markers"))
-    fig.update_layout(
-        title=f"Norm of the mean resid_post over answer tokens ({spec})",
-        xaxis_title="layer",
-        yaxis_title="norm",
-        yaxis_type="log",
-        template="plotly_white",
-    )
+    fig.update_layout(title=f"Norm of the mean resid_post over answer tokens ({spec})", xaxis_title="layer",
+                      yaxis_title="norm", yaxis_type="log", template="plotly_white")
     return fig
-
-
-def _organism_stage(checkpoints: str | Path, out: Path, figures: Path, limit: int | None) -> dict:
-    from misdir.organisms import analyze_organisms, plot_analysis
-
-    print(f"\norganism study on the first {limit or 'all'} general contrast items (CPU; full run: "
-          "`misdir organisms analyze`)")
-    analysis = analyze_organisms(checkpoints, out, limit=limit, n_random=2, scales=(0.1, 0.3), progress=False)
-    table = _table(analysis)
-    print(table)
-    (out / "summary.md").write_text(table + "\n")
-    return {"table": table, "analysis": str(out / "analysis.json"), "figures": plot_analysis(analysis, figures)}
-
-
-def _table(analysis: dict) -> str:
-    from misdir.stats import compare_contrast
-
-    evaluation = analysis["evaluation"]
-    base = evaluation["base"]["general"]
-    rows = ["| model | general margin [95% CI] | change from base | fluency |", "| --- | --- | --- | --- |"]
-    for name, sets in evaluation.items():
-        m = sets["general"]["margin"]
-        change = compare_contrast(base["margins"], sets["general"]["margins"]).diff
-        rows.append(f"| {name} | {m['value']:+.2f} [{m['low']:+.2f}, {m['high']:+.2f}] | "
-                    f"{change.value:+.2f} [{change.low:+.2f}, {change.high:+.2f}] | "
-                    f"{sets['general']['fluency']['value']:+.2f} |")
-    layer = analysis["provenance"]["layer"]
-    names = analysis["cosines"]["names"]
-    values = analysis["cosines"]["values"]
-    rows += ["", f"cosine of model-diff directions at layer {layer} (random directions: "
-             f"{analysis['baselines']['random_cosine_95']:.2f} at the 95th percentile)"]
-    for i, a in enumerate(names):
-        for j in range(i + 1, len(names)):
-            rows.append(f"  {a} vs {names[j]}: {values[i][j][layer]:+.2f}")
-    rows += ["", "share of excess misalignment removed by ablation (own direction, all layers):"]
-    for ablation in analysis["ablations"]:
-        if ablation["direction"] == f"{ablation['model']} direction" or ablation["direction"].startswith("random"):
-            share = ablation["share_removed"]
-            rows.append(f"  {ablation['model']:16s} {ablation['direction']:24s} {share['value']:+.2f} "
-                        f"[{share['low']:+.2f}, {share['high']:+.2f}]")
-    return "\n".join(rows)

@@ -1,0 +1,43 @@
+"""The main job end to end on tiny models saved to disk: every stage writes its output, a rerun resumes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import tiny_hf_model
+
+from misdir.demo import run_demo
+
+
+@pytest.mark.slow
+def test_demo_runs_every_stage_and_a_rerun_recomputes_nothing(tokenizer, tmp_path, monkeypatch):
+    specs = {}
+    for name, seed in (("base", 0), ("em-a", 1), ("em-b", 2), ("control", 3)):
+        path = tmp_path / "models" / name
+        tiny_hf_model("llama", len(tokenizer), seed=seed).save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        specs[name] = str(path)
+    kwargs = dict(finetunes={"em-a": specs["em-a"], "em-b": specs["em-b"]}, controls={"control": specs["control"]},
+                  out=tmp_path / "out", figures=tmp_path / "figures", checkpoints=tmp_path / "none", limit=4,
+                  scales=(0.2,))
+    summary = run_demo(specs["base"], **kwargs)
+    out = tmp_path / "out"
+    assert set(summary["evaluation"]) == {"base", "em-a", "em-b", "control"}
+    assert summary["cosines"]["names"] == ["em-a", "em-b", "control"]
+    assert {(r["model"], r["direction"]) for r in summary["ablation"]} == {
+        (m, d) for m in ("em-a", "em-b", "control") for d in ("em-a", "em-b", "random 0")}
+    assert len(summary["steering"]) == 2  # the mean EM direction and a random one, one scale
+    assert (out / "summary.md").read_text().startswith("| model | general margin")
+    assert json.loads((out / "summary.json").read_text())["provenance"]["limit"] == 4
+    assert {p.name for p in (tmp_path / "figures").glob("*.html")} >= {
+        "resid_post_mean_norm.html", "cosine_by_layer.html", "ablation_general.html", "steering_general.html"}
+
+    calls = []
+    import misdir.experiments
+
+    original = misdir.experiments.evaluate_contrast
+    monkeypatch.setattr(misdir.experiments, "evaluate_contrast", lambda *a, **k: calls.append(1) or original(*a, **k))
+    again = run_demo(specs["base"], **kwargs)
+    assert not calls  # every ablation and steering cell came from disk
+    assert again["ablation"] == summary["ablation"] and again["evaluation"] == summary["evaluation"]
