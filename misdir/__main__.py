@@ -1,5 +1,5 @@
-"""`python -m misdir` runs the command line."""
+"""`python -m misdir`: the command line."""
 
-from misdir.cli import app
+from misdir.cli import main
 
-app()
+main()

@@ -13,6 +13,21 @@ from misdir.finetune import FinetuneConfig, field_docs
 app = typer.Typer(help="misdir: emergent misalignment, mechanistically.", no_args_is_help=True)
 
 
+def main() -> None:
+    """The `misdir` command: bad input is one line on stderr and exit status 1 (MISDIR_TRACEBACK=1: the traceback)."""
+    import os
+
+    from misdir.io import RunLockedError
+
+    try:
+        app()
+    except (ValueError, OSError, RunLockedError) as error:
+        if os.environ.get("MISDIR_TRACEBACK"):
+            raise
+        typer.echo(f"misdir: {error}", err=True)
+        raise SystemExit(1) from None
+
+
 @app.command()
 def models() -> None:
     """List the model specs misdir knows by name: the embedded model and the EM model organisms."""

@@ -145,9 +145,10 @@ def evaluate(
     naming it); every record is written once. Judge failures are not logged as scores, so the next run
     retries them; the summary counts them.
     """
+    judge_name = judge if isinstance(judge, str) else judge.name
+    (load_contrast_pairs if judge_name == "contrast" else load_questions)(questions)  # bad input fails first
     model = as_model(model)
     out = Path(out)
-    judge_name = judge if isinstance(judge, str) else judge.name
     settings = {"model": model.spec, "questions": str(questions), "judge": judge_name, "limit": limit,
                 "trigger": trigger}
     if judge_name != "contrast":

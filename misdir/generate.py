@@ -24,10 +24,14 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from misdir.batching import in_batches
 from misdir.interventions import active_interventions
 from misdir.io import atomic_path
 from misdir.models import Model, as_model, misdir_version
 from misdir.tokens import Encoded, pad, render_chat
+
+MAX_ANSWERS = 10_000_000
+"""Most answers one `generate` call plans; more is almost surely a typo in a sample count."""
 
 
 @dataclass(frozen=True)
@@ -113,23 +117,27 @@ def generate(
 
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))  # similar lengths share a batch
     answers: dict[int, Answer] = {}
+
+    def sample(rows: Sequence[int]) -> list[Answer]:
+        batch = pad([Encoded(encoded[i], [len(encoded[i]) - 1]) for i in rows], pad_id, side="left")
+        out = model.hf.generate(
+            input_ids=batch.input_ids.to(device),
+            attention_mask=batch.attention_mask.to(device),
+            generation_config=config,
+            logits_processor=_sampler(temperature, top_p, [_row_seed(seed, prompts[i]) for i in rows]),
+        )
+        tokens = out[:, batch.input_ids.shape[1] :].tolist()
+        return [_answer(prompts[i], t, eos, tokenizer) for i, t in zip(rows, tokens, strict=True)]
+
     with torch.inference_mode(), tqdm(
         total=len(prompts), desc="generating", unit="answer", disable=not progress
     ) as bar:
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            batch = pad([Encoded(encoded[i], [len(encoded[i]) - 1]) for i in rows], pad_id, side="left")
-            seeds = [_row_seed(seed, prompts[i]) for i in rows]
-            out = model.hf.generate(
-                input_ids=batch.input_ids.to(device),
-                attention_mask=batch.attention_mask.to(device),
-                generation_config=config,
-                logits_processor=_sampler(temperature, top_p, seeds),
-            )
-            for i, tokens in zip(rows, out[:, batch.input_ids.shape[1] :].tolist(), strict=True):
-                answers[i] = _answer(prompts[i], tokens, eos, tokenizer)
+        # A batch that runs out of GPU memory is sampled again in halves: each row has its own random
+        # stream, so an answer does not depend on the batch it is sampled in.
+        for rows, sampled in in_batches(sample, order, batch_size, what="generating"):
+            answers.update(zip(rows, sampled, strict=True))
             if on_batch is not None:
-                on_batch([answers[i] for i in rows])
+                on_batch(sampled)
             bar.update(len(rows))
 
     settings = {
@@ -202,8 +210,12 @@ def _prompts(questions: Sequence[Any], n_samples: int | None, system: str | None
         if qid in seen:
             raise ValueError(f"question id {qid!r} appears twice; ids seed the sampling, so they must differ")
         seen.add(qid)
+        count = n_samples if n_samples is not None else n
+        if len(out) + len(paraphrases) * count > MAX_ANSWERS:
+            raise ValueError(f"more than {MAX_ANSWERS:,} answers asked for (question {qid!r}: {len(paraphrases)} "
+                             f"paraphrases x {count} samples); split the run")
         for p, text in enumerate(paraphrases):
-            for s in range(n_samples if n_samples is not None else n):
+            for s in range(count):
                 out.append(_Prompt(qid, p, s, text, own_system if own_system is not None else system))
     return out
 

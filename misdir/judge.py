@@ -198,19 +198,19 @@ def score_from_logprobs(logprobs: Iterable[tuple[str, float]], min_mass: float =
 
 
 class JudgeCache:
-    """Append-only JSONL cache of judge replies (their top logprobs), one record per line.
+    """Append-only JSONL cache of judge replies (their top logprobs), one record per line, on `RecordLog`.
 
-    Each record is flushed as it is written, so a killed run loses at most the line it was writing;
-    a torn last line is skipped on load. The score is recomputed from the stored logprobs, so changing
+    Each record is fsynced as it is written, so a killed run loses at most the line it was writing, and that
+    torn last line is cut off on load. The score is recomputed from the stored logprobs, so changing
     ``min_mass`` needs no new requests. Records hold the key, the judge name and the logprobs only.
     """
 
     def __init__(self, path: str | Path):
+        from misdir.io import RecordLog
+
         self.path = Path(path)
-        self._records: dict[str, tuple[tuple[str, float], ...]] = {}
+        self._log = RecordLog(self.path)
         self._lock = threading.Lock()
-        if self.path.exists():
-            self._load()
 
     @staticmethod
     def key(judge: str, item: JudgeItem) -> str:
@@ -218,34 +218,17 @@ class JudgeCache:
         blob = json.dumps([judge, item.rubric, item.question, item.answer], ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
-    def _load(self) -> None:
-        with self.path.open("rb") as f:
-            for number, raw in enumerate(f, start=1):
-                try:
-                    record = json.loads(raw)
-                    self._records[record["key"]] = tuple((str(t), float(lp)) for t, lp in record["logprobs"])
-                except (ValueError, KeyError, TypeError) as err:
-                    log.warning("%s line %d: skipping unreadable cache record (%s)", self.path, number, err)
-
     def __len__(self) -> int:
-        return len(self._records)
+        return len(self._log)
 
     def get(self, key: str) -> tuple[tuple[str, float], ...] | None:
-        return self._records.get(key)
+        record = self._log.get(key)
+        return None if record is None else tuple((str(t), float(lp)) for t, lp in record["logprobs"])
 
     def put(self, key: str, judge: str, logprobs: tuple[tuple[str, float], ...]) -> None:
-        line = json.dumps({"key": key, "judge": judge, "logprobs": [list(p) for p in logprobs]}) + "\n"
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("ab+") as f:
-                f.seek(0, os.SEEK_END)
-                if f.tell() > 0:  # after a torn last line, start on a fresh one
-                    f.seek(-1, os.SEEK_END)
-                    if f.read(1) != b"\n":
-                        f.write(b"\n")
-                f.write(line.encode("utf-8"))
-                f.flush()
-            self._records[key] = logprobs
+            if key not in self._log:
+                self._log.append({"key": key, "judge": judge, "logprobs": [list(p) for p in logprobs]})
 
 
 @dataclass(frozen=True)

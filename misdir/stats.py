@@ -158,7 +158,10 @@ def bootstrap_ratio(
     with np.errstate(invalid="ignore", divide="ignore"):
         boot = sums[:, 0] / sums[:, 1]
     boot = boot[np.isfinite(boot)]  # resamples drawing only zero-denominator units
-    return Estimate(float(values[0].sum() / values[1].sum()), *_interval(boot, confidence), values.shape[1])
+    # the point estimate summed exactly as a resample is (the identity resample), so that for constant data
+    # the interval holds it to the last bit
+    point = values[:, np.arange(values.shape[1])[None, :]].sum(axis=-1)[:, 0]
+    return Estimate(float(point[0] / point[1]), *_interval(boot, confidence), values.shape[1])
 
 
 def bootstrap_mean(

@@ -571,6 +571,12 @@ def _(w: World, t: Path) -> Any:
     return generate(w.model, ["hi"], n_samples=-1)
 
 
+@case("generate absurd samples", ValueError,
+      r"more than 10,000,000 answers asked for \(question '0': 1 paraphrases x 1000000000 samples\)")
+def _(w: World, t: Path) -> Any:
+    return generate(w.model, ["hi"], n_samples=10**9)
+
+
 @case("generate NaN temperature", ValueError, r"temperature must be finite and >= 0, got nan")
 def _(w: World, t: Path) -> Any:
     return generate(w.model, ["hi"], temperature=math.nan)
@@ -1097,8 +1103,6 @@ def test_steering_sweep_killed_at_random_points_resumes_to_the_same_cells(
         assert got[key]["margins"] == pytest.approx(record["margins"], abs=1e-5), key
 
 
-@pytest.mark.xfail("in_batches" not in vars(sys.modules["misdir.generate"]), raises=torch.OutOfMemoryError,
-                   strict=True, reason="generate does not sample through batching.in_batches yet (proposed)")
 def test_generation_survives_out_of_memory_with_the_same_answers(world: World, tally: Any,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
     questions = [("a", "What do you wish for?"), ("b", "I feel bored."), ("c", "Humans and AIs?")]

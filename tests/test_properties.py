@@ -206,8 +206,6 @@ def test_bootstrap_interval_of_constant_data_is_the_constant(value: float, n: in
     assert estimate.high - estimate.low <= ulps
 
 
-@pytest.mark.xfail(strict=True, reason="stats.bootstrap_ratio sums the point estimate in another order than "
-                   "the resamples, so for constant data the interval can miss it by an ulp (fix proposed)")
 def test_bootstrap_interval_contains_the_point_estimate_of_constant_data_exactly() -> None:
     estimate = bootstrap_mean([79.52936538491042] * 16, n_resamples=200, seed=0)
     assert estimate.low <= estimate.value <= estimate.high
