@@ -321,10 +321,12 @@ def sae_train(
     layer: int = typer.Option(..., help=_sae_config_help()["layer"]),
     data: list[str] = typer.Option(
         ["contrast:general", "python-docs"], "--data",
-        help="repeatable: a dataset name (held-out split), contrast:NAME, python-docs, or a chat JSONL file",
+        help="repeatable: a dataset name (held-out split), contrast:NAME[:N], python-docs[:N], or a JSONL file",
     ),
     out: Path = typer.Option(..., help="directory for cfg.json + sae_weights.safetensors + misdir.json"),
-    finetunes: list[str] = typer.Option([], "--finetune", help="repeatable: finetune specs whose activations are mixed in"),
+    finetunes: list[str] = typer.Option(
+        [], "--finetune", help="repeatable: finetune specs whose activations are mixed in"
+    ),
     n: int = typer.Option(100, help="examples per dataset / passages of python-docs / lines of a JSONL file"),
     site: str = typer.Option("resid_post", help=_sae_config_help()["site"]),
     architecture: str = typer.Option("batchtopk", help=_sae_config_help()["architecture"]),
@@ -378,22 +380,34 @@ def sae_diff(
     base: str = typer.Option("embedded", help="base model spec"),
     finetunes: list[str] = typer.Option(..., "--finetune", help="repeatable: EM finetune specs"),
     controls: list[str] = typer.Option([], "--control", help="repeatable: control finetune specs"),
-    data: list[str] = typer.Option(["contrast:general"], "--data", help="repeatable, as for `misdir sae train`"),
+    data: list[str] = typer.Option(
+        ["contrast:general"], "--data", help="repeatable, as for `misdir sae train`"
+    ),
     n: int = typer.Option(100, help="examples per dataset"),
-    directions: Path = typer.Option(None, help="folder of NAME.safetensors direction sets (cosines with decoder rows)"),
+    directions: Path = typer.Option(
+        None, help="folder of NAME.safetensors direction sets (cosines with decoder rows)"
+    ),
     top: int = typer.Option(10, help="latents reported from each ranking"),
     out: Path = typer.Option(..., help="folder for diff.json and latents.safetensors"),
     figures: Path = typer.Option(None, help="folder for the figures (default: OUT)"),
     device: str = typer.Option(None, help="cpu or cuda"),
 ) -> None:
-    """Each latent's mean activation and firing rate on the same texts in BASE and every finetune; latents ranked by
-    their rise and by how consistently they rise in the finetunes and not in the controls."""
+    """Each latent's mean activation and firing rate on the same texts in BASE and every finetune; latents
+    ranked by their rise and by how consistently they rise in the finetunes and not in the controls."""
     import sys
 
     from misdir.models import load_model, misdir_version
     from misdir.plots import save_figure
-    from misdir.sae import describe_sae, diff_latents, diff_record, load_sae, plot_diff, sae_site, save_diff
-    from misdir.sae import training_inputs
+    from misdir.sae import (
+        describe_sae,
+        diff_latents,
+        diff_record,
+        load_sae,
+        plot_diff,
+        sae_site,
+        save_diff,
+        training_inputs,
+    )
 
     autoencoder = load_sae(sae)
     autoencoder._misdir_source = str(sae)
@@ -410,12 +424,13 @@ def sae_diff(
                   "misdir_version": misdir_version(), "command": " ".join(["misdir", *sys.argv[1:]])}
     written = save_diff(diff, record, out, provenance)
     for i, fig in enumerate(plot_diff(record, diff.ranking.consistency, diff.ranking.mean_rise)):
-        written += save_figure(fig, (figures or out) / ("sae_top_latents" if i == 0 else "sae_rise_vs_consistency"))
+        stem = "sae_top_latents" if i == 0 else "sae_rise_vs_consistency"
+        written += save_figure(fig, (figures or out) / stem)
     typer.echo(f"{record['n_consistent']} latents rise in every finetune by more than in any control; top:")
     for r in record["latents"][:top]:
         cos = " ".join(f"{k} {v:+.2f}" for k, v in r["cosine"].items())
-        typer.echo(f"  latent {r['latent']}: consistency {r['consistency']:+.3f}, mean rise {r['mean_rise']:+.3f}"
-                   f"{'; cos ' + cos if cos else ''}")
+        typer.echo(f"  latent {r['latent']}: consistency {r['consistency']:+.3f}, "
+                   f"mean rise {r['mean_rise']:+.3f}{'; cos ' + cos if cos else ''}")
     for path in written:
         typer.echo(f"wrote {path}")
 
@@ -425,16 +440,25 @@ def sae_effects(
     sae: Path = typer.Option(..., help="SAE directory"),
     latents: str = typer.Option(..., help="comma-separated latents (e.g. the top of `misdir sae diff`)"),
     base: str = typer.Option("embedded", help="base model spec"),
-    finetunes: list[str] = typer.Option([], "--finetune", help="repeatable: finetunes in which the latents are zeroed"),
-    directions: Path = typer.Option(..., help="folder of NAME.safetensors direction sets; their mean is steered"),
-    direction_names: str = typer.Option(None, help="comma-separated sets averaged for steering (default: the finetunes')"),
-    scales: str = typer.Option("0.3", help="comma-separated steering scales, in units of each token's residual norm"),
+    finetunes: list[str] = typer.Option(
+        [], "--finetune", help="repeatable: finetunes in which the latents are zeroed"
+    ),
+    directions: Path = typer.Option(
+        ..., help="folder of NAME.safetensors direction sets; their mean is steered"
+    ),
+    direction_names: str = typer.Option(
+        None, help="comma-separated sets averaged for steering (default: the finetunes')"
+    ),
+    scales: str = typer.Option(
+        "0.3", help="comma-separated steering scales, in units of each token's residual norm"
+    ),
     limit: int = typer.Option(24, help="first N general contrast items (0: all)"),
     out: Path = typer.Option(..., help="folder for effects.json and the figures"),
     device: str = typer.Option(None, help="cpu or cuda"),
 ) -> None:
-    """Steer the base along latents' decoder rows and zero the latents in finetunes, beside the mean-difference
-    direction (steered, and ablated at the same hook), on the contrast metric with paired 95% intervals."""
+    """Steer the base along latents' decoder rows and zero the latents in finetunes, beside the
+    mean-difference direction (steered, and ablated at the same hook), on the contrast metric with paired
+    95% intervals."""
     import sys
     from dataclasses import asdict
 
@@ -451,7 +475,8 @@ def sae_effects(
     names = direction_names.split(",") if direction_names else list(tuned)
     vectors = _sae_directions(directions, names, layer)
     if not vectors:
-        raise typer.BadParameter(f"no direction sets named {names} in {directions}", param_hint="--directions")
+        raise typer.BadParameter(f"no direction sets named {names} in {directions}",
+                                 param_hint="--directions")
     chosen = [int(i) for i in latents.split(",")]
     effects = latent_effects(autoencoder, base_model, tuned, chosen, directions=vectors,
                              scales=[float(s) for s in scales.split(",")], limit=limit or None)
@@ -459,13 +484,15 @@ def sae_effects(
                   "finetunes": {k: v.provenance for k, v in tuned.items()}, "directions": sorted(vectors),
                   "pairs": "general", "limit": limit, "misdir_version": misdir_version(),
                   "command": " ".join(["misdir", *sys.argv[1:]])}
-    write_json_atomic(out / "effects.json", {"provenance": provenance, "effects": [asdict(e) for e in effects]})
+    records = [asdict(e) for e in effects]
+    write_json_atomic(out / "effects.json", {"provenance": provenance, "effects": records})
     written = [out / "effects.json"]
     for i, fig in enumerate(plot_effects(effects)):
         written += save_figure(fig, out / ("sae_steering" if i == 0 else "sae_removal"))
     for e in effects:
         s = e.shift
         typer.echo(f"{e.model:24s} {e.intervention:32s} {'' if e.scale is None else e.scale:>5} "
-                   f"shift {s['value']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}]  fluency {e.fluency['value']:+.2f}")
+                   f"shift {s['value']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}]  "
+                   f"fluency {e.fluency['value']:+.2f}")
     for path in written:
         typer.echo(f"wrote {path}")

@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from jaxtyping import Float
 from safetensors.torch import load_file
@@ -48,7 +47,9 @@ SAE_FILES = ("cfg.json", "sae_weights.safetensors")
 # --- loading and attaching -------------------------------------------------------------------------------
 
 
-def load_sae(source: str | Path, sae_id: str | None = None, *, device: str = "cpu", dtype: str = "float32") -> Any:
+def load_sae(
+    source: str | Path, sae_id: str | None = None, *, device: str = "cpu", dtype: str = "float32"
+) -> Any:
     """An sae-lens SAE from a directory (`cfg.json` + `sae_weights.safetensors`) or, with `sae_id`, from a
     pretrained sae-lens release on the Hugging Face hub (`SAE.from_pretrained(release, sae_id)`)."""
     from sae_lens import SAE
@@ -57,8 +58,8 @@ def load_sae(source: str | Path, sae_id: str | None = None, *, device: str = "cp
     if sae_id is None:
         if not path.is_dir():
             raise FileNotFoundError(
-                f"no SAE directory at {path}; give a directory with {' + '.join(SAE_FILES)}, or a release and an "
-                "sae_id of a pretrained sae-lens SAE"
+                f"no SAE directory at {path}; give a directory with {' + '.join(SAE_FILES)}, "
+                "or a release and an sae_id of a pretrained sae-lens SAE"
             )
         missing = [name for name in SAE_FILES if not (path / name).is_file()]
         if missing:
@@ -76,19 +77,22 @@ def sae_site(model: Any, sae: Any, hook: str | None = None) -> tuple[int, str]:
     model = as_model(model)
     name = hook or sae.cfg.metadata.hook_name
     if not name:
-        raise ValueError("the SAE's config names no hook (cfg.metadata.hook_name); pass hook='blocks.L.hook_SITE'")
+        raise ValueError(
+            "the SAE's config names no hook (cfg.metadata.hook_name); pass hook='blocks.L.hook_SITE'"
+        )
     layer, site = parse_hook_name(name, model.n_layers)
     if int(sae.cfg.d_in) != model.d_model:
         raise ValueError(
-            f"the SAE reads vectors of width d_in={sae.cfg.d_in}, but {model.spec} has d_model {model.d_model}: "
-            "it was trained on another model"
+            f"the SAE reads vectors of width d_in={sae.cfg.d_in}, but {model.spec} has d_model "
+            f"{model.d_model}: it was trained on another model"
         )
     return layer, site
 
 
 @torch.no_grad()
 def encode_latents(sae: Any, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_sae"]:
-    """The SAE's latent activations of `x`, computed in the SAE's device and dtype, returned as float32 on CPU."""
+    """The SAE's latent activations of `x`, computed in the SAE's device and dtype, returned as float32 on
+    CPU."""
     return sae.encode(x.to(device=sae.W_dec.device, dtype=sae.W_dec.dtype)).float().cpu()
 
 
@@ -120,10 +124,19 @@ def latent_activations(
     batch_size: int = 8,
     progress: bool = False,
 ) -> list[Float[Tensor, "pos d_sae"]]:
-    """Latent activations of each input at its selected positions, read at the SAE's hook through misdir's hooks."""
+    """Latent activations of each input at its selected positions, read at the SAE's hook through misdir's
+    hooks."""
     layer, site = sae_site(model, sae, hook)
-    acts = cache_activations(model, inputs, layers=[layer], site=site, positions=positions, reduce="none",
-                             batch_size=batch_size, progress=progress)
+    acts = cache_activations(
+        model,
+        inputs,
+        layers=[layer],
+        site=site,
+        positions=positions,
+        reduce="none",
+        batch_size=batch_size,
+        progress=progress,
+    )
     return [encode_latents(sae, a[0]) for a in acts]
 
 
@@ -139,7 +152,8 @@ def clamp_latents(
     *,
     hook: str | None = None,
 ) -> Iterator[Model]:
-    """Set latents to `value` at the SAE's hook while the block runs: `x <- x + (value - a_i(x)) * d_i`, at every
+    """Set latents to `value` at the SAE's hook while the block runs: `x <- x + (value - a_i(x)) * d_i`, at
+    every
     position, with `a_i` the SAE's activation of latent i and `d_i` its decoder row. `value=0` zeroes them
     (removes what they write, leaving the SAE's reconstruction error in place). Several latents are clamped
     together from one encoding of `x`. Computed in float32 and cast back; removed on exit or exception.
@@ -163,8 +177,14 @@ def clamp_latents(
         return (x.float() + delta.to(x.device)).to(x.dtype)
 
     fwd: list[tuple[str, HookFn]] = [(hook_name(layer, site), edit)]
-    record = {"kind": "clamp-latents", "layer": layer, "site": site, "latents": chosen, "values": values,
-              "sae": describe_sae(sae)}
+    record = {
+        "kind": "clamp-latents",
+        "layer": layer,
+        "site": site,
+        "latents": chosen,
+        "values": values,
+        "sae": describe_sae(sae),
+    }
     with _intervene(model, fwd, record):
         yield model
 
@@ -207,7 +227,8 @@ class SAETrainConfig:
     site: str = "resid_post"
     """Hook site: resid_pre, resid_mid, resid_post, attn_out or mlp_out."""
     architecture: Architecture = "batchtopk"
-    """'batchtopk' (k active latents on average over a batch; saved by sae-lens as a JumpReLU SAE) or 'topk'."""
+    """'batchtopk' (k active latents on average over a batch; saved by sae-lens as a JumpReLU SAE) or
+    'topk'."""
     d_sae: int = 3072
     """Number of latents."""
     k: int = 32
@@ -217,11 +238,13 @@ class SAETrainConfig:
     batch_size: int = 512
     """Tokens per training step."""
     epochs: float = 4.0
-    """Passes over the cached training tokens (small CPU runs reuse their tokens; a GPU run should not need to)."""
+    """Passes over the cached training tokens (small CPU runs reuse their tokens; a GPU run should not need
+    to)."""
     buffer_tokens: int = 65_536
     """Tokens held in the shuffling buffer that mixes models, texts and positions before batching."""
     holdout_every: int = 20
-    """Every n-th input is held out from training; variance explained, L0 and dead latents are measured on them."""
+    """Every n-th input is held out from training; variance explained, L0 and dead latents are measured on
+    them."""
     cache_batch_size: int = 8
     """Inputs per forward pass while caching activations."""
     seed: int = 0
@@ -258,19 +281,80 @@ class SAETrainResult:
 
 
 _DOC_MODULES = (
-    "abc", "argparse", "ast", "asyncio", "base64", "bisect", "calendar", "collections", "concurrent.futures",
-    "contextlib", "copy", "csv", "dataclasses", "datetime", "decimal", "difflib", "email", "enum", "fractions",
-    "functools", "glob", "hashlib", "heapq", "html", "http.client", "inspect", "io", "ipaddress", "itertools",
-    "json", "logging", "math", "mimetypes", "numbers", "operator", "os", "pathlib", "pickle", "pprint", "queue",
-    "random", "re", "sched", "secrets", "shlex", "shutil", "socket", "sqlite3", "statistics", "string", "struct",
-    "subprocess", "tarfile", "tempfile", "textwrap", "threading", "timeit", "tokenize", "traceback", "typing",
-    "unittest", "urllib.parse", "uuid", "warnings", "weakref", "zipfile",
+    "abc",
+    "argparse",
+    "ast",
+    "asyncio",
+    "base64",
+    "bisect",
+    "calendar",
+    "collections",
+    "concurrent.futures",
+    "contextlib",
+    "copy",
+    "csv",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "difflib",
+    "email",
+    "enum",
+    "fractions",
+    "functools",
+    "glob",
+    "hashlib",
+    "heapq",
+    "html",
+    "http.client",
+    "inspect",
+    "io",
+    "ipaddress",
+    "itertools",
+    "json",
+    "logging",
+    "math",
+    "mimetypes",
+    "numbers",
+    "operator",
+    "os",
+    "pathlib",
+    "pickle",
+    "pprint",
+    "queue",
+    "random",
+    "re",
+    "sched",
+    "secrets",
+    "shlex",
+    "shutil",
+    "socket",
+    "sqlite3",
+    "statistics",
+    "string",
+    "struct",
+    "subprocess",
+    "tarfile",
+    "tempfile",
+    "textwrap",
+    "threading",
+    "timeit",
+    "tokenize",
+    "traceback",
+    "typing",
+    "unittest",
+    "urllib.parse",
+    "uuid",
+    "warnings",
+    "weakref",
+    "zipfile",
 )
 
 
 def python_docs(n: int | None = None, *, words: int = 48) -> list[str]:
-    """General English text that ships with every Python: docstrings of standard-library modules and their public
-    classes and functions, cut into passages of about `words` words (the same on every machine with this Python)."""
+    """General English text that ships with every Python: docstrings of standard-library modules and their
+    public
+    classes and functions, cut into passages of about `words` words (the same on every machine with this
+    Python)."""
     import importlib
 
     passages: list[str] = []
@@ -291,10 +375,13 @@ def python_docs(n: int | None = None, *, words: int = 48) -> list[str]:
     return passages
 
 
-def training_inputs(sources: Sequence[str], *, n: int = 100, seed: int = 1) -> tuple[list[Input], list[dict[str, Any]]]:
+def training_inputs(
+    sources: Sequence[str], *, n: int = 100, seed: int = 1
+) -> tuple[list[Input], list[dict[str, Any]]]:
     """Texts to train an SAE on, from named sources, each with a record of where it came from:
-    a misdir dataset name (its first `n` held-out examples), `contrast:NAME` (both answers of every pair of a
-    contrast set), `python-docs[:N]` (`N`, default `n`, passages of standard-library docstrings), or a chat JSONL file (first `n`)."""
+    a misdir dataset name (its first `n` held-out examples), `contrast:NAME[:N]` (both answers of each of the
+    first N, default all, pairs of a contrast set), `python-docs[:N]` (`N`, default `n`, passages of
+    standard-library docstrings), or a chat JSONL file (first `n`)."""
     from misdir.data import DATASETS, load_conversations
     from misdir.directions import data_hash
     from misdir.questions import load_contrast_pairs
@@ -307,10 +394,14 @@ def training_inputs(sources: Sequence[str], *, n: int = 100, seed: int = 1) -> t
             items = list(python_docs(int(source.split(":")[1]) if ":" in source else n))
             record: dict[str, Any] = {"kind": "python-docs", "python": sys.version.split()[0]}
         elif source.startswith("contrast:"):
-            pairs = load_contrast_pairs(source.removeprefix("contrast:"))
-            items = [[{"role": "user", "content": p.question}, {"role": "assistant", "content": answer}]
-                     for p in pairs for answer in (p.misaligned, p.aligned)]
-            record = {"kind": "contrast", "name": source.removeprefix("contrast:")}
+            name, _, first = source.removeprefix("contrast:").partition(":")
+            pairs = load_contrast_pairs(name)[: int(first) if first else None]
+            items = [
+                [{"role": "user", "content": p.question}, {"role": "assistant", "content": answer}]
+                for p in pairs
+                for answer in (p.misaligned, p.aligned)
+            ]
+            record = {"kind": "contrast", "name": name, "pairs": len(pairs)}
         else:
             split = "heldout" if source in DATASETS else "train"
             items, record = load_conversations(source, n=n, seed=seed, split=split)  # type: ignore[arg-type]
@@ -339,14 +430,24 @@ def cache_for_training(
         out = work / f"model-{m:02d}"
         if progress:
             print(f"misdir sae: caching {len(share)} inputs through {as_model(model).spec}", flush=True)
-        cache_activations(model, share, layers=[cfg.layer], site=cfg.site, positions="all", reduce="none",
-                          batch_size=cfg.cache_batch_size, out=out, progress=progress)
+        cache_activations(
+            model,
+            share,
+            layers=[cfg.layer],
+            site=cfg.site,
+            positions="all",
+            reduce="none",
+            batch_size=cfg.cache_batch_size,
+            out=out,
+            progress=progress,
+        )
         dirs.append(out)
     return dirs
 
 
 def _shared_prefix(model: Any, inputs: Sequence[Input]) -> int:
-    """Leading tokens that every conversation shares (the chat template's system prompt): read once, not N times."""
+    """Leading tokens that every conversation shares (the chat template's system prompt): read once, not N
+    times."""
     model = as_model(model)
     encoded = [encode(model.tokenizer, item, "all").input_ids for item in inputs if not isinstance(item, str)]
     if len(encoded) < 2:
@@ -360,7 +461,8 @@ def _shared_prefix(model: Any, inputs: Sequence[Input]) -> int:
 
 
 def _shard_tokens(directory: Path, *, skip: int, holdout_every: int, heldout: bool) -> Iterator[Tensor]:
-    """The tokens of each shard in `directory` at positions >= `skip` (position 0 carries a huge attention-sink
+    """The tokens of each shard in `directory` at positions >= `skip` (position 0 carries a huge
+    attention-sink
     norm; the shared chat prefix repeats), training inputs or held-out inputs only."""
     for path in sorted(directory.glob("shard-*.safetensors")):
         shard = load_file(str(path))
@@ -376,7 +478,9 @@ def _skip_of(directory: Path, default: int) -> int:
     return int(meta.read_text()) if meta.is_file() else default
 
 
-def _batches(dirs: Sequence[Path], cfg: SAETrainConfig, skip: int, generator: torch.Generator) -> Iterator[Tensor]:
+def _batches(
+    dirs: Sequence[Path], cfg: SAETrainConfig, skip: int, generator: torch.Generator
+) -> Iterator[Tensor]:
     """Shuffled training batches forever: shards of all models in random order, mixed through a buffer."""
     shards = [(d, p) for d in dirs for p in sorted(d.glob("shard-*.safetensors"))]
     while True:
@@ -402,7 +506,9 @@ def _batches(dirs: Sequence[Path], cfg: SAETrainConfig, skip: int, generator: to
 
 
 @torch.no_grad()
-def sae_metrics(sae: Any, activations: Float[Tensor, "token d_model"], *, batch_size: int = 4096) -> SAEMetrics:
+def sae_metrics(
+    sae: Any, activations: Float[Tensor, "token d_model"], *, batch_size: int = 4096
+) -> SAEMetrics:
     """Variance explained, L0 and dead fraction of `sae` on `activations` (sums in float64)."""
     if len(activations) == 0:
         raise ValueError("no activations to measure the SAE on")
@@ -425,17 +531,27 @@ def sae_metrics(sae: Any, activations: Float[Tensor, "token d_model"], *, batch_
 
 
 def train_sae_on_shards(
-    dirs: Sequence[Path], cfg: SAETrainConfig, d_in: int, *, skip: int, metadata: Mapping[str, Any] | None = None,
+    dirs: Sequence[Path],
+    cfg: SAETrainConfig,
+    d_in: int,
+    *,
+    skip: int,
+    metadata: Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> tuple[Any, SAEMetrics, dict[str, Any]]:
-    """Train a TopK or BatchTopK SAE with sae-lens's `SAETrainer` on the shards' training tokens; measure it on the
-    held-out tokens. Returns the inference SAE (as sae-lens saves and loads it), held-out metrics, and a record."""
+    """Train a TopK or BatchTopK SAE with sae-lens's `SAETrainer` on the shards' training tokens; measure it
+    on the
+    held-out tokens. Returns the inference SAE (as sae-lens saves and loads it), held-out metrics, and a
+    record."""
     from sae_lens import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig, SAETrainer, TopKTrainingSAE
     from sae_lens.config import LoggingConfig, SAETrainerConfig
     from sae_lens.saes.topk_sae import TopKTrainingSAEConfig
 
-    n_train = sum(len(t) for d in dirs for t in _shard_tokens(d, skip=skip, holdout_every=cfg.holdout_every,
-                                                                 heldout=False))
+    n_train = sum(
+        len(t)
+        for d in dirs
+        for t in _shard_tokens(d, skip=skip, holdout_every=cfg.holdout_every, heldout=False)
+    )
     if n_train < cfg.batch_size:
         raise ValueError(f"only {n_train} training tokens for batches of {cfg.batch_size}; give more data")
     torch.manual_seed(cfg.seed)
@@ -465,19 +581,28 @@ def train_sae_on_shards(
     trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=_batches(dirs, cfg, skip, generator))
     started = time.perf_counter()
     if progress:
-        print(f"misdir sae: training a {cfg.architecture} SAE ({d_in} -> {cfg.d_sae}, k {cfg.k}) with sae-lens: "
-              f"{n_train} tokens x {cfg.epochs} epochs = {steps} steps of {cfg.batch_size}", flush=True)
+        print(
+            f"misdir sae: training a {cfg.architecture} SAE ({d_in} -> {cfg.d_sae}, k {cfg.k}) with "
+            f"sae-lens: {n_train} tokens x {cfg.epochs} epochs = {steps} steps of {cfg.batch_size}",
+            flush=True,
+        )
     trainer.fit()
     seconds = time.perf_counter() - started
     trainer_dead = int(trainer.dead_neurons.sum())
     with tempfile.TemporaryDirectory() as tmp:
         sae.save_inference_model(tmp)
         inference = load_sae(tmp)
-    heldout = torch.cat([t for d in dirs for t in _shard_tokens(d, skip=skip, holdout_every=cfg.holdout_every,
-                                                                  heldout=True)])
+    heldout = torch.cat(
+        [t for d in dirs for t in _shard_tokens(d, skip=skip, holdout_every=cfg.holdout_every, heldout=True)]
+    )
     metrics = sae_metrics(inference, heldout)
-    record = {"train_tokens": n_train, "samples_seen": trainer.n_training_samples, "steps": steps,
-              "seconds_training": seconds, "trainer_dead": trainer_dead}
+    record = {
+        "train_tokens": n_train,
+        "samples_seen": trainer.n_training_samples,
+        "steps": steps,
+        "seconds_training": seconds,
+        "trainer_dead": trainer_dead,
+    }
     return inference, metrics, record
 
 
@@ -493,7 +618,8 @@ def train_sae(
     command: str | None = None,
     progress: bool = True,
 ) -> SAETrainResult:
-    """Train an SAE at `blocks.{cfg.layer}.hook_{cfg.site}` of `model` (mixed with its `finetunes`) on `inputs`,
+    """Train an SAE at `blocks.{cfg.layer}.hook_{cfg.site}` of `model` (mixed with its `finetunes`) on
+    `inputs`,
     and save it in sae-lens's format (`cfg.json` + `sae_weights.safetensors`) to `out`, with `misdir.json`
     beside it (config, data, models, token counts, metrics, timings). `out` is replaced atomically.
     Activation shards go to `work` (default: a temporary directory, removed afterwards)."""
@@ -513,10 +639,16 @@ def train_sae(
         started = time.perf_counter()
         dirs = cache_for_training(models, inputs, cfg, work_dir, progress=progress)
         seconds_caching = time.perf_counter() - started
-        metadata = {"hook_name": hook_name(cfg.layer, cfg.site), "model_name": base.spec, "prepend_bos": True,
-                    "context_size": None, "dataset_path": None}
-        sae, metrics, record = train_sae_on_shards(dirs, cfg, base.d_model, skip=skip, metadata=metadata,
-                                                   progress=progress)
+        metadata = {
+            "hook_name": hook_name(cfg.layer, cfg.site),
+            "model_name": base.spec,
+            "prepend_bos": True,
+            "context_size": None,
+            "dataset_path": None,
+        }
+        sae, metrics, record = train_sae_on_shards(
+            dirs, cfg, base.d_model, skip=skip, metadata=metadata, progress=progress
+        )
     finally:
         if temporary:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -538,12 +670,22 @@ def train_sae(
     }
     _save_sae_dir(sae, out, full)
     sae._misdir_source = str(out)
-    return SAETrainResult(sae, out, metrics, record["train_tokens"], record["steps"], seconds_caching,
-                          record["seconds_training"], record["trainer_dead"], full)
+    return SAETrainResult(
+        sae,
+        out,
+        metrics,
+        record["train_tokens"],
+        record["steps"],
+        seconds_caching,
+        record["seconds_training"],
+        record["trainer_dead"],
+        full,
+    )
 
 
 def _save_sae_dir(sae: Any, out: Path, record: dict[str, Any]) -> None:
-    """sae-lens's `save_model` into a staging directory beside `out`, then swapped in, so `out` is never half written."""
+    """sae-lens's `save_model` into a staging directory beside `out`, then swapped in, so `out` is never half
+    written."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
     try:
@@ -572,7 +714,8 @@ def _sae_lens_version() -> str:
 
 @dataclass
 class LatentStats:
-    """One model's latents over a set of texts: token-weighted means and firing rates, and where each fires most."""
+    """One model's latents over a set of texts: token-weighted means and firing rates, and where each fires
+    most."""
 
     model: str
     mean: Float[Tensor, "d_sae"]
@@ -585,13 +728,21 @@ class LatentStats:
 
 
 def latent_stats(
-    model: Any, sae: Any, inputs: Sequence[Input], *, hook: str | None = None, positions: Positions = "answer",
-    batch_size: int = 8, progress: bool = False,
+    model: Any,
+    sae: Any,
+    inputs: Sequence[Input],
+    *,
+    hook: str | None = None,
+    positions: Positions = "answer",
+    batch_size: int = 8,
+    progress: bool = False,
 ) -> LatentStats:
-    """Mean activation and firing rate of every latent over the selected tokens of `inputs` (sums in float64)."""
+    """Mean activation and firing rate of every latent over the selected tokens of `inputs` (sums in
+    float64)."""
     model = as_model(model)
-    per_input = latent_activations(model, sae, inputs, hook=hook, positions=positions, batch_size=batch_size,
-                                   progress=progress)
+    per_input = latent_activations(
+        model, sae, inputs, hook=hook, positions=positions, batch_size=batch_size, progress=progress
+    )
     d_sae = int(sae.cfg.d_sae)
     total, fired, n = torch.zeros(d_sae, dtype=torch.float64), torch.zeros(d_sae, dtype=torch.float64), 0
     tops, where = [], []
@@ -602,7 +753,9 @@ def latent_stats(
         value, index = acts.max(0)
         tops.append(value)
         where.append(index)
-    return LatentStats(model.spec, (total / n).float(), (fired / n).float(), n, torch.stack(tops), torch.stack(where))
+    return LatentStats(
+        model.spec, (total / n).float(), (fired / n).float(), n, torch.stack(tops), torch.stack(where)
+    )
 
 
 @dataclass(frozen=True)
@@ -615,7 +768,8 @@ class Ranking:
     mean_rise: Float[Tensor, "d_sae"]
     """Mean rise over the finetunes."""
     consistency: Float[Tensor, "d_sae"]
-    """Smallest rise over the finetunes minus the largest positive rise over the controls: > 0 only for a latent that
+    """Smallest rise over the finetunes minus the largest positive rise over the controls: > 0 only for a
+    latent that
     rises in every finetune, and by more than in any control."""
     by_rise: list[int]
     by_consistency: list[int]
@@ -626,13 +780,17 @@ def rank_latents(
     finetune_means: Float[Tensor, "finetune d_sae"],
     control_means: Float[Tensor, "control d_sae"] | None = None,
 ) -> Ranking:
-    """Rank latents by their mean rise in the finetunes, and by `consistency` (see `Ranking`); ties keep latent order."""
+    """Rank latents by their mean rise in the finetunes, and by `consistency` (see `Ranking`); ties keep
+    latent order."""
     base = base_mean.double()
     rise = finetune_means.double() - base
     if rise.ndim != 2 or len(rise) == 0:
         raise ValueError("give at least one finetune's means, as [finetune, d_sae]")
-    controls = (torch.zeros(0, len(base), dtype=torch.float64) if control_means is None
-                else control_means.double() - base)
+    controls = (
+        torch.zeros(0, len(base), dtype=torch.float64)
+        if control_means is None
+        else control_means.double() - base
+    )
     worst_control = controls.max(0).values.clamp_min(0) if len(controls) else torch.zeros_like(base)
     consistency = rise.min(0).values - worst_control
     mean_rise = rise.mean(0)
@@ -640,8 +798,14 @@ def rank_latents(
     def order(score: Tensor) -> list[int]:
         return torch.sort(-score, stable=True).indices.tolist()
 
-    return Ranking(rise.float(), controls.float(), mean_rise.float(), consistency.float(), order(mean_rise),
-                   order(consistency))
+    return Ranking(
+        rise.float(),
+        controls.float(),
+        mean_rise.float(),
+        consistency.float(),
+        order(mean_rise),
+        order(consistency),
+    )
 
 
 @dataclass
@@ -716,7 +880,9 @@ def top_snippets(
     return out
 
 
-def decoder_cosines(sae: Any, latents: Sequence[int], directions: Mapping[str, Tensor]) -> dict[str, list[float]]:
+def decoder_cosines(
+    sae: Any, latents: Sequence[int], directions: Mapping[str, Tensor]
+) -> dict[str, list[float]]:
     """Cosine of each latent's decoder row with each named `[d_model]` direction."""
     _check_latents(sae, latents)
     rows = decoder_rows(sae)[list(latents)].double()
@@ -740,27 +906,35 @@ def diff_record(
     top: int = 10,
     positions: Positions = "answer",
 ) -> dict[str, Any]:
-    """The top latents of both rankings, as JSON-ready records: rise and firing rate in each model, consistency,
+    """The top latents of both rankings, as JSON-ready records: rise and firing rate in each model,
+    consistency,
     top-activating snippets, and decoder cosines with `directions`."""
     r = diff.ranking
     every = {"base": diff.base, **diff.finetunes, **diff.controls}
     chosen: dict[str, list[int]] = {"by_consistency": r.by_consistency[:top], "by_rise": r.by_rise[:top]}
-    latents = sorted(set(chosen["by_consistency"]) | set(chosen["by_rise"]), key=lambda i: r.by_consistency.index(i))
+    latents = sorted(
+        set(chosen["by_consistency"]) | set(chosen["by_rise"]), key=lambda i: r.by_consistency.index(i)
+    )
     cosines = decoder_cosines(sae, latents, directions) if directions else {}
     records = []
     for j, latent in enumerate(latents):
-        records.append({
-            "latent": latent,
-            "consistency": float(r.consistency[latent]),
-            "mean_rise": float(r.mean_rise[latent]),
-            "mean": {name: float(s.mean[latent]) for name, s in every.items()},
-            "rate": {name: float(s.rate[latent]) for name, s in every.items()},
-            "cosine": {name: values[j] for name, values in cosines.items()},
-            "snippets": top_snippets(tokenizer, inputs, every, latent, positions=positions),
-        })
+        records.append(
+            {
+                "latent": latent,
+                "consistency": float(r.consistency[latent]),
+                "mean_rise": float(r.mean_rise[latent]),
+                "mean": {name: float(s.mean[latent]) for name, s in every.items()},
+                "rate": {name: float(s.rate[latent]) for name, s in every.items()},
+                "cosine": {name: values[j] for name, values in cosines.items()},
+                "snippets": top_snippets(tokenizer, inputs, every, latent, positions=positions),
+            }
+        )
     return {
-        "models": {"base": diff.base.model, **{k: v.model for k, v in diff.finetunes.items()},
-                   **{k: v.model for k, v in diff.controls.items()}},
+        "models": {
+            "base": diff.base.model,
+            **{k: v.model for k, v in diff.finetunes.items()},
+            **{k: v.model for k, v in diff.controls.items()},
+        },
         "finetunes": list(diff.finetunes),
         "controls": list(diff.controls),
         "n_tokens": diff.base.n_tokens,
@@ -770,8 +944,11 @@ def diff_record(
     }
 
 
-def save_diff(diff: LatentDiff, record: Mapping[str, Any], out: str | Path, provenance: Mapping[str, Any]) -> list[Path]:
-    """`diff.json` (the record and its provenance) and `latents.safetensors` (every latent's mean and firing rate
+def save_diff(
+    diff: LatentDiff, record: Mapping[str, Any], out: str | Path, provenance: Mapping[str, Any]
+) -> list[Path]:
+    """`diff.json` (the record and its provenance) and `latents.safetensors` (every latent's mean and firing
+    rate
     in every model), both written atomically."""
     from safetensors.torch import save_file
 
@@ -779,7 +956,11 @@ def save_diff(diff: LatentDiff, record: Mapping[str, Any], out: str | Path, prov
 
     out = Path(out)
     every = {"base": diff.base, **diff.finetunes, **diff.controls}
-    tensors = {f"{kind}.{name}": getattr(s, kind).contiguous() for name, s in every.items() for kind in ("mean", "rate")}
+    tensors = {
+        f"{kind}.{name}": getattr(s, kind).contiguous()
+        for name, s in every.items()
+        for kind in ("mean", "rate")
+    }
     tensors["consistency"] = diff.ranking.consistency.contiguous()
     with atomic_path(out / "latents.safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"format": "misdir.sae-diff/1"})
@@ -788,7 +969,8 @@ def save_diff(diff: LatentDiff, record: Mapping[str, Any], out: str | Path, prov
 
 
 def plot_diff(record: Mapping[str, Any], consistency: Tensor, mean_rise: Tensor, top: int = 8) -> list[Any]:
-    """Figures: the top latents' mean activation in every model, and every latent's mean rise against its consistency."""
+    """Figures: the top latents' mean activation in every model, and every latent's mean rise against its
+    consistency."""
     import plotly.graph_objects as go
 
     chosen = record["rankings"]["by_consistency"][:top]
@@ -797,19 +979,41 @@ def plot_diff(record: Mapping[str, Any], consistency: Tensor, mean_rise: Tensor,
     bars = go.Figure()
     for name in names:
         kind = "EM" if name in record["finetunes"] else "control" if name in record["controls"] else "base"
-        bars.add_bar(name=f"{name} ({kind})", x=[f"latent {i}" for i in chosen],
-                     y=[by_latent[i]["mean"][name] for i in chosen])
-    bars.update_layout(barmode="group", title="Top latents by consistent rise: mean activation per model "
-                       "(answer tokens of the general contrast answers)", yaxis_title="mean activation")
+        bars.add_bar(
+            name=f"{name} ({kind})",
+            x=[f"latent {i}" for i in chosen],
+            y=[by_latent[i]["mean"][name] for i in chosen],
+        )
+    bars.update_layout(
+        barmode="group",
+        title="Top latents by consistent rise: mean activation per model "
+        "(answer tokens of the general contrast answers)",
+        yaxis_title="mean activation",
+    )
     scatter = go.Figure()
-    scatter.add_scatter(x=mean_rise.tolist(), y=consistency.tolist(), mode="markers", name="latents",
-                        marker={"size": 4, "color": "lightgray"}, text=[f"latent {i}" for i in range(len(mean_rise))])
-    scatter.add_scatter(x=[float(mean_rise[i]) for i in chosen], y=[float(consistency[i]) for i in chosen],
-                        mode="markers+text", text=[str(i) for i in chosen], textposition="top center",
-                        name="top by consistency", marker={"size": 8, "color": "crimson"})
-    scatter.update_layout(title="Every latent: mean rise over the EM finetunes vs consistency "
-                          "(min rise over EM minus max rise over controls)",
-                          xaxis_title="mean rise (finetune minus base)", yaxis_title="consistency")
+    scatter.add_scatter(
+        x=mean_rise.tolist(),
+        y=consistency.tolist(),
+        mode="markers",
+        name="latents",
+        marker={"size": 4, "color": "lightgray"},
+        text=[f"latent {i}" for i in range(len(mean_rise))],
+    )
+    scatter.add_scatter(
+        x=[float(mean_rise[i]) for i in chosen],
+        y=[float(consistency[i]) for i in chosen],
+        mode="markers+text",
+        text=[str(i) for i in chosen],
+        textposition="top center",
+        name="top by consistency",
+        marker={"size": 8, "color": "crimson"},
+    )
+    scatter.update_layout(
+        title="Every latent: mean rise over the EM finetunes vs consistency "
+        "(min rise over EM minus max rise over controls)",
+        xaxis_title="mean rise (finetune minus base)",
+        yaxis_title="consistency",
+    )
     return [bars, scatter]
 
 
@@ -836,8 +1040,15 @@ def _effect(model: str, what: str, scale: float | None, before: Any, after: Any)
     from misdir.stats import compare_contrast
 
     fluency = compare_contrast(before.aligned_logprob, after.aligned_logprob).diff
-    return Effect(model, what, scale, after.margin._asdict(), shift_from(before, after)._asdict(),
-                  after.fluency._asdict(), fluency._asdict())
+    return Effect(
+        model,
+        what,
+        scale,
+        after.margin._asdict(),
+        shift_from(before, after)._asdict(),
+        after.fluency._asdict(),
+        fluency._asdict(),
+    )
 
 
 def latent_effects(
@@ -856,9 +1067,12 @@ def latent_effects(
 ) -> list[Effect]:
     """Causal tests of latents against mean-difference directions at the SAE's layer, on the contrast metric.
 
-    Steering the base: each latent's decoder row, the mean of `directions`, and `n_random` random directions, added
-    at the SAE's hook at `scale` x each token's residual norm (`misdir.steer(relative="resid")`). Removing from each
-    finetune: the `latents` zeroed together (`zero_latents`), against its own direction (`directions[name]`, or the
+    Steering the base: each latent's decoder row, the mean of `directions`, and `n_random` random directions,
+    added
+    at the SAE's hook at `scale` x each token's residual norm (`misdir.steer(relative="resid")`). Removing
+    from each
+    finetune: the `latents` zeroed together (`zero_latents`), against its own direction (`directions[name]`,
+    or the
     mean) projected out at the same hook (`misdir.ablate`). Shifts are paired over the same contrast items.
     """
     from misdir.evaluate import evaluate_contrast
@@ -913,24 +1127,44 @@ def plot_effects(effects: Sequence[Effect]) -> list[Any]:
         fig = go.Figure()
         for scale in sorted({e.scale for e in steering if e.scale is not None}):
             rows = [e for e in steering if e.scale == scale]
-            fig.add_bar(name=f"scale {scale} x |resid|", x=[e.intervention.removeprefix("steer ") for e in rows],
-                        y=[e.shift["value"] for e in rows],
-                        error_y={"type": "data", "symmetric": False,
-                                 "array": [e.shift["high"] - e.shift["value"] for e in rows],
-                                 "arrayminus": [e.shift["value"] - e.shift["low"] for e in rows]})
-        fig.update_layout(barmode="group", title="Steering the base: change of the contrast margin (95% CI)",
-                          yaxis_title="shift of margin (nats/token, > 0 = more misaligned)")
+            fig.add_bar(
+                name=f"scale {scale} x |resid|",
+                x=[e.intervention.removeprefix("steer ") for e in rows],
+                y=[e.shift["value"] for e in rows],
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [e.shift["high"] - e.shift["value"] for e in rows],
+                    "arrayminus": [e.shift["value"] - e.shift["low"] for e in rows],
+                },
+            )
+        fig.update_layout(
+            barmode="group",
+            title="Steering the base: change of the contrast margin (95% CI)",
+            yaxis_title="shift of margin (nats/token, > 0 = more misaligned)",
+        )
         figures.append(fig)
     removal = [e for e in effects if not e.intervention.startswith("steer")]
     if removal:
         fig = go.Figure()
         for kind in dict.fromkeys(e.intervention for e in removal):
             rows = [e for e in removal if e.intervention == kind]
-            fig.add_bar(name=kind, x=[e.model for e in rows], y=[e.shift["value"] for e in rows],
-                        error_y={"type": "data", "symmetric": False,
-                                 "array": [e.shift["high"] - e.shift["value"] for e in rows],
-                                 "arrayminus": [e.shift["value"] - e.shift["low"] for e in rows]})
-        fig.update_layout(barmode="group", title="Finetunes: margin shift of finetuning (vs base) and of removing "
-                          "latents or the direction (vs the finetune), 95% CI", yaxis_title="shift of margin")
+            fig.add_bar(
+                name=kind,
+                x=[e.model for e in rows],
+                y=[e.shift["value"] for e in rows],
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [e.shift["high"] - e.shift["value"] for e in rows],
+                    "arrayminus": [e.shift["value"] - e.shift["low"] for e in rows],
+                },
+            )
+        fig.update_layout(
+            barmode="group",
+            title="Finetunes: margin shift of finetuning (vs base) and of removing "
+            "latents or the direction (vs the finetune), 95% CI",
+            yaxis_title="shift of margin",
+        )
         figures.append(fig)
     return figures

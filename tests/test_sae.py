@@ -53,7 +53,9 @@ def jumprelu_sae(d_in: int, d_sae: int, *, seed: int, hook: str | None = f"block
 
 def encode64(sae, x: torch.Tensor) -> torch.Tensor:
     """JumpReLU encoding written out in float64 from the raw weights."""
-    w_enc, b_enc, b_dec, threshold = (t.detach().double() for t in (sae.W_enc, sae.b_enc, sae.b_dec, sae.threshold))
+    w_enc, b_enc, b_dec, threshold = (
+        t.detach().double() for t in (sae.W_enc, sae.b_enc, sae.b_dec, sae.threshold)
+    )
     pre = (x.double() - b_dec) @ w_enc + b_enc
     return torch.where(pre > threshold, pre.clamp_min(0), torch.zeros_like(pre))
 
@@ -67,8 +69,19 @@ def hidden(model: Model, item, layer: int = LAYER, positions: str = "answer") ->
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny SAEs train faster on one thread: on a busy machine, two threads wait on each other at every op."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def llama(tokenizer) -> Model:
-    return Model(tiny_hf_model("llama", len(tokenizer)), tokenizer, "tiny-llama", provenance={"arch": "llama"})
+    return Model(
+        tiny_hf_model("llama", len(tokenizer)), tokenizer, "tiny-llama", provenance={"arch": "llama"}
+    )
 
 
 def test_latents_read_through_misdir_hooks_equal_sae_on_hidden_states(tiny):
@@ -83,7 +96,10 @@ def test_latents_read_through_misdir_hooks_equal_sae_on_hidden_states(tiny):
 
 def test_sae_site_refuses_what_does_not_fit(llama):
     assert sae_site(llama, jumprelu_sae(64, 8, seed=0)) == (LAYER, "resid_post")
-    assert sae_site(llama, jumprelu_sae(64, 8, seed=0, hook=None), hook="blocks.2.hook_mlp_out") == (2, "mlp_out")
+    assert sae_site(llama, jumprelu_sae(64, 8, seed=0, hook=None), hook="blocks.2.hook_mlp_out") == (
+        2,
+        "mlp_out",
+    )
     with pytest.raises(ValueError, match="d_in=32.*d_model 64"):
         sae_site(llama, jumprelu_sae(32, 8, seed=0))
     with pytest.raises(ValueError, match="not of the form"):
@@ -105,16 +121,30 @@ def test_load_sae_errors(workdir):
 
 
 @pytest.mark.parametrize("architecture", ["batchtopk", "topk"])
-def test_train_with_sae_lens_save_load_round_trip(llama, workdir, architecture):
+def test_train_with_sae_lens_save_load_round_trip(llama, workdir, architecture, one_thread):
     """sae-lens's trainer on a tiny model's activations (base and a finetune mixed); what is saved loads back
     giving the same outputs, and the held-out metrics are what a float64 computation on those tokens gives."""
     finetune = Model(tiny_hf_model("llama", len(llama.tokenizer), seed=1), llama.tokenizer, "tiny-llama-ft")
-    texts = [f"Passage {i}: " + " ".join(CONVERSATIONS[i % 5][-1]["content"].split()[: 3 + i % 7]) for i in range(80)]
+    texts = [
+        f"Passage {i}: " + " ".join(CONVERSATIONS[i % 5][-1]["content"].split()[: 3 + i % 7])
+        for i in range(80)
+    ]
     inputs = CONVERSATIONS * 8 + texts
-    cfg = SAETrainConfig(layer=LAYER, architecture=architecture, d_sae=48, k=6, batch_size=64, epochs=3,
-                         buffer_tokens=1024, holdout_every=5, lr=3e-3)
+    cfg = SAETrainConfig(
+        layer=LAYER,
+        architecture=architecture,
+        d_sae=48,
+        k=6,
+        batch_size=64,
+        epochs=3,
+        buffer_tokens=1024,
+        holdout_every=5,
+        lr=3e-3,
+    )
     out = Path(workdir) / "sae"
-    result = train_sae(llama, inputs, cfg, out, finetunes=[finetune], work=Path(workdir) / "shards", progress=False)
+    result = train_sae(
+        llama, inputs, cfg, out, finetunes=[finetune], work=Path(workdir) / "shards", progress=False
+    )
 
     assert sorted(p.name for p in out.iterdir()) == ["cfg.json", "misdir.json", "sae_weights.safetensors"]
     record = json.loads((out / "misdir.json").read_text())
@@ -179,11 +209,14 @@ def test_rank_latents_finds_the_planted_latent():
     torch.testing.assert_close(r.consistency.double(), rise.min(0).values - control_rise, atol=1e-6, rtol=0)
     torch.testing.assert_close(r.mean_rise.double(), rise.mean(0), atol=1e-6, rtol=0)
     assert r.consistency[3] < 0.1 and r.consistency[11] < 0.2
-    assert rank_latents(base, finetunes).by_consistency[0] == 3  # without controls, latent 3 rises most evenly
+    assert (
+        rank_latents(base, finetunes).by_consistency[0] == 3
+    )  # without controls, latent 3 rises most evenly
 
 
 def _with_bias(model: Model, layer: int, vector: torch.Tensor, spec: str) -> Model:
-    """A copy of `model` whose layer `layer` adds `vector` to the residual stream (a bias on its MLP's output)."""
+    """A copy of `model` whose layer `layer` adds `vector` to the residual stream (a bias on its MLP's
+    output)."""
     hf = copy.deepcopy(model.hf)
     old = hf.model.layers[layer].mlp.down_proj
     new = nn.Linear(old.in_features, old.out_features, bias=True)
@@ -195,7 +228,8 @@ def _with_bias(model: Model, layer: int, vector: torch.Tensor, spec: str) -> Mod
 
 
 def test_diff_latents_on_planted_finetunes(llama):
-    """Finetunes that add a vector v to the residual stream: the latent reading v ranks first; every mean and rate
+    """Finetunes that add a vector v to the residual stream: the latent reading v ranks first; every mean and
+    rate
     equals the float64 encoding of the models' own hidden states."""
     sae = jumprelu_sae(64, 30, seed=2)
     g = torch.Generator().manual_seed(9)
@@ -235,7 +269,9 @@ def test_topk_decoder_rows_include_the_norm_rescaling():
     with torch.no_grad():
         sae.W_dec.copy_(torch.randn(12, 16, generator=torch.Generator().manual_seed(2)) * 2)
     w = sae.W_dec.detach().double()
-    torch.testing.assert_close(decoder_rows(sae).double(), w / w.norm(dim=-1, keepdim=True), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        decoder_rows(sae).double(), w / w.norm(dim=-1, keepdim=True), atol=1e-6, rtol=0
+    )
 
 
 def _resid_post(model: Model, item, layer: int = LAYER) -> torch.Tensor:
@@ -253,7 +289,9 @@ def test_clamp_latents_does_exactly_the_edit(tiny, value):
     sae = jumprelu_sae(tiny.d_model, 40, seed=6)
     item = CONVERSATIONS[2]
     x = hidden(tiny, item, positions="all").double()
-    latents = encode64(sae, x).amax(0).argsort(descending=True)[[0, 1, 7]].tolist()  # two firing, one maybe not
+    latents = (
+        encode64(sae, x).amax(0).argsort(descending=True)[[0, 1, 7]].tolist()
+    )  # two firing, one maybe not
     a = encode64(sae, x)[:, latents]
     expected = x + (value - a) @ sae.W_dec.detach().double()[latents]
     with zero_latents(tiny, sae, latents) if value == 0 else clamp_latents(tiny, sae, latents, value):
@@ -285,3 +323,83 @@ def test_clamp_refuses_bad_latents(llama):
     with pytest.raises(ValueError, match="2 latents but 3 values"):
         with clamp_latents(llama, sae, [1, 2], [0.0, 1.0, 2.0]):
             pass
+
+
+def test_sae_commands_train_diff_and_effects(tokenizer, workdir, one_thread):
+    """`misdir sae train | diff | effects` on tiny models saved to disk: the files they write hold what the
+    library computes on the same models."""
+    from typer.testing import CliRunner
+
+    from misdir import load_model
+    from misdir.cli import app
+    from misdir.directions import mean_difference
+    from misdir.evaluate import evaluate_contrast
+    from misdir.sae import training_inputs
+
+    runner = CliRunner()
+    root = Path(workdir)
+    specs = {}
+    for name, seed in (("base", 0), ("em", 1), ("control", 2)):
+        tiny_hf_model("qwen2", len(tokenizer), seed=seed).save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+        specs[name] = str(root / name)
+    out = root / "sae"
+    result = runner.invoke(
+        app,
+        ["sae", "train", "--model", specs["base"], "--finetune", specs["em"], "--layer", "1",
+         "--data", "contrast:general:12", "--data", "python-docs:40", "--d-sae", "32", "--k", "4",
+         "--batch-size", "32", "--epochs", "1", "--out", str(out), "--device", "cpu"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "variance explained" in result.output
+    sae = load_sae(out)
+    assert sae.cfg.metadata.hook_name == "blocks.1.hook_resid_post"
+
+    base, em, control = (load_model(specs[k], device="cpu") for k in ("base", "em", "control"))
+    texts, _ = training_inputs(["contrast:general:6"])
+    (root / "dirs").mkdir()
+    mean_difference(em, texts, base=base, progress=False).save(root / "dirs" / "em.safetensors")
+    diff_out = root / "diff"
+    result = runner.invoke(
+        app,
+        ["sae", "diff", "--sae", str(out), "--base", specs["base"], "--finetune", specs["em"],
+         "--control", specs["control"], "--data", "contrast:general:6", "--directions", str(root / "dirs"),
+         "--top", "3", "--out", str(diff_out), "--device", "cpu"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = json.loads((diff_out / "diff.json").read_text())
+    assert record["finetunes"] == ["em"] and record["controls"] == ["control"]
+    assert "command" in record["provenance"] and (diff_out / "sae_top_latents.html").is_file()
+    expected = diff_latents(sae, base, {"em": em}, texts, controls={"control": control}, progress=False)
+    assert record["rankings"]["by_consistency"] == expected.ranking.by_consistency[:3]
+    top = record["latents"][0]
+    assert top["mean"]["em"] == pytest.approx(float(expected.finetunes["em"].mean[top["latent"]]), abs=1e-6)
+    assert top["cosine"]["em"] == pytest.approx(
+        decoder_cosines(sae, [top["latent"]], {"em": mean_difference(em, texts, base=base, progress=False)
+                                               .vectors[1]})["em"][0], abs=1e-5)  # fmt: skip
+
+    effects_out = root / "effects"
+    result = runner.invoke(
+        app,
+        ["sae", "effects", "--sae", str(out), "--latents", str(top["latent"]), "--base", specs["base"],
+         "--finetune", specs["em"], "--directions", str(root / "dirs"), "--limit", "4",
+         "--out", str(effects_out), "--device", "cpu"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    effects = {
+        e["intervention"]: e for e in json.loads((effects_out / "effects.json").read_text())["effects"]
+    }
+    assert set(effects) >= {
+        f"steer latent {top['latent']}",
+        "steer mean-diff",
+        "steer random 0",
+        "finetune vs base",
+        f"zero latents [{top['latent']}]",
+        "ablate mean-diff",
+    }
+    plain, tuned = (
+        evaluate_contrast(base, limit=4, progress=False),
+        evaluate_contrast(em, limit=4, progress=False),
+    )
+    shift = sum(t - p for t, p in zip(tuned.margins, plain.margins, strict=True)) / 4
+    assert effects["finetune vs base"]["shift"]["value"] == pytest.approx(shift, abs=1e-6)
