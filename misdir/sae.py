@@ -1,15 +1,15 @@
 """Sparse-autoencoder latents at misdir's hook points: load or train SAEs with sae-lens, diff models on them,
 and intervene on single latents.
 
-The SAEs are sae-lens's own (`sae_lens.SAE`): loaded by release and id from the hub (`SAE.from_pretrained`)
-or from a directory holding `cfg.json` + `sae_weights.safetensors` (`SAE.load_from_disk`), and trained with
+The SAEs are sae-lens's own (`sae_lens.SAE`): loaded by release and id from the hub (`SAE.from_pretrained`) or
+from a directory holding `cfg.json` + `sae_weights.safetensors` (`SAE.load_from_disk`), and trained with
 sae-lens's `SAETrainer` on activations that `misdir.cache_activations` streams to shards. An SAE names its
 hook in TransformerLens's vocabulary (`cfg.metadata.hook_name`, e.g. `blocks.15.hook_resid_post`), which is
 misdir's too, so it attaches to any model misdir can hook.
 
 The persona-latent analysis (Wang et al. 2025): each latent's mean activation and firing rate on the same
-texts for a base model and its finetunes (`diff_latents`), latents ranked by how consistently they rise in
-the EM finetunes and not in the controls (`rank_latents`), and their causal effect through steering along a
+texts for a base model and its finetunes (`diff_latents`), latents ranked by how consistently they rise in the
+EM finetunes and not in the controls (`rank_latents`), and their causal effect through steering along a
 latent's decoder row or clamping it (`clamp_latents`), measured with the contrast metric.
 """
 
@@ -71,8 +71,8 @@ def load_sae(
 def sae_site(model: Any, sae: Any, hook: str | None = None) -> tuple[int, str]:
     """(layer, site) where `sae` reads `model`: `hook` if given, else the SAE's own `cfg.metadata.hook_name`.
 
-    Clear errors for a hook that is not a misdir site (`blocks.{l}.hook_{site}`), a layer the model does
-    not have, and an SAE whose input width `d_in` is not the model's `d_model`.
+    Clear errors for a hook that is not a misdir site (`blocks.{l}.hook_{site}`), a layer the model does not
+    have, and an SAE whose input width `d_in` is not the model's `d_model`.
     """
     model = as_model(model)
     name = hook or sae.cfg.metadata.hook_name
@@ -153,10 +153,10 @@ def clamp_latents(
     hook: str | None = None,
 ) -> Iterator[Model]:
     """Set latents to `value` at the SAE's hook while the block runs: `x <- x + (value - a_i(x)) * d_i`, at
-    every
-    position, with `a_i` the SAE's activation of latent i and `d_i` its decoder row. `value=0` zeroes them
-    (removes what they write, leaving the SAE's reconstruction error in place). Several latents are clamped
-    together from one encoding of `x`. Computed in float32 and cast back; removed on exit or exception.
+    every position, with `a_i` the SAE's activation of latent i and `d_i` its decoder row. `value=0` zeroes
+    them (removes what they write, leaving the SAE's reconstruction error in place). Several latents are
+    clamped together from one encoding of `x`. Computed in float32 and cast back; removed on exit or
+    exception.
     """
     model = as_model(model)
     layer, site = sae_site(model, sae, hook)
@@ -227,7 +227,7 @@ class SAETrainConfig:
     site: str = "resid_post"
     """Hook site: resid_pre, resid_mid, resid_post, attn_out or mlp_out."""
     architecture: Architecture = "batchtopk"
-    """'batchtopk' (k active latents on average over a batch; saved by sae-lens as a JumpReLU SAE) or
+    """'batchtopk' (k active latents on average over a batch; sae-lens saves it as a JumpReLU SAE) or
     'topk'."""
     d_sae: int = 3072
     """Number of latents."""
@@ -352,9 +352,8 @@ _DOC_MODULES = (
 
 def python_docs(n: int | None = None, *, words: int = 48) -> list[str]:
     """General English text that ships with every Python: docstrings of standard-library modules and their
-    public
-    classes and functions, cut into passages of about `words` words (the same on every machine with this
-    Python)."""
+    public classes and functions, cut into passages of about `words` words (the same on every machine with
+    this Python)."""
     import importlib
 
     passages: list[str] = []
@@ -378,10 +377,10 @@ def python_docs(n: int | None = None, *, words: int = 48) -> list[str]:
 def training_inputs(
     sources: Sequence[str], *, n: int = 100, seed: int = 1
 ) -> tuple[list[Input], list[dict[str, Any]]]:
-    """Texts to train an SAE on, from named sources, each with a record of where it came from:
-    a misdir dataset name (its first `n` held-out examples), `contrast:NAME[:N]` (both answers of each of the
-    first N, default all, pairs of a contrast set), `python-docs[:N]` (`N`, default `n`, passages of
-    standard-library docstrings), or a chat JSONL file (first `n`)."""
+    """Texts to train an SAE on, from named sources, each with a record of where it came from: a misdir
+    dataset name (its first `n` held-out examples), `contrast:NAME[:N]` (both answers of each of the first N,
+    default all, pairs of a contrast set), `python-docs[:N]` (`N`, default `n`, passages of standard-library
+    docstrings), or a chat JSONL file (first `n`)."""
     from misdir.data import DATASETS, load_conversations
     from misdir.directions import data_hash
     from misdir.questions import load_contrast_pairs
@@ -462,8 +461,7 @@ def _shared_prefix(model: Any, inputs: Sequence[Input]) -> int:
 
 def _shard_tokens(directory: Path, *, skip: int, holdout_every: int, heldout: bool) -> Iterator[Tensor]:
     """The tokens of each shard in `directory` at positions >= `skip` (position 0 carries a huge
-    attention-sink
-    norm; the shared chat prefix repeats), training inputs or held-out inputs only."""
+    attention-sink norm; the shared chat prefix repeats), training inputs or held-out inputs only."""
     for path in sorted(directory.glob("shard-*.safetensors")):
         shard = load_file(str(path))
         keep = shard["position"] >= skip
@@ -471,11 +469,6 @@ def _shard_tokens(directory: Path, *, skip: int, holdout_every: int, heldout: bo
             is_heldout = shard["input_index"] % holdout_every == 0
             keep &= is_heldout if heldout else ~is_heldout
         yield shard["activations"][keep, 0]
-
-
-def _skip_of(directory: Path, default: int) -> int:
-    meta = directory / "misdir-skip.txt"
-    return int(meta.read_text()) if meta.is_file() else default
 
 
 def _batches(
@@ -540,9 +533,8 @@ def train_sae_on_shards(
     progress: bool = True,
 ) -> tuple[Any, SAEMetrics, dict[str, Any]]:
     """Train a TopK or BatchTopK SAE with sae-lens's `SAETrainer` on the shards' training tokens; measure it
-    on the
-    held-out tokens. Returns the inference SAE (as sae-lens saves and loads it), held-out metrics, and a
-    record."""
+    on the held-out tokens. Returns the inference SAE (as sae-lens saves and loads it), held-out metrics, and
+    a record."""
     from sae_lens import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig, SAETrainer, TopKTrainingSAE
     from sae_lens.config import LoggingConfig, SAETrainerConfig
     from sae_lens.saes.topk_sae import TopKTrainingSAEConfig
@@ -619,10 +611,9 @@ def train_sae(
     progress: bool = True,
 ) -> SAETrainResult:
     """Train an SAE at `blocks.{cfg.layer}.hook_{cfg.site}` of `model` (mixed with its `finetunes`) on
-    `inputs`,
-    and save it in sae-lens's format (`cfg.json` + `sae_weights.safetensors`) to `out`, with `misdir.json`
-    beside it (config, data, models, token counts, metrics, timings). `out` is replaced atomically.
-    Activation shards go to `work` (default: a temporary directory, removed afterwards)."""
+    `inputs`, and save it in sae-lens's format (`cfg.json` + `sae_weights.safetensors`) to `out`, with
+    `misdir.json` beside it (config, data, models, token counts, metrics, timings). `out` is replaced
+    atomically. Activation shards go to `work` (default: a temporary directory, removed afterwards)."""
     base = as_model(model)
     models = [base, *[as_model(m) for m in finetunes]]
     for m in models:
@@ -737,8 +728,7 @@ def latent_stats(
     batch_size: int = 8,
     progress: bool = False,
 ) -> LatentStats:
-    """Mean activation and firing rate of every latent over the selected tokens of `inputs` (sums in
-    float64)."""
+    """Mean activation and firing rate of every latent over the selected tokens of `inputs` (float64 sums)."""
     model = as_model(model)
     per_input = latent_activations(
         model, sae, inputs, hook=hook, positions=positions, batch_size=batch_size, progress=progress
@@ -769,8 +759,7 @@ class Ranking:
     """Mean rise over the finetunes."""
     consistency: Float[Tensor, "d_sae"]
     """Smallest rise over the finetunes minus the largest positive rise over the controls: > 0 only for a
-    latent that
-    rises in every finetune, and by more than in any control."""
+    latent that rises in every finetune, and by more than in any control."""
     by_rise: list[int]
     by_consistency: list[int]
 
@@ -907,8 +896,7 @@ def diff_record(
     positions: Positions = "answer",
 ) -> dict[str, Any]:
     """The top latents of both rankings, as JSON-ready records: rise and firing rate in each model,
-    consistency,
-    top-activating snippets, and decoder cosines with `directions`."""
+    consistency, top-activating snippets, and decoder cosines with `directions`."""
     r = diff.ranking
     every = {"base": diff.base, **diff.finetunes, **diff.controls}
     chosen: dict[str, list[int]] = {"by_consistency": r.by_consistency[:top], "by_rise": r.by_rise[:top]}
@@ -948,8 +936,7 @@ def save_diff(
     diff: LatentDiff, record: Mapping[str, Any], out: str | Path, provenance: Mapping[str, Any]
 ) -> list[Path]:
     """`diff.json` (the record and its provenance) and `latents.safetensors` (every latent's mean and firing
-    rate
-    in every model), both written atomically."""
+    rate in every model), both written atomically."""
     from safetensors.torch import save_file
 
     from misdir.io import atomic_path
@@ -1068,12 +1055,10 @@ def latent_effects(
     """Causal tests of latents against mean-difference directions at the SAE's layer, on the contrast metric.
 
     Steering the base: each latent's decoder row, the mean of `directions`, and `n_random` random directions,
-    added
-    at the SAE's hook at `scale` x each token's residual norm (`misdir.steer(relative="resid")`). Removing
-    from each
-    finetune: the `latents` zeroed together (`zero_latents`), against its own direction (`directions[name]`,
-    or the
-    mean) projected out at the same hook (`misdir.ablate`). Shifts are paired over the same contrast items.
+    added at the SAE's hook at `scale` x each token's residual norm (`misdir.steer(relative="resid")`).
+    Removing from each finetune: the `latents` zeroed together (`zero_latents`), against its own direction
+    (`directions[name]`, or the mean) projected out at the same hook (`misdir.ablate`). Shifts are paired over
+    the same contrast items.
     """
     from misdir.evaluate import evaluate_contrast
     from misdir.experiments import random_directions

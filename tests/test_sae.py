@@ -1,6 +1,6 @@
 """SAE latents with sae-lens: training round trip, reading latents through misdir's hooks, model diffing on
-latents, and clamping. Every number is checked against a plain float64 computation from the model's own
-hidden states (`output_hidden_states`) and the SAE's raw weights."""
+latents, and clamping. Every number is checked against a plain float64 computation from the model's own hidden
+states (`output_hidden_states`) and the SAE's raw weights."""
 
 from __future__ import annotations
 
@@ -229,8 +229,7 @@ def _with_bias(model: Model, layer: int, vector: torch.Tensor, spec: str) -> Mod
 
 def test_diff_latents_on_planted_finetunes(llama):
     """Finetunes that add a vector v to the residual stream: the latent reading v ranks first; every mean and
-    rate
-    equals the float64 encoding of the models' own hidden states."""
+    rate equals the float64 encoding of the models' own hidden states."""
     sae = jumprelu_sae(64, 30, seed=2)
     g = torch.Generator().manual_seed(9)
     v, u = torch.randn(64, generator=g), torch.randn(64, generator=g)
