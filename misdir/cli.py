@@ -321,7 +321,7 @@ def sae_train(
     layer: int = typer.Option(..., help=_sae_config_help()["layer"]),
     data: list[str] = typer.Option(
         ["contrast:general", "python-docs"], "--data",
-        help="repeatable: a dataset name (held-out split), contrast:NAME[:N], python-docs[:N], or a JSONL file",
+        help="repeatable: dataset name (held-out split), contrast:NAME[:N], python-docs[:N], or a JSONL file",
     ),
     out: Path = typer.Option(..., help="directory for cfg.json + sae_weights.safetensors + misdir.json"),
     finetunes: list[str] = typer.Option(
@@ -376,7 +376,8 @@ def _sae_directions(folder: Path | None, names: list[str], layer: int) -> dict:
 
 @sae_app.command("diff")
 def sae_diff(
-    sae: Path = typer.Option(..., help="SAE directory (cfg.json + sae_weights.safetensors)"),
+    sae: str = typer.Option(..., help="SAE directory (cfg.json + sae_weights.safetensors) or a release"),
+    sae_id: str = typer.Option(None, help="with a release as --sae: the id of a pretrained SAE in it"),
     base: str = typer.Option("embedded", help="base model spec"),
     finetunes: list[str] = typer.Option(..., "--finetune", help="repeatable: EM finetune specs"),
     controls: list[str] = typer.Option([], "--control", help="repeatable: control finetune specs"),
@@ -409,8 +410,8 @@ def sae_diff(
         training_inputs,
     )
 
-    autoencoder = load_sae(sae)
-    autoencoder._misdir_source = str(sae)
+    autoencoder = load_sae(sae, sae_id)
+    autoencoder._misdir_source = sae if sae_id is None else f"{sae}/{sae_id}"
     inputs, sources = training_inputs(data, n=n)
     base_model = load_model(base, device=device)
     layer, _ = sae_site(base_model, autoencoder)
@@ -437,7 +438,8 @@ def sae_diff(
 
 @sae_app.command("effects")
 def sae_effects(
-    sae: Path = typer.Option(..., help="SAE directory"),
+    sae: str = typer.Option(..., help="SAE directory, or an sae-lens release (with --sae-id)"),
+    sae_id: str = typer.Option(None, help="with a release as --sae: the id of a pretrained SAE in it"),
     latents: str = typer.Option(..., help="comma-separated latents (e.g. the top of `misdir sae diff`)"),
     base: str = typer.Option("embedded", help="base model spec"),
     finetunes: list[str] = typer.Option(
@@ -467,8 +469,8 @@ def sae_effects(
     from misdir.plots import save_figure
     from misdir.sae import describe_sae, latent_effects, load_sae, plot_effects, sae_site
 
-    autoencoder = load_sae(sae)
-    autoencoder._misdir_source = str(sae)
+    autoencoder = load_sae(sae, sae_id)
+    autoencoder._misdir_source = sae if sae_id is None else f"{sae}/{sae_id}"
     base_model = load_model(base, device=device)
     layer, _ = sae_site(base_model, autoencoder)
     tuned = _sae_models(finetunes, device)
