@@ -1112,16 +1112,8 @@ def plot_effects(effects: Sequence[Effect]) -> list[Any]:
         fig = go.Figure()
         for scale in sorted({e.scale for e in steering if e.scale is not None}):
             rows = [e for e in steering if e.scale == scale]
-            fig.add_bar(
-                name=f"scale {scale} x |resid|",
-                x=[e.intervention.removeprefix("steer ") for e in rows],
-                y=[e.shift["value"] for e in rows],
-                error_y={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": [e.shift["high"] - e.shift["value"] for e in rows],
-                    "arrayminus": [e.shift["value"] - e.shift["low"] for e in rows],
-                },
+            _bar_with_interval(
+                fig, f"scale {scale} x |resid|", [e.intervention.removeprefix("steer ") for e in rows], rows
             )
         fig.update_layout(
             barmode="group",
@@ -1134,17 +1126,7 @@ def plot_effects(effects: Sequence[Effect]) -> list[Any]:
         fig = go.Figure()
         for kind in dict.fromkeys(e.intervention for e in removal):
             rows = [e for e in removal if e.intervention == kind]
-            fig.add_bar(
-                name=kind,
-                x=[e.model for e in rows],
-                y=[e.shift["value"] for e in rows],
-                error_y={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": [e.shift["high"] - e.shift["value"] for e in rows],
-                    "arrayminus": [e.shift["value"] - e.shift["low"] for e in rows],
-                },
-            )
+            _bar_with_interval(fig, kind, [e.model for e in rows], rows)
         fig.update_layout(
             barmode="group",
             title="Finetunes: margin shift of finetuning (vs base) and of removing "
@@ -1153,3 +1135,18 @@ def plot_effects(effects: Sequence[Effect]) -> list[Any]:
         )
         figures.append(fig)
     return figures
+
+
+def _bar_with_interval(fig: Any, name: str, x: list[str], effects: Sequence[Effect]) -> None:
+    """One bar trace of the effects' shifts, with their asymmetric 95% intervals as error bars."""
+    fig.add_bar(
+        name=name,
+        x=x,
+        y=[e.shift["value"] for e in effects],
+        error_y={
+            "type": "data",
+            "symmetric": False,
+            "array": [e.shift["high"] - e.shift["value"] for e in effects],
+            "arrayminus": [e.shift["value"] - e.shift["low"] for e in effects],
+        },
+    )
