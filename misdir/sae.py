@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import torch
 from jaxtyping import Float
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from misdir.cache import cache_activations
@@ -419,8 +419,10 @@ def cache_for_training(
 ) -> list[Path]:
     """Stream each model's activations at the SAE's hook into safetensors shards (`misdir.cache_activations`
     with `reduce="none", out=`): input i goes to model i mod len(models), so base and finetunes see different
-    texts of the same mix. Returns one shard directory per model."""
+    texts of the same mix. Beside the shards, `first-position.safetensors` says from which position each
+    input's tokens are used (see `_first_positions`). Returns one shard directory per model."""
     work = Path(work)
+    prefix = _shared_prefix(models[0], inputs)
     dirs = []
     for m, model in enumerate(models):
         share = [item for i, item in enumerate(inputs) if i % len(models) == m]
@@ -440,13 +442,14 @@ def cache_for_training(
             out=out,
             progress=progress,
         )
+        first = torch.tensor([1 if isinstance(item, str) else prefix for item in share])
+        save_file({"first": first}, str(out / "first-position.safetensors"))
         dirs.append(out)
     return dirs
 
 
 def _shared_prefix(model: Any, inputs: Sequence[Input]) -> int:
-    """Leading tokens that every conversation shares (the chat template's system prompt): read once, not N
-    times."""
+    """Leading tokens that every conversation shares (the chat template's system prompt), at least 1."""
     model = as_model(model)
     encoded = [encode(model.tokenizer, item, "all").input_ids for item in inputs if not isinstance(item, str)]
     if len(encoded) < 2:
@@ -459,32 +462,39 @@ def _shared_prefix(model: Any, inputs: Sequence[Input]) -> int:
     return max(n, 1)
 
 
-def _shard_tokens(directory: Path, *, skip: int, holdout_every: int, heldout: bool) -> Iterator[Tensor]:
-    """The tokens of each shard in `directory` at positions >= `skip` (position 0 carries a huge
-    attention-sink norm; the shared chat prefix repeats), training inputs or held-out inputs only."""
+def _shards(directory: Path, holdout_every: int, heldout: bool) -> Iterator[Tensor]:
+    """The tokens of each shard in `directory` that train (or, with `heldout`, measure) the SAE: every
+    `holdout_every`-th input is held out, and each input's tokens count from its first position on. Position 0
+    carries a huge attention-sink norm (25,000 against about 170 at layer 15 of SmolLM2), and the chat
+    template's shared system prompt would repeat the same few tokens in every conversation, so conversations
+    start after that prefix and plain texts at position 1."""
+    firsts = directory / "first-position.safetensors"
+    first = load_file(str(firsts))["first"] if firsts.is_file() else None
     for path in sorted(directory.glob("shard-*.safetensors")):
         shard = load_file(str(path))
-        keep = shard["position"] >= skip
+        index = shard["input_index"]
+        keep = shard["position"] >= (first[index] if first is not None else 1)
         if holdout_every > 0:
-            is_heldout = shard["input_index"] % holdout_every == 0
+            is_heldout = index % holdout_every == 0
             keep &= is_heldout if heldout else ~is_heldout
         yield shard["activations"][keep, 0]
 
 
-def _batches(
-    dirs: Sequence[Path], cfg: SAETrainConfig, skip: int, generator: torch.Generator
-) -> Iterator[Tensor]:
-    """Shuffled training batches forever: shards of all models in random order, mixed through a buffer."""
-    shards = [(d, p) for d in dirs for p in sorted(d.glob("shard-*.safetensors"))]
+def _batches(dirs: Sequence[Path], cfg: SAETrainConfig, generator: torch.Generator) -> Iterator[Tensor]:
+    """Shuffled training batches forever: the models' shards in random order, mixed through a buffer."""
     while True:
         buffer: list[Tensor] = []
         held = 0
-        for index in torch.randperm(len(shards), generator=generator).tolist():
-            directory, path = shards[index]
-            shard = load_file(str(path))
-            keep = (shard["position"] >= skip) & (shard["input_index"] % cfg.holdout_every != 0)
-            buffer.append(shard["activations"][keep, 0])
-            held += int(keep.sum())
+        order = torch.randperm(len(dirs), generator=generator).tolist()
+        streams = [_shards(dirs[i], cfg.holdout_every, heldout=False) for i in order]
+        while streams:  # one shard of each model in turn
+            for stream in list(streams):
+                tokens = next(stream, None)
+                if tokens is None:
+                    streams.remove(stream)
+                    continue
+                buffer.append(tokens)
+                held += len(tokens)
             if held >= cfg.buffer_tokens:
                 mixed = torch.cat(buffer)
                 mixed = mixed[torch.randperm(len(mixed), generator=generator)]
@@ -528,7 +538,6 @@ def train_sae_on_shards(
     cfg: SAETrainConfig,
     d_in: int,
     *,
-    skip: int,
     metadata: Mapping[str, Any] | None = None,
     progress: bool = True,
 ) -> tuple[Any, SAEMetrics, dict[str, Any]]:
@@ -539,11 +548,7 @@ def train_sae_on_shards(
     from sae_lens.config import LoggingConfig, SAETrainerConfig
     from sae_lens.saes.topk_sae import TopKTrainingSAEConfig
 
-    n_train = sum(
-        len(t)
-        for d in dirs
-        for t in _shard_tokens(d, skip=skip, holdout_every=cfg.holdout_every, heldout=False)
-    )
+    n_train = sum(len(t) for d in dirs for t in _shards(d, cfg.holdout_every, heldout=False))
     if n_train < cfg.batch_size:
         raise ValueError(f"only {n_train} training tokens for batches of {cfg.batch_size}; give more data")
     torch.manual_seed(cfg.seed)
@@ -570,7 +575,7 @@ def train_sae_on_shards(
         feature_sampling_window=max(steps, 1),
     )
     generator = torch.Generator().manual_seed(cfg.seed)
-    trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=_batches(dirs, cfg, skip, generator))
+    trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=_batches(dirs, cfg, generator))
     started = time.perf_counter()
     if progress:
         print(
@@ -584,9 +589,7 @@ def train_sae_on_shards(
     with tempfile.TemporaryDirectory() as tmp:
         sae.save_inference_model(tmp)
         inference = load_sae(tmp)
-    heldout = torch.cat(
-        [t for d in dirs for t in _shard_tokens(d, skip=skip, holdout_every=cfg.holdout_every, heldout=True)]
-    )
+    heldout = torch.cat([t for d in dirs for t in _shards(d, cfg.holdout_every, heldout=True)])
     metrics = sae_metrics(inference, heldout)
     record = {
         "train_tokens": n_train,
@@ -623,7 +626,6 @@ def train_sae(
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / "cfg.json").is_file():
         raise FileExistsError(f"{out} exists and is not an SAE directory; refusing to replace it")
-    skip = _shared_prefix(base, inputs)
     temporary = work is None
     work_dir = Path(tempfile.mkdtemp(prefix="misdir-sae-")) if work is None else Path(work)
     try:
@@ -638,7 +640,7 @@ def train_sae(
             "dataset_path": None,
         }
         sae, metrics, record = train_sae_on_shards(
-            dirs, cfg, base.d_model, skip=skip, metadata=metadata, progress=progress
+            dirs, cfg, base.d_model, metadata=metadata, progress=progress
         )
     finally:
         if temporary:
@@ -650,7 +652,7 @@ def train_sae(
         "models": [{"spec": m.spec, **m.provenance} for m in models],
         "data": list(sources),
         "n_inputs": len(inputs),
-        "skipped_positions": skip,
+        "chat_prefix_skipped": _shared_prefix(base, inputs),
         "seconds_caching": seconds_caching,
         "heldout": asdict(metrics),
         **record,

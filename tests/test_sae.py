@@ -129,7 +129,7 @@ def test_train_with_sae_lens_save_load_round_trip(llama, workdir, architecture, 
         f"Passage {i}: " + " ".join(CONVERSATIONS[i % 5][-1]["content"].split()[: 3 + i % 7])
         for i in range(80)
     ]
-    inputs = CONVERSATIONS * 8 + texts
+    inputs = [c for c in CONVERSATIONS if c[0]["role"] == "user"] * 10 + texts
     cfg = SAETrainConfig(
         layer=LAYER,
         architecture=architecture,
@@ -159,14 +159,19 @@ def test_train_with_sae_lens_save_load_round_trip(llama, workdir, architecture, 
         torch.testing.assert_close(loaded.encode(x), result.sae.encode(x), atol=0, rtol=0)
         torch.testing.assert_close(loaded(x), result.sae(x), atol=0, rtol=0)
 
-    # Held-out tokens: the shards' inputs with index % 5 == 0, positions past the shared chat prefix.
-    heldout = []
-    for directory in sorted((Path(workdir) / "shards").iterdir()):
-        for shard in sorted(directory.glob("shard-*.safetensors")):
-            from safetensors.torch import load_file
+    # Held-out tokens: each model's inputs with index % 5 == 0; conversations past their shared chat prefix
+    # (the template's first tokens), plain texts from position 1 (position 0 is an attention sink).
+    from safetensors.torch import load_file
 
+    prefix = record["chat_prefix_skipped"]
+    assert prefix == len(llama.tokenizer("<|im_start|>user\n")["input_ids"])  # what the template adds first
+    heldout = []
+    for m, directory in enumerate(sorted((Path(workdir) / "shards").iterdir())):
+        share = inputs[m::2]
+        first = torch.tensor([1 if isinstance(item, str) else prefix for item in share])
+        for shard in sorted(directory.glob("shard-*.safetensors")):
             s = load_file(str(shard))
-            keep = (s["position"] >= record["skipped_positions"]) & (s["input_index"] % 5 == 0)
+            keep = (s["position"] >= first[s["input_index"]]) & (s["input_index"] % 5 == 0)
             heldout.append(s["activations"][keep, 0])
     tokens = torch.cat(heldout).double()
     with torch.no_grad():
