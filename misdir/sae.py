@@ -684,6 +684,9 @@ def _save_sae_dir(sae: Any, out: Path, record: dict[str, Any]) -> None:
     try:
         sae.save_model(str(staging))
         write_json_atomic(staging / "misdir.json", record)
+        staging.chmod(0o755)  # mkdtemp and the atomic writes make private files; an SAE is for sharing
+        for path in staging.iterdir():
+            path.chmod(0o644)
         if out.exists():
             old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-old-"))
             os.replace(out, old / out.name)
