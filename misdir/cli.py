@@ -475,15 +475,15 @@ def sae_effects(
     layer, _ = sae_site(base_model, autoencoder)
     tuned = _sae_models(finetunes, device)
     names = direction_names.split(",") if direction_names else list(tuned)
-    vectors = _sae_directions(directions, names, layer)
-    if not vectors:
-        raise typer.BadParameter(f"no direction sets named {names} in {directions}",
-                                 param_hint="--directions")
+    vectors = _sae_directions(directions, list(dict.fromkeys([*tuned, *names])), layer)
+    if not all(name in vectors for name in names):
+        raise typer.BadParameter(f"direction sets {names} not all in {directions}", param_hint="--directions")
     chosen = [int(i) for i in latents.split(",")]
-    effects = latent_effects(autoencoder, base_model, tuned, chosen, directions=vectors,
+    effects = latent_effects(autoencoder, base_model, tuned, chosen, directions=vectors, steer_with=names,
                              scales=[float(s) for s in scales.split(",")], limit=limit or None)
     provenance = {"sae": describe_sae(autoencoder), "base": base_model.provenance, "latents": chosen,
                   "finetunes": {k: v.provenance for k, v in tuned.items()}, "directions": sorted(vectors),
+                  "steered": names,
                   "pairs": "general", "limit": limit, "misdir_version": misdir_version(),
                   "command": " ".join(["misdir", *sys.argv[1:]])}
     records = [asdict(e) for e in effects]

@@ -227,7 +227,7 @@ class SAETrainConfig:
     site: str = "resid_post"
     """Hook site: resid_pre, resid_mid, resid_post, attn_out or mlp_out."""
     architecture: Architecture = "batchtopk"
-    """'batchtopk' (k active latents on average over a batch; sae-lens saves it as a JumpReLU SAE) or
+    """'batchtopk' (k active latents on average over a batch; sae-lens saves it as a JumpReLU SAE), or
     'topk'."""
     d_sae: int = 3072
     """Number of latents."""
@@ -1050,6 +1050,7 @@ def latent_effects(
     latents: Sequence[int],
     *,
     directions: Mapping[str, Tensor],
+    steer_with: Sequence[str] | None = None,
     scales: Sequence[float] = (0.3,),
     n_random: int = 1,
     limit: int | None = None,
@@ -1059,11 +1060,11 @@ def latent_effects(
 ) -> list[Effect]:
     """Causal tests of latents against mean-difference directions at the SAE's layer, on the contrast metric.
 
-    Steering the base: each latent's decoder row, the mean of `directions`, and `n_random` random directions,
-    added at the SAE's hook at `scale` x each token's residual norm (`misdir.steer(relative="resid")`).
-    Removing from each finetune: the `latents` zeroed together (`zero_latents`), against its own direction
-    (`directions[name]`, or the mean) projected out at the same hook (`misdir.ablate`). Shifts are paired over
-    the same contrast items.
+    Steering the base: each latent's decoder row, the mean of the `directions` named in `steer_with` (default:
+    all), and `n_random` random directions, added at the SAE's hook at `scale` x each token's residual norm
+    (`misdir.steer(relative="resid")`). Removing from each finetune: the `latents` zeroed together
+    (`zero_latents`), against its own direction (`directions[name]`, or the mean) projected out at the same
+    hook (`misdir.ablate`). Shifts are paired over the same contrast items.
     """
     from misdir.evaluate import evaluate_contrast
     from misdir.experiments import random_directions
@@ -1079,7 +1080,11 @@ def latent_effects(
         if progress:
             print(f"misdir sae: {text}", flush=True)
 
-    mean_direction = torch.stack([v.float() for v in directions.values()]).mean(0)
+    chosen = list(directions) if steer_with is None else list(steer_with)
+    missing = [name for name in chosen if name not in directions]
+    if missing or not chosen:
+        raise ValueError(f"no directions named {missing or chosen} to steer with; have {sorted(directions)}")
+    mean_direction = torch.stack([directions[name].float() for name in chosen]).mean(0)
     steered: dict[str, Tensor] = {f"latent {i}": latent_direction(sae, i) for i in latents}
     steered["mean-diff"] = mean_direction
     for j, vector in enumerate(random_directions(int(sae.cfg.d_in), n_random, seed=0)):
