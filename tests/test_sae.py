@@ -329,6 +329,7 @@ def test_clamp_refuses_bad_latents(llama):
             pass
 
 
+@pytest.mark.slow
 def test_sae_commands_train_diff_and_effects(tokenizer, workdir, one_thread):
     """`misdir sae train | diff | effects` on tiny models saved to disk: the files they write hold what the
     library computes on the same models."""
