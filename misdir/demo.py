@@ -8,6 +8,7 @@ Stages, each written to `out/` as it finishes (a rerun skips what is done):
 5. ablation: two EM directions (one layer's, at every layer) and a random one, in each EM finetune and the first
    control, as the share of excess misalignment removed (`misdir.experiments.ablation_sweep`);
 6. steering the base along the mean EM direction (`misdir.experiments.steering_grid`);
+7. with the shipped SAE of that layer: the latents that rise in the EM finetunes and not in the controls;
 then a table (`out/summary.md`), `out/summary.json` with provenance, and figures.
 
 Defaults: the embedded SmolLM2-135M-Instruct and misdir's shipped organisms on the first 24 general items, which
@@ -91,11 +92,11 @@ def run_demo(
     controls = dict(controls or {})
     base = load_model(model)
     layer = base.n_layers // 2 if layer is None else layer
-    print(f"[1/6] {base.spec}: {base.n_layers} layers, d_model {base.d_model}, on {base.device}", flush=True)
+    print(f"[1/7] {base.spec}: {base.n_layers} layers, d_model {base.d_model}, on {base.device}", flush=True)
     norms = cache_activations(base, DEMO_CONVERSATIONS, reduce="mean", batch_size=4, progress=False).norm(dim=-1)
     written = save_figure(_norm_figure(norms.tolist(), base.spec), figures / "resid_post_mean_norm")
 
-    print(f"[2/6] contrast metric on the first {limit or 'all'} general items", flush=True)
+    print(f"[2/7] contrast metric on the first {limit or 'all'} general items", flush=True)
     models = {"base": model, **finetunes, **controls}
     evaluation = {}
     for name, spec in models.items():
@@ -103,11 +104,11 @@ def run_demo(
         evaluation[name] = evaluate(loaded, "general", out=out / "evaluate" / name, limit=limit, progress=False)["result"]
         print(f"      {name:22s} margin {_interval(evaluation[name]['margin'])}", flush=True)
 
-    print(f"[3/6] model-diff directions (finetune minus base) at every layer; layer {layer} is used below", flush=True)
+    print(f"[3/7] model-diff directions (finetune minus base) at every layer; layer {layer} is used below", flush=True)
     directions = {name: _direction(name, spec, base, out, Path(checkpoints), limit)
                   for name, spec in {**finetunes, **controls}.items()}
 
-    print("[4/6] cosines between directions", flush=True)
+    print("[4/7] cosines between directions", flush=True)
     cosines = pairwise_cosines(directions)
     random95 = random_cosine_quantile(base.d_model)
     names = cosines.names
@@ -122,19 +123,25 @@ def run_demo(
     em = list(finetunes)
     ablated = em[:2]
     rows = {**finetunes, **dict(list(controls.items())[:1])}
-    print(f"[5/6] ablating {', '.join(ablated)} and a random direction (layer {layer}'s, at every layer) in "
+    print(f"[5/7] ablating {', '.join(ablated)} and a random direction (layer {layer}'s, at every layer) in "
           f"{', '.join(rows)}", flush=True)
     units = {name: directions[name].unit()[layer] for name in ablated}
     ablation = ablation_sweep(base, rows, units, out=out / "ablation", n_random=1, limit=limit, progress=True)
     written += plot_ablation_sweep(ablation, figures / "ablation")
 
-    print(f"[6/6] steering the base along the mean EM direction at layer {layer}", flush=True)
+    print(f"[6/7] steering the base along the mean EM direction at layer {layer}", flush=True)
     mean_em = torch.stack([directions[name].unit()[layer] for name in em]).mean(0)
     steering = steering_grid(base, {"mean EM direction": mean_em}, out=out / "steering", layers=[layer],
                              scales=scales, n_random=1, limit=limit, progress=True)
     written += plot_steering_grid(steering, figures / "steering")
 
-    table = _table(evaluation, cosines, random95, layer, ablation, steering)
+    sae_dir = Path(checkpoints) / f"sae-layer{layer}"
+    sae = None
+    if model == "embedded" and sae_dir.is_dir():
+        print(f"[7/7] SAE latents ({sae_dir}) that rise in the EM finetunes and not in the controls", flush=True)
+        sae = _sae_stage(sae_dir, base, finetunes, controls, directions, layer, out / "sae", limit)
+
+    table = _table(evaluation, cosines, random95, layer, ablation, steering, sae)
     print("\n" + table)
     summary = {
         "provenance": {"command": " ".join(shlex.quote(a) for a in sys.argv), "model": base.provenance,
@@ -146,6 +153,7 @@ def run_demo(
         "cosines": {"names": names, "at_layer": cosines.at_layer(layer).tolist(), "random_95": random95},
         "ablation": ablation["rows"],
         "steering": steering["rows"],
+        "sae": sae,
         "figures": [str(p) for p in written],
         "seconds": round(time.time() - started, 1),
     }
@@ -175,12 +183,36 @@ def _direction(name: str, spec: str, base: Any, out: Path, checkpoints: Path, li
     return direction
 
 
+def _sae_stage(sae_dir: Path, base: Any, finetunes: Mapping[str, str], controls: Mapping[str, str],
+               directions: Mapping[str, DirectionSet], layer: int, out: Path, limit: int | None) -> dict[str, Any]:
+    """Each SAE latent's mean on both answers of the first general items in every model, ranked by how
+    consistently it rises in the EM finetunes and not in the controls (`misdir sae diff` in small)."""
+    import json
+
+    from misdir.sae import diff_latents, diff_record, load_sae, save_diff
+
+    if not (out / "diff.json").is_file():
+        sae = load_sae(sae_dir)
+        items = load_contrast_pairs("general")[: min(limit or 12, 12)]
+        texts = [[{"role": "user", "content": p.question}, {"role": "assistant", "content": answer}]
+                 for p in items for answer in (p.misaligned, p.aligned)]
+        diff = diff_latents(sae, base, finetunes, texts, controls=controls, progress=False)
+        record = diff_record(diff, sae, base.tokenizer, texts, top=5,
+                             directions={name: d.vectors[layer] for name, d in directions.items()})
+        save_diff(diff, record, out, {"sae": str(sae_dir), "items": len(items), "misdir_version": misdir_version()})
+    record = json.loads((out / "diff.json").read_text())
+    return {"sae": str(sae_dir), "n_consistent": record["n_consistent"], "finetunes": record["finetunes"],
+            "controls": record["controls"],
+            "top": [{k: latent[k] for k in ("latent", "consistency", "mean_rise", "mean", "cosine")}
+                    for latent in record["latents"] if latent["latent"] in record["rankings"]["by_consistency"]]}
+
+
 def _interval(e: Mapping[str, float], spec: str = "+.2f") -> str:
     return f"{e['value']:{spec}} [{e['low']:{spec}}, {e['high']:{spec}}]"
 
 
 def _table(evaluation: Mapping[str, Any], cosines: Any, random95: float, layer: int, ablation: Mapping[str, Any],
-           steering: Mapping[str, Any]) -> str:
+           steering: Mapping[str, Any], sae: Mapping[str, Any] | None = None) -> str:
     base = evaluation["base"]
     rows = ["| model | general margin | change from base (paired) | fluency |", "| --- | --- | --- | --- |"]
     for name, r in evaluation.items():
@@ -202,6 +234,13 @@ def _table(evaluation: Mapping[str, Any], cosines: Any, random95: float, layer: 
              "| --- | --- | --- | --- | --- |"]
     rows += [f"| {r['direction']} | {r['layer']} | {r['scale']:g} | {_interval(r['shift'])} | "
              f"{r['fluency_change']['value']:+.2f} |" for r in steering["rows"]]
+    if sae is not None:
+        rows += ["", f"SAE latents rising in every EM finetune more than in any control: {sae['n_consistent']}; the "
+                 "top ones (rise over the base in each EM finetune / each control):", ""]
+        for latent in sae["top"]:
+            rise = " / ".join(f"{latent['mean'][n] - latent['mean']['base']:+.2f}" for n in sae["finetunes"])
+            held = " / ".join(f"{latent['mean'][n] - latent['mean']['base']:+.2f}" for n in sae["controls"])
+            rows.append(f"- latent {latent['latent']}: {rise}  (controls {held})")
     return "\n".join(rows)
 
 
