@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import tempfile
 import time
@@ -90,6 +91,11 @@ def stale(nb: NotebookNode) -> list[str]:
     return problems
 
 
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main(argv: list[str] | None = None) -> int:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
@@ -101,11 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for path in paths:
         if args.command == "execute":
+            cpu_before = _children_cpu_seconds()
             nb, seconds = execute(path)
+            cpu = _children_cpu_seconds() - cpu_before  # the kernel's, once it has exited: load-independent
             target = Path(args.out) / path.name if args.out else path
             target.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, target)
-            print(f"{path.name}: {seconds:.1f} s -> {target}", flush=True)
+            print(f"{path.name}: {seconds:.1f} s wall, {cpu:.1f} s CPU -> {target}", flush=True)
         elif args.command == "strip":
             nbformat.write(strip(nbformat.read(path, as_version=4)), path)
             print(f"{path.name}: stripped")
