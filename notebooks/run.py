@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -31,6 +32,8 @@ PYTHON3 = {"display_name": "Python 3 (ipykernel)", "language": "python", "name":
 """The kernelspec a notebook names for whoever opens it (its own kernel, in Jupyter)."""
 CELL_TIMEOUT_S = 900
 """Per cell; a shared 2-core CPU can be several times slower than an idle one."""
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+"""Kernel defaults: the notebooks read local files only (else peft looks `embedded` up on the hub)."""
 
 
 def notebooks(paths: list[str] | None = None) -> list[Path]:
@@ -59,7 +62,8 @@ def execute(path: Path, *, timeout: int = CELL_TIMEOUT_S) -> tuple[NotebookNode,
         resources = {"metadata": {"path": str(path.parent)}}
         client = NotebookClient(nb, km=km, timeout=timeout, resources=resources)
         started = time.perf_counter()
-        client.execute()
+        # The kernel manager is ours, so nbclient would leave its kernel running: shut it down here.
+        client.execute(cleanup_kc=True, env={**OFFLINE, **os.environ})
         seconds = time.perf_counter() - started
     nb.metadata["kernelspec"] = PYTHON3
     return nb, seconds
