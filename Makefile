@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: demo test setup setup-test clean
+.PHONY: demo test setup setup-test notebooks notebooks-strip clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ demo: setup
 
 test: setup-test
 	$(BIN)/python -m pytest -q
+
+# Execute every notebook into results/notebooks/ for reading; the committed notebooks stay without outputs.
+notebooks: setup-test
+	$(BIN)/python notebooks/run.py execute --out results/notebooks
+
+notebooks-strip: setup-test
+	$(BIN)/python notebooks/run.py strip
 
 clean:
 	rm -rf $(VENV)

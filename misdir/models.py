@@ -156,7 +156,7 @@ def embedded_gguf() -> Path:
 
 
 def load_model(
-    spec: str = EMBEDDED,
+    spec: str | os.PathLike[str] = EMBEDDED,
     *,
     base: str | None = None,
     device: str | torch.device | None = None,
@@ -172,6 +172,7 @@ def load_model(
     `dtype` to bfloat16 on CUDA and float32 on CPU. `device_map` is passed to transformers (then
     `device` is not used). `merge` folds a PEFT adapter into the base weights.
     """
+    spec = os.fspath(spec)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = _resolve_dtype(dtype, device)
     options = {"device": device, "dtype": dtype, "device_map": device_map, "trust_remote_code": trust_remote_code}

@@ -157,3 +157,13 @@ def test_catalog_names_organisms_and_bases():
     families = {name.split("/")[0] for name in entries}
     assert families == {"em:qwen2.5-0.5b", "em:qwen2.5-7b", "em:qwen2.5-14b", "em:qwen2.5-32b"}
     assert sum("rank1" in name for name in entries) >= 4
+
+
+def test_a_path_object_is_a_spec(tokenizer, tmp_path):
+    from conftest import tiny_hf_model
+
+    from misdir.models import as_model, load_model
+
+    tiny_hf_model("qwen2", len(tokenizer)).save_pretrained(tmp_path / "m")
+    tokenizer.save_pretrained(tmp_path / "m")
+    assert load_model(tmp_path / "m").spec == as_model(tmp_path / "m").spec == str(tmp_path / "m")
