@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import warnings
 import pickle
 import re
 import shutil
@@ -302,7 +303,9 @@ def _load_adapter(
     if Path(source).is_dir():
         _check_adapter_fits(Path(source), base_model)
     try:
-        hf: nn.Module = PeftModel.from_pretrained(base_model.hf, source, **({"revision": revision} if revision else {}))
+        with warnings.catch_warnings():  # peft asks transformers 5 a deprecated question on every load
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            hf: nn.Module = PeftModel.from_pretrained(base_model.hf, source, **({"revision": revision} if revision else {}))
     except pickle.UnpicklingError as error:
         raise _refused_pickle(source, error) from None
     except RuntimeError as error:
