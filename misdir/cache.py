@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from jaxtyping import Float
@@ -22,8 +22,18 @@ from misdir.io import atomic_path, write_json_atomic
 from misdir.models import Model, as_model
 from misdir.tokens import Batch, Encoded, Input, Positions, encode, pad, pad_token_id
 
-Reduce = Literal["mean", "per-input", "none"]
+Reduce = Literal["mean", "sum", "per-input", "none"]
 Sink = Callable[[int, Float[Tensor, "batch pos d_model"], Batch, list[int]], None]
+
+
+class Sums(NamedTuple):
+    """Per-layer float64 sums of the selected tokens' activations and how many tokens they sum.
+
+    What `reduce="mean"` divides; sums over disjoint shards of the inputs add up to the sums over all
+    of them, which is how `misdir.distributed` combines processes."""
+
+    sums: Float[Tensor, "layer d_model"]
+    count: int
 
 
 class _StopForward(Exception):
@@ -43,7 +53,11 @@ def cache_activations(
     out: str | Path | None = None,
     progress: bool = True,
 ) -> (
-    Float[Tensor, "layer d_model"] | Float[Tensor, "input layer d_model"] | list[Float[Tensor, "layer pos d_model"]] | Path
+    Float[Tensor, "layer d_model"]
+    | Sums
+    | Float[Tensor, "input layer d_model"]
+    | list[Float[Tensor, "layer pos d_model"]]
+    | Path
 ):
     """Activations of `model` at `blocks.{l}.hook_{site}` over the chosen positions of every input.
 
@@ -51,6 +65,7 @@ def cache_activations(
     with the model's chat template). `positions`: `"all"` tokens, `"answer"` (the tokens of the last
     assistant message's content), or `"last"` prompt token. Returns, in float32:
     - `reduce="mean"`: the mean over all selected tokens of all inputs, `[layer, d_model]`;
+    - `reduce="sum"`: that mean's float64 numerator and its token count, as `Sums` (they add across shards);
     - `reduce="per-input"`: each input's mean over its own selected tokens, `[input, layer, d_model]`
       (what resampling needs: label shuffles, split halves, bootstraps);
     - `reduce="none"`: one `[layer, pos, d_model]` tensor per input (pos = its selected positions),
@@ -60,8 +75,8 @@ def cache_activations(
     model = as_model(model)
     layers = check_layers(range(model.n_layers) if layers is None else layers, model.n_layers)
     check_site(site)
-    if reduce not in ("mean", "per-input", "none"):
-        raise ValueError(f"unknown reduce {reduce!r}; expected 'mean', 'per-input' or 'none'")
+    if reduce not in ("mean", "sum", "per-input", "none"):
+        raise ValueError(f"unknown reduce {reduce!r}; expected 'mean', 'sum', 'per-input' or 'none'")
     if out is not None and reduce != "none":
         raise ValueError("out= writes per-token shards; it needs reduce='none'")
     if batch_size < 1:
@@ -70,7 +85,7 @@ def cache_activations(
         raise ValueError("no inputs given")
     encoded = [encode(model.tokenizer, item, positions) for item in inputs]
 
-    if reduce == "mean":
+    if reduce in ("mean", "sum"):
         sums: list[Tensor | None] = [None] * len(layers)
 
         def add_to_sum(i: int, x: Tensor, batch: Batch, rows: list[int]) -> None:
@@ -80,7 +95,8 @@ def cache_activations(
 
         _stream(model, encoded, layers, site, batch_size, padding_side, progress, add_to_sum)
         count = sum(len(e.selected) for e in encoded)
-        return torch.stack([s.cpu() for s in sums]).div(count).float()  # type: ignore[union-attr]
+        total = torch.stack([s.cpu() for s in sums])  # type: ignore[union-attr]
+        return Sums(total, count) if reduce == "sum" else total.div(count).float()
 
     if reduce == "per-input":
         means = torch.zeros(len(encoded), len(layers), model.d_model)
