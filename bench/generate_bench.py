@@ -34,6 +34,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from functools import partial
 
 import shapes  # noqa: F401  (puts this checkout first on sys.path)
 import torch
@@ -109,20 +110,47 @@ def seconds(fn: Callable[[], object], device: str) -> float:
     return time.perf_counter() - start
 
 
-def decode_rate(
-    generate: Callable, ids: torch.Tensor, new: int, repeats: int, device: str
-) -> dict[str, float]:
-    generate(ids, new)  # warm-up (and compilation)
-    generate(ids, 1)
-    one = statistics.median(seconds(lambda: generate(ids, 1), device) for _ in range(repeats))
-    full = statistics.median(seconds(lambda: generate(ids, new), device) for _ in range(repeats))
-    batch = ids.shape[0]
-    return {
-        "seconds": full,
-        "prefill_seconds": one,
-        "decode_tokens_per_s": batch * (new - 1) / max(full - one, 1e-9),
-        "tokens_per_s": batch * new / full,
-    }
+def decode_rates(
+    jobs: dict[str, tuple[Callable, Callable]],
+    ids: torch.Tensor,
+    new: int,
+    repeats: int,
+    device: str,
+    interleave: bool,
+) -> dict[str, dict[str, float]]:
+    """Per job (a generate function and the context it runs in): median times of a one-token and a
+    `new`-token generation, and the decode rate from their difference. Interleaved, each repeat runs every
+    job in turn (fair under a fluctuating load; enters each context once per repeat); otherwise each job
+    runs all its repeats inside one context (what a compiled decode step needs: no re-registered hooks)."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in jobs}
+
+    def once(run: Callable) -> tuple[float, float]:
+        return seconds(lambda: run(ids, 1), device), seconds(lambda: run(ids, new), device)
+
+    for run, context in jobs.values():  # warm-up (and compilation)
+        with context():
+            run(ids, new)
+            run(ids, 1)
+    if interleave:
+        for _ in range(repeats):
+            for name, (run, context) in jobs.items():
+                with context():
+                    samples[name].append(once(run))
+    else:
+        for name, (run, context) in jobs.items():
+            with context():
+                samples[name] = [once(run) for _ in range(repeats)]
+    batch, out = ids.shape[0], {}
+    for name, pairs in samples.items():
+        one = statistics.median(p[0] for p in pairs)
+        full = statistics.median(p[1] for p in pairs)
+        out[name] = {
+            "seconds": full,
+            "prefill_seconds": one,
+            "decode_tokens_per_s": batch * (new - 1) / max(full - one, 1e-9),
+            "tokens_per_s": batch * new / full,
+        }
+    return out
 
 
 def first_divergence(a: torch.Tensor, b: torch.Tensor, prompt: int) -> dict[str, float]:
@@ -156,11 +184,21 @@ def main() -> None:
     parser.add_argument(
         "--bandwidth", type=float, default=3.35e12, help="bytes/s for the roofline (H100 SXM spec)"
     )
+    parser.add_argument(
+        "--interleave",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="alternate the variants in each repeat (default: on CPU, where the load fluctuates; never with "
+        "a compiled cache)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
     args = parser.parse_args()
     args.dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
     if args.threads:
         torch.set_num_threads(args.threads)
+    interleave = args.interleave if args.interleave is not None else not args.device.startswith("cuda")
+    if interleave and any(c in ("static", "static-compiled") for c in args.caches):
+        parser.error("--interleave re-registers hooks every repeat, which recompiles a compiled decode step")
     variants = [v for v in args.variants if v != "lens"] + (
         ["lens"] if args.lens or "lens" in args.variants else []
     )
@@ -189,14 +227,19 @@ def main() -> None:
     rows, checks = [], {}
     for cache in args.caches:
         for batch, ids in prompts.items():
-            outputs = {}
+            jobs = {}
             for variant in [v for v in variants if v != "lens"]:
                 target = ortho if variant == "orthogonalized" else model
-                run = hf_generator(target.hf, cache, max_cache_len)
-                with edits[variant](target):
-                    result = decode_rate(run, ids, args.new_tokens, args.repeats, args.device)
+                jobs[variant] = (
+                    hf_generator(target.hf, cache, max_cache_len),
+                    partial(edits[variant], target),
+                )
+            results = decode_rates(jobs, ids, args.new_tokens, args.repeats, args.device, interleave)
+            outputs = {}
+            for variant, (run, context) in jobs.items():
+                with context():
                     outputs[variant] = run(ids, args.new_tokens)
-                rows.append({"cache": cache, "batch": batch, "variant": variant, **result})
+                rows.append({"cache": cache, "batch": batch, "variant": variant, **results[variant]})
             if "plain" in outputs:  # hooks gone after the block, also from a compiled decode step?
                 again = hf_generator(model.hf, cache, max_cache_len)(ids, args.new_tokens)
                 checks[f"{cache} b{batch} plain after hooks vs before"] = first_divergence(
@@ -221,8 +264,9 @@ def main() -> None:
         )
         for batch, ids in prompts.items():
             run = lens_generator(bridge)
+            jobs = {"lens": (run, partial(ablate, bridge, r))}
+            result = decode_rates(jobs, ids, args.new_tokens, args.repeats, args.device, interleave)["lens"]
             with ablate(bridge, r):
-                result = decode_rate(run, ids, args.new_tokens, args.repeats, args.device)
                 tokens = run(ids, args.new_tokens)
             rows.append({"cache": "lens (its own)", "batch": batch, "variant": "lens", **result})
             reference = checks.get("ablate_outputs", {}).get(f"dynamic b{batch}")
@@ -264,6 +308,7 @@ def main() -> None:
         "torch": torch.__version__,
         "transformers": __import__("transformers").__version__,
         "threads": torch.get_num_threads(),
+        "interleave": interleave,
         "prompt": args.prompt,
         "new_tokens": args.new_tokens,
         "weight_bytes": weight_bytes,

@@ -102,16 +102,31 @@ def build(shape: str, device: str, dtype: torch.dtype, seed: int = 0):
 
 
 def stand_in_tokenizer(vocab_size: int):
-    """A word-level tokenizer over `vocab_size` made-up tokens ("t0", "t1", ...), with a ChatML-free
-    template-less setup: enough for libraries that insist on a tokenizer when given token ids."""
+    """A word-level tokenizer over `vocab_size` made-up words ("t5", "t6", ...; ids 0-4 are "<pad>",
+    "<bos>", "<eos>", "<user>", "<assistant>") with a plain chat template: enough for the code paths that
+    render chats and find answers by offsets."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    words = Tokenizer(models.WordLevel({f"t{i}": i for i in range(vocab_size)}, unk_token="t0"))
-    words.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=words, bos_token="t1", eos_token="t2", pad_token="t0", unk_token="t0"
+    specials = ["<pad>", "<bos>", "<eos>", "<user>", "<assistant>"]
+    vocab = {word: i for i, word in enumerate(specials)} | {
+        f"t{i}": i for i in range(len(specials), vocab_size)
+    }
+    model = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    model.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=model, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<pad>"
     )
+    tokenizer.chat_template = (
+        "{% for m in messages %}<user> {{ m['content'] }} <eos> {% endfor %}"
+        "{% if add_generation_prompt %}<assistant> {% endif %}"
+    )
+    return tokenizer
+
+
+def words(generator: torch.Generator, vocab_size: int, n: int) -> str:
+    """`n` random made-up words of the stand-in tokenizer (none of its special ones)."""
+    return " ".join(f"t{i}" for i in torch.randint(5, vocab_size, (n,), generator=generator).tolist())
 
 
 def parameter_bytes(model: torch.nn.Module) -> int:
