@@ -45,7 +45,7 @@ def split_model(shape: str, n_layers: int | None, devices: list[str], dtype: tor
         device_map = {"": devices[0]}
     elif all(d.startswith("cuda:") for d in devices):  # what device_map="auto" does, with a budget per
         # GPU of just over an even share, so that it must use every GPU
-        budget = {int(d.split(":")[1]): int(total / len(devices) * 1.05) for d in devices}
+        budget = {int(d.split(":")[1]): int(total / len(devices) * 1.15) for d in devices}
         device_map = infer_auto_device_map(
             model, max_memory=budget, no_split_module_classes=model._no_split_modules
         )
