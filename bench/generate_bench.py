@@ -234,17 +234,23 @@ def main() -> None:
                     hf_generator(target.hf, cache, max_cache_len),
                     partial(edits[variant], target),
                 )
+            before = jobs["plain"][0](ids, args.new_tokens) if "plain" in jobs else None
             results = decode_rates(jobs, ids, args.new_tokens, args.repeats, args.device, interleave)
             outputs = {}
             for variant, (run, context) in jobs.items():
                 with context():
                     outputs[variant] = run(ids, args.new_tokens)
                 rows.append({"cache": cache, "batch": batch, "variant": variant, **results[variant]})
-            if "plain" in outputs:  # hooks gone after the block, also from a compiled decode step?
-                again = hf_generator(model.hf, cache, max_cache_len)(ids, args.new_tokens)
+            if before is not None:  # hooks gone after the block, also from a compiled decode step?
+                again = jobs["plain"][0](ids, args.new_tokens)
                 checks[f"{cache} b{batch} plain after hooks vs before"] = first_divergence(
-                    again, outputs["plain"], args.prompt
+                    again, before, args.prompt
                 )
+            for edited in ("ablate", "ablate3"):  # and present inside it (these should differ from plain)
+                if edited in outputs and before is not None:
+                    checks[f"{cache} b{batch} {edited} vs plain (should differ)"] = first_divergence(
+                        outputs[edited], before, args.prompt
+                    )
             if "ablate3" in outputs and "orthogonalized" in outputs:
                 checks[f"{cache} b{batch} ablate3 vs orthogonalized"] = first_divergence(
                     outputs["ablate3"], outputs["orthogonalized"], args.prompt

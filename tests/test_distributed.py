@@ -102,6 +102,7 @@ def test_reduce_none_is_refused():
         distributed.cache_activations(None, STRINGS, reduce="none")
 
 
+@pytest.mark.slow  # two fresh processes import torch and transformers: 15-45 s on 2 cores
 def test_two_gloo_processes_under_torchrun_equal_one_process(saved):
     here = Path(__file__).parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parent), str(here)]), "OMP_NUM_THREADS": "1"}
