@@ -8,8 +8,8 @@ CPU smoke run (the same code; both "devices" the CPU, so accelerate's hooks stil
 1. Twin check. A model of the same width but `--twin-layers` layers is computed twice: whole on the first
    device, and split over all devices by accelerate (the device map that `device_map="auto"` would infer,
    from a per-device memory budget that forces the split). Compared, to bf16 rounding: the cached mean of
-   every layer's resid_post, the same under `misdir.ablate` at resid_pre/mid/post of every layer, and the
-   logits under that ablation.
+   every layer's resid_post, the same under `misdir.ablate` at resid_pre/mid/post of every layer, the
+   logits under that ablation, and the contrast metric's per-item log-probs under it.
 2. The full shape, split with `device_map="auto"` the same way: weights per device, `cache_activations`
    tokens/s over every layer, the component along the ablated direction at every layer (it must be ~0),
    and greedy decode tokens/s plain and under `ablate`, against the one-GPU-at-a-time roofline (a layer
@@ -88,32 +88,37 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).norm() / b.float().norm())
 
 
-def twin_check(args, dtype: torch.dtype) -> dict[str, float]:
+def twin_check(args, dtype: torch.dtype) -> dict[str, object]:
     from misdir import Model, ablate, cache_activations
+    from misdir.contrast import contrast_logprobs
+    from misdir.questions import ContrastPair
 
     g = torch.Generator().manual_seed(0)
     vocab = shapes.SHAPES[args.shape]["vocab_size"]
     texts = [torch.randint(5, vocab, (args.seq,), generator=g) for _ in range(args.tokens // args.seq)]
     r = torch.randn(shapes.SHAPES[args.shape]["hidden_size"], generator=g)
+    pairs = [ContrastPair(*(shapes.words(g, vocab, 16) for _ in range(3)), "made up") for _ in range(8)]
+    tokenizer = shapes.stand_in_tokenizer(vocab)
     out = {}
     for name, devices in (("one", args.devices[:1]), ("split", args.devices)):
         hf, device_map = split_model(args.shape, args.twin_layers, devices, dtype)
-        model = Model(hf=hf, tokenizer=None, spec=f"{args.shape} x{args.twin_layers} on {name}")
+        model = Model(hf=hf, tokenizer=tokenizer, spec=f"{args.shape} x{args.twin_layers} on {name}")
+        options = dict(positions="all", batch_size=args.batch, progress=False)
         with torch.inference_mode():
-            mean = cache_activations(model, texts, positions="all", batch_size=args.batch, progress=False)
+            mean = cache_activations(model, texts, **options)
             with ablate(model, r, site=RESID):
-                ablated = cache_activations(
-                    model, texts, positions="all", batch_size=args.batch, progress=False
-                )
+                ablated = cache_activations(model, texts, **options)
                 logits = hf(torch.stack(texts[: args.batch]).to(model.input_device)).logits.float().cpu()
-        out[name] = (mean, ablated, logits, sorted(set(map(str, device_map.values()))))
+                scores = contrast_logprobs(model, pairs, batch_size=args.batch, progress=False)
+        out[name] = (mean, ablated, logits, scores, sorted(set(map(str, device_map.values()))))
         del hf, model
-    (m1, a1, l1, _), (m2, a2, l2, used) = out["one"], out["split"]
+    (m1, a1, l1, s1, _), (m2, a2, l2, s2, used) = out["one"], out["split"]
     return {
         "devices_used_by_split": used,
         "mean_rel_diff": relative(m2, m1),
         "ablated_mean_rel_diff": relative(a2, a1),
         "ablated_logits_rel_diff": relative(l2, l1),
+        "ablated_contrast_max_abs_diff": float((s2 - s1).abs().max()),
         "ablated_component_along_r": float((a2 @ (r / r.norm())).abs().max() / a2.norm(dim=-1).max()),
     }
 
