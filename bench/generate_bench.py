@@ -117,29 +117,36 @@ def decode_rates(
     repeats: int,
     device: str,
     interleave: bool,
-) -> dict[str, dict[str, float]]:
+    fresh: Callable[[], None] | None = None,
+) -> tuple[dict[str, dict[str, float]], dict[str, torch.Tensor]]:
     """Per job (a generate function and the context it runs in): median times of a one-token and a
-    `new`-token generation, and the decode rate from their difference. Interleaved, each repeat runs every
-    job in turn (fair under a fluctuating load; enters each context once per repeat); otherwise each job
-    runs all its repeats inside one context (what a compiled decode step needs: no re-registered hooks)."""
+    `new`-token generation, the decode rate from their difference, and the tokens of the last run.
+    Interleaved, each repeat runs every job in turn (fair under a fluctuating load; enters each context
+    once per repeat); otherwise each job runs all its repeats inside one context, after `fresh()` (for a
+    compiled decode step: a compilation of its own, with its hooks in it)."""
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in jobs}
+    tokens: dict[str, torch.Tensor] = {}
 
-    def once(run: Callable) -> tuple[float, float]:
-        return seconds(lambda: run(ids, 1), device), seconds(lambda: run(ids, new), device)
+    def once(name: str, run: Callable) -> tuple[float, float]:
+        one = seconds(lambda: run(ids, 1), device)
+        full = seconds(lambda: tokens.__setitem__(name, run(ids, new)), device)
+        return one, full
 
-    for run, context in jobs.values():  # warm-up (and compilation)
-        with context():
-            run(ids, new)
-            run(ids, 1)
     if interleave:
+        for run, context in jobs.values():  # warm-up
+            with context():
+                run(ids, new)
         for _ in range(repeats):
             for name, (run, context) in jobs.items():
                 with context():
-                    samples[name].append(once(run))
+                    samples[name].append(once(name, run))
     else:
         for name, (run, context) in jobs.items():
+            if fresh is not None:
+                fresh()
             with context():
-                samples[name] = [once(run) for _ in range(repeats)]
+                run(ids, new)  # warm-up (and compilation)
+                samples[name] = [once(name, run) for _ in range(repeats)]
     batch, out = ids.shape[0], {}
     for name, pairs in samples.items():
         one = statistics.median(p[0] for p in pairs)
@@ -150,7 +157,16 @@ def decode_rates(
             "decode_tokens_per_s": batch * (new - 1) / max(full - one, 1e-9),
             "tokens_per_s": batch * new / full,
         }
-    return out
+    return out, tokens
+
+
+def fresh_compilation(*models) -> None:
+    """Forget every compiled decode step: torch.compile does not notice hooks registered after a
+    compilation made without hooks (seen on torch 2.13, bench/NOTES.md), so each variant compiles anew."""
+    torch._dynamo.reset()
+    for model in models:
+        if model is not None and hasattr(model.hf, "_compiled_call"):
+            del model.hf._compiled_call
 
 
 def first_divergence(a: torch.Tensor, b: torch.Tensor, prompt: int) -> dict[str, float]:
@@ -234,13 +250,22 @@ def main() -> None:
                     hf_generator(target.hf, cache, max_cache_len),
                     partial(edits[variant], target),
                 )
+            compiled = cache == "static-compiled" or (cache == "static" and args.device.startswith("cuda"))
+            fresh = partial(fresh_compilation, model, ortho) if compiled else None
             before = jobs["plain"][0](ids, args.new_tokens) if "plain" in jobs else None
-            results = decode_rates(jobs, ids, args.new_tokens, args.repeats, args.device, interleave)
-            outputs = {}
-            for variant, (run, context) in jobs.items():
-                with context():
-                    outputs[variant] = run(ids, args.new_tokens)
+            results, outputs = decode_rates(
+                jobs, ids, args.new_tokens, args.repeats, args.device, interleave, fresh
+            )
+            for variant in jobs:
                 rows.append({"cache": cache, "batch": batch, "variant": variant, **results[variant]})
+            if compiled and "plain" in jobs and "ablate3" in outputs:
+                fresh_compilation(model, ortho)  # compile without hooks, then open ablate3 on top of it
+                jobs["plain"][0](ids, args.new_tokens)
+                with jobs["ablate3"][1]():
+                    late = jobs["ablate3"][0](ids, args.new_tokens)
+                checks[
+                    f"{cache} b{batch} ablate3 opened after a hook-free compilation vs compiled with it"
+                ] = first_divergence(late, outputs["ablate3"], args.prompt)
             if before is not None:  # hooks gone after the block, also from a compiled decode step?
                 again = jobs["plain"][0](ids, args.new_tokens)
                 checks[f"{cache} b{batch} plain after hooks vs before"] = first_divergence(
@@ -271,10 +296,9 @@ def main() -> None:
         for batch, ids in prompts.items():
             run = lens_generator(bridge)
             jobs = {"lens": (run, partial(ablate, bridge, r))}
-            result = decode_rates(jobs, ids, args.new_tokens, args.repeats, args.device, interleave)["lens"]
-            with ablate(bridge, r):
-                tokens = run(ids, args.new_tokens)
-            rows.append({"cache": "lens (its own)", "batch": batch, "variant": "lens", **result})
+            results, outputs = decode_rates(jobs, ids, args.new_tokens, args.repeats, args.device, interleave)
+            tokens = outputs["lens"]
+            rows.append({"cache": "lens (its own)", "batch": batch, "variant": "lens", **results["lens"]})
             reference = checks.get("ablate_outputs", {}).get(f"dynamic b{batch}")
             if reference is not None:
                 checks[f"lens b{batch} vs HF, both ablated"] = first_divergence(
