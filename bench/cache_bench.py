@@ -124,9 +124,11 @@ def main() -> None:
     print(f"{'ratio cache / plain':44s} {result['ratio_cache_over_plain']:12.3f}")
     print(f"{'ratio plain+mask+positions / plain':44s} {plain_s / masked_s:12.3f}")
     print(f"{'encode + pad + copy one batch, ms':44s} {prepare_s * 1000:12.2f}")
-    print(f"{'plain forward MFU (of %.0f TF/s)' % args.peak_tflops:44s} {mfu:12.3f}")
-    for n, p in peaks.items():
-        print(f"{'peak GiB over weights, %d tokens' % p['tokens']:44s} {p['peak_over_weights_gib']:12.2f}")
+    mfu_label = f"plain forward MFU (of {args.peak_tflops:.0f} TF/s)"
+    print(f"{mfu_label:44s} {mfu:12.3f}")
+    for p in peaks.values():
+        label = f"peak GiB over weights, {p['tokens']} tokens"
+        print(f"{label:44s} {p['peak_over_weights_gib']:12.2f}")
     if os.environ.get("OUT"):
         with open(os.path.join(os.environ["OUT"], "cache_bench.json"), "w") as f:
             json.dump(result, f, indent=2)
