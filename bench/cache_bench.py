@@ -17,26 +17,12 @@ import os
 import statistics
 import time
 
+import shapes
 import torch
-
-SHAPES = {
-    "qwen2.5-0.5b": dict(num_hidden_layers=24, hidden_size=896, num_attention_heads=14, num_key_value_heads=2,
-                         intermediate_size=4864, vocab_size=151936, tie_word_embeddings=True),
-    "qwen2.5-7b": dict(num_hidden_layers=28, hidden_size=3584, num_attention_heads=28, num_key_value_heads=4,
-                       intermediate_size=18944, vocab_size=152064),
-    "qwen2.5-14b": dict(num_hidden_layers=48, hidden_size=5120, num_attention_heads=40, num_key_value_heads=8,
-                        intermediate_size=13824, vocab_size=152064),
-}
 
 
 def build(shape: str):
-    from transformers import AutoModelForCausalLM, Qwen2Config
-
-    config = Qwen2Config(**SHAPES[shape], rope_theta=1e6, max_position_embeddings=4096)
-    config._attn_implementation = "sdpa"
-    with torch.device("cuda"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    return model.eval()
+    return shapes.build(shape, "cuda", torch.bfloat16)
 
 
 def timed(fn, repeats: int) -> list[float]:
@@ -56,7 +42,7 @@ def timed(fn, repeats: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--shape", default="qwen2.5-7b", choices=sorted(SHAPES))
+    parser.add_argument("--shape", default="qwen2.5-7b", choices=sorted(shapes.SHAPES))
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
@@ -138,9 +124,11 @@ def main() -> None:
     print(f"{'ratio cache / plain':44s} {result['ratio_cache_over_plain']:12.3f}")
     print(f"{'ratio plain+mask+positions / plain':44s} {plain_s / masked_s:12.3f}")
     print(f"{'encode + pad + copy one batch, ms':44s} {prepare_s * 1000:12.2f}")
-    print(f"{'plain forward MFU (of %.0f TF/s)' % args.peak_tflops:44s} {mfu:12.3f}")
-    for n, p in peaks.items():
-        print(f"{'peak GiB over weights, %d tokens' % p['tokens']:44s} {p['peak_over_weights_gib']:12.2f}")
+    mfu_label = f"plain forward MFU (of {args.peak_tflops:.0f} TF/s)"
+    print(f"{mfu_label:44s} {mfu:12.3f}")
+    for p in peaks.values():
+        label = f"peak GiB over weights, {p['tokens']} tokens"
+        print(f"{label:44s} {p['peak_over_weights_gib']:12.2f}")
     if os.environ.get("OUT"):
         with open(os.path.join(os.environ["OUT"], "cache_bench.json"), "w") as f:
             json.dump(result, f, indent=2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from jaxtyping import Float
@@ -23,9 +23,19 @@ from misdir.io import atomic_path, write_json_atomic
 from misdir.models import Model, as_model
 from misdir.tokens import Batch, Encoded, Input, Positions, encode, pad, pad_token_id
 
-Reduce = Literal["mean", "per-input", "none"]
+Reduce = Literal["mean", "sum", "per-input", "none"]
 Reader = Callable[[int, Float[Tensor, "batch pos d_model"], Batch], Any]
 """What a batch keeps of layer i's activation (a sum, per-input means, the selected tokens), off the GPU."""
+
+
+class Sums(NamedTuple):
+    """Per-layer float64 sums of the selected tokens' activations and how many tokens they sum.
+
+    What `reduce="mean"` divides; sums over disjoint shards of the inputs add up to the sums over all
+    of them, which is how `misdir.distributed` combines processes."""
+
+    sums: Float[Tensor, "layer d_model"]
+    count: int
 
 
 class _StopForward(Exception):
@@ -45,7 +55,11 @@ def cache_activations(
     out: str | Path | None = None,
     progress: bool = True,
 ) -> (
-    Float[Tensor, "layer d_model"] | Float[Tensor, "input layer d_model"] | list[Float[Tensor, "layer pos d_model"]] | Path
+    Float[Tensor, "layer d_model"]
+    | Sums
+    | Float[Tensor, "input layer d_model"]
+    | list[Float[Tensor, "layer pos d_model"]]
+    | Path
 ):
     """Activations of `model` at `blocks.{l}.hook_{site}` over the chosen positions of every input.
 
@@ -53,6 +67,7 @@ def cache_activations(
     with the model's chat template). `positions`: `"all"` tokens, `"answer"` (the tokens of the last
     assistant message's content), or `"last"` prompt token. Returns, in float32:
     - `reduce="mean"`: the mean over all selected tokens of all inputs, `[layer, d_model]`;
+    - `reduce="sum"`: that mean's float64 numerator and its token count, as `Sums` (they add across shards);
     - `reduce="per-input"`: each input's mean over its own selected tokens, `[input, layer, d_model]`
       (what resampling needs: label shuffles, split halves, bootstraps);
     - `reduce="none"`: one `[layer, pos, d_model]` tensor per input (pos = its selected positions),
@@ -62,8 +77,8 @@ def cache_activations(
     model = as_model(model)
     layers = check_layers(range(model.n_layers) if layers is None else layers, model.n_layers)
     check_site(site)
-    if reduce not in ("mean", "per-input", "none"):
-        raise ValueError(f"unknown reduce {reduce!r}; expected 'mean', 'per-input' or 'none'")
+    if reduce not in ("mean", "sum", "per-input", "none"):
+        raise ValueError(f"unknown reduce {reduce!r}; expected 'mean', 'sum', 'per-input' or 'none'")
     if out is not None and reduce != "none":
         raise ValueError("out= writes per-token shards; it needs reduce='none'")
     if batch_size < 1:
@@ -82,7 +97,7 @@ def cache_activations(
                 "n_tokens": sum(len(e.selected) for e in encoded), "model": model.provenance}
         return _write_shards(stream, Path(out), meta)
 
-    if reduce == "mean":
+    if reduce in ("mean", "sum"):
         sums: list[Tensor] = [torch.zeros(model.d_model, dtype=torch.float64) for _ in layers]
 
         def token_sum(i: int, x: Tensor, batch: Batch) -> Tensor:
@@ -93,7 +108,8 @@ def cache_activations(
             for i, partial in enumerate(pieces):
                 sums[i] += partial
         count = sum(len(e.selected) for e in encoded)
-        return torch.stack(sums).div(count).float()
+        total = torch.stack(sums)
+        return Sums(total, count) if reduce == "sum" else total.div(count).float()
 
     if reduce == "per-input":
         means = torch.zeros(len(encoded), len(layers), model.d_model)

@@ -34,6 +34,8 @@ def answer_logprobs(
         chunk = encoded[start : start + batch_size]
         batch = pad(chunk, pad_id, "right").to(device)
         # Logits only where an answer token is predicted: the unembedding is most of this model's cost.
+        # Kept as a count (positions first.. to the end), not an index tensor: under a device_map split
+        # accelerate would move a tensor to the first GPU, while the hidden states it indexes are on the last.
         first = min(e.selected[0] for e in chunk) - 1
         last = max(e.selected[-1] for e in chunk)
         with torch.inference_mode():
@@ -41,8 +43,8 @@ def answer_logprobs(
                 input_ids=batch.input_ids,
                 attention_mask=batch.attention_mask,
                 position_ids=batch.position_ids,
-                logits_to_keep=torch.arange(first, last, device=device),
-            ).logits
+                logits_to_keep=batch.input_ids.shape[1] - first,
+            ).logits[:, : last - first]
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         targets = batch.input_ids[:, first + 1 : last + 1, None]
         next_token = logprobs.gather(-1, targets)[..., 0]  # [:, j]: log p(token at first + 1 + j)

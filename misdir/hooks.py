@@ -180,11 +180,25 @@ def hooks(model: Model, fwd_hooks: Sequence[tuple[str, HookFn]]) -> Iterator[Mod
         with model.lens.hooks(fwd_hooks=lens_hooks):
             yield model
         return
+    _forget_compiled_decoding(model.hf)
     with ExitStack() as stack:
         for (layer, site), fn in parsed:
             for handle in _add_hf_hook(model, layer, site, fn):
                 stack.callback(handle.remove)
         yield model
+
+
+def _forget_compiled_decoding(hf: nn.Module) -> None:
+    """Make a decode step that transformers compiled earlier (static KV cache) compile again, with the hooks.
+
+    torch.compile notices hooks removed from a module, but not hooks added to modules that had none when it
+    compiled (seen with torch 2.13; pytorch/pytorch#186507): without this, generating inside `ablate` or
+    `steer` after a plain static-cache generation would run its compiled decode steps unedited, silently.
+    """
+    if any(hasattr(module, "_compiled_call") for module in hf.modules()):
+        import torch._dynamo
+
+        torch._dynamo.reset()
 
 
 def _lens_hook(fn: HookFn) -> Callable[..., Tensor | None]:

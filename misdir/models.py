@@ -81,7 +81,7 @@ class Model:
         """Where input ids go: the embedding's device (the first GPU of a `device_map` split)."""
         if self.lens is not None:
             return torch.device(self.lens.cfg.device)
-        return self.hf.get_input_embeddings().weight.device
+        return execution_device(self.hf.get_input_embeddings())
 
     @property
     def layers(self) -> nn.ModuleList:
@@ -93,6 +93,18 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model({self.spec!r}, n_layers={self.n_layers}, d_model={self.d_model}, device={self.device})"
+
+
+def execution_device(module: nn.Module) -> torch.device:
+    """Where `module` computes. Under an accelerate `device_map` that offloads it to the CPU or disk, its
+    weights sit on `meta` between calls and accelerate's hook moves them (and its inputs) to the
+    hook's execution device for each call; otherwise it is where its first parameter is."""
+    hook = getattr(module, "_hf_hook", None)
+    for part in getattr(hook, "hooks", None) or [hook]:  # accelerate's SequentialHook holds several
+        device = getattr(part, "execution_device", None)
+        if device is not None:
+            return torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
+    return next(module.parameters()).device
 
 
 def as_model(model: Any) -> Model:

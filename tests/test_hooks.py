@@ -84,3 +84,19 @@ def test_bad_hook_names(tiny):
         parse_hook_name("blocks.0.hook_resid_final", tiny.n_layers)
     with pytest.raises(ValueError, match="out of range"):
         parse_hook_name(f"blocks.{tiny.n_layers}.hook_resid_post", tiny.n_layers)
+
+
+def test_a_compiled_decode_step_is_forgotten_when_hooks_are_added(tiny, monkeypatch):
+    # torch.compile misses hooks added after a hook-free compilation (bench/NOTES.md), so a model that
+    # transformers compiled for static-cache decoding must recompile when hooks are opened on it.
+    import torch._dynamo
+
+    resets = []
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(1))
+    with hooks(tiny, [("blocks.0.hook_resid_post", lambda x, name: None)]):
+        pass
+    assert resets == []
+    tiny.hf._compiled_call = tiny.hf.__call__  # what transformers' get_compiled_call leaves behind
+    with hooks(tiny, [("blocks.0.hook_resid_post", lambda x, name: None)]):
+        pass
+    assert resets == [1]
