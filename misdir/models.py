@@ -14,11 +14,11 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-import warnings
 import pickle
 import re
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
