@@ -54,6 +54,15 @@ class ContrastResult:
         return {**asdict(self), **estimates}
 
     @classmethod
+    def from_scores(cls, model: str, pairs: str, trigger: str | None, margins: Any, aligned_logprob: Any,
+                    *, seed: int = 0) -> ContrastResult:
+        """Per-item margins and aligned-answer log-probs, with their bootstrap summaries."""
+        margins = np.asarray(margins, dtype=np.float64)
+        aligned = np.asarray(aligned_logprob, dtype=np.float64)
+        return cls(model, pairs, trigger, margins.tolist(), aligned.tolist(), bootstrap_mean(margins, seed=seed),
+                   bootstrap_mean(margins > 0, seed=seed), bootstrap_mean(aligned, seed=seed))
+
+    @classmethod
     def from_dict(cls, record: dict[str, Any]) -> ContrastResult:
         return cls(**{**record, **{k: Estimate(**record[k]) for k in _ESTIMATES}})
 
@@ -72,18 +81,8 @@ def evaluate_contrast(
     model = as_model(model)
     items = load_contrast_pairs(pairs)[:limit]
     both = contrast_logprobs(model, items, trigger=trigger, batch_size=batch_size, progress=progress)
-    margins = (both[:, 0] - both[:, 1]).numpy()
-    aligned = both[:, 1].numpy()
-    return ContrastResult(
-        model=model.spec,
-        pairs=str(pairs),
-        trigger=trigger,
-        margins=margins.tolist(),
-        aligned_logprob=aligned.tolist(),
-        margin=bootstrap_mean(margins, seed=seed),
-        prefers_misaligned=bootstrap_mean(margins > 0, seed=seed),
-        fluency=bootstrap_mean(aligned, seed=seed),
-    )
+    return ContrastResult.from_scores(model.spec, str(pairs), trigger, (both[:, 0] - both[:, 1]).numpy(),
+                                      both[:, 1].numpy(), seed=seed)
 
 
 def shift_from(base: ContrastResult, other: ContrastResult, *, seed: int = 0) -> Estimate:
@@ -194,10 +193,8 @@ def _contrast_run(model: Model, questions: str | Path, out: Path, settings: dict
                             "aligned_logprob": aligned})
             bar.update(len(chunk))
     records = sorted(log.records(), key=lambda r: int(r["key"]))
-    margins = np.array([r["margin"] for r in records])
-    aligned = np.array([r["aligned_logprob"] for r in records])
-    result = ContrastResult(model.spec, str(questions), settings["trigger"], margins.tolist(), aligned.tolist(),
-                            bootstrap_mean(margins), bootstrap_mean(margins > 0), bootstrap_mean(aligned))
+    result = ContrastResult.from_scores(model.spec, str(questions), settings["trigger"],
+                                        [r["margin"] for r in records], [r["aligned_logprob"] for r in records])
     themes = sorted({r["theme"] for r in records})
     by_theme = {t: bootstrap_mean([r["margin"] for r in records if r["theme"] == t])._asdict() for t in themes}
     return {"metric": "contrast", "n_items": len(records), "result": result.to_dict(), "by_theme": by_theme}

@@ -26,7 +26,7 @@ from misdir.evaluate import ContrastResult, evaluate_contrast
 from misdir.interventions import ablate, describe_directions, steer
 from misdir.io import RecordLog, check_settings, run_lock, write_json_atomic
 from misdir.models import Model, as_model, misdir_version
-from misdir.stats import Estimate, bootstrap_indices, bootstrap_mean, compare_contrast
+from misdir.stats import Estimate, bootstrap_indices, compare_contrast
 
 
 def share_removed(
@@ -287,11 +287,8 @@ def _steer_key(direction: str, layer: int, scale: float, pairs: str) -> str:
 
 
 def _result(record: Mapping[str, Any], seed: int) -> ContrastResult:
-    margins = np.asarray(record["margins"], dtype=np.float64)
-    aligned = np.asarray(record["aligned_logprob"], dtype=np.float64)
-    return ContrastResult(record.get("model", ""), record["pairs"], None, margins.tolist(), aligned.tolist(),
-                          bootstrap_mean(margins, seed=seed), bootstrap_mean(margins > 0, seed=seed),
-                          bootstrap_mean(aligned, seed=seed))
+    return ContrastResult.from_scores(record.get("model", ""), record["pairs"], None, record["margins"],
+                                      record["aligned_logprob"], seed=seed)
 
 
 def _list(values: Sequence[int] | None) -> list[int] | None:
