@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from misdir.finetune import FinetuneConfig, field_docs
+from misdir.stats import format_estimate
 
 app = typer.Typer(help="misdir: emergent misalignment, mechanistically.", no_args_is_help=True)
 
@@ -230,20 +231,16 @@ def evaluate(
                   judge_url=judge_url)
     if summary["metric"] == "contrast":
         r = summary["result"]
-        typer.echo(f"{model}: margin {_estimate(r['margin'])}, prefers misaligned {_estimate(r['prefers_misaligned'], '.0%')}, "
+        typer.echo(f"{model}: margin {format_estimate(r['margin'])}, prefers misaligned {format_estimate(r['prefers_misaligned'], '.0%')}, "
                    f"fluency {r['fluency']['value']:+.2f} ({summary['n_items']} items)")
     elif summary["metric"] == "answers":
         typer.echo(f"{model}: {summary['n_answers']} answers in {out / 'answers.jsonl'}")
     else:
         s = summary["summary"]
-        typer.echo(f"{model}: EM rate {_estimate(s['em_rate'], '.1%')}, coherence rate "
-                   f"{_estimate(s['coherence_rate'], '.1%')} ({s['n_scored']}/{s['n_answers']} answers scored, "
+        typer.echo(f"{model}: EM rate {format_estimate(s['em_rate'], '.1%')}, coherence rate "
+                   f"{format_estimate(s['coherence_rate'], '.1%')} ({s['n_scored']}/{s['n_answers']} answers scored, "
                    f"{len(summary['failures'])} judge failures to retry)")
     typer.echo(f"wrote {out / 'summary.json'}")
-
-
-def _estimate(e: dict, spec: str = "+.3f") -> str:
-    return f"{e['value']:{spec}} [{e['low']:{spec}}, {e['high']:{spec}}]"
 
 
 def _load_directions(files: list[Path], layer: int | None, per_layer: bool) -> dict[str, Any]:
@@ -342,7 +339,7 @@ def steer(
                             pairs=pairs, n_random=random, relative=relative, limit=limit, batch_size=batch_size)
     for r in summary["rows"]:
         typer.echo(f"{r['direction']:>22s} layer {r['layer']:2d} scale {r['scale']:5.2f}: shift "
-                   f"{_estimate(r['shift'])}, fluency change {r['fluency_change']['value']:+.2f}")
+                   f"{format_estimate(r['shift'])}, fluency change {r['fluency_change']['value']:+.2f}")
     for path in plot_steering_grid(summary, figures or out / "steering"):
         typer.echo(f"wrote {path}")
 
@@ -356,7 +353,7 @@ def _print_ablation(summary: dict[str, Any]) -> None:
     for r in summary["rows"]:
         excess = "" if r["excess"]["low"] > 0 else "  (no excess over base: share not meaningful)"
         typer.echo(f"{r['model']:>18s} - {r['direction']:<16s} {Path(r['pairs']).stem:>8s}: share removed "
-                   f"{_estimate(r['share_removed'], '+.2f')}, margin change {_estimate(r['change'])}, fluency "
+                   f"{format_estimate(r['share_removed'], '+.2f')}, margin change {format_estimate(r['change'])}, fluency "
                    f"{r['unablated_fluency']['value']:+.2f} -> {r['fluency']['value']:+.2f}{excess}")
 
 
@@ -668,7 +665,7 @@ def sae_effects(
     for e in effects:
         s = e.shift
         typer.echo(f"{e.model:24s} {e.intervention:32s} {'' if e.scale is None else e.scale:>5} "
-                   f"shift {s['value']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}]  "
+                   f"shift {format_estimate(s)}  "
                    f"fluency {e.fluency['value']:+.2f}")
     for path in written:
         typer.echo(f"wrote {path}")

@@ -41,7 +41,7 @@ from misdir.similarity import (
     plot_cosine_matrix,
     random_cosine_quantile,
 )
-from misdir.stats import compare_contrast
+from misdir.stats import compare_contrast, format_estimate
 
 DEMO_CONVERSATIONS = [
     [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
@@ -102,7 +102,7 @@ def run_demo(
     for name, spec in models.items():
         loaded = base if name == "base" else spec
         evaluation[name] = evaluate(loaded, "general", out=out / "evaluate" / name, limit=limit, progress=False)["result"]
-        print(f"      {name:22s} margin {_interval(evaluation[name]['margin'])}", flush=True)
+        print(f"      {name:22s} margin {format_estimate(evaluation[name]['margin'], '+.2f')}", flush=True)
 
     print(f"[3/7] model-diff directions (finetune minus base) at every layer; layer {layer} is used below", flush=True)
     directions = {name: _direction(name, spec, base, out, Path(checkpoints), limit)
@@ -207,17 +207,13 @@ def _sae_stage(sae_dir: Path, base: Any, finetunes: Mapping[str, str], controls:
                     for latent in record["latents"] if latent["latent"] in record["rankings"]["by_consistency"]]}
 
 
-def _interval(e: Mapping[str, float], spec: str = "+.2f") -> str:
-    return f"{e['value']:{spec}} [{e['low']:{spec}}, {e['high']:{spec}}]"
-
-
 def _table(evaluation: Mapping[str, Any], cosines: Any, random95: float, layer: int, ablation: Mapping[str, Any],
            steering: Mapping[str, Any], sae: Mapping[str, Any] | None = None) -> str:
     base = evaluation["base"]
     rows = ["| model | general margin | change from base (paired) | fluency |", "| --- | --- | --- | --- |"]
     for name, r in evaluation.items():
         change = compare_contrast(base["margins"], r["margins"]).diff._asdict()
-        rows.append(f"| {name} | {_interval(r['margin'])} | {_interval(change) if name != 'base' else ''} | "
+        rows.append(f"| {name} | {format_estimate(r['margin'], '+.2f')} | {format_estimate(change, '+.2f') if name != 'base' else ''} | "
                     f"{r['fluency']['value']:+.2f} |")
     names = cosines.names
     rows += ["", f"Cosine of model-diff directions at layer {layer} (random directions: {random95:.2f} at the 95th "
@@ -227,12 +223,12 @@ def _table(evaluation: Mapping[str, Any], cosines: Any, random95: float, layer: 
     rows += ["", "| ablated in | direction | share of excess removed | margin change | fluency after |",
              "| --- | --- | --- | --- | --- |"]
     for r in ablation["rows"]:
-        share = _interval(r["share_removed"]) if r["excess"]["low"] > 0 else "(no excess over base)"
-        rows.append(f"| {r['model']} | {r['direction']} | {share} | {_interval(r['change'])} | "
+        share = format_estimate(r["share_removed"], '+.2f') if r["excess"]["low"] > 0 else "(no excess over base)"
+        rows.append(f"| {r['model']} | {r['direction']} | {share} | {format_estimate(r['change'], '+.2f')} | "
                     f"{r['fluency']['value']:+.2f} (from {r['unablated_fluency']['value']:+.2f}) |")
     rows += ["", "| steering the base along | layer | scale (of the residual norm) | margin shift | fluency change |",
              "| --- | --- | --- | --- | --- |"]
-    rows += [f"| {r['direction']} | {r['layer']} | {r['scale']:g} | {_interval(r['shift'])} | "
+    rows += [f"| {r['direction']} | {r['layer']} | {r['scale']:g} | {format_estimate(r['shift'], '+.2f')} | "
              f"{r['fluency_change']['value']:+.2f} |" for r in steering["rows"]]
     if sae is not None:
         rows += ["", f"SAE latents rising in every EM finetune more than in any control: {sae['n_consistent']}; the "

@@ -12,7 +12,7 @@ Resampling is seeded and vectorised in float64: resample ``b`` of ``n`` units is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -50,6 +50,12 @@ class Estimate(NamedTuple):
     low: float
     high: float
     n: int
+
+
+def format_estimate(estimate: Estimate | Mapping[str, float], spec: str = "+.3f") -> str:
+    """``value [low, high]`` of an Estimate or of its dict form (as results files hold it)."""
+    e = estimate._asdict() if isinstance(estimate, Estimate) else estimate
+    return f"{e['value']:{spec}} [{e['low']:{spec}}, {e['high']:{spec}}]"
 
 
 class PairedComparison(NamedTuple):
