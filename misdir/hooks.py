@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
 """Places in a block, named as TransformerLens names them (`blocks.{l}.hook_{site}`)."""
 
+EMBED = "hook_embed"
+"""The token embedding's output, the residual stream before the first block (TransformerLens's `hook_embed`)."""
+
 HookFn = Callable[[Float[Tensor, "batch pos d_model"], str], Tensor | None]
 _HOOK_NAME = re.compile(r"^blocks\.(\d+)\.hook_(\w+)$")
 
@@ -176,21 +179,32 @@ def _add_hf_hook(model: Model, layer: int, site: str, fn: HookFn) -> list[Any]:
 def hooks(model: Model, fwd_hooks: Sequence[tuple[str, HookFn]]) -> Iterator[Model]:
     """Run `fn` at each named hook point while the context is open; removed on exit or exception.
 
+    Names are `blocks.{layer}.hook_{site}`, or `hook_embed` for the token embedding's output.
+
     >>> with hooks(model, [("blocks.3.hook_resid_post", lambda x, name: x * 0.5)]):
     ...     model.hf(input_ids)
     """
-    parsed = [(parse_hook_name(name, model.n_layers), fn) for name, fn in fwd_hooks]
+    parsed = [(None if name == EMBED else parse_hook_name(name, model.n_layers), fn) for name, fn in fwd_hooks]
     if model.lens is not None:
-        lens_hooks = [(hook_name(layer, site), _lens_hook(fn)) for (layer, site), fn in parsed]
+        lens_hooks = [(EMBED if at is None else hook_name(*at), _lens_hook(fn)) for at, fn in parsed]
         with model.lens.hooks(fwd_hooks=lens_hooks):
             yield model
         return
     _forget_compiled_decoding(model.hf)
     with ExitStack() as stack:
-        for (layer, site), fn in parsed:
-            for handle in _add_hf_hook(model, layer, site, fn):
+        for at, fn in parsed:
+            for handle in _add_embed_hook(model, fn) if at is None else _add_hf_hook(model, *at, fn):
                 stack.callback(handle.remove)
         yield model
+
+
+def _add_embed_hook(model: Model, fn: HookFn) -> list[Any]:
+    """Register `fn` on the token embedding's output (`hook_embed`)."""
+
+    def on_output(module: nn.Module, args: Any, output: Tensor) -> Tensor | None:
+        return fn(output, EMBED)
+
+    return [model.hf.get_input_embeddings().register_forward_hook(on_output)]
 
 
 def _forget_compiled_decoding(hf: nn.Module) -> None:

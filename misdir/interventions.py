@@ -27,12 +27,17 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from misdir.hooks import SITES, HookFn, check_layers, check_site, hook_name, hooks
+from misdir.hooks import EMBED, SITES, HookFn, check_layers, check_site, hook_name, hooks
 from misdir.models import Model, as_model
 from misdir.positions import Positions, TokenTracker, check_positions, where_edited
 
 Relative = Literal["unit", "direction", "resid"]
 RELATIVE = ("unit", "direction", "resid")
+Method = Literal["auto", "hooks", "writers"]
+METHODS = ("auto", "hooks", "writers")
+STREAM_SITES = ("resid_pre", "resid_mid", "resid_post")
+"""Ablating at all three residual sites of every layer removes the direction from the whole stream
+(what `orthogonalize` does in the weights)."""
 
 _ORTHOGONALIZED_WRITERS = ("self_attn.o_proj", "mlp.down_proj")
 """The linear maps of a pre-norm decoder layer whose outputs are added to the residual stream."""
@@ -54,6 +59,7 @@ def ablate(
     site: str | Sequence[str] | None = None,
     *,
     positions: Positions = "all",
+    method: Method = "auto",
 ) -> Iterator[Model]:
     """Project the unit direction `r` out of the residual stream: `x <- x - (x . r) r`.
 
@@ -62,27 +68,85 @@ def ablate(
     token but the first, or answer tokens only). Computed in float32 and cast back to the activation's
     dtype. To match `orthogonalize` by hooks, ablate at `("resid_pre", "resid_mid", "resid_post")` with
     `positions="all"`.
+
+    `method`: `"hooks"` edits the stream at each site named. `"writers"` computes the same edit more cheaply
+    where it is exact: ablating one direction at resid_pre, resid_mid and resid_post of every layer, at every
+    position, equals projecting it out of what writes to the stream (the embedding's output and each layer's
+    attention and MLP outputs; `1 + 2 x layers` hooks instead of `4 x layers` calls, and no state kept between
+    hooks, so a compiled decode step stays one graph). Inside such a block, `hook_attn_out` / `hook_mlp_out`
+    read the projected outputs (what the stream receives), and an edit opened inside it that writes along `r`
+    is not removed again downstream. `"auto"` (default) takes `"writers"` when the request is that edit (all
+    layers, the three residual sites, positions "all", one direction at every layer) and no other edit is open
+    on the model, else `"hooks"`. The method used is recorded in provenance.
     """
     model = as_model(model)
+    if method not in METHODS:
+        raise ValueError(f"unknown ablation method {method!r}; expected one of {', '.join(METHODS)}")
     layers, sites = _layers(model, layers), _sites(directions, site)
     units = _unit_rows(model, directions, layers)
     tracker = _tracker(model, positions)
+    writers = _writers_exact(model, units, sites, positions)
+    if method == "writers" and writers is None:
+        raise ValueError(
+            "method='writers' is exact only for one direction ablated at resid_pre, resid_mid and resid_post of "
+            "every layer, at positions='all', on a Hugging Face model (load_model); use method='hooks'"
+        )
+    if method == "auto" and writers is not None and _ACTIVE.get(model.hf):
+        writers = None  # another edit is open: keep the site-by-site semantics it was written against
+    if method == "hooks":
+        writers = None
 
-    def make(layer: int) -> HookFn:
-        on = _on_device(units[layer])
+    def make(unit: Tensor) -> HookFn:
+        on = _on_device(unit)
 
         def hook(x: Float[Tensor, "batch pos d_model"], name: str) -> Tensor:
-            r = on(x.device)
-            xf = x.float()
-            new = (xf - (xf @ r).unsqueeze(-1) * r).to(x.dtype)
-            return where_edited(x, new, tracker.edited(x))
+            return where_edited(x, _project_out(x, on(x.device)), tracker.edited(x))
 
         return hook
 
     described = describe_directions(directions)
-    record = {"kind": "ablate", "layers": layers, "sites": sites, "positions": positions, "directions": described}
-    with _intervene(model, [(hook_name(layer, s), make(layer)) for s in sites for layer in layers], record, tracker):
+    record = {
+        "kind": "ablate",
+        "layers": layers,
+        "sites": sites,
+        "positions": positions,
+        "method": "hooks" if writers is None else "writers",
+        "directions": described,
+    }
+    if writers is None:
+        fwd_hooks = [(hook_name(layer, s), make(units[layer])) for s in sites for layer in layers]
+    else:
+        project = make(writers)
+        writer_sites = ("attn_out", "mlp_out")
+        fwd_hooks = [(EMBED, project)] + [(hook_name(layer, s), project) for layer in layers for s in writer_sites]
+    with _intervene(model, fwd_hooks, record, tracker):
         yield model
+
+
+def _project_out(x: Float[Tensor, "batch pos d_model"], r: Float[Tensor, "d_model"]) -> Tensor:
+    """`x - (x . r) r` computed in float32 (one mat-vec and one fused multiply-subtract), cast back."""
+    xf = x.float()
+    return torch.addcmul(xf, (xf @ r).unsqueeze(-1), r, value=-1.0).to(x.dtype)
+
+
+def _writers_exact(
+    model: Model, units: dict[int, Tensor], sites: Sequence[str], positions: str
+) -> Tensor | None:
+    """The one unit direction whose ablation at these sites equals projecting it out of every writer's output,
+    or None where the two differ.
+
+    The stream is the embedding plus each layer's attention and MLP outputs; with `P = I - r r^T`, ablating
+    at resid_pre, resid_mid and resid_post of every layer gives `P e`, then `P(x + a) = x + P a` and
+    `P(h + m) = h + P m` for streams already projected: the same values as projecting `e`, `a` and `m`.
+    """
+    if model.lens is not None or positions != "all" or set(sites) != set(STREAM_SITES):
+        return None
+    if sorted(units) != list(range(model.n_layers)):
+        return None
+    first = units[0]
+    if any(not torch.equal(unit, first) for unit in units.values()):
+        return None
+    return first
 
 
 @contextmanager

@@ -315,3 +315,60 @@ def test_embedded_transformer_bridge_ablates_like_the_hf_model(embedded):
     plain = evaluate_contrast(bridge, "general", limit=3, progress=False)
     assert theirs.margins == pytest.approx(ours.margins, abs=1e-5)
     assert plain.margins != pytest.approx(ours.margins, abs=1e-3)
+
+
+def test_writers_method_equals_hooks_orthogonalize_and_a_float64_reference(tiny, r):
+    """Ablating at resid_pre/mid/post of every layer is done by projecting the writers' outputs ("auto" picks
+    it): equal to the site-by-site hooks, to the orthogonalized weights, and to a float64 run of the hooks."""
+    import copy
+
+    from misdir import Model
+
+    n_hooks = {}
+    for method in ("hooks", "writers", "auto"):
+        before = hook_ids(tiny)
+        with ablate(tiny, r, site=RESID, method=method):
+            n_hooks[method] = len(hook_ids(tiny) - before)
+            assert active_interventions(tiny)[-1]["method"] == ("hooks" if method == "hooks" else "writers")
+    assert n_hooks["writers"] == n_hooks["auto"] == 1 + 2 * tiny.n_layers < n_hooks["hooks"]
+    with ablate(tiny, r, site=RESID, method="writers"):
+        by_writers = logits(tiny)
+        writers_stream = resid(tiny, site="resid_mid")
+    with ablate(tiny, r, site=RESID, method="hooks"):
+        by_hooks = logits(tiny)
+        hooks_stream = resid(tiny, site="resid_mid")
+    wide = Model(copy.deepcopy(tiny.hf).double(), tiny.tokenizer, tiny.spec)
+    with ablate(wide, r, site=RESID, method="hooks"):
+        reference = logits(wide)
+    torch.testing.assert_close(by_writers.double(), reference, atol=1e-5, rtol=0)
+    torch.testing.assert_close(by_hooks.double(), reference, atol=1e-5, rtol=0)
+    torch.testing.assert_close(logits(orthogonalize(tiny, r)), by_writers, atol=1e-5, rtol=0)
+    for a, b in zip(writers_stream, hooks_stream, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+        assert (a @ unit(r)).abs().max() < 1e-5 * a.norm(dim=-1).max()
+    assert (by_writers - logits(tiny)).abs().max() > 1e-3
+    assert no_hooks_left(tiny)
+
+
+def test_writers_method_only_where_exact(tiny, r):
+    rows = torch.randn(tiny.n_layers, tiny.d_model, generator=torch.Generator().manual_seed(2))
+    cases = [
+        dict(directions=r, site="resid_post"),
+        dict(directions=r, site=RESID, layers=[0]),
+        dict(directions=r, site=RESID, positions="skip-first"),
+        dict(directions=rows, site=RESID),  # a direction per layer
+    ]
+    for case in cases:
+        directions = case.pop("directions")
+        with ablate(tiny, directions, **case):
+            assert active_interventions(tiny)[-1]["method"] == "hooks"
+        with pytest.raises(ValueError, match="writers"), ablate(tiny, directions, method="writers", **case):
+            pass
+    same_rows = r.expand(tiny.n_layers, -1).clone() * 2  # the same direction at every layer, as rows
+    with ablate(tiny, same_rows, site=RESID):
+        assert active_interventions(tiny)[-1]["method"] == "writers"
+    with steer(tiny, r, layers=[1], scale=2.0), ablate(tiny, r, site=RESID):
+        assert active_interventions(tiny)[-1]["method"] == "hooks"  # another edit open: site by site
+    with pytest.raises(ValueError, match="method"), ablate(tiny, r, method="fast"):
+        pass
+    assert no_hooks_left(tiny)
