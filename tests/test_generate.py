@@ -152,3 +152,63 @@ def test_clear_errors(tiny):
         generate(tiny, QUESTIONS, temperature=-1, progress=False)
     with pytest.raises(ValueError, match="top_p"):
         generate(tiny, QUESTIONS, top_p=0, progress=False)
+
+
+RESID = ("resid_pre", "resid_mid", "resid_post")
+
+
+def test_cache_is_validated_and_auto_picks_the_dynamic_cache_on_the_cpu(tiny):
+    with pytest.raises(ValueError, match="cache"):
+        generate(tiny, QUESTIONS[:1], cache="compiled", progress=False)
+    answers = generate(tiny, QUESTIONS[:1], max_new_tokens=2, progress=False)
+    assert answers.provenance["settings"]["cache"] == "auto"
+    assert answers.provenance["decoding"]["cache"] == "dynamic"
+    assert answers.provenance["decoding"]["compiled"] is False
+    assert "CUDA" in answers.provenance["decoding"]["reason"]
+    static = generate(tiny, QUESTIONS[:1], max_new_tokens=2, cache="static", progress=False)
+    assert static.provenance["decoding"]["cache"] == "static" and not static.provenance["decoding"]["compiled"]
+
+
+def test_static_cache_gives_the_dynamic_caches_tokens_and_logits_under_an_ablation(tiny):
+    """The static KV cache (eager on the CPU) sized once for the call: the same greedy answers as the dynamic
+    cache under an ablation at every residual site, and the same teacher-forced logits at every decode step."""
+    from misdir.generate import _generation_config
+
+    r = torch.randn(tiny.d_model, generator=torch.Generator().manual_seed(0))
+    settings = dict(temperature=0, max_new_tokens=10, batch_size=3, progress=False)
+    with ablate(tiny, r, site=RESID):
+        dynamic = generate(tiny, QUESTIONS, cache="dynamic", **settings)
+        static = generate(tiny, QUESTIONS, cache="static", **settings)
+    plain = generate(tiny, QUESTIONS, cache="static", **settings)
+    assert texts(static) == texts(dynamic) != texts(plain)
+    assert static.provenance["decoding"]["max_cache_len"] > 10
+
+    prompt = tiny.tokenizer.apply_chat_template(
+        [{"role": "user", "content": QUESTIONS[0]}], tokenize=False, add_generation_prompt=True
+    )
+    ids = torch.tensor([tiny.tokenizer(prompt, add_special_tokens=False)["input_ids"]] * 2)
+    forced = torch.randint(5, len(tiny.tokenizer), (2, 6), generator=torch.Generator().manual_seed(1))
+
+    def teacher_forced(mode: str) -> torch.Tensor:
+        from transformers import LogitsProcessorList
+
+        step = {"i": 0}
+
+        def force(input_ids, scores):  # the next token is the forced one, whatever the model predicts
+            out = torch.full_like(scores, -float("inf"))
+            out[torch.arange(2), forced[:, step["i"]]] = 0
+            step["i"] += 1
+            return out
+
+        config = _generation_config(6, 0, [1], cache=mode, max_cache_len=ids.shape[1] + 16)
+        out = tiny.hf.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config,
+                               logits_processor=LogitsProcessorList([force]), output_logits=True,
+                               return_dict_in_generate=True)
+        assert out.sequences[:, ids.shape[1]:].tolist() == forced.tolist()
+        return torch.stack(out.logits, 1)
+
+    with ablate(tiny, r, site=RESID), torch.no_grad():
+        by_dynamic, by_static = teacher_forced("dynamic"), teacher_forced("static")
+        whole = tiny.hf(torch.cat([ids, forced], 1)).logits[:, ids.shape[1] - 1 : -1]
+    torch.testing.assert_close(by_static, by_dynamic, atol=1e-5, rtol=0)
+    torch.testing.assert_close(by_static, whole, atol=1e-5, rtol=0)
