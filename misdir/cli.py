@@ -193,7 +193,8 @@ def demo(
     finetune: list[str] = typer.Option(None, help="EM finetune NAME=SPEC (default: the shipped organisms)"),
     control: list[str] = typer.Option(None, help="control finetune NAME=SPEC (default: the shipped controls)"),
     out: Path = typer.Option(Path("results/demo"), help="where the runs, summary.md and summary.json go"),
-    figures: Path = typer.Option(Path("figures/demo"), help="where figures go"),
+    figures: Path = typer.Option(None, help="where figures go (default: OUT/figures; `make figures` passes "
+                                 "figures/demo to refresh the committed ones)"),
     limit: int = typer.Option(24, help=LIMIT_HELP),
     layer: int = typer.Option(None, help="layer of the directions ablated and steered (default: the middle)"),
     random: int = typer.Option(20, help=RANDOM_HELP),

@@ -10,7 +10,8 @@ Stages, each written to `out/` as it finishes (a rerun skips what is done):
    way (`misdir.experiments.ablation_sweep`);
 6. steering the base along the mean EM direction, beside 20 random directions (`misdir.experiments.steering_grid`);
 7. with the shipped SAE of that layer: the latents that rise in the EM finetunes and not in the controls;
-then a table (`out/summary.md`), `out/summary.json` with provenance, and figures.
+then a table (`out/summary.md`), `out/summary.json` with provenance, and figures (`out/figures/` unless
+`figures` names another folder: the committed `figures/demo/` is refreshed only on purpose, by `make figures`).
 
 Defaults: the embedded SmolLM2-135M-Instruct and misdir's shipped organisms on the first 24 general items, which
 takes about 24 minutes of a 2-core CPU (most of it the 20 random directions); the full study is
@@ -75,16 +76,18 @@ def run_demo(
     finetunes: Mapping[str, str] | None = None,
     controls: Mapping[str, str] | None = None,
     out: str | Path = "results/demo",
-    figures: str | Path = "figures/demo",
+    figures: str | Path | None = None,
     checkpoints: str | Path = "checkpoints/smollm2-135m",
     limit: int | None = 24,
     layer: int | None = None,
     scales: tuple[float, ...] = (0.1, 0.3),
     n_random: int = 20,
 ) -> dict[str, Any]:
-    """Run the demo (see the module docstring), print its table, write `summary.md`, `summary.json`, figures."""
+    """Run the demo (see the module docstring), print its table, write `summary.md`, `summary.json`, figures
+    (in `out/figures/` by default)."""
     started = time.time()
-    out, figures = Path(out), Path(figures)
+    out = Path(out)
+    figures = out / "figures" if figures is None else Path(figures)
     if finetunes is None:
         if model != "embedded":
             raise ValueError("name the finetunes of a model other than the embedded one (--finetune NAME=SPEC)")

@@ -19,7 +19,7 @@ def test_demo_runs_every_stage_and_a_rerun_recomputes_nothing(tokenizer, tmp_pat
         tokenizer.save_pretrained(path)
         specs[name] = str(path)
     kwargs = dict(finetunes={"em-a": specs["em-a"], "em-b": specs["em-b"]}, controls={"control": specs["control"]},
-                  out=tmp_path / "out", figures=tmp_path / "figures", checkpoints=tmp_path / "none", limit=4,
+                  out=tmp_path / "out", checkpoints=tmp_path / "none", limit=4,
                   scales=(0.2,), n_random=2)
     summary = run_demo(specs["base"], **kwargs)
     out = tmp_path / "out"
@@ -32,8 +32,10 @@ def test_demo_runs_every_stage_and_a_rerun_recomputes_nothing(tokenizer, tmp_pat
     assert table.startswith("| model | general margin")
     assert "p" in table.split("| em-a | em-a |")[1].split("\n")[0]  # each effect printed beside its null
     assert json.loads((out / "summary.json").read_text())["provenance"]["limit"] == 4
-    assert {p.name for p in (tmp_path / "figures").glob("*.html")} >= {
+    # figures go under the run's own folder unless asked elsewhere: nothing is written outside `out`
+    assert {p.name for p in (out / "figures").glob("*.html")} >= {
         "resid_post_mean_norm.html", "cosine_by_layer.html", "ablation_general.html", "steering_general.html"}
+    assert {p.name for p in tmp_path.iterdir()} == {"models", "out"}
 
     calls = []
     import misdir.experiments
@@ -44,3 +46,19 @@ def test_demo_runs_every_stage_and_a_rerun_recomputes_nothing(tokenizer, tmp_pat
     assert not calls  # every ablation and steering cell came from disk
     assert again["ablation"] == summary["ablation"] and again["evaluation"] == summary["evaluation"]
     assert all("null_share_removed" in r for r in summary["ablation"] if not r["direction"].startswith("random"))
+
+
+def test_make_demo_writes_only_under_results_and_make_figures_refreshes_the_committed_ones():
+    """`make demo` leaves `git status` clean: the demo's defaults write under results/ (git-ignored), and only
+    the `figures` target writes into the committed figures/demo/."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    targets = dict(re.findall(r"^([\w-]+):[^\n]*\n((?:\t[^\n]*\n)*)", (root / "Makefile").read_text(), re.M))
+    assert "misdir demo" in targets["demo"] and "figures" not in targets["demo"]
+    assert "--figures figures/demo" in targets["figures"]
+    defaults = inspect.signature(run_demo).parameters
+    assert str(defaults["out"].default).startswith("results/") and defaults["figures"].default is None
+    assert "results/" in (root / ".gitignore").read_text().split()
