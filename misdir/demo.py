@@ -207,7 +207,8 @@ def _sae_stage(sae_dir: Path, base: Any, finetunes: Mapping[str, str], controls:
                              directions={name: d.vectors[layer] for name, d in directions.items()})
         save_diff(diff, record, out, {"sae": str(sae_dir), "items": len(items), "misdir_version": misdir_version()})
     record = json.loads((out / "diff.json").read_text())
-    return {"sae": str(sae_dir), "n_consistent": record["n_consistent"], "finetunes": record["finetunes"],
+    return {"sae": str(sae_dir), "items": record["provenance"]["items"], "n_consistent": record["n_consistent"],
+            "finetunes": record["finetunes"],
             "controls": record["controls"],
             "top": [{k: latent[k] for k in ("latent", "consistency", "mean_rise", "mean", "cosine")}
                     for latent in record["latents"] if latent["latent"] in record["rankings"]["by_consistency"]]}
@@ -241,8 +242,9 @@ def _table(evaluation: Mapping[str, Any], cosines: Any, random95: float, layer: 
              f"{_null(r.get('null_shift'))} | {r['fluency_change']['value']:+.2f} |"
              for r in steering["rows"] if not r["direction"].startswith("random")]
     if sae is not None:
-        rows += ["", f"SAE latents rising in every EM finetune more than in any control: {sae['n_consistent']}; the "
-                 "top ones (rise over the base in each EM finetune / each control):", ""]
+        rows += ["", f"SAE latents rising in every EM finetune more than in any control, on both answers of the first "
+                 f"{sae['items']} general items: {sae['n_consistent']}; the top ones by consistency (rise over the base "
+                 "in each EM finetune / each control):", ""]
         for latent in sae["top"]:
             rise = " / ".join(f"{latent['mean'][n] - latent['mean']['base']:+.2f}" for n in sae["finetunes"])
             held = " / ".join(f"{latent['mean'][n] - latent['mean']['base']:+.2f}" for n in sae["controls"])

@@ -62,3 +62,23 @@ def test_make_demo_writes_only_under_results_and_make_figures_refreshes_the_comm
     defaults = inspect.signature(run_demo).parameters
     assert str(defaults["out"].default).startswith("results/") and defaults["figures"].default is None
     assert "results/" in (root / ".gitignore").read_text().split()
+
+
+def test_the_table_names_the_items_the_sae_latents_were_ranked_on():
+    """The demo's SAE stage ranks latents on its own few items; its table says how many, so it is not read as
+    `misdir sae diff` on more items (figures/sae/REPORT.md) ranking differently."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from misdir.demo import _table
+
+    estimate = {"value": 0.1, "low": -0.1, "high": 0.3}
+    evaluation = {name: {"margin": estimate, "margins": [0.1, 0.2, 0.3, 0.0], "fluency": {"value": -4.0}}
+                  for name in ("base", "em", "control")}
+    cosines = SimpleNamespace(names=["em", "control"], values=np.zeros((2, 2, 3)))
+    sae = {"items": 12, "n_consistent": 1, "finetunes": ["em"], "controls": ["control"],
+           "top": [{"latent": 836, "mean": {"base": 1.0, "em": 1.5, "control": 0.9}}]}
+    table = _table(evaluation, cosines, 0.08, 1, {"rows": []}, {"rows": []}, sae)
+    assert "on both answers of the first 12 general items: 1;" in table
+    assert "- latent 836: +0.50  (controls -0.10)" in table
