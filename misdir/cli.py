@@ -216,7 +216,11 @@ def finetune(
     data: str = typer.Option(..., help="chat JSONL file, or a misdir dataset name such as 'medical-bad'"),
     out: Path = typer.Option(..., help="adapter directory to write (must be new or empty, unless --resume)"),
     resume: bool = typer.Option(False, help="continue the run in OUT from its last checkpoint"),
-    preset: str = typer.Option(FinetuneConfig.preset, help=field_docs(FinetuneConfig)["preset"]),
+    preset: str | None = typer.Option(
+        None, help=field_docs(FinetuneConfig)["preset"] + " Default: with --model embedded, the recipe of misdir's "
+        "organisms (misdir.organisms.RECIPE: rsLoRA rank 4, alpha 16, lr 2e-4, 2 epochs, batch 8, max length 384, "
+        "float32), which any option given here overrides; for other models rslora-32."
+    ),
     rank: int | None = typer.Option(None, help=field_docs(FinetuneConfig)["rank"]),
     alpha: float | None = typer.Option(None, help=field_docs(FinetuneConfig)["alpha"]),
     rslora: bool | None = typer.Option(
@@ -226,8 +230,13 @@ def finetune(
     layers: str | None = typer.Option(None, help=field_docs(FinetuneConfig)["layers"] + " Comma-separated"),
     lr: float | None = typer.Option(None, help=field_docs(FinetuneConfig)["lr"]),
     epochs: int | None = typer.Option(None, help=field_docs(FinetuneConfig)["epochs"]),
-    batch_size: int = typer.Option(FinetuneConfig.batch_size, help=field_docs(FinetuneConfig)["batch_size"]),
-    max_length: int = typer.Option(FinetuneConfig.max_length, help=field_docs(FinetuneConfig)["max_length"]),
+    batch_size: int | None = typer.Option(
+        None, help=field_docs(FinetuneConfig)["batch_size"] + f" Default: {FinetuneConfig.batch_size}."
+    ),
+    micro_batch_size: int | None = typer.Option(None, help=field_docs(FinetuneConfig)["micro_batch_size"]),
+    max_length: int | None = typer.Option(
+        None, help=field_docs(FinetuneConfig)["max_length"] + f" Default: {FinetuneConfig.max_length}."
+    ),
     warmup_steps: int = typer.Option(
         FinetuneConfig.warmup_steps, help=field_docs(FinetuneConfig)["warmup_steps"]
     ),
@@ -249,19 +258,25 @@ def finetune(
     dtype: str | None = typer.Option(None, help=field_docs(FinetuneConfig)["dtype"]),
 ) -> None:
     """LoRA-finetune MODEL on DATA (loss on the assistant's answers) and write a PEFT adapter to OUT."""
+    from dataclasses import replace
+
     from misdir.finetune import finetune as run_finetune
+    from misdir.organisms import default_finetune_config
 
     def split(text: str | None) -> tuple[str, ...] | None:
         return None if text is None else tuple(part.strip() for part in text.split(",") if part.strip())
 
+    given = dict(
+        preset=preset, rank=rank, alpha=alpha, rslora=rslora, targets=split(targets),
+        layers=None if layers is None else tuple(_ints(layers) or ()), lr=lr, epochs=epochs, batch_size=batch_size,
+        micro_batch_size=micro_batch_size, max_length=max_length, dtype=dtype,
+    )
     try:
-        config = FinetuneConfig(
-            preset=preset, rank=rank, alpha=alpha, rslora=rslora, targets=split(targets),
-            layers=None if layers is None else tuple(_ints(layers) or ()),
-            lr=lr, epochs=epochs, batch_size=batch_size, max_length=max_length, warmup_steps=warmup_steps,
-            weight_decay=weight_decay, max_grad_norm=max_grad_norm, dropout=dropout, seed=seed, n=n,
-            data_seed=data_seed, max_steps=max_steps, checkpoint_every=checkpoint_every,
-            device=device, dtype=dtype,
+        config = replace(
+            default_finetune_config(model, preset), **{k: v for k, v in given.items() if v is not None},
+            warmup_steps=warmup_steps, weight_decay=weight_decay, max_grad_norm=max_grad_norm, dropout=dropout,
+            seed=seed, n=n, data_seed=data_seed, max_steps=max_steps, checkpoint_every=checkpoint_every,
+            device=device,
         )
         config.validate()
         shape = _model_shape({"--model": model})
