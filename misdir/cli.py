@@ -373,7 +373,8 @@ def organisms_analyze(
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when present)"),
     limit: int = typer.Option(None, help=LIMIT_HELP),
     layer: int = typer.Option(None, help="layer whose direction is ablated and steered (default: the middle)"),
-    figures: Path = typer.Option(Path("figures"), help="where the figures go"),
+    figures: Path = typer.Option(None, help="where the figures go (default: OUT/figures; `--figures figures` "
+                                 "refreshes the committed organisms_* ones)"),
 ) -> None:
     """Evaluate, extract directions, compare them, ablate and steer: the study on misdir's organisms."""
     from misdir.organisms import analyze_organisms, plot_analysis
@@ -381,7 +382,7 @@ def organisms_analyze(
     limit = _limit(limit)
     _check_layers("--layer", None if layer is None else [layer], _model_shape({"--base": "embedded"}))
     analysis = analyze_organisms(checkpoints, out, device=device, limit=limit, layer=layer)
-    for path in plot_analysis(analysis, figures):
+    for path in plot_analysis(analysis, out / "figures" if figures is None else figures):
         typer.echo(f"wrote {path}")
 
 
@@ -590,7 +591,7 @@ def transfer(
     positions: str = typer.Option(SWEEP_POSITIONS, help=POSITIONS_HELP),
     limit: int = typer.Option(None, help=LIMIT_HELP),
     out: Path = typer.Option(Path("results/transfer"), help="sweep directory; rerun to resume"),
-    figures: Path = typer.Option(Path("figures/transfer"), help="figure stem"),
+    figures: Path = typer.Option(None, help="figure stem (default: OUT/transfer)"),
 ) -> None:
     """The transfer matrix: each EM organism's direction ablated in every EM organism and control."""
     from misdir.experiments import ablation_sweep, plot_ablation_sweep
@@ -612,7 +613,7 @@ def transfer(
                              _load_directions(files, layer, False), out=out, pairs=pairs, n_random=random,
                              positions=positions, limit=limit)
     _print_ablation(summary)
-    for path in plot_ablation_sweep(summary, figures):
+    for path in plot_ablation_sweep(summary, out / "transfer" if figures is None else figures):
         typer.echo(f"wrote {path}")
 
 
@@ -801,7 +802,7 @@ def directions(
 @app.command()
 def similarity(
     files: list[Path] = typer.Argument(..., help="two or more direction set files"),
-    out: Path = typer.Option(Path("figures/similarity"), help="figure stem: OUT_by_layer.html, OUT_matrix.html..."),
+    out: Path = typer.Option(Path("results/similarity"), help="figure stem: OUT_by_layer.html, OUT_matrix.html..."),
     layer: int = typer.Option(None, help="layer of the set x set matrix (default: the middle)"),
 ) -> None:
     """Cosines between direction sets: by layer (with the random baseline), set x set at a layer, layer x layer."""
