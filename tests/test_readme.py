@@ -53,3 +53,7 @@ def test_the_walkthrough_covers_the_chain():
     names = [" ".join(a[:1]) for a in walkthrough_commands()]
     for step in ("data", "finetune", "evaluate", "directions", "similarity", "ablate", "control"):
         assert step in names, step
+    shipped = [arg for args in walkthrough_commands() for arg in args if arg.startswith("checkpoints/")]
+    assert shipped and all((ROOT / arg).exists() for arg in shipped), shipped
+    outputs = [args[args.index("--out") + 1] for args in walkthrough_commands() if "--out" in args]
+    assert all(out.startswith("results/") for out in outputs), outputs  # git-ignored: the walkthrough leaves git clean
