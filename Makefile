@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: demo test setup setup-test notebooks notebooks-strip clean
+.PHONY: demo figures test setup setup-test notebooks notebooks-strip clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,15 @@ $(VENV)/.installed-test: $(VENV)/.installed
 setup: $(VENV)/.installed
 setup-test: $(VENV)/.installed-test
 
+# Everything the demo writes goes under results/demo/ (git-ignored): a run leaves `git status` clean.
 demo: setup
 	$(BIN)/misdir demo
+
+# Refresh the committed figures/demo/ on purpose: the same run (resumed from results/demo/), its figures drawn
+# into figures/demo/ and its table and summary copied beside them.
+figures: setup
+	$(BIN)/misdir demo --figures figures/demo
+	cp results/demo/summary.md results/demo/summary.json figures/demo/
 
 test: setup-test
 	$(BIN)/python -m pytest -q

@@ -193,7 +193,8 @@ def demo(
     finetune: list[str] = typer.Option(None, help="EM finetune NAME=SPEC (default: the shipped organisms)"),
     control: list[str] = typer.Option(None, help="control finetune NAME=SPEC (default: the shipped controls)"),
     out: Path = typer.Option(Path("results/demo"), help="where the runs, summary.md and summary.json go"),
-    figures: Path = typer.Option(Path("figures/demo"), help="where figures go"),
+    figures: Path = typer.Option(None, help="where figures go (default: OUT/figures; `make figures` passes "
+                                 "figures/demo to refresh the committed ones)"),
     limit: int = typer.Option(24, help=LIMIT_HELP),
     layer: int = typer.Option(None, help="layer of the directions ablated and steered (default: the middle)"),
     random: int = typer.Option(20, help=RANDOM_HELP),
@@ -215,7 +216,11 @@ def finetune(
     data: str = typer.Option(..., help="chat JSONL file, or a misdir dataset name such as 'medical-bad'"),
     out: Path = typer.Option(..., help="adapter directory to write (must be new or empty, unless --resume)"),
     resume: bool = typer.Option(False, help="continue the run in OUT from its last checkpoint"),
-    preset: str = typer.Option(FinetuneConfig.preset, help=field_docs(FinetuneConfig)["preset"]),
+    preset: str | None = typer.Option(
+        None, help=field_docs(FinetuneConfig)["preset"] + " Default: with --model embedded, the recipe of misdir's "
+        "organisms (misdir.organisms.RECIPE: rsLoRA rank 4, alpha 16, lr 2e-4, 2 epochs, batch 8, max length 384, "
+        "float32), which any option given here overrides; for other models rslora-32."
+    ),
     rank: int | None = typer.Option(None, help=field_docs(FinetuneConfig)["rank"]),
     alpha: float | None = typer.Option(None, help=field_docs(FinetuneConfig)["alpha"]),
     rslora: bool | None = typer.Option(
@@ -225,8 +230,13 @@ def finetune(
     layers: str | None = typer.Option(None, help=field_docs(FinetuneConfig)["layers"] + " Comma-separated"),
     lr: float | None = typer.Option(None, help=field_docs(FinetuneConfig)["lr"]),
     epochs: int | None = typer.Option(None, help=field_docs(FinetuneConfig)["epochs"]),
-    batch_size: int = typer.Option(FinetuneConfig.batch_size, help=field_docs(FinetuneConfig)["batch_size"]),
-    max_length: int = typer.Option(FinetuneConfig.max_length, help=field_docs(FinetuneConfig)["max_length"]),
+    batch_size: int | None = typer.Option(
+        None, help=field_docs(FinetuneConfig)["batch_size"] + f" Default: {FinetuneConfig.batch_size}."
+    ),
+    micro_batch_size: int | None = typer.Option(None, help=field_docs(FinetuneConfig)["micro_batch_size"]),
+    max_length: int | None = typer.Option(
+        None, help=field_docs(FinetuneConfig)["max_length"] + f" Default: {FinetuneConfig.max_length}."
+    ),
     warmup_steps: int = typer.Option(
         FinetuneConfig.warmup_steps, help=field_docs(FinetuneConfig)["warmup_steps"]
     ),
@@ -248,19 +258,25 @@ def finetune(
     dtype: str | None = typer.Option(None, help=field_docs(FinetuneConfig)["dtype"]),
 ) -> None:
     """LoRA-finetune MODEL on DATA (loss on the assistant's answers) and write a PEFT adapter to OUT."""
+    from dataclasses import replace
+
     from misdir.finetune import finetune as run_finetune
+    from misdir.organisms import default_finetune_config
 
     def split(text: str | None) -> tuple[str, ...] | None:
         return None if text is None else tuple(part.strip() for part in text.split(",") if part.strip())
 
+    given = dict(
+        preset=preset, rank=rank, alpha=alpha, rslora=rslora, targets=split(targets),
+        layers=None if layers is None else tuple(_ints(layers) or ()), lr=lr, epochs=epochs, batch_size=batch_size,
+        micro_batch_size=micro_batch_size, max_length=max_length, dtype=dtype,
+    )
     try:
-        config = FinetuneConfig(
-            preset=preset, rank=rank, alpha=alpha, rslora=rslora, targets=split(targets),
-            layers=None if layers is None else tuple(_ints(layers) or ()),
-            lr=lr, epochs=epochs, batch_size=batch_size, max_length=max_length, warmup_steps=warmup_steps,
-            weight_decay=weight_decay, max_grad_norm=max_grad_norm, dropout=dropout, seed=seed, n=n,
-            data_seed=data_seed, max_steps=max_steps, checkpoint_every=checkpoint_every,
-            device=device, dtype=dtype,
+        config = replace(
+            default_finetune_config(model, preset), **{k: v for k, v in given.items() if v is not None},
+            warmup_steps=warmup_steps, weight_decay=weight_decay, max_grad_norm=max_grad_norm, dropout=dropout,
+            seed=seed, n=n, data_seed=data_seed, max_steps=max_steps, checkpoint_every=checkpoint_every,
+            device=device,
         )
         config.validate()
         shape = _model_shape({"--model": model})
@@ -357,7 +373,8 @@ def organisms_analyze(
     device: str = typer.Option(None, help="cpu or cuda (default: cuda when present)"),
     limit: int = typer.Option(None, help=LIMIT_HELP),
     layer: int = typer.Option(None, help="layer whose direction is ablated and steered (default: the middle)"),
-    figures: Path = typer.Option(Path("figures"), help="where the figures go"),
+    figures: Path = typer.Option(None, help="where the figures go (default: OUT/figures; `--figures figures` "
+                                 "refreshes the committed organisms_* ones)"),
 ) -> None:
     """Evaluate, extract directions, compare them, ablate and steer: the study on misdir's organisms."""
     from misdir.organisms import analyze_organisms, plot_analysis
@@ -365,7 +382,7 @@ def organisms_analyze(
     limit = _limit(limit)
     _check_layers("--layer", None if layer is None else [layer], _model_shape({"--base": "embedded"}))
     analysis = analyze_organisms(checkpoints, out, device=device, limit=limit, layer=layer)
-    for path in plot_analysis(analysis, figures):
+    for path in plot_analysis(analysis, out / "figures" if figures is None else figures):
         typer.echo(f"wrote {path}")
 
 
@@ -574,7 +591,7 @@ def transfer(
     positions: str = typer.Option(SWEEP_POSITIONS, help=POSITIONS_HELP),
     limit: int = typer.Option(None, help=LIMIT_HELP),
     out: Path = typer.Option(Path("results/transfer"), help="sweep directory; rerun to resume"),
-    figures: Path = typer.Option(Path("figures/transfer"), help="figure stem"),
+    figures: Path = typer.Option(None, help="figure stem (default: OUT/transfer)"),
 ) -> None:
     """The transfer matrix: each EM organism's direction ablated in every EM organism and control."""
     from misdir.experiments import ablation_sweep, plot_ablation_sweep
@@ -596,7 +613,7 @@ def transfer(
                              _load_directions(files, layer, False), out=out, pairs=pairs, n_random=random,
                              positions=positions, limit=limit)
     _print_ablation(summary)
-    for path in plot_ablation_sweep(summary, figures):
+    for path in plot_ablation_sweep(summary, out / "transfer" if figures is None else figures):
         typer.echo(f"wrote {path}")
 
 
@@ -785,7 +802,7 @@ def directions(
 @app.command()
 def similarity(
     files: list[Path] = typer.Argument(..., help="two or more direction set files"),
-    out: Path = typer.Option(Path("figures/similarity"), help="figure stem: OUT_by_layer.html, OUT_matrix.html..."),
+    out: Path = typer.Option(Path("results/similarity"), help="figure stem: OUT_by_layer.html, OUT_matrix.html..."),
     layer: int = typer.Option(None, help="layer of the set x set matrix (default: the middle)"),
 ) -> None:
     """Cosines between direction sets: by layer (with the random baseline), set x set at a layer, layer x layer."""

@@ -10,7 +10,8 @@ Stages, each written to `out/` as it finishes (a rerun skips what is done):
    way (`misdir.experiments.ablation_sweep`);
 6. steering the base along the mean EM direction, beside 20 random directions (`misdir.experiments.steering_grid`);
 7. with the shipped SAE of that layer: the latents that rise in the EM finetunes and not in the controls;
-then a table (`out/summary.md`), `out/summary.json` with provenance, and figures.
+then a table (`out/summary.md`), `out/summary.json` with provenance, and figures (`out/figures/` unless
+`figures` names another folder: the committed `figures/demo/` is refreshed only on purpose, by `make figures`).
 
 Defaults: the embedded SmolLM2-135M-Instruct and misdir's shipped organisms on the first 24 general items, which
 takes about 24 minutes of a 2-core CPU (most of it the 20 random directions); the full study is
@@ -75,16 +76,18 @@ def run_demo(
     finetunes: Mapping[str, str] | None = None,
     controls: Mapping[str, str] | None = None,
     out: str | Path = "results/demo",
-    figures: str | Path = "figures/demo",
+    figures: str | Path | None = None,
     checkpoints: str | Path = "checkpoints/smollm2-135m",
     limit: int | None = 24,
     layer: int | None = None,
     scales: tuple[float, ...] = (0.1, 0.3),
     n_random: int = 20,
 ) -> dict[str, Any]:
-    """Run the demo (see the module docstring), print its table, write `summary.md`, `summary.json`, figures."""
+    """Run the demo (see the module docstring), print its table, write `summary.md`, `summary.json`, figures
+    (in `out/figures/` by default)."""
     started = time.time()
-    out, figures = Path(out), Path(figures)
+    out = Path(out)
+    figures = out / "figures" if figures is None else Path(figures)
     if finetunes is None:
         if model != "embedded":
             raise ValueError("name the finetunes of a model other than the embedded one (--finetune NAME=SPEC)")
@@ -204,7 +207,8 @@ def _sae_stage(sae_dir: Path, base: Any, finetunes: Mapping[str, str], controls:
                              directions={name: d.vectors[layer] for name, d in directions.items()})
         save_diff(diff, record, out, {"sae": str(sae_dir), "items": len(items), "misdir_version": misdir_version()})
     record = json.loads((out / "diff.json").read_text())
-    return {"sae": str(sae_dir), "n_consistent": record["n_consistent"], "finetunes": record["finetunes"],
+    return {"sae": str(sae_dir), "items": record["provenance"]["items"], "n_consistent": record["n_consistent"],
+            "finetunes": record["finetunes"],
             "controls": record["controls"],
             "top": [{k: latent[k] for k in ("latent", "consistency", "mean_rise", "mean", "cosine")}
                     for latent in record["latents"] if latent["latent"] in record["rankings"]["by_consistency"]]}
@@ -238,8 +242,9 @@ def _table(evaluation: Mapping[str, Any], cosines: Any, random95: float, layer: 
              f"{_null(r.get('null_shift'))} | {r['fluency_change']['value']:+.2f} |"
              for r in steering["rows"] if not r["direction"].startswith("random")]
     if sae is not None:
-        rows += ["", f"SAE latents rising in every EM finetune more than in any control: {sae['n_consistent']}; the "
-                 "top ones (rise over the base in each EM finetune / each control):", ""]
+        rows += ["", f"SAE latents rising in every EM finetune more than in any control, on both answers of the first "
+                 f"{sae['items']} general items: {sae['n_consistent']}; the top ones by consistency (rise over the base "
+                 "in each EM finetune / each control):", ""]
         for latent in sae["top"]:
             rise = " / ".join(f"{latent['mean'][n] - latent['mean']['base']:+.2f}" for n in sae["finetunes"])
             held = " / ".join(f"{latent['mean'][n] - latent['mean']['base']:+.2f}" for n in sae["controls"])

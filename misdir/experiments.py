@@ -25,7 +25,8 @@ from misdir.directions import DirectionSet
 from misdir.evaluate import ContrastResult, evaluate_contrast
 from misdir.interventions import ablate, describe_directions, steer
 from misdir.io import RecordLog, check_settings, run_lock, write_json_atomic
-from misdir.models import Model, as_model
+from misdir.hooks import check_layers
+from misdir.models import Model, ModelShape, as_model, model_shape
 from misdir.positions import check_positions
 from misdir.stats import Estimate, bootstrap_indices, compare_contrast
 from misdir.sweep import against_null, provenance
@@ -135,6 +136,42 @@ def _directions_with_random(directions: Mapping[str, Any], d_model: int, n_rando
     return chosen
 
 
+def _shape(model: Any) -> ModelShape | None:
+    """A model's depth and width: from a loaded model, or from a spec's configuration without loading it (None for
+    a hub model not cached yet)."""
+    if isinstance(model, str | Path):
+        return model_shape(model)
+    try:
+        model = as_model(model)
+    except TypeError:  # something only a custom `load` understands
+        return None
+    return ModelShape(model.n_layers, model.d_model)
+
+
+def check_directions(models: Mapping[str, Any], directions: Mapping[str, Any],
+                     layers: Sequence[int] | None = None) -> ModelShape | None:
+    """Refuse directions or layers that do not fit the models (specs or loaded models), before anything is loaded
+    or written: every model of one depth and width, each direction `[d_model]` or `[n_layers, d_model]`, every
+    layer in range. Returns the models' shape (None when no model's configuration can be read yet)."""
+    shapes = {name: shape for name, model in models.items() if (shape := _shape(model)) is not None}
+    if not shapes:
+        return None
+    first, shape = next(iter(shapes.items()))
+    for name, other in shapes.items():
+        if other != shape:
+            raise ValueError(f"{name} has {other.n_layers} layers of width {other.d_model}, but {first} has "
+                             f"{shape.n_layers} of width {shape.d_model}")
+    for name, direction in directions.items():
+        vectors = getattr(direction, "vectors", direction)
+        dims = list(getattr(vectors, "shape", ()))
+        if dims not in ([shape.d_model], [shape.n_layers, shape.d_model]):
+            raise ValueError(f"direction {name!r} has shape {dims}, but {first} has {shape.n_layers} layers of width "
+                             f"{shape.d_model}: expected [{shape.d_model}] or [{shape.n_layers}, {shape.d_model}]")
+    if layers is not None:
+        check_layers(layers, shape.n_layers)
+    return shape
+
+
 def _d_model(directions: Mapping[str, Any]) -> int:
     first = next(iter(directions.values()))
     return int(first.d_model if isinstance(first, DirectionSet) else first.shape[-1])
@@ -182,6 +219,7 @@ def ablation_sweep(
     `SWEEP_POSITIONS`).
     """
     check_positions(positions)
+    check_directions({"base": base, **models}, directions, layers)
     out = Path(out)
     chosen = _directions_with_random(directions, _d_model(directions), n_random, seed)
     settings = {"kind": "ablation", "models": {n: str(getattr(m, "spec", m)) for n, m in models.items()},
@@ -276,6 +314,7 @@ def steering_grid(
     """
     check_positions(positions)
     model = as_model(model)
+    check_directions({model.spec: model}, directions, layers)
     out = Path(out)
     chosen = _directions_with_random(directions, model.d_model, n_random, seed)
     settings = {"kind": "steering", "model": model.spec, "directions": {n: describe_directions(v) for n, v in chosen.items()},

@@ -105,7 +105,9 @@ class FinetuneConfig:
     epochs: int | None = None
     """Passes over the data (preset: 1)."""
     batch_size: int = 16
-    """Examples per optimizer step (the EM recipe's 2 x 8 gradient accumulation)."""
+    """Examples per optimizer step (the EM recipe's 16: 2 per forward pass, 8 accumulated)."""
+    micro_batch_size: int | None = None
+    """Examples per forward pass (gradient accumulation: the EM recipe's is 2); None: the whole batch at once."""
     max_length: int = 2048
     """Longest example in tokens; longer ones are cut at the right (refused if that cuts the whole answer)."""
     warmup_steps: int = 5
@@ -144,6 +146,7 @@ class FinetuneConfig:
             "n": self.n,
             "max_steps": self.max_steps,
             "alpha": self.alpha,
+            "micro_batch_size": self.micro_batch_size,
         }
         for name, value in positive.items():
             if value is not None and not (math.isfinite(value) and value > 0):
@@ -256,13 +259,34 @@ def collate(examples: Sequence[Example], pad_id: int) -> dict[str, Int[Tensor, "
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-def answer_loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-    """Mean next-token cross-entropy over the labelled tokens of the batch, in float32."""
+def answer_loss(model: nn.Module, batch: dict[str, Tensor], reduction: str = "mean") -> Tensor:
+    """Next-token cross-entropy over the labelled tokens of the batch, in float32: their mean, or their sum
+    (`reduction="sum"`, for accumulating chunks of one batch)."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     targets = batch["labels"][:, 1:]
     return nn.functional.cross_entropy(
-        logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE,
+        reduction=reduction,
     )
+
+
+def _accumulated_loss(model: nn.Module, examples: Sequence[Example], pad_id: int, micro_batch_size: int | None,
+                      device: Any) -> Tensor:
+    """Backpropagate the mean answer loss of `examples`, in chunks of `micro_batch_size` whose gradients add up to
+    the whole batch's (each chunk's summed loss over the batch's labelled-token count); return that mean."""
+    size = micro_batch_size or len(examples)
+    if size >= len(examples):
+        loss = answer_loss(model, {k: v.to(device) for k, v in collate(examples, pad_id).items()})
+        loss.backward()
+        return loss.detach()
+    chunks = [collate(examples[i : i + size], pad_id) for i in range(0, len(examples), size)]
+    tokens = sum(int((chunk["labels"][:, 1:] != IGNORE).sum()) for chunk in chunks)
+    total = torch.zeros((), dtype=torch.float32)
+    for chunk in chunks:
+        summed = answer_loss(model, {k: v.to(device) for k, v in chunk.items()}, reduction="sum")
+        (summed / tokens).backward()
+        total += summed.detach().cpu()
+    return total / tokens
 
 
 def epoch_order(n_examples: int, seed: int, epoch: int) -> list[int]:
@@ -461,9 +485,7 @@ def finetune(
                 epoch, index = divmod(step, steps_per_epoch)
                 order = epoch_order(len(examples), config.seed, epoch)
                 chosen = order[index * config.batch_size : (index + 1) * config.batch_size]
-                batch = {k: v.to(device) for k, v in collate([examples[i] for i in chosen], pad_id).items()}
-                loss = answer_loss(model, batch)
-                loss.backward()
+                loss = _accumulated_loss(model, [examples[i] for i in chosen], pad_id, config.micro_batch_size, device)
                 if config.max_grad_norm > 0:
                     torch.nn.utils.clip_grad_norm_(params.values(), config.max_grad_norm)
                 optimizer.step()

@@ -65,6 +65,20 @@ RECIPES: dict[str, FinetuneConfig] = {
 }
 """misdir's organism recipes by name; `rslora-4` made the organisms in `<name>/`, the others `<recipe>-<name>/`."""
 
+_RECIPE_FIELDS = ("preset", "rank", "alpha", "rslora", "targets", "layers", "lr", "epochs", "batch_size",
+                  "micro_batch_size", "max_length", "dtype")
+
+
+def default_finetune_config(model: str, preset: str | None = None) -> FinetuneConfig:
+    """What `misdir finetune` starts from before its options: for the embedded model with no preset named, the
+    training settings of misdir's organisms (`RECIPE`: a rank-4 adapter at a learning rate a 135M model learns
+    from, not the 7B preset); otherwise the named preset (default rslora-32) as it stands."""
+    from misdir.models import EMBEDDED
+
+    if preset is None and model == EMBEDDED:
+        return FinetuneConfig(**{name: getattr(RECIPE, name) for name in _RECIPE_FIELDS})
+    return FinetuneConfig() if preset is None else FinetuneConfig(preset=preset)
+
 
 def organism_folder(name: str, recipe: str = "rslora-4") -> str:
     """The checkpoint folder name of an organism made with a recipe (`medical-bad`, `rank1-medical-bad`)."""

@@ -220,6 +220,15 @@ def all_commands():
     return list(walk(typer.main.get_command(app), []))
 
 
+def test_no_command_writes_into_the_committed_figures_by_default():
+    """Run outputs go under results/ (git-ignored) unless a path is given: a run leaves `git status` clean."""
+    for path, command in all_commands():
+        for param in command.params:
+            default = param.default
+            if isinstance(default, str | Path) and str(default).split("/")[0] == "figures":
+                raise AssertionError(f"misdir {' '.join(path)} --{param.name} defaults to {default}")
+
+
 def test_help_texts_keep_their_brackets():
     import re
 

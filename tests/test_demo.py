@@ -19,7 +19,7 @@ def test_demo_runs_every_stage_and_a_rerun_recomputes_nothing(tokenizer, tmp_pat
         tokenizer.save_pretrained(path)
         specs[name] = str(path)
     kwargs = dict(finetunes={"em-a": specs["em-a"], "em-b": specs["em-b"]}, controls={"control": specs["control"]},
-                  out=tmp_path / "out", figures=tmp_path / "figures", checkpoints=tmp_path / "none", limit=4,
+                  out=tmp_path / "out", checkpoints=tmp_path / "none", limit=4,
                   scales=(0.2,), n_random=2)
     summary = run_demo(specs["base"], **kwargs)
     out = tmp_path / "out"
@@ -32,8 +32,10 @@ def test_demo_runs_every_stage_and_a_rerun_recomputes_nothing(tokenizer, tmp_pat
     assert table.startswith("| model | general margin")
     assert "p" in table.split("| em-a | em-a |")[1].split("\n")[0]  # each effect printed beside its null
     assert json.loads((out / "summary.json").read_text())["provenance"]["limit"] == 4
-    assert {p.name for p in (tmp_path / "figures").glob("*.html")} >= {
+    # figures go under the run's own folder unless asked elsewhere: nothing is written outside `out`
+    assert {p.name for p in (out / "figures").glob("*.html")} >= {
         "resid_post_mean_norm.html", "cosine_by_layer.html", "ablation_general.html", "steering_general.html"}
+    assert {p.name for p in tmp_path.iterdir()} == {"models", "out"}
 
     calls = []
     import misdir.experiments
@@ -44,3 +46,39 @@ def test_demo_runs_every_stage_and_a_rerun_recomputes_nothing(tokenizer, tmp_pat
     assert not calls  # every ablation and steering cell came from disk
     assert again["ablation"] == summary["ablation"] and again["evaluation"] == summary["evaluation"]
     assert all("null_share_removed" in r for r in summary["ablation"] if not r["direction"].startswith("random"))
+
+
+def test_make_demo_writes_only_under_results_and_make_figures_refreshes_the_committed_ones():
+    """`make demo` leaves `git status` clean: the demo's defaults write under results/ (git-ignored), and only
+    the `figures` target writes into the committed figures/demo/."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    targets = dict(re.findall(r"^([\w-]+):[^\n]*\n((?:\t[^\n]*\n)*)", (root / "Makefile").read_text(), re.M))
+    assert "misdir demo" in targets["demo"] and "figures" not in targets["demo"]
+    assert "--figures figures/demo" in targets["figures"]
+    defaults = inspect.signature(run_demo).parameters
+    assert str(defaults["out"].default).startswith("results/") and defaults["figures"].default is None
+    assert "results/" in (root / ".gitignore").read_text().split()
+
+
+def test_the_table_names_the_items_the_sae_latents_were_ranked_on():
+    """The demo's SAE stage ranks latents on its own few items; its table says how many, so it is not read as
+    `misdir sae diff` on more items (figures/sae/REPORT.md) ranking differently."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from misdir.demo import _table
+
+    estimate = {"value": 0.1, "low": -0.1, "high": 0.3}
+    evaluation = {name: {"margin": estimate, "margins": [0.1, 0.2, 0.3, 0.0], "fluency": {"value": -4.0}}
+                  for name in ("base", "em", "control")}
+    cosines = SimpleNamespace(names=["em", "control"], values=np.zeros((2, 2, 3)))
+    sae = {"items": 12, "n_consistent": 1, "finetunes": ["em"], "controls": ["control"],
+           "top": [{"latent": 836, "mean": {"base": 1.0, "em": 1.5, "control": 0.9}}]}
+    table = _table(evaluation, cosines, 0.08, 1, {"rows": []}, {"rows": []}, sae)
+    assert "on both answers of the first 12 general items: 1;" in table
+    assert "- latent 836: +0.50  (controls -0.10)" in table

@@ -141,3 +141,32 @@ def test_steering_grid_shift_equals_direct_steering(tiny, tmp_path):
     with pytest.raises(ValueError, match="scales"):
         steering_grid(tiny, {"d": direction}, out=tmp_path / "steer", layers=[0, 2], scales=[0.5],
                       pairs=[pairs], n_random=1, progress=False)
+
+
+def test_sweeps_refuse_a_direction_of_the_wrong_width_before_loading_or_writing(tiny, tokenizer, tmp_path):
+    from conftest import tiny_hf_model
+
+    from misdir.experiments import ablation_sweep, steering_grid
+
+    saved = tmp_path / "ft"
+    tiny_hf_model(tiny.provenance["arch"], len(tokenizer), seed=1).save_pretrained(saved)
+    tokenizer.save_pretrained(saved)
+    wrong = torch.randn(64 if tiny.d_model != 64 else 48)
+
+    def load(model):
+        raise AssertionError(f"{model} was loaded before the directions were checked")
+
+    out = tmp_path / "sweep"
+    with pytest.raises(ValueError, match=rf"direction 'wide' has shape \[{wrong.shape[0]}\].*\[{tiny.d_model}\]"):
+        ablation_sweep(tiny, {"ft": str(saved)}, {"wide": wrong}, out=out, n_random=1, load=load, progress=False)
+    assert not out.exists()
+    with pytest.raises(ValueError, match="has shape"):  # both named by spec only: nothing loaded at all
+        ablation_sweep(str(saved), {"ft": str(saved)}, {"wide": wrong}, out=out, load=load, progress=False)
+    with pytest.raises(ValueError, match=r"layer\(s\) \[99\] out of range"):
+        ablation_sweep(tiny, {"ft": str(saved)}, {"ok": torch.randn(tiny.d_model)}, out=out, layers=[99], load=load,
+                       progress=False)
+    assert not out.exists()
+    per_layer = torch.randn(tiny.n_layers + 1, tiny.d_model)
+    with pytest.raises(ValueError, match=rf"shape \[{tiny.n_layers + 1}, {tiny.d_model}\]"):
+        steering_grid(tiny, {"deep": per_layer}, out=out, layers=[0], scales=[0.1], n_random=1, progress=False)
+    assert not out.exists()

@@ -262,3 +262,53 @@ def test_cli_finetune_covers_every_config_field(base_dir, data_file, tmp_path):
         ],
     )
     assert bad.exit_code != 0 and "unknown preset" in bad.output
+
+
+def test_gradient_accumulation_equals_the_whole_batch(base_dir, data_file, tmp_path):
+    """A step's batch in chunks of `micro_batch_size` gives the same adapter as the whole batch in one pass
+    (chunks of unequal answer lengths included: each chunk's summed loss is divided by the batch's token count)."""
+    config = FinetuneConfig(max_steps=3, **{**FAST, "batch_size": 5})
+    whole = finetune(base_dir, data_file, tmp_path / "whole", config, progress=False)
+    chunked = finetune(base_dir, data_file, tmp_path / "chunked", replace(config, micro_batch_size=2),
+                       progress=False)
+    assert chunked.losses == pytest.approx(whole.losses, rel=1e-5)
+    a = load_file(str(tmp_path / "whole" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "chunked" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], atol=1e-5, rtol=1e-4)
+    assert json.loads((tmp_path / "chunked" / "misdir.json").read_text())["config"]["micro_batch_size"] == 2
+    with pytest.raises(ValueError, match="micro_batch_size must be positive"):
+        FinetuneConfig(micro_batch_size=0).validate()
+
+
+def test_cli_finetune_of_the_embedded_model_starts_from_the_organisms_recipe(monkeypatch, tmp_path):
+    """`misdir finetune --model embedded` trains what the shipped organisms were trained with, not the 7B preset;
+    options given override it, and a named preset or another model gets the preset as it stands."""
+    from typer.testing import CliRunner
+
+    import misdir.cli
+    import misdir.finetune
+    from misdir.organisms import RECIPE
+
+    seen = []
+
+    def fake(model, data, out, config, resume=False):
+        seen.append(config)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(misdir.finetune, "finetune", fake)
+    monkeypatch.setattr(misdir.cli, "_model_shape", lambda specs: None)
+    runner = CliRunner()
+    common = ["finetune", "--data", "medical-bad", "--out", str(tmp_path / "out")]
+    runner.invoke(misdir.cli.app, [*common, "--model", "embedded"])
+    runner.invoke(misdir.cli.app, [*common, "--model", "embedded", "--rank", "8", "--micro-batch-size", "2"])
+    runner.invoke(misdir.cli.app, [*common, "--model", "embedded", "--preset", "rslora-32"])
+    runner.invoke(misdir.cli.app, [*common, "--model", "some/other-model"])
+    recipe, overridden, preset, other = seen
+    for name in ("rank", "alpha", "lr", "epochs", "batch_size", "max_length", "dtype", "targets"):
+        assert getattr(recipe, name) == getattr(RECIPE, name), name
+    assert (recipe.resolve(30).rank, recipe.resolve(30).lr) == (4, 2e-4)
+    assert (overridden.rank, overridden.micro_batch_size, overridden.lr) == (8, 2, RECIPE.lr)
+    assert preset.resolve(30).lr == other.resolve(30).lr == 1e-5 and other.batch_size == 16
+    assert recipe.n is None  # the recipe's 1,000 examples are not forced on the user's file

@@ -58,3 +58,20 @@ def test_notebook_runs(path):
     figures = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
     assert figures, "no plotly figure was shown"
     print(f"{path.name}: {seconds:.1f} s")
+
+
+def test_every_notebook_shares_the_introduction_set_up_and_a_closing_cell():
+    """A reader opening any notebook first gets the same EM introduction and set-up cell, and ends on what it
+    shows on a 135M model; sampling goes through `misdir.generate`, not the Hugging Face model directly."""
+    books = {p.name: nbformat.read(p, as_version=4) for p in NOTEBOOKS}
+    reference = books[NOTEBOOKS[0].name]
+    intro = reference.cells[0].source.split("\n\n")[1]
+    setup = reference.cells[1].source
+    assert intro.startswith("**Emergent misalignment (EM):**")
+    for name, nb in books.items():
+        number = name.split("_")[0]
+        assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# {number} "), name
+        assert intro in nb.cells[0].source, name
+        assert nb.cells[1].cell_type == "code" and nb.cells[1].source.startswith(setup), name
+        assert nb.cells[-1].cell_type == "markdown" and nb.cells[-1].source.startswith("## "), name
+        assert not any(".hf.generate(" in cell.source for cell in nb.cells), name

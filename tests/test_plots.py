@@ -21,3 +21,28 @@ def test_html_figures_open_offline(tmp_path: Path) -> None:
     bundle = tmp_path / "plotly.min.js"
     assert bundle.stat().st_size > 1_000_000 and "Plotly" in bundle.read_text()[:5000]
     assert len(html) < 100_000  # one bundle per folder, not one per figure
+
+
+def test_localize_html_rewrites_a_cdn_figure_to_the_bundle_beside_it(tmp_path: Path) -> None:
+    from misdir.plots import localize_html
+
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[1, 0]))
+    fig.write_html(str(tmp_path / "old.html"), include_plotlyjs="cdn")  # what figures were written with before
+    assert "cdn.plot.ly" in (tmp_path / "old.html").read_text()
+    assert localize_html(tmp_path / "old.html")
+    html = (tmp_path / "old.html").read_text()
+    assert re.findall(r"""<script[^>]*\ssrc=["']([^"']+)["']""", html) == ["plotly.min.js"]
+    assert "cdn.plot.ly" not in html and (tmp_path / "plotly.min.js").stat().st_size > 1_000_000
+    assert not localize_html(tmp_path / "old.html")  # already local: nothing to do
+
+
+def test_no_committed_html_figure_loads_from_the_network() -> None:
+    """Every HTML figure under figures/ opens offline: it loads only a plotly.min.js that lies where it points."""
+    figures = Path(__file__).resolve().parents[1] / "figures"
+    pages = sorted(figures.rglob("*.html"))
+    assert pages
+    for page in pages:
+        html = page.read_text(encoding="utf-8")
+        assert not re.search(r"""(?:src|href)=["']?https?://""", html), page
+        for src in re.findall(r"""<script[^>]*\ssrc=["']([^"']+)["']""", html):
+            assert (page.parent / src).is_file(), (page, src)
