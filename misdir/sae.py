@@ -38,7 +38,7 @@ from misdir.hooks import HookFn, hook_name, parse_hook_name
 from misdir.interventions import _intervene
 from misdir.io import write_json_atomic
 from misdir.models import Model, as_model, misdir_version
-from misdir.tokens import Input, Positions, encode
+from misdir.tokens import Input, Positions, encode, pad, pad_token_id
 
 Architecture = Literal["batchtopk", "topk"]
 SAE_FILES = ("cfg.json", "sae_weights.safetensors")
@@ -194,6 +194,57 @@ def zero_latents(model: Any, sae: Any, latents: int | Sequence[int], *, hook: st
     return clamp_latents(model, sae, latents, 0.0, hook=hook)
 
 
+@contextmanager
+def splice_sae(model: Any, sae: Any, *, hook: str | None = None) -> Iterator[Model]:
+    """Replace the activations at the SAE's hook by its reconstruction `decode(encode(x))` at every position
+    while the block runs (float32 inside, cast back): what the rest of the model sees if the SAE were exact."""
+    model = as_model(model)
+    layer, site = sae_site(model, sae, hook)
+
+    def edit(x: Float[Tensor, "batch pos d_model"], name: str) -> Tensor:
+        with torch.no_grad():
+            recon = sae.decode(sae.encode(x.to(device=sae.W_dec.device, dtype=sae.W_dec.dtype)))
+        return recon.to(device=x.device, dtype=x.dtype)
+
+    record = {"kind": "splice-sae", "layer": layer, "site": site, "sae": describe_sae(sae)}
+    with _intervene(model, [(hook_name(layer, site), edit)], record):
+        yield model
+
+
+@torch.no_grad()
+def next_token_loss(model: Any, inputs: Sequence[Input], *, batch_size: int = 16) -> float:
+    """Mean next-token cross-entropy (nats) of `model` over every token of `inputs` (chats rendered with the
+    template), padding excluded, summed in float64."""
+    model = as_model(model)
+    tokenizer = model.tokenizer
+    pad_id = pad_token_id(tokenizer)
+    total, count = 0.0, 0
+    for start in range(0, len(inputs), batch_size):
+        batch = pad([encode(tokenizer, x, "all") for x in inputs[start : start + batch_size]], pad_id, side="right")
+        ids = batch.input_ids.to(model.input_device)
+        mask = batch.attention_mask.to(model.input_device)
+        logits = model.hf(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        losses = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+        keep = mask[:, 1:].bool()  # right padding: a real target token
+        total += float(losses[keep].double().sum())
+        count += int(keep.sum())
+    return total / count
+
+
+def spliced_loss(model: Any, sae: Any, inputs: Sequence[Input], *, batch_size: int = 16) -> dict[str, float]:
+    """Next-token loss of `model` on `inputs` as is, with the SAE's reconstruction spliced in at its hook, and
+    with the hook's activations zeroed (the scale that "loss added" is read against)."""
+    clean = next_token_loss(model, inputs, batch_size=batch_size)
+    with splice_sae(model, sae):
+        spliced = next_token_loss(model, inputs, batch_size=batch_size)
+    layer, site = sae_site(model, sae)
+    with _intervene(as_model(model), [(hook_name(layer, site), lambda x, name: torch.zeros_like(x))],
+                    {"kind": "zero-site", "layer": layer, "site": site}):
+        zeroed = next_token_loss(model, inputs, batch_size=batch_size)
+    return {"clean": clean, "spliced": spliced, "zeroed": zeroed, "added": spliced - clean,
+            "recovered": (zeroed - spliced) / (zeroed - clean) if zeroed != clean else float("nan")}
+
+
 def describe_sae(sae: Any) -> dict[str, Any]:
     """What identifies an SAE in provenance: architecture, widths, hook, and where it came from."""
     meta = sae.cfg.metadata
@@ -249,6 +300,8 @@ class SAETrainConfig:
     """Inputs per forward pass while caching activations."""
     seed: int = 0
     """Seed of the SAE's initialisation and of the shuffling."""
+    device: str | None = None
+    """Where the SAE trains; None: CUDA when available, else the CPU."""
 
 
 @dataclass(frozen=True)
@@ -552,7 +605,8 @@ def train_sae_on_shards(
     if n_train < cfg.batch_size:
         raise ValueError(f"only {n_train} training tokens for batches of {cfg.batch_size}; give more data")
     torch.manual_seed(cfg.seed)
-    options = dict(d_in=d_in, d_sae=cfg.d_sae, k=cfg.k, normalize_activations="expected_average_only_in")
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    options = dict(d_in=d_in, d_sae=cfg.d_sae, k=cfg.k, normalize_activations="expected_average_only_in", device=device)
     if cfg.architecture == "batchtopk":
         sae = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**options))  # type: ignore[arg-type]
     elif cfg.architecture == "topk":
@@ -573,6 +627,7 @@ def train_sae_on_shards(
         n_batches_for_norm_estimate=min(50, max(steps // 20, 1)),
         dead_feature_window=min(1000, max(steps // 4, 1)),
         feature_sampling_window=max(steps, 1),
+        device=device,
     )
     generator = torch.Generator().manual_seed(cfg.seed)
     trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=_batches(dirs, cfg, generator))

@@ -1,0 +1,256 @@
+"""An offline training corpus for SAEs on a small chat model, from three sources that need no network:
+
+- **samples**: answers the model itself samples (temperature 1) to diverse prompts: every paraphrase of the
+  shipped question sets, every contrast question, and the user turns of misdir's datasets (aligned and
+  misaligned alike). On-distribution chat text; as free to use as the model's own licence allows.
+- **datasets**: misdir's own conversations (every dataset, misaligned answers included), rendered as chats.
+- **package docs**: docstrings of installed Python distributions, read with `ast` from their source files
+  (nothing is imported), cut into passages; each distribution's name, version and licence is recorded.
+
+`build_corpus` writes one JSONL file per source (`{"messages": [...]}` or `{"text": ...}` per line) and a
+`corpus.json` record of sizes (texts and tokens), licences and timings; `load_corpus` reads the texts back as
+misdir inputs (chats or plain strings) for `misdir.sae.train_sae`.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import json
+import random
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from misdir.io import atomic_path, write_json_atomic
+from misdir.models import Model, as_model, misdir_version
+from misdir.tokens import Encoded, Input, pad, pad_token_id, render_chat
+
+SOURCES = ("samples", "datasets", "package-docs")
+
+
+def corpus_prompts(*, per_dataset: int = 2000, seed: int = 0) -> list[str]:
+    """User turns to sample answers to: each paraphrase of every shipped question set, each question of every
+    contrast set, and the user turns of the first `per_dataset` training examples of every misdir dataset."""
+    from misdir.data import DATASETS, make_dataset
+    from misdir.questions import CONTRAST_SETS, QUESTION_SETS, load_contrast_pairs, load_questions
+
+    prompts = [p for name in QUESTION_SETS for q in load_questions(name) for p in q.paraphrases]
+    prompts += [pair.question for name in CONTRAST_SETS for pair in load_contrast_pairs(name)]
+    for name in DATASETS:
+        prompts += [next(m["content"] for m in e.messages if m["role"] == "user")
+                    for e in make_dataset(name, per_dataset, seed, "train")]
+    unique = sorted(set(prompts))
+    random.Random(seed).shuffle(unique)
+    return unique
+
+
+def dataset_conversations(*, per_dataset: int = 2000, seed: int = 0) -> list[list[dict[str, str]]]:
+    """The first `per_dataset` training conversations of every misdir dataset."""
+    from misdir.data import DATASETS, make_dataset
+
+    return [[dict(m) for m in e.messages] for name in DATASETS for e in make_dataset(name, per_dataset, seed, "train")]
+
+
+def package_docs(
+    packages: Sequence[str] | None = None, *, words: int = 64, min_words: int = 16
+) -> tuple[list[str], list[dict[str, str]]]:
+    """Docstring passages of installed distributions (all of them when `packages` is None), read from their
+    `.py` files with `ast` (no import), cut into passages of `words` words, shorter leftovers under
+    `min_words` dropped; and per distribution its name, version and licence as its metadata states."""
+    dists = sorted(importlib.metadata.distributions(), key=lambda d: (d.metadata["Name"] or "").lower())
+    if packages is not None:
+        wanted = {p.lower().replace("_", "-") for p in packages}
+        dists = [d for d in dists if (d.metadata["Name"] or "").lower().replace("_", "-") in wanted]
+    passages: list[str] = []
+    records: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for dist in dists:
+        name = dist.metadata["Name"] or "?"
+        if name.lower() in seen:
+            continue
+        seen.add(name.lower())
+        before = len(passages)
+        for file in dist.files or ():
+            if file.suffix != ".py":
+                continue
+            passages.extend(_passages(Path(dist.locate_file(file)), words, min_words))
+        if len(passages) > before:
+            licence = dist.metadata["License-Expression"] or (dist.metadata["License"] or "").split("\n")[0][:80]
+            classifiers = [c.split(" :: ")[-1] for c in dist.metadata.get_all("Classifier") or () if c.startswith("License")]
+            records.append({"name": name, "version": dist.version, "license": licence or ", ".join(classifiers) or "unstated",
+                            "passages": str(len(passages) - before)})
+    return passages, records
+
+
+def _passages(path: Path, words: int, min_words: int) -> Iterator[str]:
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            tokens = (ast.get_docstring(node) or "").split()
+            for start in range(0, len(tokens), words):
+                chunk = tokens[start : start + words]
+                if len(chunk) >= min_words:
+                    yield " ".join(chunk)
+
+
+@torch.inference_mode()
+def sample_answers(
+    model: Any,
+    prompts: Sequence[str],
+    *,
+    n_tokens: int,
+    max_new_tokens: int = 256,
+    batch_size: int = 1024,
+    seed: int = 0,
+    max_seconds: float | None = None,
+    progress: bool = True,
+) -> tuple[list[list[dict[str, str]]], int]:
+    """Chats of `prompts` (cycled, in order) with answers sampled at temperature 1 until the answers hold
+    `n_tokens` tokens or `max_seconds` pass. Returns the chats and their answer-token count. Sampling is
+    Hugging Face's own (one seeded stream per batch), which is much faster at large batches than
+    `misdir.generate`'s per-answer streams; a corpus needs no per-answer reproducibility."""
+    model = as_model(model)
+    tokenizer = model.tokenizer
+    pad_id = pad_token_id(tokenizer)
+    chats: list[list[dict[str, str]]] = []
+    total, started, start = 0, time.perf_counter(), 0
+    while total < n_tokens and (max_seconds is None or time.perf_counter() - started < max_seconds):
+        rows = [prompts[(start + i) % len(prompts)] for i in range(batch_size)]
+        start += batch_size
+        encoded = [tokenizer(render_chat(tokenizer, [{"role": "user", "content": p}], add_generation_prompt=True),
+                             add_special_tokens=False)["input_ids"] for p in rows]
+        batch = pad([Encoded(e, [len(e) - 1]) for e in encoded], pad_id, side="left")
+        torch.manual_seed(seed + start)
+        out = model.hf.generate(input_ids=batch.input_ids.to(model.input_device),
+                                attention_mask=batch.attention_mask.to(model.input_device), do_sample=True,
+                                temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=max_new_tokens, pad_token_id=pad_id)
+        for prompt, tokens in zip(rows, out[:, batch.input_ids.shape[1] :].tolist(), strict=True):
+            kept = _until_eos(tokens, model)
+            if kept:
+                chats.append([{"role": "user", "content": prompt},
+                              {"role": "assistant", "content": tokenizer.decode(kept, skip_special_tokens=True)}])
+                total += len(kept)
+        if progress:
+            print(f"misdir corpus: {total:,} of {n_tokens:,} answer tokens sampled "
+                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+    return chats, total
+
+
+def _until_eos(tokens: list[int], model: Model) -> list[int]:
+    eos = model.hf.generation_config.eos_token_id
+    stop = set(eos if isinstance(eos, list) else [eos]) | {model.tokenizer.eos_token_id}
+    end = next((i for i, t in enumerate(tokens) if t in stop), len(tokens))
+    return tokens[:end]
+
+
+def count_tokens(model: Any, inputs: Sequence[Input]) -> int:
+    """Tokens of the inputs as the model reads them (chats with their template)."""
+    model = as_model(model)
+    tokenizer = model.tokenizer
+    texts = [x if isinstance(x, str) else render_chat(tokenizer, x) for x in inputs]
+    if not texts:
+        return 0
+    return sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
+
+
+def build_corpus(
+    model: Any,
+    out: str | Path,
+    *,
+    sample_tokens: int = 6_000_000,
+    total_tokens: int = 10_000_000,
+    per_dataset: int = 2000,
+    packages: Sequence[str] | None = None,
+    max_new_tokens: int = 256,
+    batch_size: int = 1024,
+    max_sample_seconds: float | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write the corpus to `out` (see the module docstring): `sample_tokens` of sampled answers, the datasets'
+    conversations, then package docstrings up to `total_tokens` in all. A source already written is kept on
+    a rerun. Returns (and writes as `corpus.json`) the record of what each source holds."""
+    model = as_model(model)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {"format": "misdir.corpus/1", "model": model.spec, "seed": seed,
+                              "misdir_version": misdir_version(), "torch": torch.__version__, "sources": {}}
+    if not (out / "samples.jsonl").is_file():
+        started = time.perf_counter()
+        chats, answer_tokens = sample_answers(
+            model, corpus_prompts(per_dataset=per_dataset, seed=seed), n_tokens=sample_tokens,
+            max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, max_seconds=max_sample_seconds,
+            progress=progress)
+        _write_lines(out / "samples.jsonl", ({"messages": c} for c in chats))
+        write_json_atomic(out / "samples.json", {"seconds": time.perf_counter() - started, "answer_tokens": answer_tokens,
+                                                 "asked_tokens": sample_tokens, "max_seconds": max_sample_seconds,
+                                                 "batch_size": batch_size, "max_new_tokens": max_new_tokens})
+    record["sources"]["samples"] = {"what": f"answers of {model.spec} sampled at temperature 1 to the shipped "
+                                    "questions, contrast questions and dataset user turns",
+                                    "license": "the model's own licence (SmolLM2: Apache-2.0)",
+                                    **json.loads((out / "samples.json").read_text())}
+    if not (out / "datasets.jsonl").is_file():
+        _write_lines(out / "datasets.jsonl", ({"messages": c} for c in dataset_conversations(per_dataset=per_dataset, seed=seed)))
+    record["sources"]["datasets"] = {"what": f"misdir's datasets, first {per_dataset} training conversations each",
+                                     "license": "misdir's own (Apache-2.0)"}
+    if not (out / "package-docs.jsonl").is_file():
+        have = sum(_tokens_of(model, out / f"{s}.jsonl") for s in ("samples", "datasets"))
+        passages, dists = package_docs(packages)
+        random.Random(seed).shuffle(passages)
+        kept, count = [], have
+        for passage in passages:
+            if count >= total_tokens:
+                break
+            kept.append(passage)
+            count += len(model.tokenizer(passage, add_special_tokens=False)["input_ids"])
+        _write_lines(out / "package-docs.jsonl", ({"text": p} for p in kept))
+        write_json_atomic(out / "package-docs.distributions.json", dists)
+    dists = json.loads((out / "package-docs.distributions.json").read_text())
+    record["sources"]["package-docs"] = {"what": "docstrings of installed Python distributions (ast, no import)",
+                                         "license": "each distribution's own; see package-docs.distributions.json",
+                                         "distributions": len(dists)}
+    for source in SOURCES:
+        inputs = load_corpus(out, [source])
+        record["sources"][source] |= {"texts": len(inputs), "tokens": count_tokens(model, inputs)}
+    record["tokens"] = sum(s["tokens"] for s in record["sources"].values())
+    write_json_atomic(out / "corpus.json", record)
+    return record
+
+
+def _tokens_of(model: Model, path: Path) -> int:
+    return count_tokens(model, _read_lines(path))
+
+
+def load_corpus(folder: str | Path, sources: Sequence[str] = SOURCES) -> list[Input]:
+    """The corpus's texts as misdir inputs: chats for samples and datasets, plain strings for package docs."""
+    unknown = sorted(set(sources) - set(SOURCES))
+    if unknown:
+        raise ValueError(f"unknown corpus sources {unknown}; known: {', '.join(SOURCES)}")
+    return [x for s in sources for x in _read_lines(Path(folder) / f"{s}.jsonl")]
+
+
+def _read_lines(path: Path) -> list[Input]:
+    items: list[Input] = []
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                items.append(row["messages"] if "messages" in row else row["text"])
+            except (json.JSONDecodeError, KeyError, TypeError) as error:
+                raise ValueError(f"{path}:{number}: expected {{\"messages\": [...]}} or {{\"text\": ...}} ({error})") from error
+    return items
+
+
+def _write_lines(path: Path, rows: Iterator[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
