@@ -29,9 +29,11 @@ tokens/s = batch x steps/s. Checks (teacher-forced logits, not greedy tokens: on
 paths part at near-ties whatever the edit): each variant, in the very decoding it was timed with (compiled
 graph included), is fed `--check-tokens` fixed tokens after the prompt; its logits at those steps are held
 against a float32 eager run of the same edit (max |diff| / max |reference|, "tf_maxrel"), beside the edit's
-own effect (the same measure between the float32 edited and plain references). A check passes when the
-difference is under a quarter of the edit's effect: if hooks were ignored by a compiled graph, the difference
-would equal the effect and the check fails. Under a compiled cache the hazard is checked directly: a graph
+own effect (the same measure between the float32 edited and plain references). An edit's check passes when
+its difference to its own reference is under half its difference to plain's: if hooks were ignored by a compiled
+graph, the logits would sit at plain's and the check fails (plain passes under a quarter of the strongest edit's
+effect). The H200 run of 2026-11-29 used "under a quarter of the edit's effect", which failed the one-site
+`ablate` on bf16 rounding alone (0.059 against an effect of 0.177, plain itself 0.062). Under a compiled cache the hazard is checked directly: a graph
 compiled without hooks, then `ablate` opened on top of it, and plain again after the block.
 Writes JSON to $OUT/generate_bench_{shape}.json when $OUT is set.
 """
@@ -334,7 +336,9 @@ class Bench:
             "tf_maxrel_vs_plain": max_relative(logits, self.ref(batch, "plain")),
             "edit_effect": effect,
         }
-        out["ok"] = out["tf_maxrel"] < (effect / 4 if which != "plain" else bar)
+        # An edit passes when its logits sit clearly nearer its own float32 reference than plain's (ignored hooks
+        # would put them at plain's); a fixed share of the effect fails one-site edits on bf16 rounding alone.
+        out["ok"] = out["tf_maxrel"] < (out["tf_maxrel_vs_plain"] / 2 if which != "plain" else bar)
         return out
 
     def measure(self, cache: str, time_left: Callable[[], float] = lambda: float("inf")) -> None:
