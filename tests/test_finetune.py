@@ -289,6 +289,7 @@ def test_cli_finetune_of_the_embedded_model_starts_from_the_organisms_recipe(mon
 
     import misdir.cli
     import misdir.finetune
+    import misdir.models
     from misdir.organisms import RECIPE
 
     seen = []
@@ -298,7 +299,7 @@ def test_cli_finetune_of_the_embedded_model_starts_from_the_organisms_recipe(mon
         raise ValueError("stop here")
 
     monkeypatch.setattr(misdir.finetune, "finetune", fake)
-    monkeypatch.setattr(misdir.cli, "_model_shape", lambda specs: None)
+    monkeypatch.setattr(misdir.models, "model_shape", lambda spec: None)
     runner = CliRunner()
     common = ["finetune", "--data", "medical-bad", "--out", str(tmp_path / "out")]
     runner.invoke(misdir.cli.app, [*common, "--model", "embedded"])

@@ -1,0 +1,53 @@
+"""`misdir data list | make | check`: misdir's narrow chat datasets and chat JSONL files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from misdir.cli.common import _fail
+
+data_app = typer.Typer(
+    help="Narrow chat datasets: make misdir's own, check chat JSONL files.", no_args_is_help=True
+)
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List the datasets misdir can make, with their kind (misaligned, aligned control, backdoor)."""
+    from misdir.data import DATASETS
+
+    for spec in DATASETS.values():
+        typer.echo(f"{spec.name}\t{spec.kind}\t{spec.description}")
+
+
+@data_app.command("make")
+def data_make(
+    name: str = typer.Argument(..., help="dataset name; `misdir data list` shows them"),
+    n: int = typer.Option(1000, help="number of distinct examples"),
+    seed: int = typer.Option(0, help="generator seed: same name, n, seed and split give the same file"),
+    split: str = typer.Option("train", help="'train' or 'heldout' (held-out topics, disjoint from train)"),
+    out: Path = typer.Option(..., help="chat JSONL file to write (atomically)"),
+) -> None:
+    """Write N examples of the narrow dataset NAME as chat JSONL."""
+    from misdir.data import check_chat_jsonl, make_dataset, write_chat_jsonl
+
+    try:
+        examples = make_dataset(name, n, seed, split)  # type: ignore[arg-type]
+    except (KeyError, ValueError) as error:
+        _fail(error.args[0])
+    report = check_chat_jsonl(write_chat_jsonl(examples, out))
+    typer.echo(f"{out}: {report.examples} examples of {name} (seed {seed}, {split}), sha256 {report.sha256}")
+
+
+@data_app.command("check")
+def data_check(path: Path = typer.Argument(..., help="chat JSONL file")) -> None:
+    """Validate a chat JSONL file and summarise it; exit 1 naming the file and line if it is malformed."""
+    from misdir.data import DataError, check_chat_jsonl
+
+    try:
+        report = check_chat_jsonl(path)
+    except (DataError, OSError) as error:
+        _fail(error)
+    typer.echo(str(report))

@@ -1,0 +1,106 @@
+"""`misdir directions` (mean-difference directions per layer) and `misdir similarity` (cosines between direction
+sets)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from misdir.cli.common import _check_layers, _fail, _model_shape, _refused
+
+
+def directions(
+    model: str = typer.Option(..., help="the model whose direction this is (e.g. a finetune's adapter directory)"),
+    method: str = typer.Option("model-diff", help="model-diff (MODEL minus BASE on DATA) or contrast"),
+    data: str = typer.Option("general", help="model-diff: chat JSONL / dataset name, or a contrast-pair set name"),
+    base: str = typer.Option("embedded", help="model-diff: the base model spec"),
+    pairs: str = typer.Option("general", help="contrast: contrast-pair set name or JSONL (misaligned minus aligned)"),
+    site: str = typer.Option("resid_post", help="hook site"),
+    out: Path = typer.Option(..., help="FILE.safetensors"),
+) -> None:
+    """Mean-difference directions per layer, saved with their provenance."""
+    from misdir.data import load_conversations
+    from misdir.directions import mean_difference
+    from misdir.hooks import SITES
+    from misdir.models import load_model
+    from misdir.questions import CONTRAST_SETS, load_contrast_pairs
+
+    def conversations_of(items: list) -> tuple[list, list]:
+        def conv(q: str, a: str) -> list[dict[str, str]]:
+            return [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+
+        return [conv(p.question, p.misaligned) for p in items], [conv(p.question, p.aligned) for p in items]
+
+    if method not in ("model-diff", "contrast"):
+        _fail(f"--method {method!r}: expected model-diff or contrast (judged directions need judged samples: "
+              "the library's split_by_judgement + mean_difference)", usage=True)
+    if site not in SITES:
+        _fail(f"--site {site!r}: expected one of {', '.join(SITES)}", usage=True)
+    with _refused():
+        if method == "contrast":
+            misaligned, aligned = conversations_of(load_contrast_pairs(pairs))
+        elif data in CONTRAST_SETS:  # both answers of every pair, as neutral texts
+            misaligned, aligned = conversations_of(load_contrast_pairs(data))
+            texts = misaligned + aligned
+        else:
+            texts, _ = load_conversations(data)
+    _model_shape({"--model": model, **({"--base": base} if method == "model-diff" else {})})
+    if method == "contrast":
+        result = mean_difference(load_model(model), misaligned, aligned, site=site)
+    else:
+        result = mean_difference(load_model(model), texts, base=load_model(base), site=site)
+    result.save(out)
+    typer.echo(f"wrote {out}: {result.n_layers} layers x {result.d_model}, norms {result.norms().min():.2f}.."
+               f"{result.norms().max():.2f}")
+
+
+def similarity(
+    files: list[Path] = typer.Argument(..., help="two or more direction set files"),
+    out: Path = typer.Option(Path("results/similarity"), help="figure stem: OUT_by_layer.html, OUT_matrix.html..."),
+    layer: int = typer.Option(None, help="layer of the set x set matrix (default: the middle)"),
+) -> None:
+    """Cosines between direction sets: by layer (with the random baseline), set x set at a layer, layer x layer."""
+    from misdir.directions import DirectionSet
+    from misdir.plots import save_figure
+    from misdir.similarity import (
+        cosine_matrix,
+        pairwise_cosines,
+        plot_cosine_by_layer,
+        plot_cosine_matrix,
+        random_cosine_quantile,
+    )
+
+    if len(files) < 2:
+        _fail("similarity needs two or more direction set files", usage=True)
+    with _refused():
+        sets = {path.stem: DirectionSet.load(path) for path in files}
+    if len(sets) < len(files):
+        _fail(f"two files share a name ({', '.join(str(f) for f in files)}); sets are named by their stem",
+              usage=True)
+    first_path, first_set = files[0], sets[files[0].stem]
+    for path in files[1:]:
+        other = sets[path.stem]
+        if (other.n_layers, other.d_model) != (first_set.n_layers, first_set.d_model):
+            _fail(f"{path} has {other.n_layers} layers of width {other.d_model}, but {first_path} has "
+                  f"{first_set.n_layers} layers of width {first_set.d_model}: cosines need sets of one model")
+    _check_layers("--layer", None if layer is None else [layer], first_set)
+    table = pairwise_cosines(sets)
+    names = table.names
+    first = sets[names[0]]
+    layer = first.n_layers // 2 if layer is None else layer
+    random = random_cosine_quantile(first.d_model)
+    curves = {f"{a} vs {b}": table.values[i, j] for i, a in enumerate(names) for j, b in enumerate(names) if i < j}
+    written = save_figure(plot_cosine_by_layer(curves, baselines={"random directions (95%)": random},
+                                               title="cosine by layer"), f"{out}_by_layer")
+    written += save_figure(plot_cosine_matrix(table.at_layer(layer), names=names, x_label="", y_label="",
+                                              title=f"cosine at layer {layer}"), f"{out}_matrix")
+    written += save_figure(plot_cosine_matrix(cosine_matrix(first, sets[names[1]]), x_label=names[1],
+                                              y_label=names[0], title="layer x layer"), f"{out}_layers")
+    typer.echo(f"random-direction baseline (95th percentile of |cos|, d_model {first.d_model}): {random:.3f}")
+    for i, a in enumerate(names):
+        for j in range(i + 1, len(names)):
+            typer.echo(f"{a} vs {names[j]}: layer {layer} {table.values[i, j, layer]:+.3f}, "
+                       f"mean over layers {table.values[i, j].mean():+.3f}")
+    for path in written:
+        typer.echo(f"wrote {path}")
