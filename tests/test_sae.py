@@ -387,10 +387,18 @@ def test_sae_commands_train_diff_and_effects(tokenizer, workdir, one_thread):
     result = runner.invoke(
         app,
         ["sae", "effects", "--sae", str(out), "--latents", str(top["latent"]), "--base", specs["base"],
-         "--finetune", specs["em"], "--directions", str(root / "dirs"), "--limit", "4",
+         "--finetune", specs["em"], "--directions", str(root / "dirs"), "--limit", "4", "--random", "3",
          "--out", str(effects_out), "--device", "cpu"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    record = json.loads((effects_out / "effects.json").read_text())
+    by_name = {(e["intervention"], e["scale"]): e["shift"]["value"] for e in record["effects"]}
+    randoms = sorted(by_name[(f"steer random {j}", 0.3)] for j in range(3))
+    null = record["steering_nulls"][f"steer latent {top['latent']} @ 0.3"]
+    assert null["n_null"] == 3 and null["null_median"] == pytest.approx(randoms[1])
+    own = by_name[(f"steer latent {top['latent']}", 0.3)]
+    assert null["percentile"] == pytest.approx(100 * (sum(r < own for r in randoms) + 0.5 * sum(r == own for r in randoms)) / 3)
+    assert "random:" in result.output and "steer random 0" not in result.output
     effects = {
         e["intervention"]: e for e in json.loads((effects_out / "effects.json").read_text())["effects"]
     }

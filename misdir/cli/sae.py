@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from misdir.cli.common import LIMIT_HELP, _fail, _limit, _numbers
+from misdir.cli.common import LIMIT_HELP, RANDOM_HELP, _check_random, _fail, _limit, _numbers
 from misdir.finetune import field_docs
 from misdir.stats import format_estimate
 
@@ -161,22 +161,24 @@ def sae_effects(
         "0.3", help="comma-separated steering scales, in units of each token's residual norm"
     ),
     limit: int = typer.Option(24, help=LIMIT_HELP),
+    random: int = typer.Option(20, help=RANDOM_HELP),
     out: Path = typer.Option(..., help="folder for effects.json and the figures"),
     device: str = typer.Option(None, help="cpu or cuda"),
 ) -> None:
     """Steer the base along latents' decoder rows and zero the latents in finetunes, beside the
     mean-difference direction (steered, and ablated at the same hook), on the contrast metric with paired
-    95% intervals."""
+    95% intervals; each steering effect beside random directions steered the same way."""
     import sys
     from dataclasses import asdict
 
     from misdir.io import write_json_atomic
     from misdir.models import load_model, misdir_version
     from misdir.plots import save_figure
-    from misdir.sae import describe_sae, latent_effects, load_sae, plot_effects, sae_site
+    from misdir.sae import describe_sae, latent_effects, load_sae, plot_effects, sae_site, steering_nulls
 
     _limit(limit)
     _numbers(scales, "--scales")
+    _check_random(random)
     autoencoder = load_sae(sae, sae_id)
     autoencoder._misdir_source = sae if sae_id is None else f"{sae}/{sae_id}"
     base_model = load_model(base, device=device)
@@ -188,21 +190,25 @@ def sae_effects(
         _fail(f"--directions {directions}: direction sets {names} not all there", usage=True)
     chosen = [int(i) for i in latents.split(",")]
     effects = latent_effects(autoencoder, base_model, tuned, chosen, directions=vectors, steer_with=names,
-                             scales=[float(s) for s in scales.split(",")], limit=limit or None)
+                             scales=[float(s) for s in scales.split(",")], n_random=random, limit=limit or None)
     provenance = {"sae": describe_sae(autoencoder), "base": base_model.provenance, "latents": chosen,
                   "finetunes": {k: v.provenance for k, v in tuned.items()}, "directions": sorted(vectors),
                   "steered": names,
                   "pairs": "general", "limit": limit, "misdir_version": misdir_version(),
                   "command": " ".join(["misdir", *sys.argv[1:]])}
     records = [asdict(e) for e in effects]
-    write_json_atomic(out / "effects.json", {"provenance": provenance, "effects": records})
+    nulls = steering_nulls(effects)
+    write_json_atomic(out / "effects.json", {"provenance": provenance, "effects": records, "steering_nulls": nulls})
     written = [out / "effects.json"]
     for i, fig in enumerate(plot_effects(effects)):
         written += save_figure(fig, out / ("sae_steering" if i == 0 else "sae_removal"))
-    for e in effects:
-        s = e.shift
+    for e in effects:  # the random directions show as each steering row's null, not one line each
+        if e.intervention.startswith("steer random"):
+            continue
+        null = nulls.get(f"{e.intervention} @ {e.scale}")
+        beside = (f"  random: {null['null_median']:+.3f} [{null['null_low']:+.3f}, {null['null_high']:+.3f}], "
+                  f"percentile {null['percentile']:.0f}") if null else ""
         typer.echo(f"{e.model:24s} {e.intervention:32s} {'' if e.scale is None else e.scale:>5} "
-                   f"shift {format_estimate(s)}  "
-                   f"fluency {e.fluency['value']:+.2f}")
+                   f"shift {format_estimate(e.shift)}  fluency {e.fluency['value']:+.2f}{beside}")
     for path in written:
         typer.echo(f"wrote {path}")

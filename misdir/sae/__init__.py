@@ -30,7 +30,7 @@ from misdir.sae.diff import (
     save_diff,
     top_snippets,
 )
-from misdir.sae.effects import Effect, latent_effects, plot_effects
+from misdir.sae.effects import Effect, latent_effects, plot_effects, steering_nulls
 from misdir.sae.intervene import clamp_latents, next_token_loss, splice_sae, spliced_loss, zero_latents
 from misdir.sae.load import (
     SAE_FILES,
@@ -81,6 +81,7 @@ __all__ = [
     "next_token_loss",
     "plot_diff",
     "plot_effects",
+    "steering_nulls",
     "python_docs",
     "rank_latents",
     "sae_metrics",

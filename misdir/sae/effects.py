@@ -55,7 +55,7 @@ def latent_effects(
     directions: Mapping[str, Tensor],
     steer_with: Sequence[str] | None = None,
     scales: Sequence[float] = (0.3,),
-    n_random: int = 1,
+    n_random: int = 20,
     limit: int | None = None,
     pairs: str = "general",
     hook: str | None = None,
@@ -112,6 +112,21 @@ def latent_effects(
         with ablate(model, own, layers=[layer], site=site):
             effects.append(_effect(name, "ablate mean-diff", None, unedited, score(model)))
     return effects
+
+
+def steering_nulls(effects: Sequence[Effect]) -> dict[str, dict[str, float]]:
+    """Each named steering effect of the base beside the random directions steered at the same scale: the
+    shift, the null's median and 95% range, and the shift's percentile in it (`misdir.sweep.against_null`),
+    keyed `"<intervention> @ <scale>"`. Empty when no random direction was steered."""
+    from misdir.sweep import against_null
+
+    steered = [e for e in effects if e.intervention.startswith("steer ")]
+    out = {}
+    for e in steered:
+        null = [r.shift["value"] for r in steered if r.intervention.startswith("steer random") and r.scale == e.scale]
+        if null and not e.intervention.startswith("steer random"):
+            out[f"{e.intervention} @ {e.scale}"] = against_null(e.shift["value"], null)
+    return out
 
 
 def plot_effects(effects: Sequence[Effect]) -> list[Any]:
