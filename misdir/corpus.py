@@ -80,8 +80,10 @@ def package_docs(
             passages.extend(_passages(Path(dist.locate_file(file)), words, min_words))
         if len(passages) > before:
             licence = dist.metadata["License-Expression"] or (dist.metadata["License"] or "").split("\n")[0][:80]
-            classifiers = [c.split(" :: ")[-1] for c in dist.metadata.get_all("Classifier") or () if c.startswith("License")]
-            records.append({"name": name, "version": dist.version, "license": licence or ", ".join(classifiers) or "unstated",
+            classifiers = [c.split(" :: ")[-1] for c in dist.metadata.get_all("Classifier") or ()
+                           if c.startswith("License")]
+            records.append({"name": name, "version": dist.version,
+                            "license": licence or ", ".join(classifiers) or "unstated",
                             "passages": str(len(passages) - before)})
     return passages, records
 
@@ -189,15 +191,16 @@ def build_corpus(
             max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, max_seconds=max_sample_seconds,
             progress=progress)
         _write_lines(out / "samples.jsonl", ({"messages": c} for c in chats))
-        write_json_atomic(out / "samples.json", {"seconds": time.perf_counter() - started, "answer_tokens": answer_tokens,
-                                                 "asked_tokens": sample_tokens, "max_seconds": max_sample_seconds,
-                                                 "batch_size": batch_size, "max_new_tokens": max_new_tokens})
+        write_json_atomic(out / "samples.json", {
+            "seconds": time.perf_counter() - started, "answer_tokens": answer_tokens, "asked_tokens": sample_tokens,
+            "max_seconds": max_sample_seconds, "batch_size": batch_size, "max_new_tokens": max_new_tokens})
     record["sources"]["samples"] = {"what": f"answers of {model.spec} sampled at temperature 1 to the shipped "
                                     "questions, contrast questions and dataset user turns",
-                                    "license": "the model's own licence (SmolLM2: Apache-2.0)",
+                                    "license": "the sampling model's own licence (the embedded SmolLM2: Apache-2.0)",
                                     **json.loads((out / "samples.json").read_text())}
     if not (out / "datasets.jsonl").is_file():
-        _write_lines(out / "datasets.jsonl", ({"messages": c} for c in dataset_conversations(per_dataset=per_dataset, seed=seed)))
+        conversations = dataset_conversations(per_dataset=per_dataset, seed=seed)
+        _write_lines(out / "datasets.jsonl", ({"messages": c} for c in conversations))
     record["sources"]["datasets"] = {"what": f"misdir's datasets, first {per_dataset} training conversations each",
                                      "license": "misdir's own (Apache-2.0)"}
     if not (out / "package-docs.jsonl").is_file():
@@ -246,7 +249,8 @@ def _read_lines(path: Path) -> list[Input]:
                 row = json.loads(line)
                 items.append(row["messages"] if "messages" in row else row["text"])
             except (json.JSONDecodeError, KeyError, TypeError) as error:
-                raise ValueError(f"{path}:{number}: expected {{\"messages\": [...]}} or {{\"text\": ...}} ({error})") from error
+                expected = '{"messages": [...]} or {"text": ...}'
+                raise ValueError(f"{path}:{number}: expected {expected} ({error})") from error
     return items
 
 
