@@ -26,7 +26,8 @@ from typing import Any
 import torch
 
 from misdir.io import atomic_path, write_json_atomic
-from misdir.models import Model, as_model, misdir_version
+from misdir.generate import _eos_ids
+from misdir.models import as_model, misdir_version
 from misdir.tokens import Encoded, Input, pad, pad_token_id, render_chat
 
 SOURCES = ("samples", "datasets", "package-docs")
@@ -121,6 +122,7 @@ def sample_answers(
     model = as_model(model)
     tokenizer = model.tokenizer
     pad_id = pad_token_id(tokenizer)
+    eos = set(_eos_ids(model))
     chats: list[list[dict[str, str]]] = []
     total, started, start = 0, time.perf_counter(), 0
     while total < n_tokens and (max_seconds is None or time.perf_counter() - started < max_seconds):
@@ -134,7 +136,7 @@ def sample_answers(
                                 attention_mask=batch.attention_mask.to(model.input_device), do_sample=True,
                                 temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=max_new_tokens, pad_token_id=pad_id)
         for prompt, tokens in zip(rows, out[:, batch.input_ids.shape[1] :].tolist(), strict=True):
-            kept = _until_eos(tokens, model)
+            kept = tokens[: next((i for i, t in enumerate(tokens) if t in eos), len(tokens))]
             if kept:
                 chats.append([{"role": "user", "content": prompt},
                               {"role": "assistant", "content": tokenizer.decode(kept, skip_special_tokens=True)}])
@@ -143,13 +145,6 @@ def sample_answers(
             print(f"misdir corpus: {total:,} of {n_tokens:,} answer tokens sampled "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
     return chats, total
-
-
-def _until_eos(tokens: list[int], model: Model) -> list[int]:
-    eos = model.hf.generation_config.eos_token_id
-    stop = set(eos if isinstance(eos, list) else [eos]) | {model.tokenizer.eos_token_id}
-    end = next((i for i, t in enumerate(tokens) if t in stop), len(tokens))
-    return tokens[:end]
 
 
 def count_tokens(model: Any, inputs: Sequence[Input]) -> int:
@@ -203,11 +198,12 @@ def build_corpus(
         _write_lines(out / "datasets.jsonl", ({"messages": c} for c in conversations))
     record["sources"]["datasets"] = {"what": f"misdir's datasets, first {per_dataset} training conversations each",
                                      "license": "misdir's own (Apache-2.0)"}
+    inputs = {s: load_corpus(out, [s]) for s in ("samples", "datasets")}
+    tokens = {s: count_tokens(model, inputs[s]) for s in inputs}
     if not (out / "package-docs.jsonl").is_file():
-        have = sum(_tokens_of(model, out / f"{s}.jsonl") for s in ("samples", "datasets"))
         passages, dists = package_docs(packages)
         random.Random(seed).shuffle(passages)
-        kept, count = [], have
+        kept, count = [], sum(tokens.values())
         for passage in passages:
             if count >= total_tokens:
                 break
@@ -219,16 +215,13 @@ def build_corpus(
     record["sources"]["package-docs"] = {"what": "docstrings of installed Python distributions (ast, no import)",
                                          "license": "each distribution's own; see package-docs.distributions.json",
                                          "distributions": len(dists)}
+    inputs["package-docs"] = load_corpus(out, ["package-docs"])
+    tokens["package-docs"] = count_tokens(model, inputs["package-docs"])
     for source in SOURCES:
-        inputs = load_corpus(out, [source])
-        record["sources"][source] |= {"texts": len(inputs), "tokens": count_tokens(model, inputs)}
+        record["sources"][source] |= {"texts": len(inputs[source]), "tokens": tokens[source]}
     record["tokens"] = sum(s["tokens"] for s in record["sources"].values())
     write_json_atomic(out / "corpus.json", record)
     return record
-
-
-def _tokens_of(model: Model, path: Path) -> int:
-    return count_tokens(model, _read_lines(path))
 
 
 def load_corpus(folder: str | Path, sources: Sequence[str] = SOURCES) -> list[Input]:

@@ -14,7 +14,6 @@ sae_app = typer.Typer(help="Sparse-autoencoder latents with sae-lens: train, dif
                       no_args_is_help=True)
 
 
-
 def _sae_config_help() -> dict[str, str]:
     from misdir.sae import SAETrainConfig
 
