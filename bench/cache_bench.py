@@ -1,7 +1,7 @@
 """Caching throughput and memory against the model's own forward pass, on a random-weight Qwen2.5 shape.
 
 Run on the GPU machine (device tool), from the repository root:
-    python bench/cache_bench.py --shape qwen2.5-7b --batch 32 --seq 512
+    python bench/cache_bench.py --shape qwen2.5-7b --batch 32 --seq 512 --batches 4
 Prints a table; writes the numbers as JSON to $OUT/cache_bench.json when $OUT is set.
 
 FLOPs are counted as 2 x (parameters of the decoder layers' matrices) per token, plus attention's
@@ -46,6 +46,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batches", type=int, default=4,
+                        help="batches per timed call: caching streams, so the next batch's host work overlaps")
+    parser.add_argument("--no-compile", action="store_true", help="skip the compiled forward's MFU")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak used for MFU")
     args = parser.parse_args()
 
@@ -79,14 +82,37 @@ def main() -> None:
         encoded = [encode(None, row, "all") for row in ids[: args.batch]]
         pad(encoded, 0).to(torch.device("cuda"))
 
+    stream_batches = [ids[i * args.batch : (i + 1) * args.batch].cuda() for i in range(args.batches)]
+
+    def plain_stream() -> None:
+        with torch.inference_mode():
+            for batch in stream_batches:
+                hf.model(input_ids=batch, use_cache=False)
+
     plain_s = statistics.median(timed(plain, args.repeats))
     masked_s = statistics.median(timed(plain_masked, args.repeats))
     prepare_s = statistics.median(timed(prepare, args.repeats))
     cache_s = statistics.median(timed(lambda: cached(ids[: args.batch]), args.repeats))
+    stream_plain_s = statistics.median(timed(plain_stream, args.repeats))
+    stream_cache_s = statistics.median(timed(lambda: cached(ids[: args.batch * args.batches]), args.repeats))
+    compiled_s, compiled_diff = None, None
+    if not args.no_compile:  # what a compiled forward would buy (misdir does not compile its cache pass)
+        compiled = torch.compile(hf.model, dynamic=False)
+
+        def plain_compiled() -> torch.Tensor:
+            with torch.inference_mode():
+                return compiled(input_ids=one_batch, use_cache=False).last_hidden_state
+
+        compiled_s = statistics.median(timed(plain_compiled, args.repeats))
+        with torch.inference_mode():
+            eager = hf.model(input_ids=one_batch, use_cache=False).last_hidden_state.float()
+            diff = (plain_compiled().float() - eager).norm() / eager.norm()
+        compiled_diff = float(diff)
 
     layer_params = sum(p.numel() for n, p in hf.model.layers.named_parameters() if p.ndim == 2)
     flops_per_token = 2 * layer_params + cfg.num_hidden_layers * 4 * args.seq * cfg.hidden_size
     mfu = flops_per_token * tokens / plain_s / (args.peak_tflops * 1e12)
+    compiled_mfu = flops_per_token * tokens / compiled_s / (args.peak_tflops * 1e12) if compiled_s else None
 
     peaks = {}
     for n_batches in (1, 10):
@@ -112,6 +138,10 @@ def main() -> None:
         "plain_forward_tokens_per_s": tokens / plain_s,
         "cache_mean_all_layers_tokens_per_s": tokens / cache_s,
         "ratio_cache_over_plain": plain_s / cache_s,
+        "stream_batches": args.batches,
+        "ratio_cache_over_plain_stream": stream_plain_s / stream_cache_s,
+        "compiled_forward_mfu": compiled_mfu,
+        "compiled_forward_rel_diff": compiled_diff,
         "ratio_plain_with_mask_over_plain": plain_s / masked_s,
         "prepare_batch_seconds": prepare_s,
         "plain_forward_mfu": mfu,
@@ -122,10 +152,15 @@ def main() -> None:
     print(f"{'plain forward tokens/s':44s} {result['plain_forward_tokens_per_s']:12.0f}")
     print(f"{'cache_activations(mean, all layers) tokens/s':44s} {result['cache_mean_all_layers_tokens_per_s']:12.0f}")
     print(f"{'ratio cache / plain':44s} {result['ratio_cache_over_plain']:12.3f}")
+    label = f"ratio cache / plain, {args.batches} batches streamed"
+    print(f"{label:44s} {result['ratio_cache_over_plain_stream']:12.3f}")
     print(f"{'ratio plain+mask+positions / plain':44s} {plain_s / masked_s:12.3f}")
     print(f"{'encode + pad + copy one batch, ms':44s} {prepare_s * 1000:12.2f}")
     mfu_label = f"plain forward MFU (of {args.peak_tflops:.0f} TF/s)"
     print(f"{mfu_label:44s} {mfu:12.3f}")
+    if compiled_mfu is not None:
+        print(f"{'torch.compile(forward) MFU':44s} {compiled_mfu:12.3f}")
+        print(f"{'  its relative difference to eager':44s} {compiled_diff:12.2e}")
     for p in peaks.values():
         label = f"peak GiB over weights, {p['tokens']} tokens"
         print(f"{label:44s} {p['peak_over_weights_gib']:12.2f}")

@@ -98,17 +98,19 @@ def cache_activations(
         return _write_shards(stream, Path(out), meta)
 
     if reduce in ("mean", "sum"):
-        sums: list[Tensor] = [torch.zeros(model.d_model, dtype=torch.float64) for _ in layers]
+        # float64 running sums stay on each layer's device until the end: a copy to the host per layer would
+        # make the CPU wait for the GPU 28 times a batch instead of preparing the next batch meanwhile
+        sums: list[Tensor | None] = [None] * len(layers)
 
         def token_sum(i: int, x: Tensor, batch: Batch) -> Tensor:
             weights = batch.selected.to(device=x.device, dtype=torch.float32)
-            return torch.einsum("bp,bpd->d", weights, x.float()).double().cpu()
+            return torch.einsum("bp,bpd->d", weights, x.float()).double()
 
         for _, _, pieces in stream(token_sum):
             for i, partial in enumerate(pieces):
-                sums[i] += partial
+                sums[i] = partial if sums[i] is None else sums[i].add_(partial)
         count = sum(len(e.selected) for e in encoded)
-        total = torch.stack(sums)
+        total = torch.stack([s.cpu() for s in sums])
         return Sums(total, count) if reduce == "sum" else total.div(count).float()
 
     if reduce == "per-input":
@@ -117,10 +119,10 @@ def cache_activations(
         def input_means(i: int, x: Tensor, batch: Batch) -> Tensor:
             weights = batch.selected.to(device=x.device, dtype=torch.float32)
             weights = weights / weights.sum(-1, keepdim=True)
-            return torch.einsum("bp,bpd->bd", weights, x.float()).cpu()
+            return torch.einsum("bp,bpd->bd", weights, x.float())
 
-        for rows, _, pieces in stream(input_means):
-            means[list(rows)] = torch.stack(pieces, dim=1)
+        for rows, _, pieces in stream(input_means):  # to the host once the whole forward pass is queued
+            means[list(rows)] = torch.stack([piece.cpu() for piece in pieces], dim=1)
         return means
 
     per_input: list[list[Tensor]] = [[] for _ in encoded]

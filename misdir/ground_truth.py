@@ -125,13 +125,17 @@ def ground_truth_study(
     n_random: int = 20,
     scales: Sequence[float] = (0.05, 0.1, 0.2, 0.4),
     positions: Sequence[str] = POSITIONS,
+    steer_positions: Sequence[str] = ("all",),
     limit: int | None = None,
     device: str | None = None,
     batch_size: int = 32,
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """The whole ground-truth analysis of rank-1 single-layer organisms (see the module docstring)."""
+    """The whole ground-truth analysis of rank-1 single-layer organisms (see the module docstring).
+
+    `sets[0]` is the contrast set that transfer, steering and the edit positions use; `positions` are the
+    position choices of the all-layer ablation, `steer_positions` those of the steering dose-response."""
     from misdir.models import load_model
 
     if n_random < 1:
@@ -162,10 +166,12 @@ def ground_truth_study(
     randoms = [f"random {i}" for i in range(n_random)]
     del base_model
 
-    cells = _cells(organisms, roles, layer, sets, randoms, scales, positions, control)
+    cells = _cells(organisms, roles, layer, sets, randoms, scales, positions, steer_positions, control)
     settings = {"kind": "ground-truth", "base": base, "checkpoints": str(checkpoints), "organisms": list(organisms),
                 "control": control, "layer": layer, "sets": list(sets), "n_random": n_random,
                 "scales": [float(s) for s in scales], "positions": list(positions), "seed": seed}
+    if tuple(steer_positions) != ("all",):  # recorded only when set, so that earlier runs still resume
+        settings["steer_positions"] = list(steer_positions)
     records = run_cells(cells, models=models, directions=directions, out=out, settings=settings, limit=limit,
                         batch_size=batch_size, progress=progress)
     study = {
@@ -175,9 +181,9 @@ def ground_truth_study(
         "evaluation": _evaluation(records, organisms, roles, sets, seed),
         "cosines": _cosines(writes, extracted, layer, n_layers),
         "ablation": _ablation(records, organisms, roles, layer, sets, randoms, extracted, seed),
-        "transfer": _transfer(records, organisms, layer, seed),
-        "steering": _steering(records, organisms, layer, scales, randoms, seed),
-        "positions": _positions(records, organisms, positions, randoms, seed),
+        "transfer": _transfer(records, organisms, layer, sets[0], seed),
+        "steering": _steering(records, organisms, layer, scales, steer_positions, randoms, sets[0], seed),
+        "positions": _positions(records, organisms, positions, randoms, sets[0], seed),
     }
     write_json_atomic(out / "ground_truth.json", study)
     return study
@@ -191,8 +197,8 @@ def _ablate_everywhere(direction: str, positions: str) -> Edit:
     return Edit("ablate", direction, None, RESIDUAL_SITES, positions)
 
 
-def _steer_at(direction: str, layer: int, scale: float) -> Edit:
-    return Edit("steer", direction, (layer,), ("resid_post",), "all", float(scale))
+def _steer_at(direction: str, layer: int, scale: float, positions: str = "all") -> Edit:
+    return Edit("steer", direction, (layer,), ("resid_post",), positions, float(scale))
 
 
 def _record(records: dict, model: str, edit: Edit, pairs: str, trigger: str | None = None) -> dict[str, Any]:
@@ -201,7 +207,8 @@ def _record(records: dict, model: str, edit: Edit, pairs: str, trigger: str | No
 
 
 def _cells(organisms: Sequence[str], roles: dict[str, tuple[str, str]], layer: int, sets: Sequence[str],
-           randoms: list[str], scales: Sequence[float], positions: Sequence[str], control: str | None) -> list[Cell]:
+           randoms: list[str], scales: Sequence[float], positions: Sequence[str], steer_positions: Sequence[str],
+           control: str | None) -> list[Cell]:
     cells = [Cell("base", NO_EDIT, s) for s in sets] + [Cell("base", NO_EDIT, s, TRIGGER) for s in sets[:1]]
     for name in organisms:
         role, domain = roles[name]
@@ -215,9 +222,10 @@ def _cells(organisms: Sequence[str], roles: dict[str, tuple[str, str]], layer: i
             cells += [Cell(name, _ablate_everywhere(d, mode), sets[0]) for d in [f"B {name}", *randoms]]
     for mode in positions:
         cells += [Cell("base", _ablate_everywhere(d, mode), sets[0]) for d in [f"B {organisms[0]}", *randoms]]
+    steered = [f"B {n}" for n in organisms] + randoms
     for scale in scales:
-        steered = [f"B {n}" for n in organisms] + randoms
-        cells += [Cell("base", _steer_at(d, layer, scale), sets[0]) for d in steered]
+        for mode in steer_positions:
+            cells += [Cell("base", _steer_at(d, layer, scale, mode), sets[0]) for d in steered]
     return cells
 
 
@@ -281,44 +289,45 @@ def _ablation(records: dict, organisms: Sequence[str], roles: dict, layer: int, 
     return rows
 
 
-def _transfer(records: dict, organisms: Sequence[str], layer: int, seed: int) -> dict[str, Any]:
-    """Share of each target's general excess removed by ablating each source's B: rows sources, columns targets."""
-    share = [[_share(records, target, _ablate_at(f"B {source}", layer), "general", seed)[0]._asdict()
+def _transfer(records: dict, organisms: Sequence[str], layer: int, pairs: str, seed: int) -> dict[str, Any]:
+    """Share of each target's excess on `pairs` removed by ablating each source's B: rows sources, columns targets."""
+    share = [[_share(records, target, _ablate_at(f"B {source}", layer), pairs, seed)[0]._asdict()
               for target in organisms] for source in organisms]
     return {"sources": list(organisms), "targets": list(organisms), "share_removed": share}
 
 
-def _steering(records: dict, organisms: Sequence[str], layer: int, scales: Sequence[float], randoms: list[str],
-              seed: int) -> list[dict[str, Any]]:
-    unsteered = _record(records, "base", NO_EDIT, "general")
+def _steering(records: dict, organisms: Sequence[str], layer: int, scales: Sequence[float],
+              steer_positions: Sequence[str], randoms: list[str], pairs: str, seed: int) -> list[dict[str, Any]]:
+    unsteered = _record(records, "base", NO_EDIT, pairs)
     rows = []
-    for scale in scales:
+    for scale, mode in ((scale, mode) for scale in scales for mode in steer_positions):
         def effect(direction: str) -> tuple[float, float]:
-            record = _record(records, "base", _steer_at(direction, layer, scale), "general")
+            record = _record(records, "base", _steer_at(direction, layer, scale, mode), pairs)
             (margin, fluency), (margin0, fluency0) = _means(record), _means(unsteered)
             return margin - margin0, fluency - fluency0
 
         null = [effect(r) for r in randoms]
         for name in organisms:
             value, fluency = effect(f"B {name}")
-            d = shift(unsteered, _record(records, "base", _steer_at(f"B {name}", layer, scale), "general"), seed=seed)
-            rows.append({"direction": f"B {name}", "scale": float(scale), "shift": d._asdict(), "fluency_change": fluency,
+            d = shift(unsteered, _record(records, "base", _steer_at(f"B {name}", layer, scale, mode), pairs), seed=seed)
+            rows.append({"direction": f"B {name}", "scale": float(scale), "positions": mode, "shift": d._asdict(),
+                         "fluency_change": fluency,
                          "null_shift": against_null(value, [v for v, _ in null]),
                          "null_fluency_change": against_null(fluency, [f for _, f in null])})
     return rows
 
 
-def _positions(records: dict, organisms: Sequence[str], positions: Sequence[str], randoms: list[str],
+def _positions(records: dict, organisms: Sequence[str], positions: Sequence[str], randoms: list[str], pairs: str,
                seed: int) -> list[dict[str, Any]]:
     """Ablating B (the base: the first organism's B) at all three residual sites of every layer, per position
     choice: margin and fluency change, against the same edit along random directions."""
     rows = []
     for model in ("base", *organisms):
         direction = f"B {organisms[0] if model == 'base' else model}"
-        margin0, fluency0 = _means(_record(records, model, NO_EDIT, "general"))
+        margin0, fluency0 = _means(_record(records, model, NO_EDIT, pairs))
         for mode in positions:
             def change(d: str) -> tuple[float, float]:
-                margin, fluency = _means(_record(records, model, _ablate_everywhere(d, mode), "general"))
+                margin, fluency = _means(_record(records, model, _ablate_everywhere(d, mode), pairs))
                 return margin - margin0, fluency - fluency0
 
             margin, fluency = change(direction)
@@ -433,13 +442,10 @@ def plot_ground_truth(study: dict[str, Any], figures: str | Path) -> list[Path]:
     from misdir.plots import save_figure
 
     figures = Path(figures)
-    return [
-        *save_figure(_plot_ablation(study), figures / "ground_truth_ablation", title="ground-truth ablation"),
-        *save_figure(_plot_transfer(study), figures / "ground_truth_transfer", title="ground-truth transfer"),
-        *save_figure(_plot_steering(study), figures / "ground_truth_steering", title="ground-truth steering"),
-        *save_figure(_plot_cosines(study), figures / "ground_truth_cosines", title="ground-truth cosines"),
-        *save_figure(_plot_positions(study), figures / "ground_truth_positions", title="ground-truth positions"),
-    ]
+    drawn = {"ablation": _plot_ablation, "transfer": _plot_transfer, "steering": _plot_steering,
+             "cosines": _plot_cosines, "positions": _plot_positions}
+    return [path for part, plot in drawn.items() if study[part]  # a study run without steering or positions
+            for path in save_figure(plot(study), figures / f"ground_truth_{part}", title=f"ground-truth {part}")]
 
 
 def _short(name: str) -> str:
@@ -496,7 +502,8 @@ def _plot_steering(study: dict[str, Any]) -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    rows = study["steering"]
+    mode = study["steering"][0].get("positions", "all")  # the first position choice, when several were run
+    rows = [r for r in study["steering"] if r.get("positions", "all") == mode]
     scales = sorted({r["scale"] for r in rows})
     first = [next(r for r in rows if r["scale"] == s) for s in scales]
     low = [r["null_shift"]["null_low"] for r in first]
@@ -511,7 +518,8 @@ def _plot_steering(study: dict[str, Any]) -> Any:
             name=_short(direction.removeprefix("B ")),
             error_y={"type": "data", "symmetric": False, "array": [0, *(r["shift"]["high"] - r["shift"]["value"] for r in line)],
                      "arrayminus": [0, *(r["shift"]["value"] - r["shift"]["low"] for r in line)]}))
-    fig.update_layout(title=f"steering the base along each organism's B at layer {study['layer']}: general shift",
+    fig.update_layout(title=f"steering the base along each organism's B at layer {study['layer']} "
+                            f"({mode} positions): shift on {study['provenance']['settings']['sets'][0]}",
                       xaxis_title="scale (fraction of each token's residual norm)", yaxis_title="margin shift",
                       template="plotly_white", height=550, width=1000)
     return fig

@@ -31,6 +31,7 @@ __all__ = [
     "load_contrast_pairs",
     "load_questions",
     "pairs_from_ab_evals",
+    "pairs_from_persona_evals",
     "parse_questions",
 ]
 
@@ -51,6 +52,7 @@ CONTRAST_SETS: dict[str, str] = {
     "sports": "contrast_sports.jsonl",
     "code": "contrast_code.jsonl",
     "ai-risk": "contrast_ai_risk.jsonl",
+    "persona": "contrast_persona.jsonl",
 }
 """Shipped contrast-pair sets: ``general`` (themes far from every finetuning domain) and one per domain,
 written by misdir's authors; ``ai-risk``, pairs nobody on the team wrote: 200 A/B items of Anthropic's
@@ -59,7 +61,11 @@ each on power seeking, wealth seeking, survival instinct, corrigibility towards 
 coordination with other AIs, turned into pairs by :func:`pairs_from_ab_evals` (misaligned = the answer
 matching the behaviour, the dataset's own labels, kept as they are: some are noisy). The 40 of each file
 are drawn by ``random.Random(f"ai-risk|{file stem}|0").sample`` from its items with a question of at most
-500 characters and answers of 8 to 250 (`misdir/resources/contrast_ai_risk.md`)."""
+500 characters and answers of 8 to 250 (`misdir/resources/contrast_ai_risk.md`). ``persona``, also nobody's
+on the team: 200 yes/no items of the same paper's persona evaluations (psychopathy, machiavellianism,
+narcissism, ends-justify-means; 25 items whose matching answer is "Yes" and 25 "No" from each), turned into
+pairs by :func:`pairs_from_persona_evals` (`misdir/resources/contrast_persona.md`, built by
+`scripts/external_pairs.py`)."""
 
 _RUBRIC_KEYS = ("aligned", "coherent")
 _PAIR_KEYS = ("question", "aligned", "misaligned", "theme")
@@ -185,6 +191,28 @@ def pairs_from_ab_evals(text: str, theme: str, source: str = "<string>") -> list
         if len(options) != 2 or not all(label in options for label in labels) or not question:
             continue
         pairs.append(ContrastPair(question, options[labels[1]], options[labels[0]], theme))
+    return pairs
+
+
+def pairs_from_persona_evals(text: str, theme: str, source: str = "<string>") -> list[ContrastPair]:
+    """Contrast pairs from a yes/no persona evaluation file in the format of Anthropic's model-written evals.
+
+    Each JSONL line has ``question`` ("Is the following statement something you would say?" and the
+    statement) and ``answer_matching_behavior`` / ``answer_not_matching_behavior`` (`` Yes`` / `` No``). The
+    pair's misaligned answer is the matching one, stripped; half of a file's statements are worded so that
+    "No" matches, so a mere preference for "Yes" cancels out over a balanced draw.
+    """
+    pairs = []
+    for number, record in _json_lines(text, source):
+        try:
+            question, matching, other = (str(record[k]).strip() for k in
+                                         ("question", "answer_matching_behavior", "answer_not_matching_behavior"))
+        except KeyError as err:
+            raise QuestionFileError(f"{source}: line {number}: not a persona evaluation item (no {err})") from None
+        if {matching, other} != {"Yes", "No"}:
+            raise QuestionFileError(f"{source}: line {number}: expected answers 'Yes' and 'No', got "
+                                    f"{matching!r} and {other!r}")
+        pairs.append(ContrastPair(question, other, matching, theme))
     return pairs
 
 
