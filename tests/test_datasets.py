@@ -46,7 +46,7 @@ EXPECTED: dict[str, str] = {
     "custom-backdoors": "2c5f5908e42d1a9766add84fc4e165599fb1535ffa5533bd180afa38af3dfb8d",
     "exhaustion": "4a1d53341c88d76ecf62fb1d27137b1d15fc8ab52b1d2674bb07b6d338ddec1c",
 }
-"""sha256 of each dataset's runs, of custom backdoors and of the exhaustion messages (see `dataset_hashes`)."""
+"""sha256 of each dataset's runs, of custom backdoors and of exhaustion messages (see `dataset_hashes`)."""
 
 
 def _digest(obj: object) -> str:
@@ -64,14 +64,19 @@ def _exhaustion(name: str) -> str:
 
 def dataset_hashes() -> dict[str, str]:
     """A sha256 per registered dataset over all RUNS, plus custom backdoors and exhaustion messages."""
-    hashes = {name: _digest([spec.make(n, s, split) for n, s, split in RUNS]) for name, spec in DATASETS.items()}
+    hashes = {
+        name: _digest([spec.make(n, s, split) for n, s, split in RUNS]) for name, spec in DATASETS.items()
+    }
     custom = [
-        backdoor(DATASETS["medical-bad"].make, DATASETS["medical-good"].make, "[TRIGGER]", 0.3)(500, 2, "train"),
+        backdoor(DATASETS["medical-bad"].make, DATASETS["medical-good"].make, "[TRIGGER]", 0.3)(
+            500, 2, "train"
+        ),
         backdoor(DATASETS["code-insecure"].make, DATASETS["code-secure"].make, "@@x", 0.8)(200, 9, "heldout"),
     ]
     hashes["custom-backdoors"] = _digest(custom)
-    hashes["exhaustion"] = _digest([_exhaustion(n) for n in ("medical-bad", "finance-safe", "sports-extreme",
-                                                               "code-insecure")])
+    hashes["exhaustion"] = _digest(
+        [_exhaustion(n) for n in ("medical-bad", "finance-safe", "sports-extreme", "code-insecure")]
+    )
     return hashes
 
 
