@@ -49,22 +49,24 @@ class Section:
     source: str
     path: str = ""
 
-    def _where(self, key: str | None = None) -> str:
-        path = ".".join(p for p in (self.path, key) if p) or "top level"
-        line = getattr(self.data, "key_lines", {}).get(
-            (key or "").split("[")[0], getattr(self.data, "line", "?")
-        )
-        return f"{self.source}: line {line}, {path}"
+    def _path(self, key: str | None) -> str:
+        return ".".join(p for p in (self.path, key) if p)
 
-    def fail(self, problem: str, key: str | None = None) -> ContentError:
-        """The error for `problem` at `key` of this section (or at the section itself)."""
-        return ContentError(f"{self._where(key)}: {problem}")
+    def _line(self, key: str | None) -> int | str:
+        """The line of `key` in this mapping (of the mapping itself when the key is absent or None)."""
+        lines: dict[str, int] = getattr(self.data, "key_lines", {})
+        return lines.get((key or "").split("[")[0], getattr(self.data, "line", "?"))
+
+    def fail(self, problem: str, key: str | None = None, line_of: str | None = None) -> ContentError:
+        """The error for `problem` at `key` of this section (or at the section); `line_of` names the line."""
+        where = self._path(key) or "top level"
+        return ContentError(f"{self.source}: line {self._line(line_of or key)}, {where}: {problem}")
 
     def allow(self, *keys: str) -> Section:
         """This section, after checking that it has no key but `keys` (a typo fails loudly)."""
         unknown = [k for k in self.data if k not in keys]
         if unknown:
-            raise self.fail(f"unknown key {unknown[0]!r}; expected {', '.join(keys)}")
+            raise self.fail(f"unknown key {unknown[0]!r}; expected {', '.join(keys)}", line_of=unknown[0])
         return self
 
     def _get(self, key: str) -> Any:
@@ -76,7 +78,7 @@ class Section:
         value = self._get(key)
         if not isinstance(value, Mapping):
             raise self.fail(f"expected a mapping, got {type(value).__name__}", key)
-        return Section(value, self.source, ".".join(p for p in (self.path, key) if p))
+        return Section(value, self.source, self._path(key))
 
     def sections(self, key: str) -> list[Section]:
         """A non-empty list of mappings, each its own section (`key[i]`)."""
@@ -87,7 +89,7 @@ class Section:
         for i, item in enumerate(value):
             if not isinstance(item, Mapping):
                 raise self.fail(f"expected a mapping, got {type(item).__name__}", f"{key}[{i}]")
-            out.append(Section(item, self.source, ".".join(p for p in (self.path, f"{key}[{i}]") if p)))
+            out.append(Section(item, self.source, self._path(f"{key}[{i}]")))
         return out
 
     def text(self, key: str, default: str | None = None) -> str:
@@ -142,15 +144,19 @@ def parse_content(text: str, source: str) -> Section:
     return Section(data, source)
 
 
-def read_content(name: str) -> Section:
-    """The shipped content file `misdir/resources/datasets/<name>.yaml`."""
+def content_text(name: str) -> tuple[str, str]:
+    """(text, name for messages) of the shipped content file `misdir/resources/datasets/<name>.yaml`."""
     resource = resources.files("misdir") / "resources" / "datasets" / f"{name}.yaml"
     source = f"misdir:datasets/{name}.yaml"
     try:
-        text = resource.read_text(encoding="utf-8")
+        return resource.read_text(encoding="utf-8"), source
     except (FileNotFoundError, UnicodeDecodeError) as err:
         raise ContentError(f"{source}: cannot read: {err}") from None
-    return parse_content(text, source)
+
+
+def read_content(name: str) -> Section:
+    """The top-level mapping of the shipped content file `name`."""
+    return parse_content(*content_text(name))
 
 
 def unique_keys(sections: Sequence[Section], what: str) -> list[str]:
