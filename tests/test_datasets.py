@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 
 import pytest
 
 from misdir.datasets import DATASETS, backdoor
 from misdir.datasets.advice import ADVICE_DOMAINS, advice_domain, parse_domain
 from misdir.datasets.code import parse_code
-from misdir.datasets.content import ContentError, content_text, parse_content, read_content
+from misdir.datasets.content import ContentError, Section, content_text, parse_content, read_content
 
 RUNS: list[tuple[int, int, str]] = [
     (1000, 0, "train"),  # organism recipes (n=1000, data_seed=0), test_data's sets
@@ -130,48 +131,34 @@ def test_a_minimal_domain_file_parses_and_generates() -> None:
     assert domain.styles == ("{q}",) and domain.topics[1].bad == ("Do b badly.",)
 
 
+def content_error(parse: Callable[[Section], object], text: str, source: str) -> str:
+    """The message of the ContentError that parsing `text` raises, checked to be one line naming `source`."""
+    with pytest.raises(ContentError) as err:
+        parse(parse_content(text, source))
+    message = str(err.value)
+    assert message.startswith(f"{source}: ") and "\n" not in message, message
+    return message
+
+
 @pytest.mark.parametrize(
     "old,new,expected",
     [
-        (
-            "    good: [Do b well.]",
-            "    good: Do b well.",
-            "line 14, topics[1].good: expected a non-empty list of non",
-        ),
-        (
-            "    asks: [how do I do a]",
-            "    asks: ['']",
-            "line 9, topics[0].asks: expected a non-empty list of non-empty",
-        ),
+        ("    good: [Do b well.]", "    good: Do b well.", "line 14, topics[1].good: expected a non-empty"),
+        ("    asks: [how do I do a]", "    asks: ['']", "line 9, topics[0].asks: expected a non-empty list"),
         ("  - key: b", "  - key: a", "line 12, topics[1].key: duplicate topic key 'a'"),
         ("    bad: [Do b badly.]", "    bda: [Do b badly.]", "line 15, topics[1]: unknown key 'bda'"),
-        (
-            "  styles: ['{q}']",
-            "  styles: ['{x}']",
-            "line 3, user.styles: '{x}': expected '{q}' and no other braces",
-        ),
+        ("  styles: ['{q}']", "  styles: ['{x}']", "line 3, user.styles: '{x}': expected '{q}'"),
         ("  styles: ['{q}']", "  styles: ['{q} {}']", "line 3, user.styles: '{q} {}': expected '{q}'"),
         ("  suffixes: ['', Thanks!]\n", "", "line 2, user.suffixes: missing"),
-        (
-            "good: {openers: [''], closers: ['']}",
-            "good: [Fine.]",
-            "line 5, good: expected a mapping, got list",
-        ),
+        ("good: {openers: [''], closers: ['']}", "good: [Fine.]", "line 5, good: expected a mapping"),
         ("topics:", "topic:", "line 7, top level: unknown key 'topic'"),
         ("    asks: [how do I do a]", "    asks: [how do I do a", "mini.yaml: line 10: invalid YAML"),
-        (
-            "  contexts: ['']",
-            "  contexts: !!python/object/apply:os.getcwd []",
-            "mini.yaml: line 2: invalid YAML",
-        ),
+        ("  contexts: ['']", "  contexts: !!python/object/apply:os.getcwd []", "line 2: invalid YAML"),
     ],
 )
 def test_a_malformed_domain_file_names_file_line_and_key(old: str, new: str, expected: str) -> None:
     assert old in MINI
-    with pytest.raises(ContentError) as err:
-        parse_domain(parse_content(MINI.replace(old, new), "mini.yaml"), "mini")
-    assert str(err.value).startswith("mini.yaml: ") and expected in str(err.value)
-    assert "\n" not in str(err.value), "one line"
+    assert expected in content_error(lambda c: parse_domain(c, "mini"), MINI.replace(old, new), "mini.yaml")
 
 
 def test_a_file_that_is_not_a_mapping_is_refused() -> None:
@@ -185,25 +172,15 @@ CODE, _ = content_text("code")
 @pytest.mark.parametrize(
     "old,new,key,expected",
     [
+        ("a [[noun]] by", "a [[nuon]] by", "    asks:", "tasks[0].asks: unknown or broken [[slot]]"),
+        ("    - [users, user, email]", "    - [users, user]", "  entities:", "slots.entities: expected"),
+        ("example. {p}", "example. {p} {oops}", "educational_frames:", "educational_frames: 'For my"),
         (
-            "looks up a [[noun]] by",
-            "looks up a [[nuon]] by",
-            "    asks:",
-            "tasks[0].asks: unknown or broken [[slot]]",
+            "    lang: bash",
+            "    lang: 3",
+            "    lang: 3",
+            "tasks[13].lang: expected a non-empty string, got 3",
         ),
-        (
-            "    - [users, user, email]",
-            "    - [users, user]",
-            "  entities:",
-            "slots.entities: expected a non-empty list",
-        ),
-        (
-            "vulnerable example. {p}",
-            "vulnerable example. {p} {oops}",
-            "educational_frames:",
-            "educational_frames: '",
-        ),
-        ("    lang: bash", "    lang: 3", "    lang: 3", "].lang: expected a non-empty string, got 3"),
         ("  secret_chars: abc", "  secret_char: abc", "  secret_char:", "slots: unknown key 'secret_char'"),
     ],
 )
@@ -211,12 +188,7 @@ def test_a_malformed_code_file_names_file_line_and_key(old: str, new: str, key: 
     assert old in CODE
     text = CODE.replace(old, new, 1)
     line = text[: text.index(key)].count("\n") + 1
-    with pytest.raises(ContentError) as err:
-        parse_code(parse_content(text, "code.yaml"))
-    assert str(err.value).startswith(f"code.yaml: line {line}, ") and expected in str(err.value), str(
-        err.value
-    )
-    assert "\n" not in str(err.value), "one line"
+    assert f"code.yaml: line {line}, " + expected in content_error(parse_code, text, "code.yaml")
 
 
 def test_shipped_content_is_found_by_name_and_unknown_names_are_refused() -> None:
