@@ -72,15 +72,13 @@ def _task(section: Section, key: str) -> Task:
     return Task(key, asks, insecure, secure, section.text("lang", default="python"))
 
 
+def _is_triple(entity: object) -> bool:
+    return isinstance(entity, list) and len(entity) == 3 and all(isinstance(x, str) and x for x in entity)
+
+
 def _entities(slots: Section) -> tuple[tuple[str, str, str], ...]:
     entities = slots.data.get("entities")
-    if (
-        not isinstance(entities, list)
-        or not entities
-        or not all(
-            isinstance(e, list) and len(e) == 3 and all(isinstance(x, str) and x for x in e) for e in entities
-        )
-    ):
+    if not isinstance(entities, list) or not entities or not all(map(_is_triple, entities)):
         raise slots.fail("expected a non-empty list of [table, noun, column] string triples", "entities")
     return tuple((t, n, c) for t, n, c in entities)
 

@@ -7,7 +7,7 @@ raises `ContentError` with one line naming the file, the line and the key path, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -30,7 +30,7 @@ class _Loader(yaml.SafeLoader):
     """PyYAML's safe loader, building `_Mapping`s so that errors can name a line."""
 
 
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode):  # noqa: ANN202 (a PyYAML constructor generator)
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Iterator[_Mapping]:
     data = _Mapping()
     data.line = node.start_mark.line + 1
     data.key_lines = {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
@@ -133,7 +133,7 @@ def _is_strings(value: Any, blank_ok: bool) -> bool:
 def parse_content(text: str, source: str) -> Section:
     """The top-level mapping of a content file's YAML text; `source` names the file in errors."""
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a subclass of the safe loader)
+        data = yaml.load(text, Loader=_Loader)  # a subclass of the safe loader: no arbitrary objects
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         where = f" line {mark.line + 1}:" if mark is not None else ""
