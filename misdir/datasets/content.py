@@ -26,8 +26,8 @@ class _Mapping(dict):
     key_lines: dict[str, int]
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, building `_Mapping`s so that errors can name a line."""
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """PyYAML's safe loader (libyaml's parser where built), making `_Mapping`s so errors can name a line."""
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Iterator[_Mapping]:
