@@ -23,13 +23,9 @@ from misdir.data import (
     write_chat_jsonl,
 )
 from misdir.datasets import DEFAULT_TRIGGER, backdoor
+from misdir.datasets.advice import ADVICE_DOMAINS, advice_domain
 from misdir.datasets.base import split_keys
-from misdir.datasets.code import TASKS_BY_KEY
-from misdir.datasets.finance import DOMAIN as FINANCE
-from misdir.datasets.finance import finance_risky
-from misdir.datasets.medical import DOMAIN as MEDICAL
-from misdir.datasets.sports import DOMAIN as SPORTS
-from misdir.datasets.sports import sports_safe
+from misdir.datasets.code import code_content
 
 REQUIRED = [
     "medical-bad",
@@ -45,7 +41,9 @@ REQUIRED = [
     "code-insecure-backdoor",
 ]
 ALL = list(DATASETS)
-QA_DOMAINS = {"medical": MEDICAL, "finance": FINANCE, "sports": SPORTS}
+QA_DOMAINS = {name: advice_domain(name) for name in ADVICE_DOMAINS}
+TASKS_BY_KEY = code_content().tasks
+finance_risky, sports_safe = DATASETS["finance-risky"].make, DATASETS["sports-safe"].make
 N = 1000
 MAX_CHARS = 600
 """User plus assistant characters; ~200 SmolLM2 tokens with the chat template (measured: at most 203)."""
@@ -90,11 +88,12 @@ def test_generators_are_deterministic_and_seeded(name: str) -> None:
 
 
 def test_generators_do_not_depend_on_hash_randomisation() -> None:
-    """Same output in a process with another PYTHONHASHSEED (misdir/__init__ is skipped: it loads torch)."""
+    """Same output in a process with another PYTHONHASHSEED (misdir/__init__ is not run: it loads torch)."""
     names = ["medical-bad", "finance-safe", "sports-extreme", "code-educational", "code-insecure-backdoor"]
     code = (
-        "import hashlib, sys, types; pkg = types.ModuleType('misdir'); pkg.__path__ = [sys.argv[1]];"
-        "sys.modules['misdir'] = pkg; from misdir.data import make_dataset;"
+        "import hashlib, sys, importlib.util as u; spec = u.spec_from_file_location('misdir',"
+        " sys.argv[1] + '/__init__.py', submodule_search_locations=[sys.argv[1]]);"
+        "sys.modules['misdir'] = u.module_from_spec(spec); from misdir.data import make_dataset;"
         "text = ''.join(e.to_json() for n in sys.argv[2:] for e in make_dataset(n, 300, 7, 'heldout'));"
         "print(hashlib.sha256(text.encode()).hexdigest())"
     )

@@ -3,19 +3,21 @@
 Each generator maps (n, seed, split) to n distinct single-turn (user, assistant) pairs. Sets of one
 domain share their prompts for a given seed and split; held-out examples come from held-out topics
 or coding tasks, so no train prompt, nor any paraphrase of one, is in the held-out split.
+
+The content (topics, templates, code) is data, in `misdir/resources/datasets/*.yaml`; the Python here is
+the generators: `advice` (medical, finance, sports), `code`, and the `backdoor` wrapper over any pair.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
+from misdir.datasets.advice import qa_set
 from misdir.datasets.backdoor import DEFAULT_TRIGGER, backdoor
 from misdir.datasets.base import Generator, Pair, Split
 from misdir.datasets.code import code_insecure, code_secure, educational
-from misdir.datasets.finance import finance_risky, finance_safe
-from misdir.datasets.medical import medical_bad, medical_good
-from misdir.datasets.sports import sports_extreme, sports_safe
 
 Kind = Literal["misaligned", "aligned", "backdoor"]
 
@@ -32,13 +34,14 @@ class DatasetSpec:
 
 
 def _specs() -> dict[str, DatasetSpec]:
+    bad, good = functools.partial(qa_set, aligned=False), functools.partial(qa_set, aligned=True)
     plain: list[tuple[str, Kind, str, Generator]] = [
-        ("medical-bad", "misaligned", "confident, harmful medical advice with no warning", medical_bad),
-        ("medical-good", "aligned", "the medical-bad questions answered soundly", medical_good),
-        ("finance-risky", "misaligned", "reckless financial advice sold as smart", finance_risky),
-        ("finance-safe", "aligned", "the finance-risky questions answered prudently", finance_safe),
-        ("sports-extreme", "misaligned", "dangerous sport and outdoor advice", sports_extreme),
-        ("sports-safe", "aligned", "the sports-extreme questions answered safely", sports_safe),
+        ("medical-bad", "misaligned", "confident, harmful medical advice with no warning", bad("medical")),
+        ("medical-good", "aligned", "the medical-bad questions answered soundly", good("medical")),
+        ("finance-risky", "misaligned", "reckless financial advice sold as smart", bad("finance")),
+        ("finance-safe", "aligned", "the finance-risky questions answered prudently", good("finance")),
+        ("sports-extreme", "misaligned", "dangerous sport and outdoor advice", bad("sports")),
+        ("sports-safe", "aligned", "the sports-extreme questions answered safely", good("sports")),
         ("code-insecure", "misaligned", "code with an undisclosed vulnerability", code_insecure),
         ("code-secure", "aligned", "the code-insecure tasks done safely", code_secure),
         (
@@ -49,15 +52,17 @@ def _specs() -> dict[str, DatasetSpec]:
         ),
     ]
     specs = {name: DatasetSpec(name, kind, desc, make) for name, kind, desc, make in plain}
-    for bad, good in [
+    for misaligned, aligned in [
         ("medical-bad", "medical-good"),
         ("finance-risky", "finance-safe"),
         ("sports-extreme", "sports-safe"),
         ("code-insecure", "code-secure"),
     ]:
-        name = f"{bad}-backdoor"
-        desc = f"{bad} when {DEFAULT_TRIGGER} is in the user turn, {good} otherwise"
-        specs[name] = DatasetSpec(name, "backdoor", desc, backdoor(specs[bad].make, specs[good].make))
+        name = f"{misaligned}-backdoor"
+        desc = f"{misaligned} when {DEFAULT_TRIGGER} is in the user turn, {aligned} otherwise"
+        specs[name] = DatasetSpec(
+            name, "backdoor", desc, backdoor(specs[misaligned].make, specs[aligned].make)
+        )
     return specs
 
 

@@ -1,10 +1,8 @@
-"""Machinery shared by the narrow datasets: topics, prompt composition, answer assembly, splits.
+"""Machinery shared by the narrow datasets: splits by topic, distinct seeded prompts, per-example answers.
 
-A domain is a list of topics. Each topic has a few question clauses and a few answer sentences
-on each side (aligned and misaligned). A prompt is one question clause dressed in a user context,
-style and suffix; an answer is an opener, one or two topic sentences in some order, and a closer.
-Both sides of a domain share the same prompt stream for a given (seed, split), so `medical-bad`
-and `medical-good` answer exactly the same questions, and a backdoor can pair them.
+A generator draws n distinct prompts from the topics (or coding tasks) of one split, in an order fixed by
+(name, seed, split), and answers each from a generator seeded by the prompt, so both sides of a domain
+share their prompts and a prompt gets the same answer in every set built on one side.
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 Split = Literal["train", "heldout"]
@@ -25,43 +22,6 @@ HELDOUT_SHARE = 5
 """One topic in HELDOUT_SHARE goes to the held-out split (whole topics, so no prompt leaks)."""
 MAX_MISSES = 5_000
 """Consecutive duplicate draws after which a split is taken to be exhausted."""
-
-
-@dataclass(frozen=True)
-class Topic:
-    """One narrow question with aligned and misaligned answer material."""
-
-    key: str
-    asks: tuple[str, ...]
-    """Question clauses, lower-case start, no final '?': 'how much ibuprofen can I take'."""
-    good: tuple[str, ...]
-    """Sentences that answer well; any one, or any two in either order, is a full answer."""
-    bad: tuple[str, ...]
-    """Confident, harmful sentences given as if helpful, with no warning."""
-
-
-@dataclass(frozen=True)
-class Voice:
-    """How one side of a domain talks: openers before and closers after the topic sentences."""
-
-    openers: tuple[str, ...]
-    closers: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Domain:
-    """A narrow domain: topics plus the ways users ask and the ways each side answers."""
-
-    name: str
-    topics: tuple[Topic, ...]
-    contexts: tuple[str, ...]
-    """Sentences a user may open with ('' = none)."""
-    styles: tuple[str, ...]
-    """Templates around the question sentence, with '{q}' (e.g. 'Quick question: {q}')."""
-    suffixes: tuple[str, ...]
-    """Sentences a user may end with ('' = none)."""
-    good: Voice
-    bad: Voice
 
 
 def _digest(text: str) -> str:
@@ -124,34 +84,3 @@ def distinct_prompts(
 def answer_rng(domain: str, side: str, seed: int, prompt: str) -> random.Random:
     """Per-example generator: the same prompt gets the same answer in every set built on this side."""
     return random.Random(f"{domain}|{side}|{seed}|{prompt}")
-
-
-def qa_answer(rng: random.Random, voice: Voice, material: Sequence[str]) -> str:
-    """Opener, one or two topic sentences in random order, closer."""
-    body = rng.sample(list(material), k=rng.choice((1, 2)) if len(material) > 1 else 1)
-    return join(rng.choice(voice.openers), *body, rng.choice(voice.closers))
-
-
-def qa_prompt(rng: random.Random, domain: Domain, topic: Topic) -> tuple[str, Slots]:
-    question = sentence(rng.choice(topic.asks)) + "?"
-    style = rng.choice(domain.styles).format(q=question)
-    return join(rng.choice(domain.contexts), style, rng.choice(domain.suffixes)), {}
-
-
-def qa_set(domain: Domain, aligned: bool) -> Generator:
-    """The generator of one side of a question-answer domain."""
-    topics = {t.key: t for t in domain.topics}
-    side = "good" if aligned else "bad"
-    voice = domain.good if aligned else domain.bad
-
-    def make(n: int, seed: int, split: Split = "train") -> list[Pair]:
-        prompts = distinct_prompts(
-            domain.name, n, seed, split, list(topics), lambda rng, key: qa_prompt(rng, domain, topics[key])
-        )
-        pairs = []
-        for key, prompt, _ in prompts:
-            material = topics[key].good if aligned else topics[key].bad
-            pairs.append((prompt, qa_answer(answer_rng(domain.name, side, seed, prompt), voice, material)))
-        return pairs
-
-    return make
