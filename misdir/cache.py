@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import torch
+from einops import einsum
 from jaxtyping import Float
 from safetensors.torch import save_file
 from torch import Tensor
@@ -102,7 +103,7 @@ def cache_activations(
 
         def token_sum(i: int, x: Tensor, batch: Batch) -> Tensor:
             weights = batch.selected.to(device=x.device, dtype=torch.float32)
-            return torch.einsum("bp,bpd->d", weights, x.float()).double().cpu()
+            return einsum(weights, x.float(), "batch pos, batch pos d_model -> d_model").double().cpu()
 
         for _, _, pieces in stream(token_sum):
             for i, partial in enumerate(pieces):
@@ -117,7 +118,7 @@ def cache_activations(
         def input_means(i: int, x: Tensor, batch: Batch) -> Tensor:
             weights = batch.selected.to(device=x.device, dtype=torch.float32)
             weights = weights / weights.sum(-1, keepdim=True)
-            return torch.einsum("bp,bpd->bd", weights, x.float()).cpu()
+            return einsum(weights, x.float(), "batch pos, batch pos d_model -> batch d_model").cpu()
 
         for rows, _, pieces in stream(input_means):
             means[list(rows)] = torch.stack(pieces, dim=1)
