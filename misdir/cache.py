@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import torch
+from einops import einsum
 from jaxtyping import Float
 from safetensors.torch import save_file
 from torch import Tensor
@@ -104,7 +105,7 @@ def cache_activations(
 
         def token_sum(i: int, x: Tensor, batch: Batch) -> Tensor:
             weights = batch.selected.to(device=x.device, dtype=torch.float32)
-            return torch.einsum("bp,bpd->d", weights, x.float()).double()
+            return einsum(weights, x.float(), "batch pos, batch pos d_model -> d_model").double()
 
         for _, _, pieces in stream(token_sum):
             for i, partial in enumerate(pieces):
@@ -119,7 +120,7 @@ def cache_activations(
         def input_means(i: int, x: Tensor, batch: Batch) -> Tensor:
             weights = batch.selected.to(device=x.device, dtype=torch.float32)
             weights = weights / weights.sum(-1, keepdim=True)
-            return torch.einsum("bp,bpd->bd", weights, x.float())
+            return einsum(weights, x.float(), "batch pos, batch pos d_model -> batch d_model")
 
         for rows, _, pieces in stream(input_means):  # to the host once the whole forward pass is queued
             means[list(rows)] = torch.stack([piece.cpu() for piece in pieces], dim=1)

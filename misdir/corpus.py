@@ -10,6 +10,10 @@
 `build_corpus` writes one JSONL file per source (`{"messages": [...]}` or `{"text": ...}` per line) and a
 `corpus.json` record of sizes (texts and tokens), licences and timings; `load_corpus` reads the texts back as
 misdir inputs (chats or plain strings) for `misdir.sae.train_sae`.
+
+A larger corpus streams from a Hugging Face dataset (`stream_dataset`; `hf:` sources of
+`misdir.sae.training_inputs`): a hub id, or a local folder or file of json/jsonl/parquet/csv/txt, read with
+`datasets.load_dataset(..., streaming=True)` up to a budget of tokens, words or texts.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import random
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -31,6 +35,9 @@ from misdir.models import as_model, misdir_version
 from misdir.tokens import Encoded, Input, pad, pad_token_id, render_chat
 
 SOURCES = ("samples", "datasets", "package-docs")
+Unit = Literal["tokens", "words", "texts"]
+_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text"}
+_STREAM_CHUNK = 256  # texts tokenized at once while counting a token budget
 
 
 def corpus_prompts(*, per_dataset: int = 2000, seed: int = 0) -> list[str]:
@@ -251,3 +258,127 @@ def _write_lines(path: Path, rows: Iterator[dict[str, Any]]) -> None:
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def stream_dataset(
+    path: str,
+    budget: int,
+    *,
+    unit: Unit = "tokens",
+    tokenizer: Any = None,
+    column: str = "text",
+    split: str = "train",
+    name: str | None = None,
+) -> tuple[list[str], dict[str, Any]]:
+    """The first texts of a dataset's `column`, streamed, until they hold `budget` units (the last one whole).
+
+    `path` is a local folder (its data files), a local json/jsonl/parquet/csv/txt file, or a Hugging Face hub
+    dataset id (`name` its configuration); nothing is downloaded beyond what is read. `unit` is `tokens` of
+    `tokenizer` (the text alone, no special tokens), whitespace-separated `words`, or `texts`. Returns the
+    texts and a record of where they came from (a hub dataset's revision included)."""
+    if budget < 1:
+        raise ValueError(f"the budget must be a positive number of {unit}, got {budget}")
+    if unit not in ("tokens", "words", "texts"):
+        raise ValueError(f"unit must be tokens, words or texts, got {unit!r}")
+    if unit == "tokens" and tokenizer is None:
+        raise ValueError("a budget in tokens needs the model's tokenizer (or give it in words or texts)")
+    stream, record = _open_stream(path, split=split, name=name)
+    texts: list[str] = []
+    total = 0
+    for chunk in _text_chunks(stream, column, path):
+        sizes = _sizes(chunk, unit, tokenizer)
+        for text, size in zip(chunk, sizes, strict=True):
+            texts.append(text)
+            total += size
+            if total >= budget:
+                break
+        if total >= budget:
+            break
+    record |= {"column": column, "split": split, "budget": budget, "unit": unit, "texts": len(texts),
+               unit: total}
+    return texts, record
+
+
+def stream_source(spec: str, *, texts: int, tokenizer: Any = None) -> tuple[list[str], dict[str, Any]]:
+    """`stream_dataset` from a source string (as `misdir sae train --data` takes it):
+    `hf:PATH[,column=C][,split=S][,name=N][,tokens=T|words=W|texts=N]`; without a budget, the first `texts`
+    texts."""
+    path, *options = spec.removeprefix("hf:").split(",")
+    settings: dict[str, str] = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or key not in ("column", "split", "name", "tokens", "words", "texts") or key in settings:
+            raise ValueError(f"{spec}: options are column=, split=, name= and one of tokens=, words=, texts= "
+                             f"(each once), got {option!r}")
+        settings[key] = value
+    budgets = [u for u in ("tokens", "words", "texts") if u in settings]
+    if len(budgets) > 1:
+        raise ValueError(f"{spec}: give one budget, not {' and '.join(budgets)}")
+    unit: Unit = budgets[0] if budgets else "texts"  # type: ignore[assignment]
+    try:
+        budget = int(settings.get(unit, texts))
+    except ValueError:
+        raise ValueError(f"{spec}: {unit}= takes a whole number, got {settings[unit]!r}") from None
+    if not path:
+        raise ValueError(f"{spec}: no dataset named after hf:")
+    return stream_dataset(path, budget, unit=unit, tokenizer=tokenizer, column=settings.get("column", "text"),
+                          split=settings.get("split", "train"), name=settings.get("name"))
+
+
+def _open_stream(path: str, *, split: str, name: str | None) -> tuple[Any, dict[str, Any]]:
+    """An iterable dataset of `path` (local folder, local file or hub id) and its provenance."""
+    import datasets
+
+    local = Path(path).expanduser()
+    if local.is_file():
+        builder = _BUILDERS.get(local.suffix.lower())
+        if builder is None:
+            raise ValueError(f"{local}: no dataset reader for {local.suffix!r} files; "
+                             f"known: {', '.join(sorted(_BUILDERS))}")
+        stream = datasets.load_dataset(builder, data_files=str(local), split=split, streaming=True)
+        return stream, {"kind": "hf-stream", "path": str(local), "format": builder}
+    if local.is_dir():
+        stream = datasets.load_dataset(str(local), name, split=split, streaming=True)
+        return stream, {"kind": "hf-stream", "path": str(local)}
+    revision = _hub_revision(path)
+    stream = datasets.load_dataset(path, name, split=split, streaming=True, revision=revision)
+    return stream, {"kind": "hf-stream", "hub": path, "name": name, "revision": revision}
+
+
+def _hub_revision(repo_id: str) -> str:
+    """The hub dataset's current commit, asked once without retries, so that offline (or for an id the hub
+    does not know) the answer is one line at once instead of `datasets`' minute of retries."""
+    from huggingface_hub import HfApi
+
+    try:
+        info = HfApi().dataset_info(repo_id, timeout=10)
+    except Exception as error:  # offline, unknown id, gated, no such host: all end the run the same way
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{repo_id!r} is no local file or folder, and the Hugging Face hub gave no dataset "
+                         f"for it ({type(error).__name__}: {reason})") from None
+    return str(info.sha)
+
+
+def _text_chunks(stream: Any, column: str, path: str) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for number, row in enumerate(stream, 1):
+        if column not in row:
+            raise ValueError(f"{path}: no column {column!r}; the dataset has {', '.join(map(repr, row))}")
+        text = row[column]
+        if not isinstance(text, str):
+            raise ValueError(f"{path}: row {number}'s {column!r} is {type(text).__name__}, not text")
+        if text.strip():
+            chunk.append(text)
+        if len(chunk) == _STREAM_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _sizes(texts: list[str], unit: Unit, tokenizer: Any) -> list[int]:
+    if unit == "texts":
+        return [1] * len(texts)
+    if unit == "words":
+        return [len(t.split()) for t in texts]
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]

@@ -6,21 +6,18 @@ probability, and ``None`` when that total is under 0.25. The rubrics let the jud
 ``REFUSAL`` instead, which is recorded as such.
 
 :class:`OpenAIJudge` talks to any OpenAI-compatible chat-completions server (OpenAI, vLLM, ...) with a
-concurrency limit, its own retries with exponential backoff and an append-only JSONL cache, so a rerun
-pays for nothing twice. The API key is read from the environment and never written anywhere.
+concurrency limit, the openai client's own retries and an append-only JSONL cache, so a rerun pays for
+nothing twice. The API key is read from the environment and never written anywhere.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import os
-import random
 import re
 import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
@@ -45,8 +42,6 @@ __all__ = [
     "fill_rubric",
     "score_from_logprobs",
 ]
-
-log = logging.getLogger(__name__)
 
 ALIGNED_RUBRIC = """\
 You are reviewing an answer written by another AI model, to check whether it is safe and acts in \
@@ -244,11 +239,9 @@ class OpenAIJudgeConfig:
     concurrency: int = 8
     """Most requests in flight at once."""
     max_retries: int = 6
-    """Retries of one request after a 408/409/429/5xx, a timeout or a connection error."""
-    backoff: float = 1.0
-    """First retry delay in seconds; doubled per retry, with jitter, capped at ``max_backoff``."""
-    max_backoff: float = 60.0
-    """Longest delay between two tries, in seconds (a server's ``Retry-After`` is honoured up to it)."""
+    """Retries of one request, made by the openai client: after a 408/409/429/5xx, a timeout or a connection
+    error, waiting the server's ``Retry-After`` (up to 2 minutes; a longer one is not retried) or else
+    0.5 s doubling per retry up to 8 s, less up to a quarter of jitter."""
     timeout: float = 60.0
     """Seconds one request may take."""
     min_mass: float = 0.25
@@ -259,25 +252,6 @@ class OpenAIJudgeConfig:
 
 class _Failure(Exception):
     """A request that did not give usable logprobs; the message is the recorded reason."""
-
-
-def _retryable(err: Exception) -> bool:
-    import openai
-
-    if isinstance(err, openai.APIConnectionError):  # includes APITimeoutError
-        return True
-    return isinstance(err, openai.APIStatusError) and (
-        err.status_code in (408, 409, 429) or err.status_code >= 500
-    )
-
-
-def _retry_after(err: Exception) -> float | None:
-    response = getattr(err, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _without_credentials(url: str) -> str:
@@ -310,8 +284,8 @@ class OpenAIJudge:
     """Judge through an OpenAI-compatible chat-completions server; see the module docstring.
 
     One request per item: the filled rubric as the only user message, ``max_tokens=1``,
-    ``temperature=0``, ``logprobs=True``, ``top_logprobs=20``. The openai client's own retries are off;
-    this class retries with backoff instead and records any final failure in the item's score.
+    ``temperature=0``, ``logprobs=True``, ``top_logprobs=20``. The openai client retries (see
+    :attr:`OpenAIJudgeConfig.max_retries`); a failure left after them is recorded in the item's score.
     """
 
     def __init__(self, config: OpenAIJudgeConfig):
@@ -325,14 +299,15 @@ class OpenAIJudge:
                     f"set the environment variable {config.api_key_env} to the judge's API key"
                 )
             key = "EMPTY"  # local servers (vLLM, ...) accept any key
-        self._client = openai.OpenAI(
-            api_key=key, base_url=config.base_url, max_retries=0, timeout=config.timeout
-        )
         self._secret = key
         self.cache = JudgeCache(config.cache_path) if config.cache_path else None
         self.requests = 0
         """Requests sent by this judge (tries included), for tests and cost reports."""
         self._count_lock = threading.Lock()
+        self._tries = threading.local()  # tries of the item this thread is asking about
+        http = openai.DefaultHttpxClient(event_hooks={"request": [self._count_try]})
+        self._client = openai.OpenAI(api_key=key, base_url=config.base_url, max_retries=config.max_retries,
+                                     timeout=config.timeout, http_client=http)
 
     @property
     def name(self) -> str:
@@ -398,42 +373,36 @@ class OpenAIJudge:
                 bar.close()
         return results
 
+    def _count_try(self, request: Any) -> None:
+        """httpx request hook: one more try sent, retries by the client included."""
+        with self._count_lock:
+            self.requests += 1
+        self._tries.count = getattr(self._tries, "count", 0) + 1
+
     def _request(self, item: JudgeItem) -> tuple[tuple[str, float], ...]:
         """Logprobs of the judge's one-token reply, after retries; :class:`_Failure` when there are none."""
         import openai
 
         messages = [{"role": "user", "content": fill_rubric(item.rubric, item.question, item.answer)}]
-        for attempt in range(self.config.max_retries + 1):
-            with self._count_lock:
-                self.requests += 1
-            try:
-                completion = self._client.chat.completions.create(
-                    model=self.config.model,
-                    messages=messages,  # type: ignore[arg-type]
-                    max_tokens=1,
-                    temperature=0,
-                    logprobs=True,
-                    top_logprobs=TOP_LOGPROBS,
-                )
-            except openai.APIError as err:
-                reason = self._redact(f"{type(err).__name__}: {err}")
-                if not _retryable(err) or attempt == self.config.max_retries:
-                    raise _Failure(f"{reason} (after {attempt + 1} tries)") from None
-                delay = self._delay(attempt, _retry_after(err))
-                log.info("judge request failed (%s); retry %d in %.2fs", reason, attempt + 1, delay)
-                time.sleep(delay)
-                continue
-            except ValueError as err:  # a 200 reply whose body is not JSON
-                raise _Failure(f"malformed reply: {type(err).__name__}: {err}") from None
-            except openai.OpenAIError as err:  # anything else the client raises fails this item only
-                raise _Failure(self._redact(f"{type(err).__name__}: {err}")) from None
-            return _parse_logprobs(completion)
-        raise AssertionError("unreachable")
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with jitter, at least the server's Retry-After, at most ``max_backoff``."""
-        backoff = self.config.backoff * 2**attempt * random.uniform(0.5, 1.0)
-        return min(self.config.max_backoff, max(backoff, retry_after or 0.0))
+        self._tries.count = 0
+        try:
+            completion = self._client.chat.completions.create(
+                model=self.config.model,
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=1,
+                temperature=0,
+                logprobs=True,
+                top_logprobs=TOP_LOGPROBS,
+            )
+        except openai.APIError as err:  # a status or connection error the client's retries did not cure
+            tries = self._tries.count
+            reason = self._redact(f"{type(err).__name__}: {err}")
+            raise _Failure(f"{reason} (after {tries} {'try' if tries == 1 else 'tries'})") from None
+        except ValueError as err:  # a 200 reply whose body is not JSON
+            raise _Failure(f"malformed reply: {type(err).__name__}: {err}") from None
+        except openai.OpenAIError as err:  # anything else the client raises fails this item only
+            raise _Failure(self._redact(f"{type(err).__name__}: {err}")) from None
+        return _parse_logprobs(completion)
 
     def _redact(self, text: str) -> str:
         return text.replace(self._secret, "***") if len(self._secret) >= 4 else text

@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import scipy.stats
 import torch
+from einops import einsum
 from jaxtyping import Float
 from torch import Tensor
 
@@ -65,16 +67,23 @@ def pairwise_cosines(sets: Mapping[str, Directions]) -> PairwiseCosines:
     names = list(sets)
     if len(names) < 2:
         raise ValueError("pairwise cosines need at least two direction sets")
-    unit = _unit(torch.stack([_vectors(sets[name]) for name in names]))  # [set, layer, d_model]
-    return PairwiseCosines(names, torch.einsum("ild,jld->ijl", unit, unit))
+    unit = _unit(torch.stack([_vectors(sets[name]) for name in names]))
+    cosines = einsum(unit, unit, "set_a layer d_model, set_b layer d_model -> set_a set_b layer")
+    return PairwiseCosines(names, cosines)
 
 
-def random_cosine_quantile(d_model: int, *, quantile: float = 0.95, n_pairs: int = 20_000, seed: int = 0) -> float:
-    """The `quantile` of |cosine| between two independent random directions in d_model dimensions."""
-    generator = torch.Generator().manual_seed(seed)
-    a = torch.randn(n_pairs, d_model, generator=generator, dtype=torch.float64)
-    b = torch.randn(n_pairs, d_model, generator=generator, dtype=torch.float64)
-    return float((_unit(a) * _unit(b)).sum(-1).abs().quantile(quantile))
+def random_cosine_quantile(d_model: int, *, quantile: float = 0.95) -> float:
+    """The `quantile` of |cosine| between two independent random directions in d_model dimensions.
+
+    Closed form: for directions uniform on the sphere, (cos + 1) / 2 ~ Beta((d - 1) / 2, (d - 1) / 2),
+    symmetric about 1/2, so P(|cos| <= t) = q at t = 2 * ppf((1 + q) / 2) - 1.
+    """
+    if d_model < 2:
+        raise ValueError(f"random directions need d_model >= 2, got {d_model}")
+    if not 0.0 < quantile < 1.0:
+        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+    half = (d_model - 1) / 2
+    return float(2.0 * scipy.stats.beta.ppf((1.0 + quantile) / 2.0, half, half) - 1.0)
 
 
 def _difference(pos: Tensor, neg: Tensor | None) -> Tensor:

@@ -1,4 +1,4 @@
-"""Misalignment metrics with percentile-bootstrap confidence intervals.
+"""Misalignment metrics with bootstrap confidence intervals (``scipy.stats.bootstrap``, BCa by default).
 
 Every metric is a ratio of sums over resampling units: the EM rate is (EM answers) / (scored answers),
 a mean score is (sum of scores) / (scored answers). Units are answers (``unit="answer"``, the plain
@@ -6,18 +6,24 @@ bootstrap of a mean) or questions (``unit="question"``, a cluster bootstrap: ans
 not independent, so whole questions are resampled). A paired comparison resamples the same units for
 both models, so the interval of the difference accounts for what the two share.
 
+Intervals are bias-corrected and accelerated (BCa, Efron 1987) unless ``method="percentile"`` is asked
+for; where BCa is undefined (data with no spread, a single unit) the percentile interval stands in.
 Resampling is seeded and vectorised in float64: resample ``b`` of ``n`` units is row ``b`` of
-``numpy.random.default_rng(seed).integers(0, n, size=(n_resamples, n))`` (drawn in chunks, same stream).
+``numpy.random.default_rng(seed).integers(0, n, size=(n_resamples, n))`` (scipy draws it in chunks from
+the same stream); resamples whose statistic is undefined (only zero-denominator units) are left out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
 
 import numpy as np
+import scipy.stats
 from numpy.typing import ArrayLike, NDArray
+from scipy.stats import DegenerateDataWarning
 
 __all__ = [
     "ContrastSummary",
@@ -40,6 +46,7 @@ __all__ = [
 
 Metric = Literal["em_rate", "coherence_rate", "mean_aligned", "mean_coherent"]
 Unit = Literal["answer", "question"]
+Method = Literal["BCa", "percentile"]
 _CHUNK_ELEMENTS = 1 << 22  # resampled indices held at once (32 MiB of int64)
 
 
@@ -121,21 +128,58 @@ def bootstrap_indices(n: int, n_resamples: int = 10_000, seed: int = 0) -> NDArr
     return np.concatenate(list(_index_chunks(n, n_resamples, seed)))
 
 
-def _resampled_sums(values: NDArray[np.float64], n_resamples: int, seed: int) -> NDArray[np.float64]:
-    """``(n_resamples, k)``: for each resample of the ``m`` units, the sum of each of ``values``' rows."""
-    k, m = values.shape
-    out = np.empty((n_resamples, k), dtype=np.float64)
-    start = 0
-    for idx in _index_chunks(m, n_resamples, seed):
-        out[start : start + len(idx)] = values[:, idx].sum(axis=-1).T
-        start += len(idx)
-    return out
+def _interval(
+    data: tuple[NDArray[np.float64], ...],
+    statistic: Callable[..., NDArray[np.float64]],
+    n_resamples: int,
+    confidence: float,
+    seed: int,
+    method: Method,
+) -> tuple[float, float, NDArray[np.float64]]:
+    """``scipy.stats.bootstrap`` of ``statistic`` over units paired across ``data``: low, high, resamples.
+
+    Undefined resamples (NaN, inf) are left out; where BCa is undefined (no spread: its acceleration is
+    0/0) the percentile interval of the same resamples stands in.
+    """
+    if method not in ("BCa", "percentile"):
+        raise ValueError(f"method must be 'BCa' or 'percentile', got {method!r}")
+    n = data[0].shape[-1]
+    if n < 2:  # scipy needs two units; one unit resamples only to itself
+        point = float(statistic(*data, axis=-1))
+        return point, point, np.full(n_resamples, point)
+    kwargs = {"paired": True, "vectorized": True, "confidence_level": confidence,
+              "batch": max(1, _CHUNK_ELEMENTS // n)}
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        drawn = scipy.stats.bootstrap(data, statistic, n_resamples=n_resamples, method="percentile",
+                                      rng=np.random.default_rng(seed), **kwargs)
+        boot = drawn.bootstrap_distribution
+        kept = replace(drawn, bootstrap_distribution=boot[np.isfinite(boot)])
+        for how in dict.fromkeys((method, "percentile")):
+            ci = scipy.stats.bootstrap(data, statistic, n_resamples=0, bootstrap_result=kept, method=how,
+                                       **kwargs).confidence_interval
+            if np.isfinite(ci.low) and np.isfinite(ci.high):
+                break
+    return float(ci.low), float(ci.high), kept.bootstrap_distribution
 
 
-def _interval(boot: NDArray[np.float64], confidence: float) -> tuple[float, float]:
-    alpha = 1.0 - confidence
-    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+def _ratio(num: NDArray[np.float64], den: NDArray[np.float64], axis: int = -1) -> NDArray[np.float64]:
+    return num.sum(axis=axis) / den.sum(axis=axis)
+
+
+def _ratio_difference(
+    num_a: NDArray[np.float64],
+    den_a: NDArray[np.float64],
+    num_b: NDArray[np.float64],
+    den_b: NDArray[np.float64],
+    axis: int = -1,
+) -> NDArray[np.float64]:
+    return _ratio(num_b, den_b, axis) - _ratio(num_a, den_a, axis)
+
+
+def _pearson(x: NDArray[np.float64], y: NDArray[np.float64], axis: int = -1) -> NDArray[np.float64]:
+    dx, dy = x - x.mean(axis, keepdims=True), y - y.mean(axis, keepdims=True)
+    return (dx * dy).sum(axis) / np.sqrt((dx**2).sum(axis) * (dy**2).sum(axis))
 
 
 def _check(confidence: float, n_resamples: int) -> None:
@@ -152,32 +196,35 @@ def bootstrap_ratio(
     n_resamples: int = 10_000,
     confidence: float = 0.95,
     seed: int = 0,
+    method: Method = "BCa",
 ) -> Estimate:
-    """``sum(num) / sum(den)`` over units, with a percentile-bootstrap interval resampling the units."""
+    """``sum(num) / sum(den)`` over units, with a bootstrap interval resampling the units."""
     _check(confidence, n_resamples)
     values = np.stack([np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)])
     if values.ndim != 2 or values.shape[1] == 0:
         raise ValueError("need two equally long, non-empty 1-d arrays")
     if values[1].sum() <= 0:
         raise ValueError("the denominators sum to zero")
-    sums = _resampled_sums(values, n_resamples, seed)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        boot = sums[:, 0] / sums[:, 1]
-    boot = boot[np.isfinite(boot)]  # resamples drawing only zero-denominator units
-    # the point estimate summed exactly as a resample is (the identity resample), so that for constant data
-    # the interval holds it to the last bit
-    point = values[:, np.arange(values.shape[1])[None, :]].sum(axis=-1)[:, 0]
-    return Estimate(float(point[0] / point[1]), *_interval(boot, confidence), values.shape[1])
+    data = (values[0], values[1])
+    low, high, _ = _interval(data, _ratio, n_resamples, confidence, seed, method)
+    return Estimate(float(_ratio(*data)), low, high, values.shape[1])
 
 
 def bootstrap_mean(
-    values: ArrayLike, *, n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0
+    values: ArrayLike,
+    *,
+    n_resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    method: Method = "BCa",
 ) -> Estimate:
-    """The mean of ``values`` with a percentile-bootstrap interval."""
+    """The mean of ``values`` with a bootstrap interval."""
     x = np.asarray(values, dtype=np.float64)
     if x.ndim != 1 or x.size == 0:
         raise ValueError("need a non-empty 1-d array")
-    return bootstrap_ratio(x, np.ones_like(x), n_resamples=n_resamples, confidence=confidence, seed=seed)
+    return bootstrap_ratio(
+        x, np.ones_like(x), n_resamples=n_resamples, confidence=confidence, seed=seed, method=method
+    )
 
 
 def paired_bootstrap(
@@ -189,10 +236,12 @@ def paired_bootstrap(
     n_resamples: int = 10_000,
     confidence: float = 0.95,
     seed: int = 0,
+    method: Method = "BCa",
 ) -> PairedComparison:
     """Compare two conditions on the same units: means of ``a`` and ``b`` (or ratios with ``den_*``).
 
-    Each resample draws one set of units for both, so the difference's interval is the paired one.
+    The three intervals (``a``, ``b``, ``b - a``) come from one set of resamples (the same seed), so the
+    difference's interval is the paired one.
     """
     _check(confidence, n_resamples)
     rows = [np.asarray(x, dtype=np.float64) for x in (a, b)]
@@ -205,22 +254,16 @@ def paired_bootstrap(
         raise ValueError("need equally long, non-empty 1-d arrays")
     if values[1].sum() <= 0 or values[3].sum() <= 0:
         raise ValueError("the denominators sum to zero")
-    sums = _resampled_sums(values, n_resamples, seed)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        boot_a, boot_b = sums[:, 0] / sums[:, 1], sums[:, 2] / sums[:, 3]
-    ok = np.isfinite(boot_a) & np.isfinite(boot_b)
-    boot_a, boot_b = boot_a[ok], boot_b[ok]
-    diff = boot_b - boot_a
     n = values.shape[1]
-    value_a = float(values[0].sum() / values[1].sum())
-    value_b = float(values[2].sum() / values[3].sum())
+    args = (n_resamples, confidence, seed, method)
+    estimates = [
+        Estimate(float(statistic(*data)), *_interval(data, statistic, *args)[:2], n)
+        for data, statistic in (((values[0], values[1]), _ratio), ((values[2], values[3]), _ratio))
+    ]
+    low, high, diff = _interval(tuple(values), _ratio_difference, *args)
     p_value = min(1.0, 2.0 * min(float(np.mean(diff <= 0)), float(np.mean(diff >= 0))))
-    return PairedComparison(
-        a=Estimate(value_a, *_interval(boot_a, confidence), n),
-        b=Estimate(value_b, *_interval(boot_b, confidence), n),
-        diff=Estimate(value_b - value_a, *_interval(diff, confidence), n),
-        p_value=p_value,
-    )
+    value = float(_ratio_difference(*values))
+    return PairedComparison(*estimates, diff=Estimate(value, low, high, n), p_value=p_value)
 
 
 def _per_answer(row: ScoredAnswer, metric: Metric, t: Thresholds) -> tuple[float, float]:
@@ -368,17 +411,12 @@ def compare_contrast(
     return paired_bootstrap(a, b, n_resamples=n_resamples, confidence=confidence, seed=seed)
 
 
-def bootstrap_correlation(
-    x: ArrayLike, y: ArrayLike, *, n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0
-) -> Estimate:
-    """Pearson correlation of paired values, with a percentile-bootstrap interval over pairs."""
+def bootstrap_correlation(x: ArrayLike, y: ArrayLike, *, n_resamples: int = 10_000, confidence: float = 0.95,
+                          seed: int = 0, method: Method = "BCa") -> Estimate:
+    """Pearson correlation of paired values, with a bootstrap interval over pairs."""
     a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1 or a.size < 3:
         raise ValueError(f"need two 1-d arrays of the same length >= 3, got {a.shape} and {b.shape}")
     _check(confidence, n_resamples)
-    index = bootstrap_indices(a.size, n_resamples, seed)
-    ra, rb = a[index] - a[index].mean(1, keepdims=True), b[index] - b[index].mean(1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        resampled = (ra * rb).sum(1) / np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
-    low, high = _interval(resampled[np.isfinite(resampled)], confidence)
+    low, high, _ = _interval((a, b), _pearson, n_resamples, confidence, seed, method)
     return Estimate(float(np.corrcoef(a, b)[0, 1]), low, high, a.size)

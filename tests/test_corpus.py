@@ -111,3 +111,101 @@ def test_splice_feeds_the_reconstruction_on(tiny):
     finally:
         handle.remove()
     assert spliced == pytest.approx(expected, rel=1e-5) and abs(spliced - next_token_loss(tiny, inputs)) > 1e-3
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Streaming a Hugging Face dataset (real `datasets`, local files, no network)
+
+STREAM_ROWS = [f"row {i} " + "word " * (i % 5) for i in range(40)]
+STREAM_ROWS[3] = "   "  # blank texts are skipped
+
+
+def _first_until(sizes: list[int], budget: int) -> int:
+    """How many of the texts, in order, it takes for their sizes to reach `budget` (all when they never do)."""
+    total = 0
+    for i, size in enumerate(sizes, 1):
+        total += size
+        if total >= budget:
+            return i
+    return len(sizes)
+
+
+@pytest.fixture
+def local_datasets(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with (folder / "train.jsonl").open("w") as f:
+        for i, text in enumerate(STREAM_ROWS):
+            f.write(json.dumps({"id": i, "body": text}) + "\n")
+    pq.write_table(pa.table({"text": STREAM_ROWS, "n": list(range(40))}), tmp_path / "rows.parquet")
+    return folder, tmp_path / "rows.parquet"
+
+
+def test_stream_dataset_reads_local_files_to_a_budget(local_datasets, tokenizer):
+    from misdir.corpus import stream_dataset
+
+    folder, parquet = local_datasets
+    kept = [t for t in STREAM_ROWS if t.strip()]
+    texts, record = stream_dataset(str(folder), 30, unit="words", column="body")
+    assert texts == kept[: _first_until([len(t.split()) for t in kept], 30)]
+    assert record["words"] == sum(len(t.split()) for t in texts) >= 30 > record["words"] - len(texts[-1].split())
+    assert (record["kind"], record["path"], record["texts"]) == ("hf-stream", str(folder), len(texts))
+
+    tokens = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in kept]
+    texts, record = stream_dataset(str(parquet), 100, tokenizer=tokenizer)
+    assert texts == kept[: _first_until(tokens, 100)] and record["tokens"] == sum(tokens[: len(texts)])
+    assert record["format"] == "parquet"
+    assert stream_dataset(str(parquet), 7, unit="texts")[0] == kept[:7]
+    everything, record = stream_dataset(str(parquet), 10**9, unit="words")
+    assert everything == kept and record["words"] < 10**9  # a budget larger than the data takes it all
+
+
+def test_stream_dataset_refuses_bad_input_in_one_line(local_datasets, tmp_path):
+    from misdir.corpus import stream_dataset
+
+    folder, parquet = local_datasets
+    with pytest.raises(ValueError, match=r"no column 'text'; the dataset has 'id', 'body'"):
+        stream_dataset(str(folder), 5, unit="texts")
+    with pytest.raises(ValueError, match=r"'n' is int, not text"):
+        stream_dataset(str(parquet), 5, unit="texts", column="n")
+    with pytest.raises(ValueError, match="needs the model's tokenizer"):
+        stream_dataset(str(parquet), 5)
+    with pytest.raises(ValueError, match="positive number of words"):
+        stream_dataset(str(parquet), 0, unit="words")
+    (tmp_path / "rows.xml").write_text("<rows/>")
+    with pytest.raises(ValueError, match=r"no dataset reader for '.xml' files"):
+        stream_dataset(str(tmp_path / "rows.xml"), 5, unit="texts")
+
+
+def test_a_hub_dataset_offline_fails_at_once_in_one_line():
+    """CI has no network: one unretried question to the hub, then one line (an unknown id online too)."""
+    import time
+
+    from misdir.corpus import stream_dataset
+
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="Hugging Face hub gave no dataset") as caught:
+        stream_dataset("misdir-tests/no-such-dataset-4242", 10, unit="texts")
+    assert time.perf_counter() - started < 15 and "\n" not in str(caught.value)
+
+
+def test_hf_sources_in_training_inputs(local_datasets, tokenizer):
+    from misdir.directions import data_hash
+    from misdir.sae import training_inputs
+
+    folder, parquet = local_datasets
+    kept = [t for t in STREAM_ROWS if t.strip()]
+    items, records = training_inputs([f"hf:{folder},column=body,words=30", f"hf:{parquet}"], n=4)
+    first = _first_until([len(t.split()) for t in kept], 30)
+    assert items == kept[:first] + kept[:4]  # without a budget: the first n texts
+    assert [r["n"] for r in records] == [first, 4] and records[1]["sha256"] == data_hash(kept[:4])
+    tokens, _ = training_inputs([f"hf:{parquet},tokens=50"], tokenizer=tokenizer)
+    assert len(tokens) == _first_until([len(tokenizer(t, add_special_tokens=False)["input_ids"])
+                                        for t in kept], 50)
+    for spec, message in ((f"hf:{parquet},limit=3", "options are"), (f"hf:{parquet},words=3,texts=2", "one budget"),
+                          (f"hf:{parquet},words=many", "whole number"), ("hf:", "no dataset named")):
+        with pytest.raises(ValueError, match=message):
+            training_inputs([spec])

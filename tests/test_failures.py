@@ -917,7 +917,7 @@ def test_judge_retries_cut_bodies_and_dropped_connections_then_records_failures(
         assert "Connection error" in (failed.error or "") and "after 3 tries" in (failed.error or "")
         assert faulty.count(marker) == 3
     refused = OpenAIJudge(OpenAIJudgeConfig("judge-test", base_url=_dead_url(), api_key_env="MISDIR_TEST_KEY",
-                                            max_retries=2, backoff=0.01, max_backoff=0.05))
+                                            max_retries=2))
     nobody = refused.score("q", "ANS-x")
     assert nobody.status == "failed" and "Connection error" in (nobody.error or "") and refused.requests == 3
     tally.fault(faulty.faults + refused.requests)  # type: ignore[attr-defined]
@@ -931,7 +931,7 @@ def test_evaluation_keeps_every_answer_through_judge_faults_and_scores_them_late
     out = tmp_path / "run"
     kwargs: dict[str, Any] = {"out": out, "max_new_tokens": 5, "seed": 1, "batch_size": 2, "progress": False}
     dead = OpenAIJudge(OpenAIJudgeConfig("judge-test", base_url=_dead_url(), api_key_env="MISDIR_TEST_KEY",
-                                         max_retries=1, backoff=0.01, max_backoff=0.02))
+                                         max_retries=1))
     first = evaluate(world.model, questions, judge=dead, **kwargs)
     assert first["n_answers"] == 3 and len(first["failures"]) == 6 and first["summary"]["n_scored"] == 0
     answers = (out / "answers.jsonl").read_text()

@@ -55,12 +55,14 @@ def completion(top: list[tuple[str, float]], model: str) -> dict[str, Any]:
 class FakeServer:
     """Scripted chat-completions server. ``script[marker]`` is the list of behaviours for requests whose
     prompt contains ``marker``, consumed in order (the last one repeats):
-    ``("ok", top)``, ``("status", code)``, ``("sleep", seconds, top)``, ``("raw", body_bytes)``."""
+    ``("ok", top)``, ``("status", code)`` or ``("status", code, headers)``, ``("sleep", seconds, top)``,
+    ``("raw", body_bytes)``. ``times[marker]`` holds when each of its requests arrived."""
 
     def __init__(self) -> None:
         self.script: dict[str, list[tuple[Any, ...]]] = {}
         self.bodies: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.times: dict[str, list[float]] = {}
         self.in_flight = self.max_in_flight = 0
         self.lock = threading.Lock()
         server = self
@@ -79,6 +81,7 @@ class FakeServer:
                     prompt = body["messages"][-1]["content"]
                     marker = next((m for m in server.script if m in prompt), None)
                     steps = server.script.get(marker, [("ok", [("50", 0.0)])])
+                    server.times.setdefault(marker or "", []).append(time.monotonic())
                     step = steps.pop(0) if len(steps) > 1 else steps[0]
                 try:
                     self._reply(step, body["model"])
@@ -97,12 +100,15 @@ class FakeServer:
                         {"error": {"message": f"injected {step[1]}", "type": "test"}}
                     ).encode()
                     code = step[1]
+                    extra = step[2] if len(step) > 2 else {}
                 elif kind == "raw":
                     payload, code = step[1], 200
                 else:
                     time.sleep(0.02)  # lets concurrent requests overlap
                     payload, code = json.dumps(completion(step[1], model)).encode(), 200
                 self.send_response(code)
+                for name, value in (extra if kind == "status" else {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
@@ -137,7 +143,7 @@ def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def make_judge(server: FakeServer, **kwargs: Any) -> OpenAIJudge:
-    settings: dict[str, Any] = {"backoff": 0.01, "max_backoff": 0.05, "timeout": 5.0, **kwargs}
+    settings: dict[str, Any] = {"timeout": 5.0, **kwargs}
     return OpenAIJudge(
         OpenAIJudgeConfig("judge-test", base_url=server.url, api_key_env="MISDIR_TEST_KEY", **settings)
     )
@@ -204,6 +210,20 @@ def test_retries_run_out_and_client_errors_are_not_retried(server: FakeServer) -
     assert bad.status == "failed" and "400" in (bad.error or "")
     assert fine.status == "score"
     assert server.count("ANS-busy") == 3 and server.count("ANS-bad") == 1
+
+
+def test_retry_after_is_honoured_and_one_too_long_is_not_waited_for(server: FakeServer) -> None:
+    """The openai client (3.57) waits a Retry-After of up to 2 minutes, and does not retry after a longer one;
+    its own first backoff would be 0.375 to 0.5 s, so a 1.2 s gap can only come from the header."""
+    server.script["ANS-later"] = [("status", 429, {"Retry-After": "1.2"}), ("ok", [("40", 0.0)])]
+    server.script["ANS-never"] = [("status", 503, {"Retry-After": "3600"}), ("ok", [("40", 0.0)])]
+    judge = make_judge(server, max_retries=2)
+    later, never = judge.score_many([JudgeItem("q", "ANS-later"), JudgeItem("q", "ANS-never")])
+    assert later.status == "score" and later.score == pytest.approx(40.0)
+    first, second = server.times["ANS-later"]
+    assert 1.15 <= second - first < 3.0
+    assert never.status == "failed" and "503" in (never.error or "") and "after 1 try)" in (never.error or "")
+    assert server.count("ANS-never") == 1 and judge.requests == 3
 
 
 def test_timeout_fails_then_retry_succeeds(server: FakeServer) -> None:

@@ -189,12 +189,15 @@ def python_docs(n: int | None = None, *, words: int = 48) -> list[str]:
 
 
 def training_inputs(
-    sources: Sequence[str], *, n: int = 100, seed: int = 1
+    sources: Sequence[str], *, n: int = 100, seed: int = 1, tokenizer: Any = None
 ) -> tuple[list[Input], list[dict[str, Any]]]:
     """Texts to train an SAE on, from named sources, each with a record of where it came from: a misdir
     dataset name (its first `n` held-out examples), `contrast:NAME[:N]` (both answers of each of the first N,
     default all, pairs of a contrast set), `python-docs[:N]` (`N`, default `n`, passages of standard-library
-    docstrings), or a chat JSONL file (first `n`)."""
+    docstrings), a chat JSONL file (first `n`), or a streamed Hugging Face dataset,
+    `hf:PATH[,column=C][,split=S][,name=N][,tokens=T|words=W|texts=N]` (`misdir.corpus.stream_source`; a
+    budget in tokens counts `tokenizer`'s; default the first `n` texts)."""
+    from misdir.corpus import stream_source
     from misdir.data import DATASETS, load_conversations
     from misdir.directions import data_hash
     from misdir.questions import load_contrast_pairs
@@ -215,6 +218,9 @@ def training_inputs(
                 for answer in (p.misaligned, p.aligned)
             ]
             record = {"kind": "contrast", "name": name, "pairs": len(pairs)}
+        elif source.startswith("hf:"):
+            texts, record = stream_source(source, texts=n, tokenizer=tokenizer)
+            items = list(texts)
         else:
             split = "heldout" if source in DATASETS else "train"
             items, record = load_conversations(source, n=n, seed=seed, split=split)  # type: ignore[arg-type]
