@@ -6,6 +6,11 @@ with M the mean contrast margin, and a paired bootstrap interval over items. Ran
 the same way are the control: on a small model, projecting out any direction at every layer does some damage,
 and only what a misalignment direction removes beyond that counts. Fluency (aligned-answer log-prob) is
 reported beside every number.
+
+`ablation_sweep` and `steering_grid` are configurations of the sweep engine (`misdir.sweep`): each builds its
+list of cells, runs them resumably, and returns typed rows (`AblationRow`, `SteeringRow`) that its figure
+(`plot_ablation_sweep`, `plot_steering_grid`) is drawn from. `ablation_effect` and `steering_sweep` are the
+same measurements on one loaded model, in memory (no resume).
 """
 
 from __future__ import annotations
