@@ -336,7 +336,8 @@ def ablation_sweep(
     loaders = {name: partial(load, spec) for name, spec in (("base", base), *models.items())}
     with run_lock(out):
         records = score_cells(cells, models=loaders, directions=chosen, out=out, settings=settings, limit=limit,
-                              batch_size=batch_size, progress=progress, legacy_key=_legacy_ablation_key)
+                              batch_size=batch_size, progress=progress, desc="ablation cells",
+                              legacy_key=_legacy_ablation_key)
         sweep = AblationSweep(provenance(settings), _ablation_rows(cells, records, seed))
         write_json_atomic(Path(out) / "summary.json", sweep.to_dict())
     return sweep
@@ -404,7 +405,8 @@ def steering_grid(
               for d, v in chosen.items() for layer in layers for s in scales if s != 0 for p in pairs]
     with run_lock(out):
         records = score_cells(cells, models={model.spec: lambda: model}, directions=chosen, out=out, settings=settings,
-                              limit=limit, batch_size=batch_size, progress=progress, legacy_key=_legacy_steering_key)
+                              limit=limit, batch_size=batch_size, progress=progress, desc="steering cells",
+                              legacy_key=_legacy_steering_key)
         unsteered = {p: _result(records[Cell(model.spec, NO_EDIT, p).key], seed, model.spec) for p in pairs}
         grid = SteeringGrid(provenance(settings), unsteered, _steering_rows(cells, records, seed))
         write_json_atomic(Path(out) / "summary.json", grid.to_dict())

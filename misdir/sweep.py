@@ -103,6 +103,7 @@ def score_cells(
     limit: int | None = None,
     batch_size: int = 16,
     progress: bool = True,
+    desc: str = "cells",
     legacy_key: Callable[[Cell], str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Score every cell not yet in `out/cells.jsonl` and return the records by cell key (the caller holds
@@ -112,6 +113,7 @@ def score_cells(
     `directions` names to vectors (`[d_model]` or a `DirectionSet`). `settings` identify the study: a rerun
     with other settings on the same `out` is refused, so cells of two studies never mix. `legacy_key` gives
     the key an older misdir wrote a cell under: such records count as done and are returned by `Cell.key`.
+    `desc` labels the progress bar.
     """
     unknown = sorted({c.model for c in cells} - set(models)) + sorted(
         {c.edit.direction for c in cells if c.edit.kind != "none"} - set(directions))
@@ -125,7 +127,7 @@ def score_cells(
     if legacy_key is not None:
         records |= {c.key: records[legacy_key(c)] for c in cells if c.key not in records and legacy_key(c) in records}
     todo = [c for c in dict.fromkeys(cells) if c.key not in records]
-    with tqdm(total=len(set(cells)), initial=len(set(cells)) - len(todo), desc="cells", unit="cell",
+    with tqdm(total=len(set(cells)), initial=len(set(cells)) - len(todo), desc=desc, unit="cell",
               disable=not progress) as bar:
         for name in dict.fromkeys(c.model for c in todo):
             model = models[name]()
