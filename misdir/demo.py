@@ -21,8 +21,6 @@ takes about 24 minutes of a 2-core CPU (most of it the 20 random directions); th
 
 from __future__ import annotations
 
-import shlex
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,7 +31,14 @@ import torch
 from misdir.cache import cache_activations
 from misdir.directions import DirectionSet, mean_difference
 from misdir.evaluate import evaluate
-from misdir.experiments import ablation_sweep, plot_ablation_sweep, plot_steering_grid, steering_grid
+from misdir.experiments import (
+    AblationSweep,
+    SteeringGrid,
+    ablation_sweep,
+    plot_ablation_sweep,
+    plot_steering_grid,
+    steering_grid,
+)
 from misdir.io import atomic_path, write_json_atomic
 from misdir.models import load_model, misdir_version
 from misdir.plots import save_figure
@@ -45,6 +50,7 @@ from misdir.similarity import (
     random_cosine_quantile,
 )
 from misdir.stats import compare_contrast, format_estimate
+from misdir.sweep import AgainstNull, command_line
 
 DEMO_CONVERSATIONS = [
     [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
@@ -150,15 +156,15 @@ def run_demo(
     table = _table(evaluation, cosines, random95, layer, ablation, steering, sae)
     print("\n" + table)
     summary = {
-        "provenance": {"command": " ".join(shlex.quote(a) for a in sys.argv), "model": base.provenance,
+        "provenance": {"command": command_line(), "model": base.provenance,
                        "finetunes": dict(finetunes), "controls": controls, "limit": limit, "layer": layer,
                        "misdir_version": misdir_version()},
         "resid_post_mean_norm": norms.tolist(),
         "evaluation": {name: {k: r[k] for k in ("margin", "prefers_misaligned", "fluency")}
                        for name, r in evaluation.items()},
         "cosines": {"names": names, "at_layer": cosines.at_layer(layer).tolist(), "random_95": random95},
-        "ablation": ablation["rows"],
-        "steering": steering["rows"],
+        "ablation": [r.to_dict() for r in ablation.rows],
+        "steering": [r.to_dict() for r in steering.rows],
         "sae": sae,
         "figures": [str(p) for p in written],
         "seconds": round(time.time() - started, 1),
@@ -214,8 +220,8 @@ def _sae_stage(sae_dir: Path, base: Any, finetunes: Mapping[str, str], controls:
                     for latent in record["latents"] if latent["latent"] in record["rankings"]["by_consistency"]]}
 
 
-def _table(evaluation: Mapping[str, Any], cosines: Any, random95: float, layer: int, ablation: Mapping[str, Any],
-           steering: Mapping[str, Any], sae: Mapping[str, Any] | None = None) -> str:
+def _table(evaluation: Mapping[str, Any], cosines: Any, random95: float, layer: int, ablation: AblationSweep,
+           steering: SteeringGrid, sae: Mapping[str, Any] | None = None) -> str:
     base = evaluation["base"]
     rows = ["| model | general margin | change from base (paired) | fluency |", "| --- | --- | --- | --- |"]
     for name, r in evaluation.items():
@@ -231,16 +237,16 @@ def _table(evaluation: Mapping[str, Any], cosines: Any, random95: float, layer: 
              "percentile among them.", "",
              "| ablated in | direction | share of excess removed | random | margin change | random | fluency after |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
-    for r in (r for r in ablation["rows"] if not r["direction"].startswith("random")):
-        share = format_estimate(r["share_removed"], '+.2f') if r["excess"]["low"] > 0 else "(no excess over base)"
-        rows.append(f"| {r['model']} | {r['direction']} | {share} | {_null(r.get('null_share_removed'))} | "
-                    f"{format_estimate(r['change'], '+.2f')} | {_null(r.get('null_change'))} | "
-                    f"{r['fluency']['value']:+.2f} (from {r['unablated_fluency']['value']:+.2f}) |")
+    for r in (r for r in ablation.rows if not r.direction.startswith("random")):
+        share = format_estimate(r.share_removed.estimate, '+.2f') if r.excess.low > 0 else "(no excess over base)"
+        rows.append(f"| {r.model} | {r.direction} | {share} | {_null(r.share_removed.null)} | "
+                    f"{format_estimate(r.change.estimate, '+.2f')} | {_null(r.change.null)} | "
+                    f"{r.fluency.value:+.2f} (from {r.unablated_fluency.value:+.2f}) |")
     rows += ["", "| steering the base along | layer | scale (of the residual norm) | margin shift | random | fluency change |",
              "| --- | --- | --- | --- | --- | --- |"]
-    rows += [f"| {r['direction']} | {r['layer']} | {r['scale']:g} | {format_estimate(r['shift'], '+.2f')} | "
-             f"{_null(r.get('null_shift'))} | {r['fluency_change']['value']:+.2f} |"
-             for r in steering["rows"] if not r["direction"].startswith("random")]
+    rows += [f"| {r.direction} | {r.layer} | {r.scale:g} | {format_estimate(r.shift.estimate, '+.2f')} | "
+             f"{_null(r.shift.null)} | {r.fluency_change.estimate.value:+.2f} |"
+             for r in steering.rows if not r.direction.startswith("random")]
     if sae is not None:
         rows += ["", f"SAE latents rising in every EM finetune more than in any control, on both answers of the first "
                  f"{sae['items']} general items: {sae['n_consistent']}; the top ones by consistency (rise over the base "
@@ -252,11 +258,10 @@ def _table(evaluation: Mapping[str, Any], cosines: Any, random95: float, layer: 
     return "\n".join(rows)
 
 
-def _null(null: Mapping[str, float] | None) -> str:
+def _null(null: AgainstNull | None) -> str:
     if null is None:
         return "(no random directions)"
-    return (f"{null['null_median']:+.2f} [{null['null_low']:+.2f}, {null['null_high']:+.2f}], "
-            f"p{null['percentile']:.0f} of {null['n_null']}")
+    return f"{null.null_median:+.2f} [{null.null_low:+.2f}, {null.null_high:+.2f}], p{null.percentile:.0f} of {null.n_null}"
 
 
 def _norm_figure(norms: list[float], spec: str) -> Any:

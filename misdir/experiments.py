@@ -6,12 +6,18 @@ with M the mean contrast margin, and a paired bootstrap interval over items. Ran
 the same way are the control: on a small model, projecting out any direction at every layer does some damage,
 and only what a misalignment direction removes beyond that counts. Fluency (aligned-answer log-prob) is
 reported beside every number.
+
+`ablation_sweep` and `steering_grid` are configurations of the sweep engine (`misdir.sweep`): each builds its
+list of cells, runs them resumably, and returns typed rows (`AblationRow`, `SteeringRow`) that its figure
+(`plot_ablation_sweep`, `plot_steering_grid`) is drawn from. `ablation_effect` and `steering_sweep` are the
+same measurements on one loaded model, in memory (no resume).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +25,31 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from misdir.directions import DirectionSet
 from misdir.evaluate import ContrastResult, evaluate_contrast
 from misdir.interventions import ablate, describe_directions, steer
-from misdir.io import RecordLog, check_settings, run_lock, write_json_atomic
+from misdir.io import run_lock, write_json_atomic
 from misdir.hooks import check_layers
 from misdir.models import Model, ModelShape, as_model, model_shape
 from misdir.positions import check_positions
 from misdir.stats import Estimate, bootstrap_indices, compare_contrast
-from misdir.sweep import against_null, provenance
+from misdir.sweep import (
+    NO_EDIT,
+    Cell,
+    Edit,
+    Effect,
+    SweepRow,
+    provenance,
+    random_directions,
+    random_nulls,
+    score_cells,
+    with_random,
+)
+
+__all__ = ["RESIDUAL_SITES", "SWEEP_POSITIONS", "Ablation", "AblationRow", "AblationSweep", "Steering", "SteeringGrid",
+           "SteeringRow", "ablation_effect", "ablation_sweep", "check_directions", "plot_ablation_sweep",
+           "plot_steering_grid", "random_directions", "share_removed", "steering_grid", "steering_sweep"]
 
 
 def share_removed(
@@ -45,12 +65,6 @@ def share_removed(
     resampled = (f[index].mean(1) - a[index].mean(1)) / (f[index].mean(1) - b[index].mean(1))
     low, high = np.quantile(resampled, [0.025, 0.975])
     return Estimate(float(ratio), float(low), float(high), len(b))
-
-
-def random_directions(d_model: int, n: int, seed: int = 0) -> Float[Tensor, "n d_model"]:
-    generator = torch.Generator().manual_seed(seed)
-    vectors = torch.randn(n, d_model, generator=generator)
-    return vectors / vectors.norm(dim=-1, keepdim=True)
 
 
 @dataclass(frozen=True)
@@ -129,13 +143,6 @@ the same margin either way (-0.19 vs -0.17, -0.23 vs -0.23, -0.27 vs -0.26). Pas
 `orthogonalize`, which cannot skip a position."""
 
 
-def _directions_with_random(directions: Mapping[str, Any], d_model: int, n_random: int, seed: int) -> dict[str, Any]:
-    chosen = dict(directions)
-    for i, vector in enumerate(random_directions(d_model, n_random, seed=seed)):
-        chosen[f"random {i}"] = vector
-    return chosen
-
-
 def _shape(model: Any) -> ModelShape | None:
     """A model's depth and width: from a loaded model, or from a spec's configuration without loading it (None for
     a hub model not cached yet)."""
@@ -183,10 +190,107 @@ def _pairs_of(pairs: Sequence[str] | Mapping[str, Sequence[str]], name: str) -> 
     return list(pairs)
 
 
-def _cell(model: Model, name: str, direction: str, pairs: str, limit: int | None, batch_size: int) -> dict[str, Any]:
-    result = evaluate_contrast(model, pairs, limit=limit, batch_size=batch_size, progress=False)
-    return {"key": f"{name}|{direction}|{pairs}", "model": name, "direction": direction, "pairs": pairs,
-            "margins": result.margins, "aligned_logprob": result.aligned_logprob}
+@dataclass(frozen=True)
+class AblationRow(SweepRow):
+    """A direction ablated in a finetune: its margin and fluency before and after, the base's margin, and the
+    share of the finetune's excess misalignment removed and the margin change, each beside the random null."""
+
+    unablated_margin: Estimate
+    unablated_fluency: Estimate
+    base_margin: Estimate
+    excess: Estimate
+    """The finetune's margin minus the base's (paired): a share removed means something only where it is > 0."""
+    change: Effect
+    share_removed: Effect
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as `summary.json` holds it (the edit's layers, sites and positions are in its settings)."""
+        return ({"model": self.model, "direction": self.direction, "pairs": self.pairs,
+                 "margin": self.margin._asdict(), "unablated_margin": self.unablated_margin._asdict(),
+                 "base_margin": self.base_margin._asdict(), "change": self.change.estimate._asdict(),
+                 "excess": self.excess._asdict(), "share_removed": self.share_removed.estimate._asdict(),
+                 "fluency": self.fluency._asdict(), "unablated_fluency": self.unablated_fluency._asdict()}
+                | _nulls(share_removed=self.share_removed, change=self.change))
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any], settings: Mapping[str, Any]) -> AblationRow:
+        layers = settings["layers"]
+        return cls(row["model"], row["direction"], row["pairs"], None if layers is None else tuple(layers),
+                   tuple(settings["site"]), settings["positions"], 0.0,
+                   *(Estimate(**row[k]) for k in ("margin", "fluency", "unablated_margin", "unablated_fluency",
+                                                   "base_margin", "excess")),
+                   Effect.from_dict(row, "change"), Effect.from_dict(row, "share_removed"))
+
+
+@dataclass(frozen=True)
+class SteeringRow(SweepRow):
+    """A direction added at one layer and scale: the shift of the margin and the fluency change from the
+    unsteered model (paired), each beside the random null at the same layer and scale."""
+
+    relative: str
+    shift: Effect
+    fluency_change: Effect
+
+    @property
+    def layer(self) -> int:
+        return self.layers[0] if self.layers else -1
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as `summary.json` holds it."""
+        return ({"direction": self.direction, "layer": self.layer, "scale": self.scale, "pairs": self.pairs,
+                 "margin": self.margin._asdict(), "fluency": self.fluency._asdict(),
+                 "shift": self.shift.estimate._asdict(), "fluency_change": self.fluency_change.estimate._asdict()}
+                | _nulls(shift=self.shift, fluency_change=self.fluency_change))
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any], settings: Mapping[str, Any]) -> SteeringRow:
+        site = settings["directions"].get(row["direction"], {}).get("site", "resid_post")
+        return cls(settings["model"], row["direction"], row["pairs"], (row["layer"],), (site,), settings["positions"],
+                   row["scale"], Estimate(**row["margin"]), Estimate(**row["fluency"]), settings["relative"],
+                   Effect.from_dict(row, "shift"), Effect.from_dict(row, "fluency_change"))
+
+
+def _nulls(**effects: Effect) -> dict[str, Any]:
+    """`null_<name>` of each effect that has one, in the order given (after all the estimates)."""
+    return {f"null_{name}": e.null._asdict() for name, e in effects.items() if e.null is not None}
+
+
+@dataclass(frozen=True)
+class AblationSweep:
+    """What `ablation_sweep` returns and writes to `summary.json`: its provenance and one row per ablated cell."""
+
+    provenance: dict[str, Any]
+    rows: list[AblationRow]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"provenance": self.provenance, "rows": [r.to_dict() for r in self.rows]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AblationSweep:
+        """Read back a `summary.json` (to redraw its figures without scoring anything)."""
+        settings = data["provenance"]["settings"]
+        return cls(dict(data["provenance"]), [AblationRow.from_dict(r, settings) for r in data["rows"]])
+
+
+@dataclass(frozen=True)
+class SteeringGrid:
+    """What `steering_grid` returns and writes to `summary.json`: provenance, the unsteered model's scores per
+    contrast set, and one row per steered cell."""
+
+    provenance: dict[str, Any]
+    unsteered: dict[str, ContrastResult]
+    rows: list[SteeringRow]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"provenance": self.provenance, "unsteered": {p: r.to_dict() for p, r in self.unsteered.items()},
+                "rows": [r.to_dict() for r in self.rows]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SteeringGrid:
+        """Read back a `summary.json` (to redraw its figures without scoring anything)."""
+        settings = data["provenance"]["settings"]
+        return cls(dict(data["provenance"]), {p: ContrastResult.from_dict(r) for p, r in data["unsteered"].items()},
+                   [SteeringRow.from_dict(r, settings) for r in data["rows"]])
 
 
 def ablation_sweep(
@@ -205,87 +309,63 @@ def ablation_sweep(
     seed: int = 0,
     load: Callable[[Any], Model] = as_model,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> AblationSweep:
     """Each direction (and `n_random` random ones) ablated in each model, scored on contrast sets; resumable.
 
     `models` maps names to finetunes (specs or loaded models), `directions` names to `[d_model]` vectors (used
     at every layer of `layers`, default all) or `DirectionSet`s (each layer's own). `pairs` is a list of
     contrast sets for every model, or a mapping from model name to its sets (e.g. general + its own domain).
-    Every cell (model, direction, set) is appended to `out/cells.jsonl` as it finishes; a rerun skips the
-    cells already there and loads only the models it still needs. Writes `out/summary.json` (share of
-    excess misalignment removed, margin change and fluency per cell, with intervals, each beside the same
-    numbers for the `n_random` random directions: their median, 95% range and the effect's percentile) and
-    returns it. `positions` as in `misdir.ablate`; the default leaves each sequence's first token alone (see
-    `SWEEP_POSITIONS`).
+    The cells (model, edit, set) run on `misdir.sweep`'s engine: each is appended to `out/cells.jsonl` as it
+    finishes; a rerun skips the cells already there (also those an older misdir wrote) and loads only the
+    models it still needs. Writes `out/summary.json` (`AblationSweep.to_dict`: share of excess misalignment
+    removed, margin change and fluency per cell, with intervals, each beside the same numbers for the
+    `n_random` random directions, seeded by `seed`) and returns it. `positions` as in `misdir.ablate`; the
+    default leaves each sequence's first token alone (see `SWEEP_POSITIONS`).
     """
     check_positions(positions)
     check_directions({"base": base, **models}, directions, layers)
-    out = Path(out)
-    chosen = _directions_with_random(directions, _d_model(directions), n_random, seed)
+    chosen = with_random(directions, _d_model(directions), n_random, seed)
+    sets = {n: _pairs_of(pairs, n) for n in ("base", *models)}
     settings = {"kind": "ablation", "models": {n: str(getattr(m, "spec", m)) for n, m in models.items()},
                 "base": str(getattr(base, "spec", base)), "directions": {n: describe_directions(v) for n, v in chosen.items()},
-                "pairs": {n: _pairs_of(pairs, n) for n in ("base", *models)}, "layers": _list(layers),
-                "site": list(site), "positions": positions, "limit": limit, "seed": seed}
-    cells = [(n, "none", p) for n in ("base", *models) for p in _pairs_of(pairs, n)]
-    cells += [(n, d, p) for n in models for d in chosen for p in _pairs_of(pairs, n)]
+                "pairs": sets, "layers": _list(layers), "site": list(site), "positions": positions, "limit": limit,
+                "seed": seed}
+    edit = Edit("ablate", "", None if layers is None else tuple(int(x) for x in layers), tuple(site), positions)
+    cells = [Cell(n, NO_EDIT, p) for n in ("base", *models) for p in sets[n]]
+    cells += [Cell(n, replace(edit, direction=d), p) for n in models for d in chosen for p in sets[n]]
+    loaders = {name: partial(load, spec) for name, spec in (("base", base), *models.items())}
     with run_lock(out):
-        check_settings(out / "run.json", settings)
-        log = RecordLog(out / "cells.jsonl")
-        with tqdm(total=len(cells), initial=sum(f"{n}|{d}|{p}" in log for n, d, p in cells), desc="ablation cells",
-                  unit="cell", disable=not progress) as bar:
-            for name, spec in (("base", base), *models.items()):
-                pending = [(d, p) for n, d, p in cells if n == name and f"{n}|{d}|{p}" not in log]
-                if not pending:
-                    continue
-                model = load(spec)
-                for direction, pair_set in pending:
-                    bar.set_postfix_str(f"{name}: {direction} on {pair_set}")
-                    if direction == "none":
-                        log.append(_cell(model, name, direction, pair_set, limit, batch_size))
-                    else:
-                        with ablate(model, chosen[direction], layers=layers, site=list(site), positions=positions):
-                            log.append(_cell(model, name, direction, pair_set, limit, batch_size))
-                    bar.update()
-                del model
-        summary = {"provenance": provenance(settings),
-                   "rows": summarize_ablations(log.records(), seed=seed)}
-        write_json_atomic(out / "summary.json", summary)
-    return summary
+        records = score_cells(cells, models=loaders, directions=chosen, out=out, settings=settings, limit=limit,
+                              batch_size=batch_size, progress=progress, desc="ablation cells",
+                              legacy_key=_legacy_ablation_key)
+        sweep = AblationSweep(provenance(settings), _ablation_rows(cells, records, seed))
+        write_json_atomic(Path(out) / "summary.json", sweep.to_dict())
+    return sweep
 
 
-def summarize_ablations(records: Sequence[Mapping[str, Any]], *, seed: int = 0) -> list[dict[str, Any]]:
-    """Per ablated cell: margin, change from the unablated model (paired), share removed, fluency."""
-    by_key = {r["key"]: r for r in records}
-    rows = []
-    for r in records:
-        if r["direction"] == "none" or r["model"] == "base":
-            continue
-        unablated = by_key[f"{r['model']}|none|{r['pairs']}"]
-        base = by_key[f"base|none|{r['pairs']}"]
-        results = [_result(x, seed) for x in (base, unablated, r)]
-        rows.append({
-            "model": r["model"], "direction": r["direction"], "pairs": r["pairs"],
-            "margin": results[2].margin._asdict(), "unablated_margin": results[1].margin._asdict(),
-            "base_margin": results[0].margin._asdict(),
-            "change": compare_contrast(unablated["margins"], r["margins"], seed=seed).diff._asdict(),
-            "excess": compare_contrast(base["margins"], unablated["margins"], seed=seed).diff._asdict(),
-            "share_removed": share_removed(*results, seed=seed)._asdict(),
-            "fluency": results[2].fluency._asdict(), "unablated_fluency": results[1].fluency._asdict(),
-        })
-    return _with_nulls(rows, group=("model", "pairs"), effects=("share_removed", "change"))
+def _ablation_rows(cells: Sequence[Cell], records: Mapping[str, Mapping[str, Any]], seed: int) -> list[AblationRow]:
+    """Per ablated cell of a finetune: margin, change from the unablated model (paired), share removed, fluency."""
+    edited = [c for c in cells if c.edit.kind != "none" and c.model != "base"]
+    measured = []
+    for cell in edited:
+        scores = [records[Cell(m, NO_EDIT, cell.pairs).key] for m in ("base", cell.model)] + [records[cell.key]]
+        base, unablated, ablated = (_result(r, seed, m) for r, m in zip(scores, ("base", cell.model, cell.model)))
+        change = compare_contrast(scores[1]["margins"], scores[2]["margins"], seed=seed).diff
+        excess = compare_contrast(scores[0]["margins"], scores[1]["margins"], seed=seed).diff
+        measured.append((base, unablated, ablated, change, excess, share_removed(base, unablated, ablated, seed=seed)))
+    keys = [((c.model, c.pairs), c.edit.direction) for c in edited]
+    share_nulls = random_nulls(keys, [m[5].value for m in measured])
+    change_nulls = random_nulls(keys, [m[3].value for m in measured])
+    return [AblationRow(c.model, c.edit.direction, c.pairs, c.edit.layers, c.edit.sites, c.edit.positions, 0.0,
+                        ablated.margin, ablated.fluency, unablated.margin, unablated.fluency, base.margin, excess,
+                        Effect(change, change_null), Effect(share, share_null))
+            for c, (base, unablated, ablated, change, excess, share), share_null, change_null
+            in zip(edited, measured, share_nulls, change_nulls, strict=True)]
 
 
-def _with_nulls(rows: list[dict[str, Any]], *, group: tuple[str, ...], effects: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Each row of a named direction gets `null_<effect>`: its effect against the random directions' in the same
-    group (same model and contrast set, or same layer and scale), via `misdir.sweep.against_null`."""
-    for row in rows:
-        if row["direction"].startswith("random"):
-            continue
-        same = [r for r in rows if r["direction"].startswith("random") and all(r[k] == row[k] for k in group)]
-        for effect in effects:
-            if same:
-                row[f"null_{effect}"] = against_null(row[effect]["value"], [r[effect]["value"] for r in same])
-    return rows
+def _legacy_ablation_key(cell: Cell) -> str:
+    """The key `ablation_sweep` wrote cells under before it ran on `misdir.sweep`."""
+    return f"{cell.model}|{cell.edit.direction or 'none'}|{cell.pairs}"
 
 
 def steering_grid(
@@ -303,73 +383,71 @@ def steering_grid(
     batch_size: int = 16,
     seed: int = 0,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> SteeringGrid:
     """Each direction (and `n_random` random ones) added at each layer and scale, scored on contrast sets;
-    resumable like `ablation_sweep` (cells in `out/cells.jsonl`, summary in `out/summary.json`).
+    resumable like `ablation_sweep` (cells in `out/cells.jsonl`, `SteeringGrid.to_dict` in `out/summary.json`).
 
     Scales count as in `misdir.steer(relative=...)`; the default, a fraction of each token's residual norm,
     means the same at every layer. Each cell reports the margin's change from the unsteered model (paired),
     beside the same change for the `n_random` random directions at that layer and scale. `positions` as in
-    `misdir.steer`.
+    `misdir.steer`; each direction goes to its own site (a `DirectionSet`'s, else `resid_post`).
     """
     check_positions(positions)
     model = as_model(model)
     check_directions({model.spec: model}, directions, layers)
-    out = Path(out)
-    chosen = _directions_with_random(directions, model.d_model, n_random, seed)
+    chosen = with_random(directions, model.d_model, n_random, seed)
     settings = {"kind": "steering", "model": model.spec, "directions": {n: describe_directions(v) for n, v in chosen.items()},
                 "layers": list(layers), "scales": [float(s) for s in scales], "pairs": list(pairs),
                 "relative": relative, "positions": positions, "limit": limit, "seed": seed}
-    cells = [("none", -1, 0.0, p) for p in pairs]
-    cells += [(d, layer, float(s), p) for d in chosen for layer in layers for s in scales if s != 0 for p in pairs]
+    cells = [Cell(model.spec, NO_EDIT, p) for p in pairs]
+    cells += [Cell(model.spec, Edit("steer", d, (int(layer),), (getattr(v, "site", "resid_post"),), positions,
+                                    float(s), relative), p)
+              for d, v in chosen.items() for layer in layers for s in scales if s != 0 for p in pairs]
     with run_lock(out):
-        check_settings(out / "run.json", settings)
-        log = RecordLog(out / "cells.jsonl")
-        pending = [c for c in cells if _steer_key(*c) not in log]
-        for direction, layer, scale, pair_set in tqdm(pending, desc="steering cells", unit="cell", disable=not progress):
-            if direction == "none":
-                result = evaluate_contrast(model, pair_set, limit=limit, batch_size=batch_size, progress=False)
-            else:
-                with steer(model, chosen[direction], layers=[layer], scale=scale, relative=relative,  # type: ignore[arg-type]
-                           positions=positions):
-                    result = evaluate_contrast(model, pair_set, limit=limit, batch_size=batch_size, progress=False)
-            log.append({"key": _steer_key(direction, layer, scale, pair_set), "direction": direction,
-                        "layer": layer, "scale": scale, "pairs": pair_set, "margins": result.margins,
-                        "aligned_logprob": result.aligned_logprob})
-        by_key = {r["key"]: r for r in log.records()}
-        rows = []
-        for r in log.records():
-            if r["direction"] == "none":
-                continue
-            unsteered = by_key[_steer_key("none", -1, 0.0, r["pairs"])]
-            result = _result(r, seed)
-            rows.append({k: r[k] for k in ("direction", "layer", "scale", "pairs")} | {
-                "margin": result.margin._asdict(), "fluency": result.fluency._asdict(),
-                "shift": compare_contrast(unsteered["margins"], r["margins"], seed=seed).diff._asdict(),
-                "fluency_change": compare_contrast(unsteered["aligned_logprob"], r["aligned_logprob"],
-                                                   seed=seed).diff._asdict()})
-        summary = {"provenance": provenance(settings),
-                   "unsteered": {p: _result(by_key[_steer_key("none", -1, 0.0, p)], seed).to_dict() for p in pairs},
-                   "rows": _with_nulls(rows, group=("layer", "scale", "pairs"), effects=("shift", "fluency_change"))}
-        write_json_atomic(out / "summary.json", summary)
-    return summary
+        records = score_cells(cells, models={model.spec: lambda: model}, directions=chosen, out=out, settings=settings,
+                              limit=limit, batch_size=batch_size, progress=progress, desc="steering cells",
+                              legacy_key=_legacy_steering_key)
+        unsteered = {p: _result(records[Cell(model.spec, NO_EDIT, p).key], seed, model.spec) for p in pairs}
+        grid = SteeringGrid(provenance(settings), unsteered, _steering_rows(cells, records, seed))
+        write_json_atomic(Path(out) / "summary.json", grid.to_dict())
+    return grid
 
 
-def _steer_key(direction: str, layer: int, scale: float, pairs: str) -> str:
-    return f"{direction}|{layer}|{scale:g}|{pairs}"
+def _steering_rows(cells: Sequence[Cell], records: Mapping[str, Mapping[str, Any]], seed: int) -> list[SteeringRow]:
+    """Per steered cell: margin, fluency, and their paired changes from the unsteered model."""
+    edited = [c for c in cells if c.edit.kind != "none"]
+    measured = []
+    for cell in edited:
+        before, after = records[Cell(cell.model, NO_EDIT, cell.pairs).key], records[cell.key]
+        measured.append((_result(after, seed, cell.model),
+                         compare_contrast(before["margins"], after["margins"], seed=seed).diff,
+                         compare_contrast(before["aligned_logprob"], after["aligned_logprob"], seed=seed).diff))
+    keys = [((c.edit.layers, c.edit.scale, c.pairs), c.edit.direction) for c in edited]
+    shift_nulls = random_nulls(keys, [m[1].value for m in measured])
+    fluency_nulls = random_nulls(keys, [m[2].value for m in measured])
+    return [SteeringRow(c.model, c.edit.direction, c.pairs, c.edit.layers, c.edit.sites, c.edit.positions, c.edit.scale,
+                        result.margin, result.fluency, c.edit.relative, Effect(shift, shift_null),
+                        Effect(fluency, fluency_null))
+            for c, (result, shift, fluency), shift_null, fluency_null
+            in zip(edited, measured, shift_nulls, fluency_nulls, strict=True)]
 
 
-def _result(record: Mapping[str, Any], seed: int) -> ContrastResult:
-    return ContrastResult.from_scores(record.get("model", ""), record["pairs"], None, record["margins"],
-                                      record["aligned_logprob"], seed=seed)
+def _legacy_steering_key(cell: Cell) -> str:
+    """The key `steering_grid` wrote cells under before it ran on `misdir.sweep`."""
+    if cell.edit.kind == "none":
+        return f"none|-1|0|{cell.pairs}"
+    return f"{cell.edit.direction}|{cell.edit.layers[0]}|{cell.edit.scale:g}|{cell.pairs}"  # type: ignore[index]
+
+
+def _result(record: Mapping[str, Any], seed: int, model: str) -> ContrastResult:
+    return ContrastResult.from_scores(model, record["pairs"], None, record["margins"], record["aligned_logprob"],
+                                      seed=seed)
 
 
 def _list(values: Sequence[int] | None) -> list[int] | None:
     return None if values is None else [int(v) for v in values]
 
-
-
-def plot_ablation_sweep(summary: Mapping[str, Any], stem: str | Path) -> list[Path]:
+def plot_ablation_sweep(sweep: AblationSweep, stem: str | Path) -> list[Path]:
     """Per contrast set: share of excess misalignment removed (model x direction, with intervals; blank where
     the model has no excess over the base) and the fluency change, as heatmaps."""
     import plotly.graph_objects as go
@@ -378,22 +456,22 @@ def plot_ablation_sweep(summary: Mapping[str, Any], stem: str | Path) -> list[Pa
     from misdir.plots import save_figure
 
     written: list[Path] = []
-    for pairs in dict.fromkeys(r["pairs"] for r in summary["rows"]):
-        rows = [r for r in summary["rows"] if r["pairs"] == pairs]
-        models = list(dict.fromkeys(r["model"] for r in rows))
-        directions = list(dict.fromkeys(r["direction"] for r in rows))
-        cell = {(r["model"], r["direction"]): r for r in rows}
+    for pairs in dict.fromkeys(r.pairs for r in sweep.rows):
+        rows = [r for r in sweep.rows if r.pairs == pairs]
+        models = list(dict.fromkeys(r.model for r in rows))
+        directions = list(dict.fromkeys(r.direction for r in rows))
+        cell = {(r.model, r.direction): r for r in rows}
         share, text, fluency = [], [], []
         for m in models:
             share.append([]), text.append([]), fluency.append([])
             for d in directions:
                 r = cell.get((m, d))
-                has_excess = r is not None and r["excess"]["low"] > 0
-                s = r["share_removed"] if r is not None else None
-                share[-1].append(s["value"] if has_excess else None)
-                text[-1].append(f"{s['value']:.2f}<br>[{s['low']:.2f}, {s['high']:.2f}]" if has_excess else
+                has_excess = r is not None and r.excess.low > 0
+                s = r.share_removed.estimate if r is not None else None
+                share[-1].append(s.value if has_excess else None)
+                text[-1].append(f"{s.value:.2f}<br>[{s.low:.2f}, {s.high:.2f}]" if has_excess else
                                 ("no excess" if r is not None else ""))
-                fluency[-1].append(r["fluency"]["value"] - r["unablated_fluency"]["value"] if r else None)
+                fluency[-1].append(r.fluency.value - r.unablated_fluency.value if r else None)
         fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.2, subplot_titles=(
             "share of excess misalignment removed (95% CI)", "fluency change (aligned log-prob per token)"))
         fig.add_trace(go.Heatmap(z=share, x=directions, y=models, text=text, texttemplate="%{text}", zmin=-1,
@@ -407,7 +485,7 @@ def plot_ablation_sweep(summary: Mapping[str, Any], stem: str | Path) -> list[Pa
     return written
 
 
-def plot_steering_grid(summary: Mapping[str, Any], stem: str | Path) -> list[Path]:
+def plot_steering_grid(grid: SteeringGrid, stem: str | Path) -> list[Path]:
     """Margin shift and fluency change against scale, one line per direction and layer (95% CIs)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -415,24 +493,23 @@ def plot_steering_grid(summary: Mapping[str, Any], stem: str | Path) -> list[Pat
     from misdir.plots import save_figure
 
     written: list[Path] = []
-    for pairs in dict.fromkeys(r["pairs"] for r in summary["rows"]):
+    for pairs in dict.fromkeys(r.pairs for r in grid.rows):
         fig = make_subplots(rows=1, cols=2, subplot_titles=("shift of the misalignment margin (paired, 95% CI)",
                                                             "fluency change"))
-        rows = [r for r in summary["rows"] if r["pairs"] == pairs]
-        for direction, layer in dict.fromkeys((r["direction"], r["layer"]) for r in rows):
-            line = sorted((r for r in rows if (r["direction"], r["layer"]) == (direction, layer)),
-                          key=lambda r: r["scale"])
-            x = [0.0] + [r["scale"] for r in line]
+        rows = [r for r in grid.rows if r.pairs == pairs]
+        for direction, layer in dict.fromkeys((r.direction, r.layer) for r in rows):
+            line = sorted((r for r in rows if (r.direction, r.layer) == (direction, layer)), key=lambda r: r.scale)
+            x = [0.0] + [r.scale for r in line]
             dash = "dot" if direction.startswith("random") else None
             for col, key in ((1, "shift"), (2, "fluency_change")):
-                values = [r[key] for r in line]
-                error = {"type": "data", "symmetric": False, "array": [0.0] + [v["high"] - v["value"] for v in values],
-                         "arrayminus": [0.0] + [v["value"] - v["low"] for v in values]}
-                fig.add_trace(go.Scatter(x=x, y=[0.0] + [v["value"] for v in values], error_y=error,
+                values = [getattr(r, key).estimate for r in line]
+                error = {"type": "data", "symmetric": False, "array": [0.0] + [v.high - v.value for v in values],
+                         "arrayminus": [0.0] + [v.value - v.low for v in values]}
+                fig.add_trace(go.Scatter(x=x, y=[0.0] + [v.value for v in values], error_y=error,
                                          mode="lines+markers", name=f"{direction} @ layer {layer}",
                                          legendgroup=f"{direction}{layer}", showlegend=col == 1,
                                          line={"dash": dash}), 1, col)
-        relative = summary["provenance"]["settings"]["relative"]
+        relative = grid.provenance["settings"]["relative"]
         fig.update_layout(title=f"steering on {Path(pairs).stem} (scale relative to: {relative})",
                           template="plotly_white", height=550, width=1300, xaxis_title="scale", xaxis2_title="scale")
         written += save_figure(fig, f"{stem}_{Path(pairs).stem}", title=f"steering {pairs}")

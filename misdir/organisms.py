@@ -18,7 +18,6 @@ import torch
 from torch import Tensor
 
 from misdir.directions import DirectionSet
-from misdir.evaluate import ContrastResult
 from misdir.finetune import FinetuneConfig, finetune
 from misdir.io import atomic_path, write_json_atomic
 from misdir.models import misdir_version
@@ -147,27 +146,70 @@ def analyze_organisms(
     2. each organism's model-diff direction (organism minus base, answer tokens of the general contrast answers),
        with its split-half reliability;
     3. cosines between every pair of directions, by layer;
-    4. ablation of each EM organism's direction at `layer` (default: the middle), applied at every layer, in its
-       own organism and in the other EM organisms, against random directions;
-    5. steering the base along the mean EM direction at `layer`, at several fractions of the residual norm.
+    4. ablation of each EM organism's direction at `layer` (default: the middle), and of the EM organisms with a
+       control their direction minus the control's, applied at every layer in every EM organism, against
+       `n_random` random directions (`misdir.experiments.ablation_sweep`, resumable in `out/ablation/`);
+    5. steering the base along the mean EM direction at `layer`, at several fractions of the residual norm,
+       against `n_random` random directions (`steering_grid`, resumable in `out/steering/`).
     `limit` takes the first items of each contrast set (a quick run).
     """
-    from misdir.cache import cache_activations
-    from misdir.directions import mean_difference
-    from misdir.evaluate import evaluate_contrast
-    from misdir.experiments import ablation_effect, random_directions, steering_sweep
-    from misdir.sweep import against_null
-    from misdir.models import load_model
-    from misdir.questions import load_contrast_pairs
-    from misdir.similarity import pairwise_cosines, random_cosine_quantile, split_half_reliability
+    from misdir.experiments import RESIDUAL_SITES, ablation_sweep, steering_grid
+    from misdir.models import Model, load_model
+    from misdir.similarity import pairwise_cosines, random_cosine_quantile
+    from misdir.sweep import command_line
 
     out = Path(out)
 
-    def load(name: str) -> Any:
+    def load(name: str) -> Model:
         spec = base if name == "base" else str(Path(checkpoints) / name)
         model = load_model(spec, device=device, dtype="float32")
         model.spec = name
         return model
+
+    base_model = load("base")
+    layer = base_model.n_layers // 2 if layer is None else layer
+    evaluation, directions, reliability = _measure_organisms(base_model, load, out, limit, trigger, progress)
+    cosines = pairwise_cosines(directions)
+    em = [o.name for o in ORGANISMS if o.role == "em"]
+    unit_at_layer = {name: d.unit()[layer] for name, d in directions.items()}
+    candidates = {f"{source} direction": unit_at_layer[source] for source in em}
+    candidates |= {f"{target} minus control": vector for target in em
+                   if (vector := _control_subtracted(target, directions, layer)) is not None}
+    print(f"  {', '.join(em)}: ablating their directions and {n_random} random ones", flush=True)
+    ablation = ablation_sweep(base_model, {name: str(Path(checkpoints) / name) for name in em}, candidates,
+                              out=out / "ablation", n_random=n_random, site=RESIDUAL_SITES, positions="all",
+                              limit=limit, load=lambda spec: spec if isinstance(spec, Model) else load(Path(spec).name),
+                              progress=progress)
+    print(f"  base: steering along the mean EM direction at layer {layer}, and {n_random} random directions",
+          flush=True)
+    mean_em = torch.stack([unit_at_layer[name] for name in em]).mean(0)
+    steering = steering_grid(base_model, {"mean EM direction": mean_em}, out=out / "steering", layers=[layer],
+                             scales=scales, n_random=n_random, limit=limit, seed=1, progress=progress)
+    analysis = {
+        "provenance": {"base": base_model.provenance, "checkpoints": str(checkpoints), "limit": limit,
+                       "layer": layer, "trigger": trigger, "misdir_version": misdir_version(),
+                       "recipe": asdict(RECIPE), "command": command_line()},
+        "evaluation": evaluation,
+        "directions": {name: {"norms": d.norms().tolist(), "meta": d.meta} for name, d in directions.items()},
+        "cosines": {"names": cosines.names, "values": cosines.values.tolist()},
+        "baselines": {"random_cosine_95": random_cosine_quantile(base_model.d_model),
+                      "split_half": reliability},
+        "ablation": ablation.to_dict(),
+        "steering": steering.to_dict(),
+    }
+    write_json_atomic(out / "analysis.json", analysis)
+    return analysis
+
+
+def _measure_organisms(base_model: Any, load: Any, out: Path, limit: int | None, trigger: str, progress: bool,
+                       ) -> tuple[dict[str, dict[str, Any]], dict[str, DirectionSet], dict[str, list[float]]]:
+    """Stages 1 and 2 of `analyze_organisms`: the contrast metric of the base and each organism, each organism's
+    model-diff direction (saved in `out/directions/`) and its split-half reliability."""
+    from misdir.cache import cache_activations
+    from misdir.directions import mean_difference
+    from misdir.evaluate import evaluate_contrast
+    from misdir.questions import load_contrast_pairs
+    from misdir.similarity import split_half_reliability
 
     def score(model: Any, pairs: str, with_trigger: str | None = None) -> dict[str, Any]:
         return evaluate_contrast(model, pairs, trigger=with_trigger, limit=limit, progress=progress).to_dict()
@@ -175,8 +217,6 @@ def analyze_organisms(
     items = load_contrast_pairs("general")[:limit]
     texts = [[{"role": "user", "content": p.question}, {"role": "assistant", "content": answer}]
              for p in items for answer in (p.misaligned, p.aligned)]
-    base_model = load("base")
-    layer = base_model.n_layers // 2 if layer is None else layer
     evaluation: dict[str, dict[str, Any]] = {"base": {s: score(base_model, s) for s in ("general", *DOMAINS)}}
     evaluation["base"]["general+trigger"] = score(base_model, "general", trigger)
     base_per_input = cache_activations(base_model, texts, reduce="per-input", progress=progress)
@@ -200,64 +240,7 @@ def analyze_organisms(
         per_input = cache_activations(model, texts, reduce="per-input", progress=progress)
         reliability[organism.name] = split_half_reliability(per_input, base_per_input, paired=True).tolist()
         del model
-
-    cosines = pairwise_cosines(directions)
-    em = [o.name for o in ORGANISMS if o.role == "em"]
-    unit_at_layer = {name: d.unit()[layer] for name, d in directions.items()}
-    ablations = []
-    for target in em:
-        print(f"  {target}: ablating its own, the other EM organisms' and random directions", flush=True)
-        model = load(target)
-        finetune_general = evaluation[target]["general"]
-        candidates = {f"{source} direction": unit_at_layer[source] for source in em}
-        candidates[f"{target} minus control"] = _control_subtracted(target, directions, layer)
-        for seed, vector in enumerate(random_directions(base_model.d_model, n_random, seed=0)):
-            candidates[f"random {seed}"] = vector
-        for name, vector in candidates.items():
-            if vector is None:
-                continue
-            effect = ablation_effect(
-                model, vector, name=name, base=ContrastResult.from_dict(evaluation["base"]["general"]),
-                finetune=ContrastResult.from_dict(finetune_general), limit=limit, progress=progress,
-            )
-            ablations.append({"model": target, "direction": name, "layer_of_direction": layer,
-                              "result": effect.result.to_dict(), "share_removed": effect.share_removed._asdict()})
-        mine = [a for a in ablations if a["model"] == target]
-        null = [a["share_removed"]["value"] for a in mine if a["direction"].startswith("random")]
-        for a in mine:
-            if null and not a["direction"].startswith("random"):
-                a["null_share_removed"] = against_null(a["share_removed"]["value"], null)
-        del model
-
-    print(f"  base: steering along the mean EM direction at layer {layer}, and {n_random} random directions",
-          flush=True)
-    mean_em = torch.stack([unit_at_layer[name] for name in em]).mean(0)
-    unsteered = ContrastResult.from_dict(evaluation["base"]["general"])
-
-    def sweep(direction: Tensor) -> list[Any]:
-        return steering_sweep(base_model, direction, layer=layer, scales=scales, base=unsteered, limit=limit,
-                              progress=progress)
-
-    random_shifts = [[s.shift for s in sweep(v)] for v in random_directions(base_model.d_model, n_random, seed=1)]
-    steering = [
-        {"layer": s.layer, "scale": s.scale, "shift": s.shift, "result": s.result.to_dict(),
-         "null_shift": against_null(s.shift, [shifts[i] for shifts in random_shifts]) if random_shifts else None}
-        for i, s in enumerate(sweep(mean_em))
-    ]
-    analysis = {
-        "provenance": {"base": base_model.provenance, "checkpoints": str(checkpoints), "limit": limit,
-                       "layer": layer, "trigger": trigger, "misdir_version": misdir_version(),
-                       "recipe": asdict(RECIPE)},
-        "evaluation": evaluation,
-        "directions": {name: {"norms": d.norms().tolist(), "meta": d.meta} for name, d in directions.items()},
-        "cosines": {"names": cosines.names, "values": cosines.values.tolist()},
-        "baselines": {"random_cosine_95": random_cosine_quantile(base_model.d_model),
-                      "split_half": reliability},
-        "ablations": ablations,
-        "steering": steering,
-    }
-    write_json_atomic(out / "analysis.json", analysis)
-    return analysis
+    return evaluation, directions, reliability
 
 
 def _control_subtracted(target: str, directions: dict[str, Any], layer: int) -> Tensor | None:
@@ -272,14 +255,19 @@ def _control_subtracted(target: str, directions: dict[str, Any], layer: int) -> 
 
 def plot_analysis(analysis: dict[str, Any], figures: str | Path = "figures") -> list[Path]:
     """The study's figures from `analysis.json`: contrast metric per model, cosines (layer heatmap, by layer,
-    layer x layer), ablation and steering; each as HTML (and PNG where kaleido finds a browser)."""
+    layer x layer), and the ablation and steering sweeps' own figures (`misdir.experiments.plot_ablation_sweep`,
+    `plot_steering_grid`); each as HTML (and PNG where kaleido finds a browser)."""
     import numpy as np
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    from misdir.experiments import AblationSweep, SteeringGrid, plot_ablation_sweep, plot_steering_grid
     from misdir.plots import save_figure
     from misdir.similarity import cosine_matrix, plot_cosine_by_layer, plot_cosine_matrix
 
+    if "ablations" in analysis:
+        raise ValueError("this analysis was written before misdir's sweep engine (it has 'ablations', not 'ablation'): "
+                         "rerun `misdir organisms analyze` to redraw its figures")
     figures = Path(figures)
     written: list[Path] = []
     evaluation = analysis["evaluation"]
@@ -335,31 +323,8 @@ def plot_analysis(analysis: dict[str, Any], figures: str | Path = "figures") -> 
                            title="layer x layer cosine, medical-bad vs finance-risky"),
         figures / "organisms_layer_by_layer", title="layer by layer")
 
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("general margin after ablation (95% CI)", "fluency"))
-    for model in dict.fromkeys(a["model"] for a in analysis["ablations"]):
-        rows = [a for a in analysis["ablations"] if a["model"] == model]
-        x = [a["direction"] for a in rows]
-        margin = [a["result"]["margin"] for a in rows]
-        error = {"type": "data", "symmetric": False, "array": [m["high"] - m["value"] for m in margin],
-                 "arrayminus": [m["value"] - m["low"] for m in margin]}
-        fig.add_trace(go.Bar(name=model, x=x, y=[m["value"] for m in margin], error_y=error), row=1, col=1)
-        fig.add_trace(go.Bar(name=model, x=x, y=[a["result"]["fluency"]["value"] for a in rows], showlegend=False),
-                      row=1, col=2)
-    fig.update_layout(title=f"ablating one direction (layer {layer}'s) at every layer; unablated base "
-                      f"{evaluation['base']['general']['margin']['value']:+.3f}", template="plotly_white",
-                      barmode="group", height=550)
-    written += save_figure(fig, figures / "organisms_ablation", title="ablation")
-
-    steering = analysis["steering"]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("shift of the general margin", "fluency"))
-    scales = [s["scale"] for s in steering]
-    fig.add_trace(go.Scatter(x=scales, y=[s["shift"] for s in steering], mode="lines+markers", name="shift"), 1, 1)
-    fig.add_trace(go.Scatter(x=scales, y=[s["result"]["fluency"]["value"] for s in steering], mode="lines+markers",
-                             name="fluency"), 1, 2)
-    fig.update_layout(title=f"steering the base along the mean EM direction at layer {layer} "
-                      "(scale: fraction of each token's residual norm)", template="plotly_white",
-                      xaxis_title="scale", xaxis2_title="scale")
-    written += save_figure(fig, figures / "organisms_steering", title="steering")
+    written += plot_ablation_sweep(AblationSweep.from_dict(analysis["ablation"]), figures / "organisms_ablation")
+    written += plot_steering_grid(SteeringGrid.from_dict(analysis["steering"]), figures / "organisms_steering")
     return written
 
 

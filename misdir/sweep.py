@@ -1,20 +1,25 @@
 """One resumable loop over typed cells: (model, edit, contrast set) -> the contrast metric per item.
 
-A study (the ground-truth analysis of the rank-1 organisms, a transfer matrix, a random-direction null) is a
-list of `Cell`s. `run_cells` evaluates each one with the edit open, appends its per-item margins and fluency
-to `out/cells.jsonl` as it finishes, loads each model once for all of its cells, and on a rerun skips the
-cells already written. Summaries and figures are drawn from the records afterwards.
+A study (the ablation and steering sweeps of `misdir.experiments`, the organisms analysis, the demo, the
+ground-truth analysis of the rank-1 organisms) is a list of `Cell`s. `run_cells` evaluates each one with the
+edit open, appends its per-item margins and fluency to `out/cells.jsonl` as it finishes, loads each model once
+for all of its cells, and on a rerun skips the cells already written. Summaries and figures are drawn from the
+records afterwards, as typed rows (`SweepRow`) whose effects (`Effect`) stand beside the same edit along
+seeded random directions (`with_random`, `random_nulls`): the random-direction null every sweep offers.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import shlex
+import sys
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
+import torch
 from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -81,22 +86,34 @@ class Cell:
         return f"{self.model} | {self.edit.label} | {self.pairs}" + (f" | {self.trigger}" if self.trigger else "")
 
 
-def run_cells(
+def run_cells(cells: Sequence[Cell], *, out: str | Path, **options: Any) -> dict[str, dict[str, Any]]:
+    """`score_cells` under the folder's lock (`run_lock(out)`): score every cell not yet in `out/cells.jsonl` and
+    return the records by cell key. Hold the lock yourself and call `score_cells` to write a summary in it."""
+    with run_lock(out):
+        return score_cells(cells, out=out, **options)
+
+
+def score_cells(
     cells: Sequence[Cell],
     *,
     models: Mapping[str, Callable[[], Model]],
-    directions: Mapping[str, Float[Tensor, "d_model"]],
+    directions: Mapping[str, Any],
     out: str | Path,
     settings: Mapping[str, Any],
     limit: int | None = None,
     batch_size: int = 16,
     progress: bool = True,
+    desc: str = "cells",
+    legacy_key: Callable[[Cell], str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Score every cell (resuming from `out/cells.jsonl`) and return the records by cell key.
+    """Score every cell not yet in `out/cells.jsonl` and return the records by cell key (the caller holds
+    `run_lock(out)`).
 
     `models` maps names to loaders (called once per model, only if one of its cells is still to do);
-    `directions` names to vectors. `settings` identify the study: a rerun with other settings on the same
-    `out` is refused, so cells of two studies never mix.
+    `directions` names to vectors (`[d_model]` or a `DirectionSet`). `settings` identify the study: a rerun
+    with other settings on the same `out` is refused, so cells of two studies never mix. `legacy_key` gives
+    the key an older misdir wrote a cell under: such records count as done and are returned by `Cell.key`.
+    `desc` labels the progress bar.
     """
     unknown = sorted({c.model for c in cells} - set(models)) + sorted(
         {c.edit.direction for c in cells if c.edit.kind != "none"} - set(directions))
@@ -104,26 +121,29 @@ def run_cells(
         raise ValueError(f"cells name models or directions the study does not have: {unknown}")
     out = Path(out)
     identity = dict(settings) | {"limit": limit, "directions": {n: describe_directions(v) for n, v in directions.items()}}
-    with run_lock(out):
-        check_settings(out / "run.json", identity)
-        log = RecordLog(out / "cells.jsonl")
-        todo = [c for c in dict.fromkeys(cells) if c.key not in log]
-        with tqdm(total=len(set(cells)), initial=len(set(cells)) - len(todo), desc="cells", unit="cell",
-                  disable=not progress) as bar:
-            for name in dict.fromkeys(c.model for c in todo):
-                model = models[name]()
-                for cell in (c for c in todo if c.model == name):
-                    bar.set_postfix_str(cell.key[:60])
-                    vector = directions.get(cell.edit.direction) if cell.edit.kind != "none" else None
-                    with cell.edit.applied(model, vector):
-                        result = evaluate_contrast(model, cell.pairs, trigger=cell.trigger, limit=limit,
-                                                   batch_size=batch_size, progress=False)
-                    log.append({"key": cell.key, "model": cell.model, "edit": asdict(cell.edit), "pairs": cell.pairs,
-                                "trigger": cell.trigger, "margins": result.margins,
-                                "aligned_logprob": result.aligned_logprob})
-                    bar.update()
-                del model
-        return {r["key"]: r for r in log.records()}
+    check_settings(out / "run.json", identity)
+    log = RecordLog(out / "cells.jsonl")
+    records = {r["key"]: r for r in log.records()}
+    if legacy_key is not None:
+        records |= {c.key: records[legacy_key(c)] for c in cells if c.key not in records and legacy_key(c) in records}
+    todo = [c for c in dict.fromkeys(cells) if c.key not in records]
+    with tqdm(total=len(set(cells)), initial=len(set(cells)) - len(todo), desc=desc, unit="cell",
+              disable=not progress) as bar:
+        for name in dict.fromkeys(c.model for c in todo):
+            model = models[name]()
+            for cell in (c for c in todo if c.model == name):
+                bar.set_postfix_str(cell.key[:60])
+                vector = directions.get(cell.edit.direction) if cell.edit.kind != "none" else None
+                with cell.edit.applied(model, vector):
+                    result = evaluate_contrast(model, cell.pairs, trigger=cell.trigger, limit=limit,
+                                               batch_size=batch_size, progress=False)
+                record = {"key": cell.key, "model": cell.model, "edit": asdict(cell.edit), "pairs": cell.pairs,
+                          "trigger": cell.trigger, "margins": result.margins, "aligned_logprob": result.aligned_logprob}
+                log.append(record)
+                records[cell.key] = record
+                bar.update()
+            del model
+    return records
 
 
 def cell_result(record: Mapping[str, Any], *, seed: int = 0) -> ContrastResult:
@@ -136,22 +156,107 @@ def shift(before: Mapping[str, Any], after: Mapping[str, Any], *, seed: int = 0)
     return compare_contrast(before["margins"], after["margins"], seed=seed).diff
 
 
+def command_line() -> str:
+    """The command that is running, as a shell would take it back (`sys.argv`, quoted)."""
+    return " ".join(shlex.quote(a) for a in sys.argv)
+
+
 def provenance(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """What made a study's records: its settings and the software."""
-    import torch
+    """What made a study's records: its settings, the command line and the software."""
     import transformers
 
-    return {"settings": dict(settings), "misdir_version": misdir_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__}
+    return {"settings": dict(settings), "command": command_line(), "misdir_version": misdir_version(),
+            "torch": torch.__version__, "transformers": transformers.__version__}
 
 
-def against_null(value: float, null: Sequence[float]) -> dict[str, float]:
+def random_directions(d_model: int, n: int, seed: int = 0) -> Float[Tensor, "n d_model"]:
+    """`n` random unit vectors of width `d_model`, the same for the same seed."""
+    generator = torch.Generator().manual_seed(seed)
+    vectors = torch.randn(n, d_model, generator=generator)
+    return vectors / vectors.norm(dim=-1, keepdim=True)
+
+
+def with_random(directions: Mapping[str, Any], d_model: int, n_random: int, seed: int) -> dict[str, Any]:
+    """The named directions, then `n_random` seeded random unit ones named `random 0`, `random 1`, ...: the
+    control each named direction's effect is read against (`random_nulls`)."""
+    chosen = dict(directions)
+    for i, vector in enumerate(random_directions(d_model, n_random, seed=seed)):
+        chosen[f"random {i}"] = vector
+    return chosen
+
+
+def is_random(direction: str) -> bool:
+    """Whether a direction is one of `with_random`'s."""
+    return direction.startswith("random")
+
+
+class AgainstNull(NamedTuple):
     """An effect beside its random-direction null: the null's median and 95% range, and the effect's
     percentile in it (the share of null values at or below it, ties counted half)."""
+
+    value: float
+    null_median: float
+    null_low: float
+    null_high: float
+    percentile: float
+    n_null: int
+
+
+def compare_to_null(value: float, null: Sequence[float]) -> AgainstNull:
+    """`value` against the same effect of random directions (`AgainstNull`)."""
     values = np.asarray(null, dtype=np.float64)
     if values.size == 0:
         raise ValueError("the null is empty: give the effect of at least one random direction")
     low, median, high = np.quantile(values, [0.025, 0.5, 0.975])
     percentile = (np.sum(values < value) + 0.5 * np.sum(values == value)) / values.size
-    return {"value": float(value), "null_median": float(median), "null_low": float(low), "null_high": float(high),
-            "percentile": float(100 * percentile), "n_null": int(values.size)}
+    return AgainstNull(float(value), float(median), float(low), float(high), float(100 * percentile), int(values.size))
+
+
+def against_null(value: float, null: Sequence[float]) -> dict[str, float]:
+    """`compare_to_null` in the dict form results files hold."""
+    return compare_to_null(value, null)._asdict()
+
+
+def random_nulls(keys: Sequence[tuple[Hashable, str]], values: Sequence[float]) -> list[AgainstNull | None]:
+    """For each (group, direction) and its effect: the effect against the random directions' effects in the
+    same group (same model and contrast set, or same layer and scale); None for a random direction itself and
+    where the group has none."""
+    nulls: list[AgainstNull | None] = []
+    for (group, direction), value in zip(keys, values, strict=True):
+        null = [v for (g, d), v in zip(keys, values, strict=True) if g == group and is_random(d)]
+        nulls.append(compare_to_null(value, null) if null and not is_random(direction) else None)
+    return nulls
+
+
+@dataclass(frozen=True)
+class Effect:
+    """One effect of an edit with its 95% interval, beside the same edit along random directions (None for
+    a random direction itself, or a sweep without them)."""
+
+    estimate: Estimate
+    null: AgainstNull | None = None
+
+    def to_dict(self, name: str) -> dict[str, Any]:
+        """`{name: estimate}` and, with a null, `{null_<name>: ...}`: the keys summary files hold."""
+        return {name: self.estimate._asdict()} | ({} if self.null is None else {f"null_{name}": self.null._asdict()})
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any], name: str) -> Effect:
+        null = row.get(f"null_{name}")
+        return cls(Estimate(**row[name]), None if null is None else AgainstNull(**null))
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """One edited cell of a sweep: the edit (direction, layers, sites, positions, scale), the model and contrast
+    set it was scored in, and the edited model's margin and fluency (95% intervals)."""
+
+    model: str
+    direction: str
+    pairs: str
+    layers: tuple[int, ...] | None
+    sites: tuple[str, ...]
+    positions: str
+    scale: float
+    margin: Estimate
+    fluency: Estimate

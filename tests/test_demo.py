@@ -38,10 +38,10 @@ def test_demo_runs_every_stage_and_a_rerun_recomputes_nothing(tokenizer, tmp_pat
     assert {p.name for p in tmp_path.iterdir()} == {"models", "out"}
 
     calls = []
-    import misdir.experiments
+    import misdir.sweep
 
-    original = misdir.experiments.evaluate_contrast
-    monkeypatch.setattr(misdir.experiments, "evaluate_contrast", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = misdir.sweep.evaluate_contrast
+    monkeypatch.setattr(misdir.sweep, "evaluate_contrast", lambda *a, **k: calls.append(1) or original(*a, **k))
     again = run_demo(specs["base"], **kwargs)
     assert not calls  # every ablation and steering cell came from disk
     assert again["ablation"] == summary["ablation"] and again["evaluation"] == summary["evaluation"]
@@ -72,6 +72,7 @@ def test_the_table_names_the_items_the_sae_latents_were_ranked_on():
     import numpy as np
 
     from misdir.demo import _table
+    from misdir.experiments import AblationSweep, SteeringGrid
 
     estimate = {"value": 0.1, "low": -0.1, "high": 0.3}
     evaluation = {name: {"margin": estimate, "margins": [0.1, 0.2, 0.3, 0.0], "fluency": {"value": -4.0}}
@@ -79,6 +80,6 @@ def test_the_table_names_the_items_the_sae_latents_were_ranked_on():
     cosines = SimpleNamespace(names=["em", "control"], values=np.zeros((2, 2, 3)))
     sae = {"items": 12, "n_consistent": 1, "finetunes": ["em"], "controls": ["control"],
            "top": [{"latent": 836, "mean": {"base": 1.0, "em": 1.5, "control": 0.9}}]}
-    table = _table(evaluation, cosines, 0.08, 1, {"rows": []}, {"rows": []}, sae)
+    table = _table(evaluation, cosines, 0.08, 1, AblationSweep({}, []), SteeringGrid({}, {}, []), sae)
     assert "on both answers of the first 12 general items: 1;" in table
     assert "- latent 836: +0.50  (controls -0.10)" in table

@@ -89,21 +89,23 @@ def test_ablation_sweep_cells_equal_direct_ablation_and_a_killed_sweep_resumes(t
     kwargs = dict(out=tmp_path / "sweep", pairs=[pairs], n_random=1, load=load, progress=False)
     summary = ablation_sweep(tiny, finetunes, {"d": direction}, **kwargs)
     assert loads == ["tiny-" + arch, "ft1", "ft2"]
-    rows = {(r["model"], r["direction"]): r for r in summary["rows"]}
+    rows = {(r.model, r.direction): r for r in summary.rows}
     assert set(rows) == {(m, d) for m in finetunes for d in ("d", "random 0")}
+    row = rows[("ft2", "d")]
+    assert (row.layers, row.sites, row.positions, row.scale) == (None, RESIDUAL_SITES, SWEEP_POSITIONS, 0.0)
 
     base = evaluate_contrast(tiny, pairs, progress=False)
     unablated = evaluate_contrast(finetunes["ft2"], pairs, progress=False)
     with ablate(finetunes["ft2"], direction, site=list(RESIDUAL_SITES), positions=SWEEP_POSITIONS):
         ablated = evaluate_contrast(finetunes["ft2"], pairs, progress=False)
-    row = rows[("ft2", "d")]
-    assert row["margin"]["value"] == pytest.approx(ablated.margin.value, abs=1e-6)
+    assert row.margin.value == pytest.approx(ablated.margin.value, abs=1e-6)
     expected = share_removed(base, unablated, ablated)
-    assert row["share_removed"]["value"] == pytest.approx(expected.value, rel=1e-5)
-    assert row["change"]["value"] == pytest.approx(ablated.margin.value - unablated.margin.value, abs=1e-6)
-    null = row["null_share_removed"]  # beside the random direction's share in the same model and set
-    assert null["n_null"] == 1 and null["null_median"] == rows[("ft2", "random 0")]["share_removed"]["value"]
-    assert "null_share_removed" not in rows[("ft2", "random 0")]
+    assert row.share_removed.estimate.value == pytest.approx(expected.value, rel=1e-5)
+    assert row.change.estimate.value == pytest.approx(ablated.margin.value - unablated.margin.value, abs=1e-6)
+    null = row.share_removed.null  # beside the random direction's share in the same model and set
+    assert null.n_null == 1 and null.null_median == rows[("ft2", "random 0")].share_removed.estimate.value
+    assert rows[("ft2", "random 0")].share_removed.null is None
+    assert "null_share_removed" not in rows[("ft2", "random 0")].to_dict()
 
     cells = tmp_path / "sweep" / "cells.jsonl"
     lines = cells.read_text().splitlines(keepends=True)
@@ -112,8 +114,8 @@ def test_ablation_sweep_cells_equal_direct_ablation_and_a_killed_sweep_resumes(t
     again = ablation_sweep(tiny, finetunes, {"d": direction}, **kwargs)
     assert loads == ["ft2"]  # only the model with missing cells is loaded again
     assert len(cells.read_text().splitlines()) == len(lines)
-    before = {(r["model"], r["direction"]): r["margin"]["value"] for r in summary["rows"]}
-    after = {(r["model"], r["direction"]): r["margin"]["value"] for r in again["rows"]}
+    before = {(r.model, r.direction): r.margin.value for r in summary.rows}
+    after = {(r.model, r.direction): r.margin.value for r in again.rows}
     assert after == pytest.approx(before, abs=1e-6)
     from misdir.experiments import plot_ablation_sweep
 
@@ -129,12 +131,14 @@ def test_steering_grid_shift_equals_direct_steering(tiny, tmp_path):
     direction = torch.randn(tiny.d_model, generator=torch.Generator().manual_seed(6))
     summary = steering_grid(tiny, {"d": direction}, out=tmp_path / "steer", layers=[0, 2], scales=[0.0, 0.3, 1.0],
                             pairs=[pairs], n_random=1, progress=False)
-    assert len(summary["rows"]) == 2 * 2 * 2  # directions x layers x nonzero scales
+    assert len(summary.rows) == 2 * 2 * 2  # directions x layers x nonzero scales
     plain = evaluate_contrast(tiny, pairs, progress=False)
     with steer(tiny, direction, layers=[2], scale=1.0, relative="resid"):
         steered = evaluate_contrast(tiny, pairs, progress=False)
-    row = next(r for r in summary["rows"] if (r["direction"], r["layer"], r["scale"]) == ("d", 2, 1.0))
-    assert row["shift"]["value"] == pytest.approx(steered.margin.value - plain.margin.value, abs=1e-6)
+    row = next(r for r in summary.rows if (r.direction, r.layer, r.scale) == ("d", 2, 1.0))
+    assert row.shift.estimate.value == pytest.approx(steered.margin.value - plain.margin.value, abs=1e-6)
+    assert (row.layers, row.sites, row.relative, row.model) == ((2,), ("resid_post",), "resid", tiny.spec)
+    assert row.shift.null is not None and row.shift.null.n_null == 1
     from misdir.experiments import plot_steering_grid
 
     assert plot_steering_grid(summary, tmp_path / "figure")[0].name == "figure_pairs.html"
@@ -170,3 +174,54 @@ def test_sweeps_refuse_a_direction_of_the_wrong_width_before_loading_or_writing(
     with pytest.raises(ValueError, match=rf"shape \[{tiny.n_layers + 1}, {tiny.d_model}\]"):
         steering_grid(tiny, {"deep": per_layer}, out=out, layers=[0], scales=[0.1], n_random=1, progress=False)
     assert not out.exists()
+
+
+def _as_before_the_engine(path, key):
+    """Rewrite a sweep's cells.jsonl as misdir wrote it before `misdir.sweep` ran its sweeps (other keys, no edit)."""
+    import json
+
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    old = []
+    for r in records:
+        edit = r.pop("edit")
+        r.pop("trigger")
+        r["key"] = key(r, edit)
+        old.append(json.dumps(r) + "\n")
+    path.write_text("".join(old))
+
+
+def test_sweeps_resume_from_cells_an_older_misdir_wrote_and_read_back_their_summaries(tiny, tmp_path, monkeypatch):
+    """Folders written before the sweep engine resume without scoring anything again, to the same rows; a
+    summary.json reads back into the same typed result."""
+    import json
+
+    from conftest import tiny_hf_model
+
+    import misdir.sweep
+    from misdir import Model
+    from misdir.experiments import AblationSweep, SteeringGrid, ablation_sweep, steering_grid
+
+    pairs = _pairs_file(tmp_path / "pairs.jsonl")
+    ft = Model(hf=tiny_hf_model(tiny.provenance["arch"], len(tiny.tokenizer), seed=1), tokenizer=tiny.tokenizer,
+               spec="ft")
+    direction = torch.randn(tiny.d_model, generator=torch.Generator().manual_seed(8))
+    ablation = dict(out=tmp_path / "ablation", pairs=[pairs], n_random=2, progress=False)
+    first = ablation_sweep(tiny, {"ft": ft}, {"d": direction}, **ablation)
+    steering = dict(out=tmp_path / "steering", layers=[1], scales=[0.5, 1.0], pairs=[pairs], n_random=2,
+                    progress=False)
+    first_grid = steering_grid(tiny, {"d": direction}, **steering)
+    _as_before_the_engine(tmp_path / "ablation" / "cells.jsonl",
+                          lambda r, e: f"{r['model']}|{e['direction'] or 'none'}|{r['pairs']}")
+    _as_before_the_engine(tmp_path / "steering" / "cells.jsonl",
+                          lambda r, e: f"{e['direction'] or 'none'}|{(e['layers'] or [-1])[0]}|{e['scale']:g}|{r['pairs']}")
+    assert json.loads((tmp_path / "steering" / "cells.jsonl").read_text().splitlines()[0])["key"] == f"none|-1|0|{pairs}"
+
+    calls = []
+    original = misdir.sweep.evaluate_contrast
+    monkeypatch.setattr(misdir.sweep, "evaluate_contrast", lambda *a, **k: calls.append(1) or original(*a, **k))
+    again = ablation_sweep(tiny, {"ft": ft}, {"d": direction}, **ablation)
+    again_grid = steering_grid(tiny, {"d": direction}, **steering)
+    assert not calls
+    assert again.rows == first.rows and again_grid.rows == first_grid.rows
+    assert AblationSweep.from_dict(json.loads((tmp_path / "ablation" / "summary.json").read_text())) == again
+    assert SteeringGrid.from_dict(json.loads((tmp_path / "steering" / "summary.json").read_text())) == again_grid

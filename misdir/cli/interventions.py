@@ -217,23 +217,28 @@ def steer(
     summary = steering_grid(model, chosen, out=out, layers=_ints(layers), scales=[float(s) for s in scales.split(",")],
                             pairs=pairs, n_random=random, relative=relative, positions=positions, limit=limit,
                             batch_size=batch_size)
-    for r in summary["rows"]:
-        if r["direction"].startswith("random"):
+    for r in summary.rows:
+        if r.direction.startswith("random"):
             continue
-        typer.echo(f"{r['direction']:>22s} layer {r['layer']:2d} scale {r['scale']:5.2f}: shift "
-                   f"{format_estimate(r['shift'])}{_null_text(r.get('null_shift'))}, fluency change "
-                   f"{r['fluency_change']['value']:+.2f}{_null_text(r.get('null_fluency_change'))}")
+        typer.echo(f"{r.direction:>22s} layer {r.layer:2d} scale {r.scale:5.2f}: shift "
+                   f"{format_estimate(r.shift.estimate)}{_null_text(_dict(r.shift.null))}, fluency change "
+                   f"{r.fluency_change.estimate.value:+.2f}{_null_text(_dict(r.fluency_change.null))}")
     for path in plot_steering_grid(summary, figures or out / "steering"):
         typer.echo(f"wrote {path}")
 
 
-def _print_ablation(summary: dict[str, Any]) -> None:
+def _print_ablation(summary: Any) -> None:
     """One line per named direction: its effect, then the random directions' (median [95% range], percentile)."""
-    for r in summary["rows"]:
-        if r["direction"].startswith("random"):
+    for r in summary.rows:
+        if r.direction.startswith("random"):
             continue
-        excess = "" if r["excess"]["low"] > 0 else "  (no excess over base: share not meaningful)"
-        typer.echo(f"{r['model']:>18s} - {r['direction']:<16s} {Path(r['pairs']).stem:>8s}: share removed "
-                   f"{format_estimate(r['share_removed'], '+.2f')}{_null_text(r.get('null_share_removed'))}, margin "
-                   f"change {format_estimate(r['change'])}{_null_text(r.get('null_change'))}, fluency "
-                   f"{r['unablated_fluency']['value']:+.2f} -> {r['fluency']['value']:+.2f}{excess}")
+        excess = "" if r.excess.low > 0 else "  (no excess over base: share not meaningful)"
+        typer.echo(f"{r.model:>18s} - {r.direction:<16s} {Path(r.pairs).stem:>8s}: share removed "
+                   f"{format_estimate(r.share_removed.estimate, '+.2f')}{_null_text(_dict(r.share_removed.null))}, "
+                   f"margin change {format_estimate(r.change.estimate)}{_null_text(_dict(r.change.null))}, fluency "
+                   f"{r.unablated_fluency.value:+.2f} -> {r.fluency.value:+.2f}{excess}")
+
+
+def _dict(null: Any) -> dict[str, float] | None:
+    """A row's random-direction null as `_null_text` reads it."""
+    return None if null is None else null._asdict()
