@@ -445,9 +445,13 @@ def field_help(cls: type) -> dict[str, str]:
     for klass in reversed(cls.__mro__[:-1]):
         if not dataclasses.is_dataclass(klass):
             continue
-        body = ast.parse(inspect.getsource(klass)).body[0].body  # type: ignore[attr-defined]
+        try:
+            body = ast.parse(inspect.getsource(klass)).body[0].body  # type: ignore[attr-defined]
+        except (OSError, TypeError):  # no source (a class made at run time): metadata help only
+            continue
         for node, after in zip(body, body[1:], strict=False):
-            if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+            documented = isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+            if isinstance(node, ast.AnnAssign) and documented:
                 docs[ast.unparse(node.target)] = " ".join(str(after.value.value).split())
     return {f.name: f.metadata.get("help") or docs.get(f.name, "") for f in dataclasses.fields(cls)}
 
