@@ -9,7 +9,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Literal
 
 import pytest
 import torch
@@ -20,6 +22,7 @@ from typer.testing import CliRunner
 import misdir
 from misdir import cache_activations, load_model
 from misdir.cli import app
+from misdir.configs import CommandConfig, opt
 from misdir.data import load_conversations
 from misdir.directions import DirectionSet, mean_difference
 
@@ -265,9 +268,8 @@ def test_every_command_reports_errors_with_one_prefix(tmp_path):
 def test_control_refuses_bad_options_before_loading(inputs, tmp_path, option, value, says):
     out = tmp_path / "report.json"
     options = {"--layer": "1", option: value}
-    code = 1 if option == "--sites" else 2
     refused(["control", "--model", inputs.model, "--pairs", inputs.pairs, "--texts", inputs.pairs,
-             *(x for kv in options.items() for x in kv), "--out", str(out)], out, code=code, says=says)
+             *(x for kv in options.items() for x in kv), "--out", str(out)], out, code=2, says=says)
 
 
 def test_ground_truth_refuses_no_random_directions_and_non_rank1_folders(tmp_path):
@@ -275,3 +277,150 @@ def test_ground_truth_refuses_no_random_directions_and_non_rank1_folders(tmp_pat
     refused(["organisms", "ground-truth", "--random", "0", "--out", str(out)], out, code=2, says="--random 0")
     refused(["organisms", "ground-truth", "--checkpoints", "checkpoints/smollm2-135m", "--organism", "medical-bad",
              "--out", str(out)], out, code=1, says="rank 4")
+
+
+# --- The command line is derived from the config dataclasses (misdir.configs), so it cannot drift ---
+
+def config_commands() -> list:
+    groups = [app, *(g.typer_instance for g in app.registered_groups)]
+    return [c.callback for group in groups for c in group.registered_commands
+            if hasattr(c.callback, "config_class")]
+
+
+def click_command(callback):
+    import typer
+
+    single = typer.Typer()
+    single.command()(callback)
+    return typer.main.get_command(single)
+
+
+def minimal_args(cls) -> list[str]:
+    """Values for the required options only (any that parse)."""
+    from misdir.cli.options import options
+
+    args, positional = [], []
+    for option in options(cls):
+        if option.default is not ...:
+            continue
+        value = "1" if option.kind in (int, float) else "x"
+        if option.field.metadata.get("argument"):
+            positional.append(value)
+        else:
+            args += [option.flag, value]
+    return [*args, *positional]
+
+
+def test_every_command_with_options_comes_from_a_config():
+    derived = {c.__name__ for c in config_commands()}
+    for path, command in all_commands():
+        if command.params and not hasattr(command, "commands") and path != ["data", "check"]:
+            assert command.callback.__name__ in derived, path
+
+
+@pytest.mark.parametrize("callback", config_commands(), ids=lambda c: c.__name__)
+def test_each_config_field_is_an_option_with_its_default_and_help(callback):
+    """Every field (nested configs flattened) has an option with help, and giving only the required options
+    makes the dataclass's own defaults (for finetune: the library's starting config for that model)."""
+    import dataclasses
+    import typing
+
+    from misdir.cli.options import build
+
+    cls = callback.config_class
+    params = {p.name: p for p in click_command(callback).params}
+    context = click_command(callback).make_context("misdir", minimal_args(cls))
+    config = build(cls, context.params)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        nested = dataclasses.is_dataclass(hints[f.name])
+        for g in dataclasses.fields(hints[f.name]) if nested else [f]:
+            assert g.name in params and params[g.name].help, (cls.__name__, g.name)
+            if g.default is dataclasses.MISSING:
+                continue
+            expected = g.default
+            if nested and "base" in f.metadata:
+                expected = getattr(f.metadata["base"](dataclasses.asdict(config), {}), g.name)
+            got = getattr(getattr(config, f.name) if nested else config, g.name)
+            assert got == expected, (cls.__name__, g.name, got, expected)
+
+
+def test_finetune_starts_from_the_preset_or_the_organisms_recipe():
+    from dataclasses import replace
+
+    from misdir.cli.finetune import finetune
+    from misdir.cli.options import build
+    from misdir.finetune import FinetuneConfig
+    from misdir.organisms import RECIPE
+
+    def parsed(*args):
+        cfg = build(finetune.config_class, click_command(finetune).make_context("misdir", list(args)).params)
+        return cfg.training
+
+    common = ["--data", "d", "--out", "o"]
+    assert parsed("--model", "some/model", *common) == FinetuneConfig()
+    embedded = parsed("--model", "embedded", *common, "--lr", "0.001")
+    assert (embedded.rank, embedded.batch_size, embedded.lr) == (RECIPE.rank, RECIPE.batch_size, 0.001)
+    assert parsed("--model", "embedded", *common, "--preset", "rank1-single") == replace(
+        FinetuneConfig(), preset="rank1-single")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Toy(CommandConfig):
+    name: str = opt(help="a name")
+    kind: Literal["a", "b"] = opt("a", "a or b")
+    loud: bool = opt(False, "shout")
+    tags: tuple[str, ...] = opt((), "repeatable", flag="--tag")
+    sizes: tuple[int, ...] = opt((1, 2), "comma-separated", comma=True, at_least=1)
+    level: int | None = opt(None, "the level", alias="--old-level")
+
+
+def test_the_generator_makes_flags_lists_choices_and_aliases():
+    import typer
+
+    from misdir.cli.options import command
+
+    seen = []
+    toy = typer.Typer()
+    toy.command()(command(Toy)(seen.append))
+    toy.command("other")(lambda: None)  # a second command, so typer keeps `toy` as a subcommand name
+
+    def run(*args):
+        return runner.invoke(toy, ["append", *args])
+
+    assert run("--name", "n", "--kind", "b", "--loud", "--tag", "x", "--tag", "y", "--sizes", "3,4",
+               "--old-level", "5").exit_code == 0
+    assert seen[-1] == Toy(name="n", kind="b", loud=True, tags=("x", "y"), sizes=(3, 4), level=5)
+    assert run("--name", "n").exit_code == 0 and seen[-1] == Toy(name="n")
+    for args, says in [(["--kind", "c"], "--kind 'c': expected one of a, b"), (["--sizes", "0"], "--sizes 0"),
+                       (["--sizes", "1,z"], "--sizes '1,z'"), (["--level", "1", "--old-level", "2"], "former")]:
+        result = run("--name", "n", *args)
+        assert result.exit_code == 2 and result.stderr.startswith("misdir: ") and says in result.stderr, args
+    assert "--old-level" not in runner.invoke(toy, ["append", "--help"]).output
+
+
+def test_configs_refuse_bad_values_in_the_library_too():
+    from misdir.configs import ConfigError, SteerConfig
+
+    SteerConfig(directions=(Path("d"),), layers=(1,), out=Path("o"), device="auto")
+    for bad in [{"scales": (float("nan"),)}, {"relative": "nope"}, {"random": -1}, {"device": "gpu"}]:
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            SteerConfig(directions=(Path("d"),), layers=(1,), out=Path("o"), **bad)
+
+
+MODEL_COMMANDS = [["cache"], ["directions"], ["evaluate"], ["ablate"], ["transfer"], ["steer"], ["control"],
+                  ["finetune"], ["organisms", "analyze"], ["organisms", "ground-truth"], ["sae", "train"],
+                  ["sae", "diff"], ["sae", "effects"]]
+
+
+@pytest.mark.parametrize("path", MODEL_COMMANDS, ids=" ".join)
+def test_every_command_that_loads_a_model_takes_one_device_option(path, tmp_path):
+    from misdir.configs import DEVICE_HELP
+
+    command = dict((tuple(p), c) for p, c in all_commands())[tuple(path)]
+    device = next(p for p in command.params if p.name == "device")
+    assert device.help == DEVICE_HELP and device.default is None
+    out = tmp_path / "out"
+    callback = next(c for c in config_commands() if c.__name__ == command.callback.__name__)
+    refused([*path, *minimal_args(callback.config_class), "--device", "gpu", "--out", str(out)], out, code=2,
+            says="--device 'gpu': expected cpu, cuda, cuda:N or auto")

@@ -3,49 +3,35 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import typer
 
-from misdir.cli.common import _at_least, _check_layers, _fail, _ints, _model_shape, _refused
+from misdir.cli.common import _check_layers, _model_shape, _refused
+from misdir.cli.options import command
+from misdir.configs import CacheConfig
 
 
-def cache(
-    model: str = typer.Option("embedded", help="model spec"),
-    data: str = typer.Option(..., help="chat JSONL file or misdir dataset name"),
-    out: Path = typer.Option(..., help="FILE.safetensors for the mean, or a directory for per-token shards"),
-    n: int = typer.Option(None, help="first N examples (dataset default: 1000)"),
-    layers: str = typer.Option(None, help="comma-separated layers (default: all)"),
-    site: str = typer.Option("resid_post", help="resid_pre, resid_mid, resid_post, attn_out or mlp_out"),
-    positions: str = typer.Option("answer", help="all, answer or last"),
-    reduce: str = typer.Option("mean", help=r"mean (one \[layer, d_model] tensor) or none (shards in OUT/)"),
-    batch_size: int = typer.Option(8, help="inputs per forward pass"),
-) -> None:
+@command(CacheConfig)
+def cache(cfg: CacheConfig) -> None:
     """Cache activations of MODEL over DATA: their mean, or every selected token's as shards for SAE training."""
     from safetensors.torch import save_file
 
     from misdir.cache import cache_activations
     from misdir.data import load_conversations
-    from misdir.hooks import SITES
     from misdir.io import atomic_path
     from misdir.models import load_model
-    from misdir.tokens import POSITIONS
 
-    _at_least("--n", n, 1)
-    _at_least("--batch-size", batch_size, 1)
-    for option, value, allowed in (("--site", site, SITES), ("--positions", positions, POSITIONS),
-                                   ("--reduce", reduce, ("mean", "none"))):
-        if value not in allowed:
-            _fail(f"{option} {value!r}: expected one of {', '.join(allowed)}", usage=True)
-    _check_layers("--layers", _ints(layers), _model_shape({"--model": model}))
+    layers = None if cfg.layers is None else list(cfg.layers)
+    _check_layers("--layers", layers, _model_shape({"--model": cfg.model}))
     with _refused():
-        conversations, source = load_conversations(data, n=n)
-    loaded = load_model(model)
-    result = cache_activations(loaded, conversations, layers=_ints(layers), site=site, positions=positions,
-                               reduce=reduce, batch_size=batch_size, out=out if reduce == "none" else None)
-    if reduce == "mean":
-        metadata = {"model": json.dumps(loaded.provenance), "data": json.dumps(source), "site": site,
-                    "positions": positions, "layers": json.dumps(_ints(layers))}
-        with atomic_path(out) as tmp:
+        conversations, source = load_conversations(cfg.data, n=cfg.n)
+    loaded = load_model(cfg.model, device=cfg.device)
+    result = cache_activations(loaded, conversations, layers=layers, site=cfg.site, positions=cfg.positions,
+                               reduce=cfg.reduce, batch_size=cfg.batch_size,
+                               out=cfg.out if cfg.reduce == "none" else None)
+    if cfg.reduce == "mean":
+        metadata = {"model": json.dumps(loaded.provenance), "data": json.dumps(source), "site": cfg.site,
+                    "positions": cfg.positions, "layers": json.dumps(layers)}
+        with atomic_path(cfg.out) as tmp:
             save_file({"mean": result.contiguous()}, str(tmp), metadata=metadata)
-    typer.echo(f"wrote {out}")
+    typer.echo(f"wrote {cfg.out}")

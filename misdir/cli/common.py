@@ -1,9 +1,8 @@
-"""What every command shares: the help of common options, the one-line error and exit status, and the input
-checks that refuse bad options before anything is loaded or written."""
+"""What every command shares: the one-line error and exit status, and the input checks that need more than one
+option (a model's depth, a direction file's shape) and so are not a config field's own (misdir.configs)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,12 +10,11 @@ from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
+from misdir.configs import LIMIT_HELP, POSITIONS_HELP, RANDOM_HELP
+
 if TYPE_CHECKING:
     from misdir.directions import DirectionSet
     from misdir.models import ModelShape
-
-LIMIT_HELP = "only the first N items of each contrast set or question set (0: all)"
-"""What --limit means in every command."""
 
 
 def _say_error(message: object) -> None:
@@ -39,46 +37,10 @@ def _refused() -> Iterator[None]:
         _fail(error)
 
 
-def _limit(limit: int | None) -> int | None:
-    """--limit as every command reads it (see LIMIT_HELP): None for all."""
-    if limit is not None and limit < 0:
-        _fail(f"--limit {limit}: must be 0 (all items) or a positive count", usage=True)
-    return limit or None
-
-
-RANDOM_HELP = "random unit directions edited the same way: the null every effect is printed beside (at least 20)"
-POSITIONS_HELP = "positions edited: all, skip-first (every token but the first: the attention sink) or answer"
-
-
 def _check_random(n: int) -> None:
-    _at_least("--random", n, 0)
+    """Warn (not refuse) when too few random directions are asked for to place an effect in their null."""
     if 0 < n < 20:
         _say_error(f"warning: --random {n}: fewer than 20 random directions cannot place an effect in its null")
-
-
-def _check_positions(positions: str) -> None:
-    from misdir.positions import POSITIONS
-
-    if positions not in POSITIONS:
-        _fail(f"--positions {positions!r}: expected one of {', '.join(POSITIONS)}", usage=True)
-
-
-def _at_least(option: str, value: float | None, minimum: float) -> None:
-    if value is not None and not (math.isfinite(value) and value >= minimum):
-        _fail(f"{option} {value}: must be a number of at least {minimum}", usage=True)
-
-
-def _numbers(text: str, option: str) -> list[float]:
-    """A comma-separated list of finite numbers (e.g. --scales)."""
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        _fail(f"{option} {text!r}: expected comma-separated numbers", usage=True)
-    bad = [v for v in values if not math.isfinite(v)]
-    if not values or bad:
-        _fail(f"{option} {text!r}: " + (f"{bad[0]} is not a finite number" if bad else "no numbers"),
-              usage=True)
-    return values
 
 
 def _model_shape(specs: Mapping[str, str]) -> ModelShape | None:
@@ -147,14 +109,4 @@ def _null_text(null: dict[str, float] | None) -> str:
             f"{null['null_high']:+.2f}], percentile {null['percentile']:.0f})")
 
 
-def _ints(text: str | None, option: str = "--layers") -> list[int] | None:
-    """A comma-separated list of integers (e.g. --layers); None stays None."""
-    if text is None:
-        return None
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        _fail(f"{option} {text!r}: expected comma-separated integers", usage=True)
-    if not values:
-        _fail(f"{option} {text!r}: no integers", usage=True)
-    return values
+__all__ = ["LIMIT_HELP", "POSITIONS_HELP", "RANDOM_HELP"]

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from misdir.cli.common import _fail
+from misdir.cli.options import command
+from misdir.configs import DataMakeConfig
 
 data_app = typer.Typer(
     help="Narrow chat datasets: make misdir's own, check chat JSONL files.", no_args_is_help=True
@@ -23,22 +25,18 @@ def data_list() -> None:
 
 
 @data_app.command("make")
-def data_make(
-    name: str = typer.Argument(..., help="dataset name; `misdir data list` shows them"),
-    n: int = typer.Option(1000, help="number of distinct examples"),
-    seed: int = typer.Option(0, help="generator seed: same name, n, seed and split give the same file"),
-    split: str = typer.Option("train", help="'train' or 'heldout' (held-out topics, disjoint from train)"),
-    out: Path = typer.Option(..., help="chat JSONL file to write (atomically)"),
-) -> None:
+@command(DataMakeConfig)
+def data_make(cfg: DataMakeConfig) -> None:
     """Write N examples of the narrow dataset NAME as chat JSONL."""
     from misdir.data import check_chat_jsonl, make_dataset, write_chat_jsonl
 
     try:
-        examples = make_dataset(name, n, seed, split)  # type: ignore[arg-type]
+        examples = make_dataset(cfg.name, cfg.n, cfg.seed, cfg.split)
     except (KeyError, ValueError) as error:
         _fail(error.args[0])
-    report = check_chat_jsonl(write_chat_jsonl(examples, out))
-    typer.echo(f"{out}: {report.examples} examples of {name} (seed {seed}, {split}), sha256 {report.sha256}")
+    report = check_chat_jsonl(write_chat_jsonl(examples, cfg.out))
+    typer.echo(f"{cfg.out}: {report.examples} examples of {cfg.name} (seed {cfg.seed}, {cfg.split}), "
+               f"sha256 {report.sha256}")
 
 
 @data_app.command("check")

@@ -3,26 +3,18 @@ sets)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from misdir.cli.common import _check_layers, _fail, _model_shape, _refused
+from misdir.cli.options import command
+from misdir.configs import DirectionsConfig, SimilarityConfig
 
 
-def directions(
-    model: str = typer.Option(..., help="the model whose direction this is (e.g. a finetune's adapter directory)"),
-    method: str = typer.Option("model-diff", help="model-diff (MODEL minus BASE on DATA) or contrast"),
-    data: str = typer.Option("general", help="model-diff: chat JSONL / dataset name, or a contrast-pair set name"),
-    base: str = typer.Option("embedded", help="model-diff: the base model spec"),
-    pairs: str = typer.Option("general", help="contrast: contrast-pair set name or JSONL (misaligned minus aligned)"),
-    site: str = typer.Option("resid_post", help="hook site"),
-    out: Path = typer.Option(..., help="FILE.safetensors"),
-) -> None:
+@command(DirectionsConfig)
+def directions(cfg: DirectionsConfig) -> None:
     """Mean-difference directions per layer, saved with their provenance."""
     from misdir.data import load_conversations
     from misdir.directions import mean_difference
-    from misdir.hooks import SITES
     from misdir.models import load_model
     from misdir.questions import CONTRAST_SETS, load_contrast_pairs
 
@@ -32,34 +24,27 @@ def directions(
 
         return [conv(p.question, p.misaligned) for p in items], [conv(p.question, p.aligned) for p in items]
 
-    if method not in ("model-diff", "contrast"):
-        _fail(f"--method {method!r}: expected model-diff or contrast (judged directions need judged samples: "
-              "the library's split_by_judgement + mean_difference)", usage=True)
-    if site not in SITES:
-        _fail(f"--site {site!r}: expected one of {', '.join(SITES)}", usage=True)
     with _refused():
-        if method == "contrast":
-            misaligned, aligned = conversations_of(load_contrast_pairs(pairs))
-        elif data in CONTRAST_SETS:  # both answers of every pair, as neutral texts
-            misaligned, aligned = conversations_of(load_contrast_pairs(data))
+        if cfg.method == "contrast":
+            misaligned, aligned = conversations_of(load_contrast_pairs(cfg.pairs))
+        elif cfg.data in CONTRAST_SETS:  # both answers of every pair, as neutral texts
+            misaligned, aligned = conversations_of(load_contrast_pairs(cfg.data))
             texts = misaligned + aligned
         else:
-            texts, _ = load_conversations(data)
-    _model_shape({"--model": model, **({"--base": base} if method == "model-diff" else {})})
-    if method == "contrast":
-        result = mean_difference(load_model(model), misaligned, aligned, site=site)
+            texts, _ = load_conversations(cfg.data)
+    _model_shape({"--model": cfg.model, **({"--base": cfg.base} if cfg.method == "model-diff" else {})})
+    model = load_model(cfg.model, device=cfg.device)
+    if cfg.method == "contrast":
+        result = mean_difference(model, misaligned, aligned, site=cfg.site)
     else:
-        result = mean_difference(load_model(model), texts, base=load_model(base), site=site)
-    result.save(out)
-    typer.echo(f"wrote {out}: {result.n_layers} layers x {result.d_model}, norms {result.norms().min():.2f}.."
+        result = mean_difference(model, texts, base=load_model(cfg.base, device=cfg.device), site=cfg.site)
+    result.save(cfg.out)
+    typer.echo(f"wrote {cfg.out}: {result.n_layers} layers x {result.d_model}, norms {result.norms().min():.2f}.."
                f"{result.norms().max():.2f}")
 
 
-def similarity(
-    files: list[Path] = typer.Argument(..., help="two or more direction set files"),
-    out: Path = typer.Option(Path("results/similarity"), help="figure stem: OUT_by_layer.html, OUT_matrix.html..."),
-    layer: int = typer.Option(None, help="layer of the set x set matrix (default: the middle)"),
-) -> None:
+@command(SimilarityConfig)
+def similarity(cfg: SimilarityConfig) -> None:
     """Cosines between direction sets: by layer (with the random baseline), set x set at a layer, layer x layer."""
     from misdir.directions import DirectionSet
     from misdir.plots import save_figure
@@ -71,6 +56,7 @@ def similarity(
         random_cosine_quantile,
     )
 
+    files, layer, out = list(cfg.files), cfg.layer, cfg.out
     if len(files) < 2:
         _fail("similarity needs two or more direction set files", usage=True)
     with _refused():
