@@ -369,6 +369,10 @@ class GroundTruthConfig(CommandConfig):
     random: int = random_field(at_least=1)
     scales: tuple[float, ...] = opt((0.05, 0.1, 0.2, 0.4), "steering scales (fractions of the residual norm)",
                                     comma=True)
+    positions: tuple[str, ...] = opt(POSITIONS, "position choices of the all-layer ablation of B",
+                                     comma=True, choices=POSITIONS)
+    steer_positions: tuple[str, ...] = opt(("all",), "position choices of the steering dose-response",
+                                           comma=True, choices=POSITIONS)
     limit: int | None = limit_field()
     device: str | None = device_field()
     batch_size: int = batch_field(32)

@@ -60,6 +60,7 @@ def organisms_ground_truth(cfg: GroundTruthConfig) -> None:
             adapter_writes(cfg.checkpoints / name)
     study = ground_truth_study(cfg.checkpoints, cfg.out, organisms=chosen, control=cfg.control or None,
                                sets=list(cfg.pairs), n_random=cfg.random, scales=list(cfg.scales),
+                               positions=list(cfg.positions), steer_positions=list(cfg.steer_positions),
                                limit=cfg.limit or None, device=cfg.device, batch_size=cfg.batch_size)
     for r in study["ablation"]:
         typer.echo(f"{r['model']:>28s} {Path(r['pairs']).stem:>8s} ablate {r['direction']:<13s}: share removed "
