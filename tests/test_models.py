@@ -190,6 +190,6 @@ def test_small_local_models_load_without_the_weights_bar(tokenizer, tmp_path, ca
     path = save_tiny(tokenizer, tmp_path / "m", "llama")
     load_model(path)
     assert "Loading weights" not in capfd.readouterr().err and hf_logging.is_progress_bar_enabled()
-    monkeypatch.setattr(misdir.models, "QUIET_BELOW_BYTES", 1)  # the same model counted as large keeps its bar
+    monkeypatch.setattr(misdir.models.load, "QUIET_BELOW_BYTES", 1)  # the same model counted as large keeps its bar
     load_model(path)
     assert "Loading weights" in capfd.readouterr().err
