@@ -38,18 +38,21 @@ def misdir_version() -> str:
 
 
 def command_line(argv: list[str] | None = None) -> str:
-    """The command that is running, as a user would retype it: `misdir ...` for the CLI (console script or
-    `python -m misdir`), `python script.py ...` for a script, `python -c ...` for inline code."""
+    """The command that is running, as a user would retype it: `misdir ...` for the CLI (its console script or
+    `python -m misdir`), `python -m pkg ...` for another module, `python script.py ...` for a script,
+    `python -c ...` for inline code (whose text Python does not keep in sys.argv)."""
     argv = list(sys.argv if argv is None else argv)
     if not argv:
         return "python"
-    program, rest = argv[0], argv[1:]
-    if Path(program).name == "misdir" or Path(program).parts[-2:] == ("misdir", "__main__.py"):
+    program, rest = Path(argv[0]), argv[1:]
+    if program.name == "misdir" or program.parts[-2:] == ("misdir", "__main__.py"):
         words = ["misdir", *rest]
-    elif program in ("-c", "-m"):
-        words = ["python", program, *rest]
+    elif program.name == "__main__.py":
+        words = ["python", "-m", program.parent.name, *rest]
+    elif argv[0] in ("-c", "-m") or program.suffix == ".py":
+        words = ["python", argv[0], *rest]
     else:
-        words = ["python", program, *rest] if program.endswith(".py") else [Path(program).name, *rest]
+        words = [program.name, *rest]
     return shlex.join(words)
 
 
