@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from misdir.io import atomic_path, write_json_atomic
 from misdir.generate import _eos_ids
+from misdir.io import atomic_path, write_json_atomic
 from misdir.models import as_model
 from misdir.provenance import software
 from misdir.tokens import Encoded, Input, pad, pad_token_id, render_chat

@@ -317,18 +317,20 @@ def test_cli_finetune_of_the_embedded_model_starts_from_the_organisms_recipe(mon
 
 
 def test_the_record_names_the_base_the_version_and_the_command(base_dir, data_file, tmp_path, monkeypatch):
-    """misdir.json (issue 18): the base as the user named it, misdir's own version (not "unknown") and the command
-    as it was typed; the embedded model is recorded as "embedded", never as the folder it was converted into."""
+    """misdir.json (issue 18): the base as the user named it, misdir's own version (not "unknown") and the
+    command as typed; the embedded model is recorded as "embedded", never as the folder it was converted into."""
     import tomllib
 
     import misdir.finetune.save as save
     from misdir.provenance import portable_model
 
-    monkeypatch.setattr(sys, "argv", ["/venv/bin/misdir", "finetune", "--model", base_dir, "--preset", "rank1-single"])
+    argv = ["/venv/bin/misdir", "finetune", "--model", base_dir, "--preset", "rank1-single"]
+    monkeypatch.setattr(sys, "argv", argv)
     config = FinetuneConfig(preset="rank1-single", **{**FAST, "epochs": 1})
     finetune(base_dir, data_file, tmp_path / "out", config, progress=False)
     record = json.loads((tmp_path / "out" / "misdir.json").read_text())
-    version = tomllib.loads((Path(misdir.__file__).parent.parent / "pyproject.toml").read_text())["project"]["version"]
+    pyproject = Path(misdir.__file__).parent.parent / "pyproject.toml"
+    version = tomllib.loads(pyproject.read_text())["project"]["version"]
     assert record["misdir_version"] == record["base_provenance"]["misdir_version"] == version != "unknown"
     assert record["command"] == f"misdir finetune --model {base_dir} --preset rank1-single"
     assert record["base"] == str(Path(base_dir).resolve()) and record["torch_version"] == torch.__version__
@@ -337,7 +339,7 @@ def test_the_record_names_the_base_the_version_and_the_command(base_dir, data_fi
     monkeypatch.chdir(tmp_path)
     (tmp_path / "embedded").mkdir()  # a folder of that name does not turn the spec into a path
     assert save.base_reference("embedded") == "embedded"
-    converted = {"spec": "embedded", "kind": "gguf", "source": "/tmp/cache/gguf/smol-b179", "gguf": "/tmp/x/s.gguf"}
+    converted = {"spec": "embedded", "kind": "gguf", "source": "/tmp/cache/smol-b179", "gguf": "/tmp/x/s.gguf"}
     assert portable_model(converted) == {**converted, "source": "embedded", "gguf": "s.gguf"}
 
 
@@ -352,6 +354,7 @@ def test_the_default_settings_are_chosen_from_the_model(base_dir, data_file, tmp
         assert default_config(spec, "rank1-single") == FinetuneConfig(preset="rank1-single")
     for name in ("preset", "rank", "alpha", "lr", "epochs", "batch_size", "max_length", "dtype"):
         assert getattr(EMBEDDED_RECIPE, name) == getattr(RECIPE, name), name
-    assert default_config("embedded").resolve(30).lr == 2e-4 and default_config(base_dir).resolve(30).lr == 1e-5
+    assert default_config("embedded").resolve(30).lr == 2e-4
+    assert default_config(base_dir).resolve(30).lr == 1e-5
     result = finetune(base_dir, data_file, tmp_path / "out", progress=False)
     assert result.config == FinetuneConfig().resolve(3)

@@ -104,8 +104,8 @@ def test_a_compiled_decode_step_is_forgotten_when_hooks_are_added(tiny, monkeypa
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_the_architecture_table_names_real_modules(tokenizer, arch):
-    """Every module name the one table gives (hook sites, LoRA targets, stream writers) exists in a real layer,
-    and the finetune presets and orthogonalize take their names from it."""
+    """Every module name the one table gives (hook sites, LoRA targets, stream writers) exists in a real
+    layer, and the finetune presets take their targets from it."""
     from conftest import tiny_hf_model
 
     from misdir.finetune import PRESETS

@@ -33,7 +33,7 @@ def test_command_line_is_what_a_user_would_retype(argv, expected):
 def test_versions_come_from_the_checkout_and_the_running_libraries():
     pyproject = Path(misdir.__file__).resolve().parent.parent / "pyproject.toml"
     assert misdir_version() == tomllib.loads(pyproject.read_text())["project"]["version"]
-    assert misdir_version() == importlib.metadata.version("misdir")  # the venv's install is of the same project
+    assert misdir_version() == importlib.metadata.version("misdir")  # the venv installs the same project
     versions = software()
     assert versions["torch_version"] == torch.__version__
     assert versions["transformers_version"] == transformers.__version__
@@ -49,11 +49,11 @@ def test_a_record_holds_the_model_seed_software_command_and_time(tiny):
 
 
 def test_portable_model_drops_only_cache_paths():
-    gguf = {"spec": "embedded", "kind": "gguf", "source": "/home/u/.cache/misdir/gguf/smol-b179", "gguf": "/x/s.gguf",
-            "gguf_sha256": "b179"}
+    gguf = {"spec": "embedded", "kind": "gguf", "source": "/home/u/.cache/misdir/gguf/smol-b179",
+            "gguf": "/x/s.gguf", "gguf_sha256": "b179"}
     assert portable_model(gguf) == {**gguf, "source": "embedded", "gguf": "s.gguf"}
     own = {"spec": "/data/my.gguf", "kind": "gguf", "source": "/cache/my-1", "gguf": "/data/my.gguf"}
-    assert portable_model(own) == {**own, "source": "/data/my.gguf"}  # a user's own file stays named by its path
+    assert portable_model(own) == {**own, "source": "/data/my.gguf"}  # a user's own file keeps its path
     local = {"spec": "/models/m", "kind": "transformers", "source": "/models/m"}
     assert portable_model(local) == local
     adapter = {"kind": "peft-adapter", "base_provenance": gguf}

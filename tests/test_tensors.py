@@ -24,7 +24,7 @@ def test_unit_matches_numpy_and_keeps_zero_rows_zero(dtype):
 
 
 def test_unit_normalises_tiny_vectors_exactly():
-    """A non-zero vector whose norm is below the 1e-12 floor misdir used before still comes out with norm 1."""
+    """A non-zero vector whose norm is below the 1e-12 floor used before still comes out with norm 1."""
     for value, dtype in ((1e-15, torch.float32), (1e-150, torch.float64)):
         x = torch.full((8,), value, dtype=dtype)
         assert unit(x).double().norm().item() == pytest.approx(1.0, rel=1e-6)

@@ -112,8 +112,8 @@ def finetune(
         save_adapter(training.model, out)
         write_json_atomic(out / "misdir.json", record)
         shutil.rmtree(checkpoints, ignore_errors=True)
-        return FinetuneResult(out, training.total, record["final_loss"], losses, seconds, start or None, config,
-                              record, training.model)
+        return FinetuneResult(out, training.total, record["final_loss"], losses, seconds, start or None,
+                              config, record, training.model)
 
 
 def _prepare(
@@ -122,7 +122,8 @@ def _prepare(
     """Read the data, load the base, resolve the config for its depth and tokenize every example."""
     from misdir.models import load_model
 
-    conversations, data_record = load_conversations(data, n=config.n, seed=config.data_seed, default_n=DEFAULT_N)
+    conversations, data_record = load_conversations(data, n=config.n, seed=config.data_seed,
+                                                    default_n=DEFAULT_N)
     base = load_model(model_spec, device=config.device, dtype=config.dtype)
     config = config.resolve(base.n_layers)
     examples = []
@@ -198,8 +199,8 @@ def _train(
             epoch, index = divmod(step, training.steps_per_epoch)
             order = epoch_order(len(examples), config.seed, epoch)
             chosen = order[index * config.batch_size : (index + 1) * config.batch_size]
-            loss = accumulated_loss(training.model, [examples[i] for i in chosen], pad_id, config.micro_batch_size,
-                                    device)
+            batch = [examples[i] for i in chosen]
+            loss = accumulated_loss(training.model, batch, pad_id, config.micro_batch_size, device)
             if config.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(training.params.values(), config.max_grad_norm)
             training.optimizer.step()

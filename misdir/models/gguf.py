@@ -1,5 +1,5 @@
 """GGUF files: the embedded model's file, a header-only reading of a GGUF model's shape, and the one-time
-conversion of a GGUF model to plain safetensors (transformers de-quantizes it; the converted copy is cached)."""
+conversion of a GGUF model to plain safetensors (transformers de-quantizes it; the copy is cached)."""
 
 from __future__ import annotations
 

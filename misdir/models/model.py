@@ -1,4 +1,4 @@
-"""`Model`: a hookable causal LM (the transformers model, its tokenizer, where it came from), and `as_model`."""
+"""`Model`: a hookable causal LM (the transformers model, its tokenizer, where it came from); `as_model`."""
 
 from __future__ import annotations
 
