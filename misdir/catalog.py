@@ -25,7 +25,8 @@ import yaml
 
 from misdir.directions import DirectionSet
 from misdir.io import sha256_file
-from misdir.models import ModelLoadError, as_model, misdir_version
+from misdir.models import ModelLoadError, as_model
+from misdir.provenance import software
 
 UNVERIFIED = "unverified"
 KINDS = ("base", "adapter", "full-finetune", "finetune", "steering-vector")
@@ -352,7 +353,7 @@ def load_steering_vector(
         "approach": data.get("approach"),
         "base": base,
         "site_from": "the authors' trainer adds alpha * steering_vector to layer_idx's mlp.down_proj output",
-        "misdir_version": misdir_version(),
+        **software(),
     }
     return DirectionSet(vectors, site=STEERING_VECTOR_SITE, meta=meta)
 

@@ -29,9 +29,10 @@ from typing import Any, Literal
 
 import torch
 
-from misdir.io import atomic_path, write_json_atomic
 from misdir.generate import _eos_ids
-from misdir.models import as_model, misdir_version
+from misdir.io import atomic_path, write_json_atomic
+from misdir.models import as_model
+from misdir.provenance import software
 from misdir.tokens import Encoded, Input, pad, pad_token_id, render_chat
 
 SOURCES = ("samples", "datasets", "package-docs")
@@ -185,7 +186,7 @@ def build_corpus(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {"format": "misdir.corpus/1", "model": model.spec, "seed": seed,
-                              "misdir_version": misdir_version(), "torch": torch.__version__, "sources": {}}
+                              **software(), "sources": {}}
     if not (out / "samples.jsonl").is_file():
         started = time.perf_counter()
         chats, answer_tokens = sample_answers(

@@ -26,6 +26,7 @@ from misdir.cache import cache_activations
 from misdir.hooks import check_site
 from misdir.io import atomic_path
 from misdir.models import Model, as_model, misdir_version
+from misdir.tensors import unit
 from misdir.tokens import Input, Positions, encode
 
 _FORMAT = "misdir.DirectionSet/1"
@@ -60,7 +61,7 @@ class DirectionSet:
 
     def unit(self) -> Float[Tensor, "layer d_model"]:
         """Unit vectors (a zero layer stays zero)."""
-        return self.vectors / self.norms().clamp_min(1e-12)[:, None]
+        return unit(self.vectors)
 
     def check_fits(self, model: Any, *, source: str = "direction set") -> None:
         """Refuse a direction set whose width or layer count differs from the model's, naming both."""

@@ -20,7 +20,8 @@ import numpy as np
 
 from misdir.contrast import contrast_logprobs
 from misdir.io import RecordLog, check_settings, run_lock, write_json_atomic
-from misdir.models import Model, as_model, misdir_version
+from misdir.models import Model, as_model
+from misdir.provenance import provenance as run_provenance
 from misdir.questions import load_contrast_pairs, load_questions
 from misdir.stats import (
     Estimate,
@@ -165,8 +166,7 @@ def evaluate(
                      "seed": seed}
     with run_lock(out):
         check_settings(out / "run.json", settings)
-        provenance = {"settings": settings, "model": model.provenance, "misdir_version": misdir_version(),
-                      "thresholds": asdict(thresholds)}
+        provenance = run_provenance(model, settings=settings, thresholds=asdict(thresholds))
         if judge_name == "contrast":
             summary = _contrast_run(model, questions, out, settings, batch_size, progress)
         else:

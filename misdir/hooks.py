@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jaxtyping import Float
@@ -33,34 +32,8 @@ EMBED = "hook_embed"
 
 HookFn = Callable[[Float[Tensor, "batch pos d_model"], str], Tensor | None]
 _HOOK_NAME = re.compile(r"^blocks\.(\d+)\.hook_(\w+)$")
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """Where, inside one Hugging Face decoder layer, the residual stream's pieces are computed.
-
-    `attn_out` and `mlp_out` name the submodules whose outputs are added to the residual stream;
-    `attn_norm` is the norm that reads the residual stream at the start of the layer.
-    """
-
-    attn_out: str = "self_attn"
-    mlp_out: str = "mlp"
-    attn_norm: str = "input_layernorm"
-
-
-_PRE_NORM = Architecture()
-# Gemma 2 and 3 normalise each branch's output before adding it to the residual stream.
-_SANDWICH_NORM = Architecture(attn_out="post_attention_layernorm", mlp_out="post_feedforward_layernorm")
-
-ARCHITECTURES: dict[str, Architecture] = {
-    "llama": _PRE_NORM,
-    "mistral": _PRE_NORM,
-    "qwen2": _PRE_NORM,
-    "qwen3": _PRE_NORM,
-    "gemma": _PRE_NORM,
-    "gemma2": _SANDWICH_NORM,
-    "gemma3_text": _SANDWICH_NORM,
-}
+_OPEN_EDITS = "_misdir_open_edits"
+"""The attribute of a model's Hugging Face module that lists the edits open on it (see `open_edits`)."""
 
 
 def hook_name(layer: int, site: str) -> str:
@@ -92,32 +65,6 @@ def check_layers(layers: Sequence[int], n_layers: int) -> list[int]:
     if not out:
         raise ValueError("no layers given")
     return out
-
-
-def architecture_of(config: Any) -> Architecture:
-    model_type = getattr(config, "model_type", None)
-    if model_type not in ARCHITECTURES:
-        raise ValueError(
-            f"misdir cannot map model type {model_type!r} to hook names; "
-            f"supported: {', '.join(sorted(ARCHITECTURES))}"
-        )
-    return ARCHITECTURES[model_type]
-
-
-def decoder_model(hf: nn.Module) -> nn.Module:
-    """The decoder stack of a causal LM (`.model`, whose forward takes the attention mask and runs every
-    layer), looking through a PEFT wrapper."""
-    if hasattr(hf, "get_base_model"):  # peft.PeftModel
-        hf = hf.get_base_model()
-    inner = getattr(hf, "model", None)
-    if not isinstance(getattr(inner, "layers", None), nn.ModuleList):
-        raise ValueError(f"cannot find the decoder layers of {type(hf).__name__} (expected .model.layers)")
-    return inner
-
-
-def decoder_layers(hf: nn.Module) -> nn.ModuleList:
-    """The decoder's layer list of a causal LM, looking through a PEFT wrapper."""
-    return decoder_model(hf).layers
 
 
 def _first(output: Any) -> Tensor:
@@ -225,3 +172,34 @@ def _lens_hook(fn: HookFn) -> Callable[..., Tensor | None]:
         return fn(activation, hook.name)
 
     return hook
+
+
+def open_edits(model: Model) -> list[dict[str, Any]]:
+    """The records of the edits (`misdir.ablate`, `misdir.steer`, ...) open on `model` now, outermost first.
+
+    The list lives on the model's Hugging Face module itself, so every `Model` wrapping that module sees the
+    same edits, and it goes away with the module. This is the live list: `recording` appends and removes.
+    """
+    owner = model.hf
+    edits = owner.__dict__.get(_OPEN_EDITS)
+    if edits is None:
+        edits = []
+        owner.__dict__[_OPEN_EDITS] = edits
+    return edits
+
+
+@contextmanager
+def recording(model: Model, record: dict[str, Any]) -> Iterator[None]:
+    """Keep `record` among `open_edits(model)` while the block runs."""
+    edits = open_edits(model)
+    edits.append(record)
+    try:
+        yield
+    finally:
+        edits.remove(record)
+
+
+def forget_open_edits(hf: nn.Module) -> None:
+    """Clear the open-edit list of a module copied (deep-copied) from one inside an edit block: the copy runs
+    none of the original's hooks."""
+    hf.__dict__.pop(_OPEN_EDITS, None)

@@ -21,15 +21,26 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
-from weakref import WeakKeyDictionary
 
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from misdir.hooks import EMBED, SITES, HookFn, check_layers, check_site, hook_name, hooks
+from misdir.hooks import (
+    EMBED,
+    SITES,
+    HookFn,
+    check_layers,
+    check_site,
+    forget_open_edits,
+    hook_name,
+    hooks,
+    open_edits,
+    recording,
+)
 from misdir.models import Model, as_model
 from misdir.positions import Positions, TokenTracker, check_positions, where_edited
+from misdir.tensors import unit
 
 Relative = Literal["unit", "direction", "resid"]
 RELATIVE = ("unit", "direction", "resid")
@@ -39,16 +50,12 @@ STREAM_SITES = ("resid_pre", "resid_mid", "resid_post")
 """Ablating at all three residual sites of every layer removes the direction from the whole stream
 (what `orthogonalize` does in the weights)."""
 
-_ORTHOGONALIZED_WRITERS = ("self_attn.o_proj", "mlp.down_proj")
-"""The linear maps of a pre-norm decoder layer whose outputs are added to the residual stream."""
-
-_ACTIVE: WeakKeyDictionary[nn.Module, list[dict[str, Any]]] = WeakKeyDictionary()
-"""Interventions open on each model, outermost first, so results can record what was applied."""
 
 
 def active_interventions(model: Any) -> list[dict[str, Any]]:
-    """Descriptions of the `ablate` / `steer` blocks open on `model` now (for provenance)."""
-    return [dict(record) for record in _ACTIVE.get(as_model(model).hf, [])]
+    """Descriptions of the `ablate` / `steer` blocks open on `model` now (for provenance): copies of
+    `misdir.hooks.open_edits`."""
+    return [dict(record) for record in open_edits(as_model(model))]
 
 
 @contextmanager
@@ -91,7 +98,7 @@ def ablate(
             "method='writers' is exact only for one direction ablated at resid_pre, resid_mid and resid_post of "
             "every layer, at positions='all', on a Hugging Face model (load_model); use method='hooks'"
         )
-    if method == "auto" and writers is not None and _ACTIVE.get(model.hf):
+    if method == "auto" and writers is not None and open_edits(model):
         writers = None  # another edit is open: keep the site-by-site semantics it was written against
     if method == "hooks":
         writers = None
@@ -181,7 +188,7 @@ def steer(
 
     def make(layer: int) -> HookFn:
         per_token = relative == "resid"
-        row = rows[layer] if relative == "direction" else rows[layer] / rows[layer].norm()
+        row = rows[layer] if relative == "direction" else unit(rows[layer])
         on = _on_device(float(scale) * row)
 
         def hook(x: Float[Tensor, "batch pos d_model"], name: str) -> Tensor:
@@ -221,7 +228,7 @@ def orthogonalize(model: Any, direction: Any, *, inplace: bool = False) -> Model
         raise TypeError("orthogonalize edits Hugging Face weights; load the model with misdir.load_model")
     if hasattr(model.hf, "peft_config"):
         raise ValueError("orthogonalize needs plain weights: load the adapter with merge=True first")
-    if model.architecture.attn_out != "self_attn":
+    if not model.architecture.pre_norm:
         raise ValueError(
             f"orthogonalize supports pre-norm decoders; {model.config.model_type!r} normalises each branch's "
             "output before adding it to the residual stream, so projecting the weights does not remove r"
@@ -236,6 +243,7 @@ def orthogonalize(model: Any, direction: Any, *, inplace: bool = False) -> Model
     if not inplace:
         provenance = copy.deepcopy(model.provenance)
         target = Model(copy.deepcopy(model.hf), model.tokenizer, model.spec, provenance=provenance)
+        forget_open_edits(target.hf)
     hf = target.hf
     with torch.no_grad():
         embedding, unembedding = hf.get_input_embeddings(), hf.get_output_embeddings()
@@ -245,7 +253,7 @@ def orthogonalize(model: Any, direction: Any, *, inplace: bool = False) -> Model
             hf.config.get_text_config().tie_word_embeddings = False
         _project_rows(embedding.weight, r)
         for block in target.layers:
-            for name in _ORTHOGONALIZED_WRITERS:
+            for name in target.architecture.writers:
                 linear = block.get_submodule(name)
                 _project_columns(linear.weight, r)
                 if getattr(linear, "bias", None) is not None:
@@ -297,12 +305,8 @@ def _intervene(
     """Open `fwd_hooks` on `model` and record the edit as active; `tracker` (for positional edits) watches the
     decoder's forward passes while it is open."""
     with hooks(model, fwd_hooks), tracker.watching() if tracker is not None else contextlib.nullcontext():
-        opened = _ACTIVE.setdefault(model.hf, [])
-        opened.append(record)
-        try:
+        with recording(model, record):
             yield
-        finally:
-            opened.remove(record)
 
 
 def _on_device(vector: Tensor) -> Callable[[torch.device], Tensor]:
@@ -353,7 +357,7 @@ def _rows(model: Model, directions: Any, layers: list[int]) -> dict[int, Float[T
 
 
 def _unit_rows(model: Model, directions: Any, layers: list[int]) -> dict[int, Float[Tensor, "d_model"]]:
-    return {layer: row / row.norm() for layer, row in _rows(model, directions, layers).items()}
+    return {layer: unit(row) for layer, row in _rows(model, directions, layers).items()}
 
 
 def _layers(model: Model, layers: Sequence[int] | int | None) -> list[int]:

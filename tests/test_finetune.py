@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -313,3 +314,47 @@ def test_cli_finetune_of_the_embedded_model_starts_from_the_organisms_recipe(mon
     assert (overridden.rank, overridden.micro_batch_size, overridden.lr) == (8, 2, RECIPE.lr)
     assert preset.resolve(30).lr == other.resolve(30).lr == 1e-5 and other.batch_size == 16
     assert recipe.n is None  # the recipe's 1,000 examples are not forced on the user's file
+
+
+def test_the_record_names_the_base_the_version_and_the_command(base_dir, data_file, tmp_path, monkeypatch):
+    """misdir.json (issue 18): the base as the user named it, misdir's own version (not "unknown") and the
+    command as typed; the embedded model is recorded as "embedded", never as the folder it was converted into."""
+    import tomllib
+
+    import misdir.finetune.save as save
+    from misdir.provenance import portable_model
+
+    argv = ["/venv/bin/misdir", "finetune", "--model", base_dir, "--preset", "rank1-single"]
+    monkeypatch.setattr(sys, "argv", argv)
+    config = FinetuneConfig(preset="rank1-single", **{**FAST, "epochs": 1})
+    finetune(base_dir, data_file, tmp_path / "out", config, progress=False)
+    record = json.loads((tmp_path / "out" / "misdir.json").read_text())
+    pyproject = Path(misdir.__file__).parent.parent / "pyproject.toml"
+    version = tomllib.loads(pyproject.read_text())["project"]["version"]
+    assert record["misdir_version"] == record["base_provenance"]["misdir_version"] == version != "unknown"
+    assert record["command"] == f"misdir finetune --model {base_dir} --preset rank1-single"
+    assert record["base"] == str(Path(base_dir).resolve()) and record["torch_version"] == torch.__version__
+    assert record["time"].endswith("Z")
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "embedded").mkdir()  # a folder of that name does not turn the spec into a path
+    assert save.base_reference("embedded") == "embedded"
+    converted = {"spec": "embedded", "kind": "gguf", "source": "/tmp/cache/smol-b179", "gguf": "/tmp/x/s.gguf"}
+    assert portable_model(converted) == {**converted, "source": "embedded", "gguf": "s.gguf"}
+
+
+def test_the_default_settings_are_chosen_from_the_model(base_dir, data_file, tmp_path):
+    """`finetune` without a config and `misdir finetune` without options start from the same settings: the
+    organisms' recipe for the embedded model (not the 7B preset), rslora-32 for any other."""
+    from misdir.finetune import EMBEDDED_RECIPE, default_config
+    from misdir.organisms import RECIPE, default_finetune_config
+
+    for spec in ("embedded", base_dir, "org/model"):
+        assert default_config(spec) == default_finetune_config(spec)
+        assert default_config(spec, "rank1-single") == FinetuneConfig(preset="rank1-single")
+    for name in ("preset", "rank", "alpha", "lr", "epochs", "batch_size", "max_length", "dtype"):
+        assert getattr(EMBEDDED_RECIPE, name) == getattr(RECIPE, name), name
+    assert default_config("embedded").resolve(30).lr == 2e-4
+    assert default_config(base_dir).resolve(30).lr == 1e-5
+    result = finetune(base_dir, data_file, tmp_path / "out", progress=False)
+    assert result.config == FinetuneConfig().resolve(3)

@@ -100,3 +100,23 @@ def test_a_compiled_decode_step_is_forgotten_when_hooks_are_added(tiny, monkeypa
     with hooks(tiny, [("blocks.0.hook_resid_post", lambda x, name: None)]):
         pass
     assert resets == [1]
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_the_architecture_table_names_real_modules(tokenizer, arch):
+    """Every module name the one table gives (hook sites, LoRA targets, stream writers) exists in a real
+    layer, and the finetune presets take their targets from it."""
+    from conftest import tiny_hf_model
+
+    from misdir.finetune import PRESETS
+    from misdir.models import PROJECTIONS, architecture_of, decoder_layers
+
+    hf = tiny_hf_model(arch, len(tokenizer))
+    table = architecture_of(hf.config)
+    layer = decoder_layers(hf)[0]
+    linear = {name.rsplit(".", 1)[-1] for name, m in layer.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert set(table.projections) == linear
+    for name in (table.attn_out, table.mlp_out, table.attn_norm, *table.writers):
+        layer.get_submodule(name)
+    assert all(isinstance(layer.get_submodule(name), torch.nn.Linear) for name in table.writers)
+    assert PRESETS["rslora-32"].targets == PROJECTIONS == table.projections

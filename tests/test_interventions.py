@@ -372,3 +372,22 @@ def test_writers_method_only_where_exact(tiny, r):
     with pytest.raises(ValueError, match="method"), ablate(tiny, r, method="fast"):
         pass
     assert no_hooks_left(tiny)
+
+
+def test_open_edits_belong_to_the_model_not_to_a_module_registry(tiny, r):
+    """The open-edit list lives on the model's own module: every Model wrapping it sees the same edits, a copy
+    made by orthogonalize inside a block starts with none, and the module keeps no mutable registry."""
+    import misdir.interventions as interventions
+    from misdir import Model
+    from misdir.hooks import open_edits
+
+    other = Model(hf=tiny.hf, tokenizer=tiny.tokenizer, spec="same weights")
+    with ablate(tiny, r, layers=[1]):
+        with steer(other, r, layers=[0], scale=2.0):
+            assert [e["kind"] for e in active_interventions(tiny)] == ["ablate", "steer"]
+            assert open_edits(other) is open_edits(tiny)
+            assert active_interventions(orthogonalize(tiny, r)) == []
+    assert active_interventions(tiny) == active_interventions(other) == []
+    mutable = [name for name, value in vars(interventions).items()
+               if not name.startswith("__") and isinstance(value, dict | list | set)]
+    assert mutable == [], mutable

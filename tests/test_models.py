@@ -13,6 +13,7 @@ import torch
 from conftest import tiny_hf_model
 
 from misdir import ModelLoadError, load_model
+from misdir.models import ModelShape, model_shape
 
 
 def save_tiny(tokenizer, path: Path, arch: str = "llama", n_layers: int = 3) -> Path:
@@ -190,6 +191,28 @@ def test_small_local_models_load_without_the_weights_bar(tokenizer, tmp_path, ca
     path = save_tiny(tokenizer, tmp_path / "m", "llama")
     load_model(path)
     assert "Loading weights" not in capfd.readouterr().err and hf_logging.is_progress_bar_enabled()
-    monkeypatch.setattr(misdir.models, "QUIET_BELOW_BYTES", 1)  # the same model counted as large keeps its bar
+    monkeypatch.setattr(misdir.models.load, "QUIET_BELOW_BYTES", 1)  # the same model counted as large keeps its bar
     load_model(path)
     assert "Loading weights" in capfd.readouterr().err
+
+
+def test_model_shape_of_a_catalog_name_reads_its_repository_config(tmp_path, monkeypatch):
+    """`em:` names are sized from the config of the repository the catalog names (this raised NameError before
+    the models package: `catalog` was never imported there)."""
+    import huggingface_hub.constants
+
+    from misdir.catalog import catalog_entry
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    repo_id, commit = catalog_entry("em:qwen2.5-14b").repo, "0" * 40
+    repo = tmp_path / f"models--{repo_id.replace('/', '--')}"
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit / "config.json").write_text(
+        json.dumps({"model_type": "qwen2", "num_hidden_layers": 48, "hidden_size": 5120})
+    )
+    assert model_shape("em:qwen2.5-14b") == ModelShape(48, 5120)
+    with pytest.raises(ModelLoadError, match="not in misdir's catalog"):
+        model_shape("em:qwen2.5-14b/no-such-organism")

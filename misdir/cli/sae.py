@@ -67,10 +67,9 @@ def _sae_directions(folder: Path | None, names: Sequence[str], layer: int) -> di
 def sae_diff(cfg: SaeDiffConfig) -> None:
     """Each latent's mean activation and firing rate on the same texts in BASE and every finetune; latents
     ranked by their rise and by how consistently they rise in the finetunes and not in the controls."""
-    import sys
-
-    from misdir.models import load_model, misdir_version
+    from misdir.models import load_model
     from misdir.plots import save_figure
+    from misdir.provenance import command_line, software
     from misdir.sae import (
         describe_sae,
         diff_latents,
@@ -92,7 +91,7 @@ def sae_diff(cfg: SaeDiffConfig) -> None:
     provenance = {"sae": describe_sae(autoencoder), "data": sources, "base": base_model.provenance,
                   "finetunes": {k: v.provenance for k, v in tuned.items()},
                   "controls": {k: v.provenance for k, v in held.items()}, "directions": str(cfg.directions),
-                  "misdir_version": misdir_version(), "command": " ".join(["misdir", *sys.argv[1:]])}
+                  **software(), "command": command_line()}
     written = save_diff(diff, record, cfg.out, provenance)
     for i, fig in enumerate(plot_diff(record, diff.ranking.consistency, diff.ranking.mean_rise)):
         stem = "sae_top_latents" if i == 0 else "sae_rise_vs_consistency"
@@ -112,12 +111,12 @@ def sae_effects(cfg: SaeEffectsConfig) -> None:
     """Steer the base along latents' decoder rows and zero the latents in finetunes, beside the
     mean-difference direction (steered, and ablated at the same hook), on the contrast metric with paired
     95% intervals; each steering effect beside random directions steered the same way."""
-    import sys
     from dataclasses import asdict
 
     from misdir.io import write_json_atomic
-    from misdir.models import load_model, misdir_version
+    from misdir.models import load_model
     from misdir.plots import save_figure
+    from misdir.provenance import command_line, software
     from misdir.sae import describe_sae, latent_effects, plot_effects, sae_site, steering_nulls
 
     _check_random(cfg.random)
@@ -135,8 +134,7 @@ def sae_effects(cfg: SaeEffectsConfig) -> None:
     provenance = {"sae": describe_sae(autoencoder), "base": base_model.provenance, "latents": chosen,
                   "finetunes": {k: v.provenance for k, v in tuned.items()}, "directions": sorted(vectors),
                   "steered": names,
-                  "pairs": "general", "limit": cfg.limit, "misdir_version": misdir_version(),
-                  "command": " ".join(["misdir", *sys.argv[1:]])}
+                  "pairs": "general", "limit": cfg.limit, **software(), "command": command_line()}
     records = [asdict(e) for e in effects]
     nulls = steering_nulls(effects)
     write_json_atomic(cfg.out / "effects.json", {"provenance": provenance, "effects": records,

@@ -17,6 +17,7 @@ from torch import Tensor
 from misdir.io import write_json_atomic
 from misdir.models import as_model
 from misdir.sae.load import _check_latents, decoder_rows, latent_activations
+from misdir.tensors import unit
 from misdir.tokens import Input, Positions, encode
 
 
@@ -192,13 +193,13 @@ def decoder_cosines(
     """Cosine of each latent's decoder row with each named `[d_model]` direction."""
     _check_latents(sae, latents)
     rows = decoder_rows(sae)[list(latents)].double()
-    rows = rows / rows.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    rows = unit(rows)
     out = {}
     for name, vector in directions.items():
         v = vector.double().flatten()
         if len(v) != rows.shape[1]:
             raise ValueError(f"direction {name!r} has width {len(v)}, the SAE's decoder {rows.shape[1]}")
-        out[name] = (rows @ (v / v.norm().clamp_min(1e-12))).tolist()
+        out[name] = (rows @ unit(v)).tolist()
     return out
 
 

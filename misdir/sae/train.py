@@ -23,7 +23,8 @@ from torch import Tensor
 from misdir.cache import cache_activations
 from misdir.hooks import hook_name, parse_hook_name
 from misdir.io import write_json_atomic
-from misdir.models import as_model, misdir_version
+from misdir.models import as_model
+from misdir.provenance import command_line, portable_model, software
 from misdir.sae.load import load_sae
 from misdir.tokens import Input, encode
 
@@ -471,7 +472,7 @@ def train_sae(
         "format": "misdir.sae/1",
         "hook_name": hook_name(cfg.layer, cfg.site),
         "config": asdict(cfg),
-        "models": [{"spec": m.spec, **m.provenance} for m in models],
+        "models": [{"spec": m.spec, **portable_model(m.provenance)} for m in models],
         "data": list(sources),
         "n_inputs": len(inputs),
         "chat_prefix_skipped": _shared_prefix(base, inputs),
@@ -479,9 +480,8 @@ def train_sae(
         "heldout": asdict(metrics),
         **record,
         "sae_lens_version": _sae_lens_version(),
-        "misdir_version": misdir_version(),
-        "torch": torch.__version__,
-        "command": command,
+        **software(),
+        "command": command or command_line(),
     }
     _save_sae_dir(sae, out, full)
     sae._misdir_source = str(out)

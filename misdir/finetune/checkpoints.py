@@ -1,0 +1,115 @@
+"""The run folder of a finetune: checks before writing, resumable checkpoints (adapter, optimizer, scheduler,
+RNG states, step) committed by a rename, and the tidying of what a killed run left half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from misdir.io import LOCK_FILE, atomic_path, write_json_atomic
+
+if TYPE_CHECKING:
+    from misdir.finetune.trainer import Training
+
+
+def trainable(model: nn.Module) -> dict[str, Tensor]:
+    """The parameters the optimizer updates (the adapter's), by name."""
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+def write_checkpoint(root: Path, step: int, training: Training, losses: list[float]) -> None:
+    """Write a checkpoint into a staging folder, then rename it into place (the rename is the commit)."""
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
+    with atomic_path(staging / "adapter.safetensors") as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in training.params.items()}, str(tmp))
+    state = {
+        "step": step,
+        "losses": losses,
+        "optimizer": training.optimizer.state_dict(),
+        "scheduler": training.scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    with atomic_path(staging / "state.pt") as tmp:
+        torch.save(state, tmp)
+    final = root / f"step-{step:08d}"
+    os.replace(staging, final)
+    for old in root.glob("step-*"):
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def has_content(out: Path) -> bool:
+    """Whether `out` holds anything but the lock of a run (misdir.io.run_lock)."""
+    return out.is_dir() and any(item.name != LOCK_FILE for item in out.iterdir())
+
+
+def remove_partial_writes(out: Path) -> None:
+    """Remove what a killed run was writing when it died: temp files of atomic writes, staging folders.
+    Only called with the run's lock held, so no live run is writing them."""
+    for root in (out, out / "checkpoints"):
+        for item in root.glob(".*"):
+            if item.is_dir() and item.name.startswith((".adapter-", ".staging-")):
+                shutil.rmtree(item, ignore_errors=True)
+            elif item.is_file() and item.name.endswith(".tmp"):
+                item.unlink(missing_ok=True)
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The newest committed checkpoint folder under `root`, if any."""
+    steps = sorted(root.glob("step-*"))
+    return steps[-1] if steps else None
+
+
+def prepare_out(out: Path, resume: bool, identity: dict[str, Any]) -> Path:
+    """Check `out` may be written (or resumed into); return the checkpoint folder."""
+    checkpoints = out / "checkpoints"
+    run_file = checkpoints / "run.json"
+    non_empty = has_content(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out {out} is a file; give a directory")
+    if non_empty and not resume:
+        raise ValueError(
+            f"out {out} exists and is not empty; choose a new directory, or pass resume=True (--resume)"
+        )
+    if non_empty and (out / "misdir.json").is_file():
+        shutil.rmtree(checkpoints, ignore_errors=True)  # a run killed while tidying up after itself
+        raise ValueError(f"{out} holds a finished finetune (misdir.json); there is nothing to resume")
+    if non_empty and not run_file.is_file():
+        raise ValueError(
+            f"cannot resume into {out}: it has no {run_file.relative_to(out)}, so it is not a misdir run"
+        )
+    if run_file.is_file():
+        remove_partial_writes(out)
+        before = json.loads(run_file.read_text())
+        changed = sorted(k for k in set(before) | set(identity) if before.get(k) != identity.get(k))
+        if changed:
+            detail = "; ".join(f"{k}: was {before.get(k)!r}, now {identity.get(k)!r}" for k in changed)
+            raise ValueError(f"cannot resume {out}: the run differs from the checkpointed one ({detail})")
+    else:
+        write_json_atomic(run_file, identity)
+    return checkpoints
+
+
+def restore_checkpoint(checkpoint: Path, training: Training) -> tuple[int, list[float]]:
+    """Load a checkpoint's adapter weights, optimizer, scheduler and RNG states into `training`; return its
+    step and the losses up to it."""
+    saved = load_file(str(checkpoint / "adapter.safetensors"))
+    with torch.no_grad():
+        for name, p in training.params.items():
+            p.copy_(saved[name])
+    state = torch.load(checkpoint / "state.pt", weights_only=True)
+    training.optimizer.load_state_dict(state["optimizer"])
+    training.scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"]:
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return int(state["step"]), list(state["losses"])

@@ -1,0 +1,223 @@
+"""The training loop: a PEFT LoRA adapter on a loaded base, AdamW with linear warmup then linear decay, in a
+plain PyTorch loop that checkpoints and resumes bit for bit (the data order of epoch e depends only on
+(seed, e), so a resumed run skips the batches already consumed)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from misdir.data import load_conversations
+from misdir.finetune.checkpoints import (
+    has_content,
+    latest_checkpoint,
+    prepare_out,
+    restore_checkpoint,
+    trainable,
+    write_checkpoint,
+)
+from misdir.finetune.config import DEFAULT_N, FinetuneConfig, default_config
+from misdir.finetune.data import IGNORE, Example, accumulated_loss, epoch_order, tokenize_example
+from misdir.finetune.save import base_reference, finetune_record, save_adapter
+from misdir.io import run_lock, write_json_atomic
+from misdir.models import Model
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """What a finetune produced: the adapter directory and its training record."""
+
+    out: Path
+    steps: int
+    final_loss: float
+    """Mean training loss over the last 10 steps (or fewer)."""
+    losses: list[float]
+    """Training loss of each step (mean over that batch's answer tokens)."""
+    seconds: float
+    """Wall time of the training steps run by this call (a resumed call counts only its own)."""
+    resumed_from: int | None
+    config: FinetuneConfig
+    """The resolved config."""
+    record: dict[str, Any] = field(repr=False)
+    """The content of `misdir.json`."""
+    model: nn.Module = field(repr=False, compare=False)
+    """The trained PeftModel in eval mode (the same weights `load_model(out)` gives back)."""
+
+
+@dataclass
+class Training:
+    """One run's moving parts: the PEFT model, its trainable parameters, the optimizer and its schedule."""
+
+    model: nn.Module
+    params: dict[str, Tensor]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    steps_per_epoch: int
+    total: int
+    """Optimizer steps of the whole run."""
+
+
+def finetune(
+    model_spec: str,
+    data: str | Path,
+    out: str | Path,
+    config: FinetuneConfig | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
+) -> FinetuneResult:
+    """Train a LoRA adapter on `model_spec` (a `load_model` spec) with `data` (JSONL file or dataset name).
+
+    Writes a PEFT adapter directory to `out` (refused if it exists and is not empty, unless `resume`),
+    whose `base_model_name_or_path` is `model_spec`, plus `misdir.json`. `config` None takes
+    `default_config(model_spec)` (the organisms' recipe for the embedded model, else rslora-32). With
+    `resume=True` the run continues from the last checkpoint in `out` (or starts, if there is none).
+    `on_step(step, loss)` is called after each optimizer step (1-based).
+    """
+    config = config or default_config(model_spec)
+    config.validate()
+    out = Path(out)
+    if not resume and has_content(out):
+        raise ValueError(
+            f"out {out} exists and is not empty; choose a new directory, or pass resume=True (--resume)"
+        )
+    base, config, examples, data_record = _prepare(model_spec, data, config)
+    reference = base_reference(model_spec)
+    identity = {"base": reference, "data": data_record, "config": asdict(config)}
+    with run_lock(out):  # a second run on the same folder is refused, not interleaved
+        checkpoints = prepare_out(out, resume, json.loads(json.dumps(identity)))
+        training = _start(base, config, reference, len(examples))
+        latest = latest_checkpoint(checkpoints) if resume else None
+        start, losses = (0, []) if latest is None else restore_checkpoint(latest, training)
+        began = time.perf_counter()
+        _train(training, base, examples, config, start, losses, checkpoints, progress, on_step)
+        seconds = time.perf_counter() - began
+        training.model.eval()
+        record = finetune_record(
+            base, reference, data_record, config, losses, start, seconds,
+            steps_per_epoch=training.steps_per_epoch,
+            answer_tokens=sum(sum(label != IGNORE for label in e.labels) for e in examples),
+            trainable_parameters=sum(p.numel() for p in training.params.values()),
+        )
+        save_adapter(training.model, out)
+        write_json_atomic(out / "misdir.json", record)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        return FinetuneResult(out, training.total, record["final_loss"], losses, seconds, start or None,
+                              config, record, training.model)
+
+
+def _prepare(
+    model_spec: str, data: str | Path, config: FinetuneConfig
+) -> tuple[Model, FinetuneConfig, list[Example], dict[str, Any]]:
+    """Read the data, load the base, resolve the config for its depth and tokenize every example."""
+    from misdir.models import load_model
+
+    conversations, data_record = load_conversations(data, n=config.n, seed=config.data_seed,
+                                                    default_n=DEFAULT_N)
+    base = load_model(model_spec, device=config.device, dtype=config.dtype)
+    config = config.resolve(base.n_layers)
+    examples = []
+    for i, conversation in enumerate(conversations):
+        try:
+            examples.append(tokenize_example(base.tokenizer, conversation, config.max_length))
+        except ValueError as error:
+            raise ValueError(f"data {data}: example {i}: {error}") from None
+    _check_targets(base.layers, config.targets or ())
+    return base, config, examples, data_record
+
+
+def _start(base: Model, config: FinetuneConfig, reference: str, n_examples: int) -> Training:
+    """Wrap the base in a fresh LoRA adapter (initialised from the seed) with its optimizer and schedule."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(config.seed)
+    lora = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        use_rslora=bool(config.rslora),
+        target_modules=list(config.targets or ()),
+        layers_to_transform=list(config.layers) if config.layers is not None else None,
+        lora_dropout=config.dropout,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(base.hf, lora)
+    model.peft_config["default"].base_model_name_or_path = reference
+    model.train()
+    params = trainable(model)
+    optimizer = torch.optim.AdamW(params.values(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(n_examples / config.batch_size)
+    total = steps_per_epoch * (config.epochs or 1)
+    if config.max_steps is not None:
+        total = min(total, config.max_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_decay(config.warmup_steps, total))
+    return Training(model, params, optimizer, scheduler, steps_per_epoch, total)
+
+
+def warmup_then_decay(warmup_steps: int, total: int) -> Callable[[int], float]:
+    """The learning-rate factor of each step: linear warmup from 0 over `warmup_steps`, then linear decay to
+    0 at step `total`."""
+    warmup = min(warmup_steps, total)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return schedule
+
+
+def _train(
+    training: Training,
+    base: Model,
+    examples: Sequence[Example],
+    config: FinetuneConfig,
+    start: int,
+    losses: list[float],
+    checkpoints: Path,
+    progress: bool,
+    on_step: Callable[[int, float], None] | None,
+) -> None:
+    """Run the optimizer steps `start` to `training.total`, appending each step's loss to `losses`."""
+    from tqdm.auto import tqdm
+
+    tokenizer = base.tokenizer
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device, total = base.device, training.total
+    with tqdm(total=total, initial=start, desc="finetune", unit="step", disable=not progress) as bar:
+        for step in range(start, total):
+            epoch, index = divmod(step, training.steps_per_epoch)
+            order = epoch_order(len(examples), config.seed, epoch)
+            chosen = order[index * config.batch_size : (index + 1) * config.batch_size]
+            batch = [examples[i] for i in chosen]
+            loss = accumulated_loss(training.model, batch, pad_id, config.micro_batch_size, device)
+            if config.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(training.params.values(), config.max_grad_norm)
+            training.optimizer.step()
+            training.scheduler.step()
+            training.optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", epoch=epoch + 1)
+            if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < total:
+                write_checkpoint(checkpoints, step + 1, training, losses)
+            if on_step is not None:
+                on_step(step + 1, losses[-1])
+
+
+def _check_targets(layers: nn.ModuleList, targets: Sequence[str]) -> None:
+    """Refuse target module names that no decoder layer has, listing the linear modules it does have."""
+    names = {name.rsplit(".", 1)[-1] for name, m in layers[0].named_modules() if isinstance(m, nn.Linear)}
+    missing = [t for t in targets if t not in names]
+    if missing:
+        raise ValueError(f"target module(s) {missing} are not in the model's layers; it has {sorted(names)}")
