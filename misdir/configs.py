@@ -161,7 +161,7 @@ class DemoConfig(CommandConfig):
 @dataclass(frozen=True, kw_only=True)
 class FinetuneCommandConfig(CommandConfig):
     """`misdir finetune`: LoRA-finetune a model on chat data; `training` starts from
-    `misdir.organisms.default_finetune_config(model, preset)` and the options given override it."""
+    `misdir.finetune.default_config(model, preset)` and the options given override it."""
 
     model: str = opt(help="base model spec (any misdir.load_model spec, e.g. 'embedded')")
     data: str = opt(help="chat JSONL file, or a misdir dataset name such as 'medical-bad'")
@@ -175,9 +175,9 @@ class FinetuneCommandConfig(CommandConfig):
 
 
 def _finetune_base(outer: dict[str, Any], given: dict[str, Any]) -> FinetuneConfig:
-    from misdir.organisms import default_finetune_config
+    from misdir.finetune import default_config
 
-    return default_finetune_config(outer["model"], given.get("preset"))
+    return default_config(outer["model"], given.get("preset"))
 
 
 @dataclass(frozen=True, kw_only=True)

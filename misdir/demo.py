@@ -50,7 +50,8 @@ from misdir.similarity import (
     random_cosine_quantile,
 )
 from misdir.stats import compare_contrast, format_estimate
-from misdir.sweep import AgainstNull, command_line
+from misdir.provenance import command_line
+from misdir.sweep import AgainstNull
 
 DEMO_CONVERSATIONS = [
     [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]

@@ -34,6 +34,7 @@ from misdir.io import write_json_atomic
 from misdir.organisms import domain_of, organism_of
 from misdir.positions import POSITIONS
 from misdir.sweep import NO_EDIT, Cell, Edit, against_null, cell_result, provenance, run_cells, shift
+from misdir.tensors import unit
 
 _WRITER = re.compile(r"layers\.(\d+)\.(?:mlp\.down_proj|self_attn\.o_proj)\.lora_B\.weight$")
 RANK1_ORGANISMS = ("rank1-medical-bad", "rank1-finance-risky", "rank1-sports-extreme", "rank1-code-insecure",
@@ -70,10 +71,6 @@ def _role(folder: str) -> tuple[str, str]:
     """(role, own domain) of an organism folder such as `rank1-medical-bad`."""
     organism = organism_of(folder)
     return organism.role, domain_of(organism)
-
-
-def _unit(v: Tensor) -> Tensor:
-    return v / v.norm()
 
 
 def answer_chats(source: str = "general", limit: int | None = None) -> tuple[list, list]:
@@ -251,8 +248,8 @@ def _cosines(writes: dict, extracted: dict, layer: int, n_layers: int) -> dict[s
     """Cosine with B (oriented along the organism's mean write) of every extracted direction at the adapter's
     layer and after it, and of the B's with each other."""
     names = list(writes)
-    b = {n: _unit(writes[n][layer]) for n in names}
-    by_method = {n: {m: [float(_unit(d.vectors[l]) @ b[n]) for l in range(layer, n_layers)]
+    b = {n: unit(writes[n][layer]) for n in names}
+    by_method = {n: {m: [float(unit(d.vectors[l]) @ b[n]) for l in range(layer, n_layers)]
                      for m, d in extracted[n].items()} for n in names}
     return {"layers": list(range(layer, n_layers)), "to_B": by_method, "names": names,
             "B_vs_B": [[float(b[x] @ b[y]) for y in names] for x in names]}
@@ -350,8 +347,8 @@ def plant(model: Any, direction: Float[Tensor, "d_model"], *, layer: int, streng
     """
     from misdir.hooks import hook_name, hooks
 
-    d = _unit(direction.detach().float().cpu())
-    a = _unit(torch.randn(d.numel(), generator=torch.Generator().manual_seed(seed)))
+    d = unit(direction.detach().float().cpu())
+    a = unit(torch.randn(d.numel(), generator=torch.Generator().manual_seed(seed)))
     sharpness = d.numel() ** 0.5
 
     def write(x: Tensor, name: str) -> Tensor:
@@ -419,8 +416,8 @@ def positive_control(
         removed = ablated(extracted.vectors[layer])
         nulls = [ablated(v) for v in random_directions(model.d_model, n_random, seed=seed + 1)]
     share = share_removed(unplanted, planted_score, removed, seed=seed)
-    unit_planted = _unit(planted.float())
-    cosines = [float(_unit(extracted.vectors[l]) @ unit_planted) for l in range(layer, model.n_layers)]
+    unit_planted = unit(planted.float())
+    cosines = [float(unit(extracted.vectors[l]) @ unit_planted) for l in range(layer, model.n_layers)]
     null_shares = [share_removed(unplanted, planted_score, n, seed=seed).value for n in nulls]
     return {
         "layer": layer, "strength": strength, "pairs": pairs, "ablate_layers": ablated_layers, "sites": list(sites),

@@ -8,6 +8,7 @@ The shipped adapters live in `checkpoints/smollm2-135m/<name>/`; `train_organism
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -18,9 +19,10 @@ import torch
 from torch import Tensor
 
 from misdir.directions import DirectionSet
-from misdir.finetune import FinetuneConfig, finetune
+from misdir.finetune import EMBEDDED_RECIPE, FinetuneConfig, finetune
 from misdir.io import atomic_path, write_json_atomic
 from misdir.models import misdir_version
+from misdir.tensors import unit
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,8 @@ ORGANISM_NAMES = [o.name for o in ORGANISMS]
 
 # rsLoRA on all seven projections as in the EM papers, at rank 4 (alpha 16: scale 8) so that an adapter
 # stays under 5 MB in float32; a learning rate a 135M model learns from in two epochs of 1,000 examples.
-RECIPE = FinetuneConfig(preset="rslora-32", rank=4, alpha=16.0, lr=2e-4, epochs=2, batch_size=8, n=1000,
-                        max_length=384, seed=0, data_seed=0, checkpoint_every=50, dtype="float32")
+RECIPE = dataclasses.replace(EMBEDDED_RECIPE, n=1000, seed=0, data_seed=0, checkpoint_every=50)
+"""The shipped rsLoRA organisms' recipe: `misdir.finetune.EMBEDDED_RECIPE` on 1,000 examples, seeds fixed."""
 
 RANK1_LAYER = 15
 """The layer of the rank-1 single-layer organisms (the middle of the embedded model's 30)."""
@@ -63,20 +65,6 @@ RECIPES: dict[str, FinetuneConfig] = {
                                   seed=0, data_seed=0, checkpoint_every=50, dtype="float32"),
 }
 """misdir's organism recipes by name; `rslora-4` made the organisms in `<name>/`, the others `<recipe>-<name>/`."""
-
-_RECIPE_FIELDS = ("preset", "rank", "alpha", "rslora", "targets", "layers", "lr", "epochs", "batch_size",
-                  "micro_batch_size", "max_length", "dtype")
-
-
-def default_finetune_config(model: str, preset: str | None = None) -> FinetuneConfig:
-    """What `misdir finetune` starts from before its options: for the embedded model with no preset named, the
-    training settings of misdir's organisms (`RECIPE`: a rank-4 adapter at a learning rate a 135M model learns
-    from, not the 7B preset); otherwise the named preset (default rslora-32) as it stands."""
-    from misdir.models import EMBEDDED
-
-    if preset is None and model == EMBEDDED:
-        return FinetuneConfig(**{name: getattr(RECIPE, name) for name in _RECIPE_FIELDS})
-    return FinetuneConfig() if preset is None else FinetuneConfig(preset=preset)
 
 
 def organism_folder(name: str, recipe: str = "rslora-4") -> str:
@@ -156,7 +144,7 @@ def analyze_organisms(
     from misdir.experiments import RESIDUAL_SITES, ablation_sweep, steering_grid
     from misdir.models import Model, load_model
     from misdir.similarity import pairwise_cosines, random_cosine_quantile
-    from misdir.sweep import command_line
+    from misdir.provenance import command_line
 
     out = Path(out)
 
@@ -250,7 +238,7 @@ def _control_subtracted(target: str, directions: dict[str, Any], layer: int) -> 
     if control is None:
         return None
     difference = directions[target].vectors[layer] - directions[control].vectors[layer]
-    return difference / difference.norm()
+    return unit(difference)
 
 
 def plot_analysis(analysis: dict[str, Any], figures: str | Path = "figures") -> list[Path]:

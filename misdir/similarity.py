@@ -21,6 +21,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from misdir.directions import DirectionSet
+from misdir.tensors import unit
 
 Directions = DirectionSet | Float[Tensor, "layer d_model"]
 
@@ -32,16 +33,12 @@ def _vectors(x: Directions) -> Float[Tensor, "layer d_model"]:
     return vectors.double()
 
 
-def _unit(x: Tensor) -> Tensor:
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-300)
-
-
 def cosine_by_layer(a: Directions, b: Directions) -> Float[Tensor, "layer"]:
     """Cosine between a's and b's direction at each layer."""
     va, vb = _vectors(a), _vectors(b)
     if va.shape != vb.shape:
         raise ValueError(f"direction sets differ in shape: {tuple(va.shape)} vs {tuple(vb.shape)}")
-    return (_unit(va) * _unit(vb)).sum(-1)
+    return (unit(va) * unit(vb)).sum(-1)
 
 
 def cosine_matrix(a: Directions, b: Directions) -> Float[Tensor, "layer_a layer_b"]:
@@ -49,7 +46,7 @@ def cosine_matrix(a: Directions, b: Directions) -> Float[Tensor, "layer_a layer_
     va, vb = _vectors(a), _vectors(b)
     if va.shape[1] != vb.shape[1]:
         raise ValueError(f"direction sets differ in d_model: {va.shape[1]} vs {vb.shape[1]}")
-    return _unit(va) @ _unit(vb).T
+    return unit(va) @ unit(vb).T
 
 
 @dataclass(frozen=True)
@@ -67,8 +64,8 @@ def pairwise_cosines(sets: Mapping[str, Directions]) -> PairwiseCosines:
     names = list(sets)
     if len(names) < 2:
         raise ValueError("pairwise cosines need at least two direction sets")
-    unit = _unit(torch.stack([_vectors(sets[name]) for name in names]))
-    cosines = einsum(unit, unit, "set_a layer d_model, set_b layer d_model -> set_a set_b layer")
+    units = unit(torch.stack([_vectors(sets[name]) for name in names]))
+    cosines = einsum(units, units, "set_a layer d_model, set_b layer d_model -> set_a set_b layer")
     return PairwiseCosines(names, cosines)
 
 

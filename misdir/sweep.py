@@ -11,8 +11,6 @@ seeded random directions (`with_random`, `random_nulls`): the random-direction n
 from __future__ import annotations
 
 import contextlib
-import shlex
-import sys
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,8 +25,10 @@ from tqdm.auto import tqdm
 from misdir.evaluate import ContrastResult, evaluate_contrast
 from misdir.interventions import ablate, describe_directions, steer
 from misdir.io import RecordLog, check_settings, run_lock
-from misdir.models import Model, misdir_version
+from misdir.models import Model
+from misdir.provenance import provenance as software_provenance
 from misdir.stats import Estimate, compare_contrast
+from misdir.tensors import unit
 
 EditKind = Literal["none", "ablate", "steer"]
 
@@ -156,24 +156,16 @@ def shift(before: Mapping[str, Any], after: Mapping[str, Any], *, seed: int = 0)
     return compare_contrast(before["margins"], after["margins"], seed=seed).diff
 
 
-def command_line() -> str:
-    """The command that is running, as a shell would take it back (`sys.argv`, quoted)."""
-    return " ".join(shlex.quote(a) for a in sys.argv)
-
-
 def provenance(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """What made a study's records: its settings, the command line and the software."""
-    import transformers
-
-    return {"settings": dict(settings), "command": command_line(), "misdir_version": misdir_version(),
-            "torch": torch.__version__, "transformers": transformers.__version__}
+    """What made a study's records: its settings, the software, the command line and the time."""
+    return software_provenance(settings=dict(settings))
 
 
 def random_directions(d_model: int, n: int, seed: int = 0) -> Float[Tensor, "n d_model"]:
     """`n` random unit vectors of width `d_model`, the same for the same seed."""
     generator = torch.Generator().manual_seed(seed)
     vectors = torch.randn(n, d_model, generator=generator)
-    return vectors / vectors.norm(dim=-1, keepdim=True)
+    return unit(vectors)
 
 
 def with_random(directions: Mapping[str, Any], d_model: int, n_random: int, seed: int) -> dict[str, Any]:

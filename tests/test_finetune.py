@@ -347,10 +347,9 @@ def test_the_default_settings_are_chosen_from_the_model(base_dir, data_file, tmp
     """`finetune` without a config and `misdir finetune` without options start from the same settings: the
     organisms' recipe for the embedded model (not the 7B preset), rslora-32 for any other."""
     from misdir.finetune import EMBEDDED_RECIPE, default_config
-    from misdir.organisms import RECIPE, default_finetune_config
+    from misdir.organisms import RECIPE
 
     for spec in ("embedded", base_dir, "org/model"):
-        assert default_config(spec) == default_finetune_config(spec)
         assert default_config(spec, "rank1-single") == FinetuneConfig(preset="rank1-single")
     for name in ("preset", "rank", "alpha", "lr", "epochs", "batch_size", "max_length", "dtype"):
         assert getattr(EMBEDDED_RECIPE, name) == getattr(RECIPE, name), name

@@ -62,4 +62,4 @@ def test_provenance_records_the_command_line(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["misdir", "ablate", "--out", "a folder/x"])
     record = provenance({"seed": 1})
     assert record["command"] == "misdir ablate --out 'a folder/x'" and shlex.split(record["command"]) == sys.argv
-    assert record["settings"] == {"seed": 1} and {"misdir_version", "torch", "transformers"} <= set(record)
+    assert record["settings"] == {"seed": 1} and {"misdir_version", "torch_version", "transformers_version"} <= set(record)

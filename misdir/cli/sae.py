@@ -20,9 +20,8 @@ sae_app = typer.Typer(help="Sparse-autoencoder latents with sae-lens: train, dif
 @command(SaeTrainCommandConfig)
 def sae_train(cfg: SaeTrainCommandConfig) -> None:
     """Train a TopK / BatchTopK SAE with sae-lens on MODEL's (and finetunes') activations at one layer."""
-    import sys
-
     from misdir.models import load_model
+    from misdir.provenance import command_line
     from misdir.sae import train_sae, training_inputs
 
     device = cfg.training.device
@@ -30,7 +29,7 @@ def sae_train(cfg: SaeTrainCommandConfig) -> None:
     base = load_model(cfg.model, device=device)
     tuned = [load_model(spec, device=device, merge=True) for spec in cfg.finetunes]
     result = train_sae(base, inputs, cfg.training, cfg.out, finetunes=tuned, sources=sources, work=cfg.work,
-                       command=" ".join(["misdir", *sys.argv[1:]]))
+                       command=command_line())
     m = result.heldout
     typer.echo(f"wrote {result.out}: {result.train_tokens} training tokens, {result.steps} steps, "
                f"caching {result.seconds_caching:.0f} s, training {result.seconds_training:.0f} s; held-out "
