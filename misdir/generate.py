@@ -21,7 +21,6 @@ recorded in the answers' provenance (`decoding`).
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import math
 import warnings
@@ -40,7 +39,8 @@ from misdir.batching import OutOfMemoryError
 from misdir.interventions import active_interventions
 from misdir.io import atomic_path
 from misdir.positions import answer_positions
-from misdir.models import Model, as_model, misdir_version
+from misdir.models import Model, as_model
+from misdir.provenance import software
 from misdir.tokens import Encoded, pad, render_chat
 
 CACHES = ("auto", "dynamic", "static")
@@ -115,75 +115,17 @@ def generate(
     the settings, the decoding used and any interventions open on the model.
     """
     model = as_model(model)
-    if model.lens is not None:
-        raise TypeError("generate samples with Hugging Face generate; load the model with misdir.load_model")
-    if not math.isfinite(temperature) or temperature < 0:
-        raise ValueError(f"temperature must be finite and >= 0, got {temperature}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if batch_size < 1 or max_new_tokens < 1:
-        raise ValueError(f"batch_size and max_new_tokens must be >= 1, not {batch_size} and {max_new_tokens}")
-    if n_samples is not None and n_samples < 1:
-        raise ValueError(f"n_samples must be at least 1, got {n_samples}")
-    if cache not in CACHES:
-        raise ValueError(f"unknown cache {cache!r}; expected one of {', '.join(CACHES)}")
+    _check_settings(model, temperature, top_p, batch_size, max_new_tokens, n_samples, cache)
     prompts = [p for p in _prompts(questions, n_samples, system) if _key(p) not in skip]
-    tokenizer = model.tokenizer
-    texts = [render_chat(tokenizer, _messages(p), add_generation_prompt=True) for p in prompts]
-    encoded = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
-    eos = _eos_ids(model)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
-    device = model.input_device
-    max_cache_len = max((len(e) for e in encoded), default=0) + max_new_tokens
-    decoding = _decoding(model, cache, max_cache_len)
-    configs = {
-        mode: _generation_config(max_new_tokens, pad_id, eos, cache=mode, max_cache_len=max_cache_len,
-                                 compiled=decoding["compiled"])
-        for mode in ("dynamic", "static")
-    }
-    pad_rows_to = [0]  # a compiled decode step: the first batch's size, kept for the shorter last batch
-
-    order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))  # similar lengths share a batch
+    sampler = _BatchSampler(model, prompts, max_new_tokens, temperature, top_p, seed, cache)
+    order = sorted(range(len(prompts)), key=lambda i: -len(sampler.encoded[i]))  # similar lengths share a batch
     answers: dict[int, Answer] = {}
-
-    def run(rows: Sequence[int]) -> Tensor:
-        batch = pad([Encoded(encoded[i], [len(encoded[i]) - 1]) for i in rows], pad_id, side="left")
-        with answer_positions(model, batch.input_ids.shape[1]):  # for edits at positions="answer"
-            out = model.hf.generate(
-                input_ids=batch.input_ids.to(device),
-                attention_mask=batch.attention_mask.to(device),
-                generation_config=configs[decoding["cache"]],
-                logits_processor=_sampler(temperature, top_p, [_row_seed(seed, prompts[i]) for i in rows]),
-            )
-        return out[:, batch.input_ids.shape[1] :]
-
-    def sample(rows: Sequence[int]) -> list[Answer]:
-        padded = list(rows)
-        if decoding["compiled"] and pad_rows_to[0] >= 0:
-            pad_rows_to[0] = pad_rows_to[0] or len(rows)
-            padded += [rows[0]] * (pad_rows_to[0] - len(rows))
-        try:
-            out = run(padded)
-        except OutOfMemoryError:
-            pad_rows_to[0] = -1  # batches shrink from now on: never pad one back up
-            raise
-        except Exception as error:  # a compiler error: decode this call with the dynamic cache
-            if not decoding["compiled"]:
-                raise
-            first_line = (str(error).strip().splitlines() or [""])[0][:200]
-            warnings.warn(f"misdir.generate: compiled static-cache decoding failed ({type(error).__name__}: "
-                          f"{first_line}); using the dynamic cache", stacklevel=2)
-            decoding.update(cache="dynamic", compiled=False, fallback=f"{type(error).__name__}: {first_line}")
-            out = run(rows)
-        tokens = out[: len(rows)].tolist()
-        return [_answer(prompts[i], t, eos, tokenizer) for i, t in zip(rows, tokens, strict=True)]
-
     with torch.inference_mode(), tqdm(
         total=len(prompts), desc="generating", unit="answer", disable=not progress
     ) as bar:
         # A batch that runs out of GPU memory is sampled again in halves: each row has its own random
         # stream, so an answer does not depend on the batch it is sampled in.
-        for rows, sampled in in_batches(sample, order, batch_size, what="generating"):
+        for rows, sampled in in_batches(sampler.sample, order, batch_size, what="generating"):
             answers.update(zip(rows, sampled, strict=True))
             if on_batch is not None:
                 on_batch(sampled)
@@ -199,7 +141,7 @@ def generate(
         "system": system,
         "sampler": "gumbel-max, one random stream per (seed, question id, paraphrase, sample)",
         "padding_side": "left",
-        "eos_token_ids": eos,
+        "eos_token_ids": sampler.eos,
         "cache": cache,
     }
     provenance = {
@@ -207,14 +149,86 @@ def generate(
         "spec": model.spec,
         "settings": settings,
         "interventions": active_interventions(model),
-        "decoding": decoding,
+        "decoding": sampler.decoding,
         "n_answers": len(prompts),
-        "device": str(device),
-        "misdir_version": misdir_version(),
-        "torch_version": torch.__version__,
-        "transformers_version": importlib.metadata.version("transformers"),
+        "device": str(model.input_device),
+        **software(),
     }
     return Answers([answers[i] for i in range(len(prompts))], provenance)
+
+
+def _check_settings(model: Model, temperature: float, top_p: float, batch_size: int, max_new_tokens: int,
+                    n_samples: int | None, cache: str) -> None:
+    if model.lens is not None:
+        raise TypeError("generate samples with Hugging Face generate; load the model with misdir.load_model")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be finite and >= 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if batch_size < 1 or max_new_tokens < 1:
+        raise ValueError(f"batch_size and max_new_tokens must be >= 1, not {batch_size} and {max_new_tokens}")
+    if n_samples is not None and n_samples < 1:
+        raise ValueError(f"n_samples must be at least 1, got {n_samples}")
+    if cache not in CACHES:
+        raise ValueError(f"unknown cache {cache!r}; expected one of {', '.join(CACHES)}")
+
+
+class _BatchSampler:
+    """Samples the answers of a batch of prompts (rows) with the decoding `generate` chose for the call."""
+
+    def __init__(self, model: Model, prompts: list[_Prompt], max_new_tokens: int, temperature: float,
+                 top_p: float, seed: int, cache: str):
+        self.model, self.prompts, self.temperature, self.top_p, self.seed = model, prompts, temperature, top_p, seed
+        tokenizer = model.tokenizer
+        texts = [render_chat(tokenizer, _messages(p), add_generation_prompt=True) for p in prompts]
+        self.encoded: list[list[int]] = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+        self.eos = _eos_ids(model)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0]
+        max_cache_len = max((len(e) for e in self.encoded), default=0) + max_new_tokens
+        self.decoding = _decoding(model, cache, max_cache_len)
+        self.configs = {
+            mode: _generation_config(max_new_tokens, self.pad_id, self.eos, cache=mode, max_cache_len=max_cache_len,
+                                     compiled=self.decoding["compiled"])
+            for mode in ("dynamic", "static")
+        }
+        self.rows_per_batch: int | None = None
+        """A compiled decode step's batch size: the first batch's, kept for the shorter last batch by padding
+        with repeated rows; None once an out-of-memory error has made batches shrink (never pad them back)."""
+        self.shrinking = False
+
+    def generate(self, rows: Sequence[int]) -> Int[Tensor, "row new"]:
+        batch = pad([Encoded(self.encoded[i], [len(self.encoded[i]) - 1]) for i in rows], self.pad_id, side="left")
+        device = self.model.input_device
+        with answer_positions(self.model, batch.input_ids.shape[1]):  # for edits at positions="answer"
+            out = self.model.hf.generate(
+                input_ids=batch.input_ids.to(device),
+                attention_mask=batch.attention_mask.to(device),
+                generation_config=self.configs[self.decoding["cache"]],
+                logits_processor=_sampler(self.temperature, self.top_p,
+                                          [_row_seed(self.seed, self.prompts[i]) for i in rows]),
+            )
+        return out[:, batch.input_ids.shape[1] :]
+
+    def sample(self, rows: Sequence[int]) -> list[Answer]:
+        padded = list(rows)
+        if self.decoding["compiled"] and not self.shrinking:
+            self.rows_per_batch = self.rows_per_batch or len(rows)
+            padded += [rows[0]] * (self.rows_per_batch - len(rows))
+        try:
+            out = self.generate(padded)
+        except OutOfMemoryError:
+            self.shrinking = True
+            raise
+        except Exception as error:  # a compiler error: decode this call with the dynamic cache
+            if not self.decoding["compiled"]:
+                raise
+            first_line = (str(error).strip().splitlines() or [""])[0][:200]
+            warnings.warn(f"misdir.generate: compiled static-cache decoding failed ({type(error).__name__}: "
+                          f"{first_line}); using the dynamic cache", stacklevel=3)
+            self.decoding.update(cache="dynamic", compiled=False, fallback=f"{type(error).__name__}: {first_line}")
+            out = self.generate(rows)
+        tokens = out[: len(rows)].tolist()
+        return [_answer(self.prompts[i], t, self.eos, self.model.tokenizer) for i, t in zip(rows, tokens, strict=True)]
 
 
 def save_answers(
