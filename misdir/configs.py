@@ -274,7 +274,7 @@ class SteerConfig(SweepConfig):
     relative: str = opt("resid", "scale counts in: resid (each token's residual norm), unit, direction",
                         choices=RELATIVE)
     pairs: tuple[str, ...] = opt(("general",), "contrast set(s): name or JSONL")
-    positions: str = opt("all", POSITIONS_HELP, choices=POSITIONS)
+    positions: str = opt(SWEEP_POSITIONS, POSITIONS_HELP, choices=POSITIONS)
     batch_size: int = batch_field(16)
     out: Path = opt(help="sweep directory (cells.jsonl, summary.json); rerun to resume")
     figures: Path | None = opt(None, "figure stem (default: OUT/steering)")

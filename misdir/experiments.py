@@ -135,12 +135,17 @@ RESIDUAL_SITES = ("resid_pre", "resid_mid", "resid_post")
 (= `orthogonalize`)."""
 
 SWEEP_POSITIONS = "skip-first"
-"""Where ablation sweeps edit by default: every token but each sequence's first. Measured on the rank-1
-organisms of the embedded model (`figures/ground_truth/`, 20 random directions at the three residual sites of
-every layer): the first token's massive activation makes random ablations cost up to 0.25-0.29 nats/token of
-fluency (95% range) when it is edited and 0.11-0.17 when it is not, while ablating an organism's own B removes
-the same margin either way (-0.19 vs -0.17, -0.23 vs -0.23, -0.27 vs -0.26). Pass `positions="all"` to match
-`orthogonalize`, which cannot skip a position."""
+"""Where ablation and steering sweeps edit by default: every token but each sequence's first. Measured on the
+rank-1 organisms of the embedded model (`figures/ground_truth/`, against 20 random directions):
+- ablating at the three residual sites of every layer, the first token's massive activation makes random
+  ablations cost up to 0.25-0.29 nats/token of fluency (95% range) when it is edited and 0.11-0.17 when it is
+  not, while ablating an organism's own B removes the same margin either way (-0.19 vs -0.17, -0.23 vs -0.23,
+  -0.27 vs -0.26);
+- steering the base along B at layer 15 (0.2 of the residual norm), random directions move the margin within
+  [-0.11, +0.22] and cost 0.40-1.21 nats/token when the first token is steered, [-0.03, +0.07] and 0.06-0.30
+  when it is not; the EM organisms' Bs shift +0.06/+0.08/+0.17 (percentiles 65/80/90 of the null) at every
+  position but +0.06/+0.11/+0.10 (80/100/100) skipping the first (`steer_positions` study).
+Pass `positions="all"` to match `orthogonalize`, which cannot skip a position."""
 
 
 def _shape(model: Any) -> ModelShape | None:
@@ -378,7 +383,7 @@ def steering_grid(
     pairs: Sequence[str] = ("general",),
     n_random: int = 20,
     relative: str = "resid",
-    positions: str = "all",
+    positions: str = SWEEP_POSITIONS,
     limit: int | None = None,
     batch_size: int = 16,
     seed: int = 0,
@@ -390,7 +395,7 @@ def steering_grid(
     Scales count as in `misdir.steer(relative=...)`; the default, a fraction of each token's residual norm,
     means the same at every layer. Each cell reports the margin's change from the unsteered model (paired),
     beside the same change for the `n_random` random directions at that layer and scale. `positions` as in
-    `misdir.steer`; each direction goes to its own site (a `DirectionSet`'s, else `resid_post`).
+    `misdir.steer` (default `SWEEP_POSITIONS`: every token but the first); each direction goes to its own site (a `DirectionSet`'s, else `resid_post`).
     """
     check_positions(positions)
     model = as_model(model)

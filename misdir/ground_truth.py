@@ -445,6 +445,9 @@ def plot_ground_truth(study: dict[str, Any], figures: str | Path) -> list[Path]:
             for path in save_figure(plot(study), figures / f"ground_truth_{part}", title=f"ground-truth {part}")]
 
 
+_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
 def _short(name: str) -> str:
     return name.removeprefix("rank1-")
 
@@ -496,29 +499,35 @@ def _plot_transfer(study: dict[str, Any]) -> Any:
 
 
 def _plot_steering(study: dict[str, Any]) -> Any:
+    """Shift against scale for each B beside the random directions' 95% range; one panel per position choice."""
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
-    fig = go.Figure()
-    mode = study["steering"][0].get("positions", "all")  # the first position choice, when several were run
-    rows = [r for r in study["steering"] if r.get("positions", "all") == mode]
-    scales = sorted({r["scale"] for r in rows})
-    first = [next(r for r in rows if r["scale"] == s) for s in scales]
-    low = [r["null_shift"]["null_low"] for r in first]
-    high = [r["null_shift"]["null_high"] for r in first]
-    fig.add_trace(go.Scatter(x=[0, *scales, *scales[::-1], 0], y=[0, *high, *low[::-1], 0], fill="toself",
-                             fillcolor="rgba(128,128,128,0.25)", line={"width": 0},
-                             name=f"{first[0]['null_shift']['n_null']} random directions (95% range)"))
-    for direction in dict.fromkeys(r["direction"] for r in rows):
-        line = sorted((r for r in rows if r["direction"] == direction), key=lambda r: r["scale"])
-        fig.add_trace(go.Scatter(
-            x=[0, *scales], y=[0, *(r["shift"]["value"] for r in line)], mode="lines+markers",
-            name=_short(direction.removeprefix("B ")),
-            error_y={"type": "data", "symmetric": False, "array": [0, *(r["shift"]["high"] - r["shift"]["value"] for r in line)],
-                     "arrayminus": [0, *(r["shift"]["value"] - r["shift"]["low"] for r in line)]}))
-    fig.update_layout(title=f"steering the base along each organism's B at layer {study['layer']} "
-                            f"({mode} positions): shift on {study['provenance']['settings']['sets'][0]}",
-                      xaxis_title="scale (fraction of each token's residual norm)", yaxis_title="margin shift",
-                      template="plotly_white", height=550, width=1000)
+    modes = list(dict.fromkeys(r.get("positions", "all") for r in study["steering"]))
+    fig = make_subplots(rows=1, cols=len(modes), shared_yaxes=True, subplot_titles=[f"{m} positions" for m in modes])
+    colors = {}
+    for col, mode in enumerate(modes, start=1):
+        rows = [r for r in study["steering"] if r.get("positions", "all") == mode]
+        scales = sorted({r["scale"] for r in rows})
+        first = [next(r for r in rows if r["scale"] == s) for s in scales]
+        low, high = [r["null_shift"]["null_low"] for r in first], [r["null_shift"]["null_high"] for r in first]
+        fig.add_trace(go.Scatter(x=[0, *scales, *scales[::-1], 0], y=[0, *high, *low[::-1], 0], fill="toself",
+                                 fillcolor="rgba(128,128,128,0.25)", line={"width": 0}, showlegend=col == 1,
+                                 name=f"{first[0]['null_shift']['n_null']} random directions (95% range)"), 1, col)
+        for direction in dict.fromkeys(r["direction"] for r in rows):
+            line = sorted((r for r in rows if r["direction"] == direction), key=lambda r: r["scale"])
+            colors.setdefault(direction, _COLORS[len(colors) % len(_COLORS)])
+            fig.add_trace(go.Scatter(
+                x=[0, *scales], y=[0, *(r["shift"]["value"] for r in line)], mode="lines+markers",
+                name=_short(direction.removeprefix("B ")), line={"color": colors[direction]}, showlegend=col == 1,
+                error_y={"type": "data", "symmetric": False,
+                         "array": [0, *(r["shift"]["high"] - r["shift"]["value"] for r in line)],
+                         "arrayminus": [0, *(r["shift"]["value"] - r["shift"]["low"] for r in line)]}), 1, col)
+        fig.update_xaxes(title_text="scale (x residual norm)", row=1, col=col)
+    fig.update_yaxes(title_text="margin shift", row=1, col=1)
+    fig.update_layout(title=f"steering the base along each organism's B at layer {study['layer']}: shift on "
+                            f"{study['provenance']['settings']['sets'][0]}",
+                      template="plotly_white", height=550, width=600 + 400 * len(modes))
     return fig
 
 

@@ -1,5 +1,5 @@
-"""Figures: interactive HTML always (opens offline: it loads the `plotly.min.js` written once beside it, not a
-CDN), a static PNG where a browser for kaleido is installed."""
+"""Figures: interactive HTML always (opens offline: it loads a `plotly.min.js` bundle from its own folder or
+the nearest folder above it that holds one, not a CDN), a static PNG where a browser for kaleido is installed."""
 
 from __future__ import annotations
 
@@ -16,14 +16,35 @@ _PNG_HINT = (
 )
 
 
+BUNDLE = "plotly.min.js"
+BUNDLE_LEVELS = 3
+"""How many folders above a figure's own `save_figure` looks for a bundle to share before writing one beside it."""
+
+
+def bundle_for(folder: str | Path) -> str:
+    """The `src` a figure in `folder` loads plotly.js from: the bundle in `folder` or in the nearest of its
+    `BUNDLE_LEVELS` parents that holds one (a tree of figures shares one 4.6 MB copy), else a new one written
+    in `folder` itself."""
+    folder = Path(folder).absolute()
+    for up, above in enumerate([folder, *folder.parents][: BUNDLE_LEVELS + 1]):
+        if (above / BUNDLE).is_file():
+            return "/".join([*[".."] * up, BUNDLE])
+    from plotly.offline import get_plotlyjs
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / BUNDLE) as tmp:
+        tmp.write_text(get_plotlyjs(), encoding="utf-8")
+    return BUNDLE
+
+
 def save_figure(fig: Any, stem: str | Path, *, title: str = "") -> list[Path]:
-    """Write `stem.html` (always; it loads `plotly.min.js` from its own folder, written there once, about
-    4.6 MB, so a folder of figures opens offline without carrying plotly.js in every file) and `stem.png`
-    (when it can be made); return the paths written."""
+    """Write `stem.html` (always; it loads plotly.js from the bundle `bundle_for` finds or writes, so figures
+    open offline without carrying 4.6 MB each) and `stem.png` (when it can be made); return the paths written."""
     stem = Path(stem)
     html = stem.with_suffix(".html")
+    src = bundle_for(html.parent)
     with atomic_path(html) as tmp:
-        fig.write_html(str(tmp), include_plotlyjs="directory")
+        fig.write_html(str(tmp), include_plotlyjs=src)
     written = [html]
     png = stem.with_suffix(".png")
     try:
@@ -40,19 +61,12 @@ _CDN_SCRIPT = re.compile(r"""<script\b[^>]*\ssrc=["']https?://cdn\.plot\.ly/[^"'
 
 def localize_html(html: str | Path) -> bool:
     """Make an HTML figure written with plotly's CDN default open offline: its `<script src="https://cdn.plot.ly/...">`
-    becomes `<script src="plotly.min.js">`, and the bundle of the installed plotly is written beside it when missing
-    (what `save_figure` writes for new figures). Returns whether the file changed."""
+    loads the bundle `bundle_for` finds or writes instead (as `save_figure` does). Returns whether it changed."""
     html = Path(html)
     text = html.read_text(encoding="utf-8")
-    local, n = _CDN_SCRIPT.subn('<script charset="utf-8" src="plotly.min.js">', text)
-    if n == 0:
+    if not _CDN_SCRIPT.search(text):
         return False
-    bundle = html.parent / "plotly.min.js"
-    if not bundle.is_file():
-        from plotly.offline import get_plotlyjs
-
-        with atomic_path(bundle) as tmp:
-            tmp.write_text(get_plotlyjs(), encoding="utf-8")
+    local = _CDN_SCRIPT.sub(f'<script charset="utf-8" src="{bundle_for(html.parent)}">', text)
     with atomic_path(html) as tmp:
         tmp.write_text(local, encoding="utf-8")
     return True

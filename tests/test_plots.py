@@ -46,3 +46,14 @@ def test_no_committed_html_figure_loads_from_the_network() -> None:
         assert not re.search(r"""(?:src|href)=["']?https?://""", html), page
         for src in re.findall(r"""<script[^>]*\ssrc=["']([^"']+)["']""", html):
             assert (page.parent / src).is_file(), (page, src)
+
+
+def test_figures_in_subfolders_share_the_nearest_bundle(tmp_path: Path) -> None:
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[1, 0]))
+    save_figure(fig, tmp_path / "top")
+    save_figure(fig, tmp_path / "a" / "b" / "deep")
+    html = (tmp_path / "a" / "b" / "deep.html").read_text()
+    assert re.findall(r"""<script[^>]*\ssrc=["']([^"']+)["']""", html) == ["../../plotly.min.js"]
+    assert not (tmp_path / "a" / "b" / "plotly.min.js").exists() and not (tmp_path / "a" / "plotly.min.js").exists()
+    save_figure(fig, tmp_path / "a" / "b" / "c" / "d" / "e" / "far")  # five levels down: too far, its own copy
+    assert (tmp_path / "a" / "b" / "c" / "d" / "e" / "plotly.min.js").is_file()
