@@ -1,7 +1,7 @@
 """misdir's datasets, byte for byte: a sha256 of everything the package can generate, pinned.
 
 The content (topics, templates, code snippets) lives in data files; these hashes make any change to it, or to
-the generators, fail loudly. After an intended change, run `python tests/test_datasets.py` and paste the
+the generators, fail loudly. After an intended change, run `python tests/unit/test_datasets.py` and paste the
 printed hashes here, saying in the commit why the data changed.
 """
 

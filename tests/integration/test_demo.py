@@ -55,7 +55,7 @@ def test_make_demo_writes_only_under_results_and_make_figures_refreshes_the_comm
     import re
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     targets = dict(re.findall(r"^([\w-]+):[^\n]*\n((?:\t[^\n]*\n)*)", (root / "Makefile").read_text(), re.M))
     assert "misdir demo" in targets["demo"] and "figures" not in targets["demo"]
     assert "--figures figures/demo" in targets["figures"]

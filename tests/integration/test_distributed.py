@@ -104,8 +104,8 @@ def test_reduce_none_is_refused():
 
 @pytest.mark.slow  # two fresh processes import torch and transformers: 15-45 s on 2 cores
 def test_two_gloo_processes_under_torchrun_equal_one_process(saved):
-    here = Path(__file__).parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parent), str(here)]), "OMP_NUM_THREADS": "1"}
+    tests = Path(__file__).resolve().parents[1]  # conftest's folder, which the ranks import from
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests)]), "OMP_NUM_THREADS": "1"}
     env |= {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", __file__]
     run = subprocess.Popen([*command, str(saved)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

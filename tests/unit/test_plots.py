@@ -38,7 +38,7 @@ def test_localize_html_rewrites_a_cdn_figure_to_the_bundle_beside_it(tmp_path: P
 
 def test_no_committed_html_figure_loads_from_the_network() -> None:
     """Every HTML figure under figures/ opens offline: it loads only a plotly.min.js that lies where it points."""
-    figures = Path(__file__).resolve().parents[1] / "figures"
+    figures = Path(__file__).resolve().parents[2] / "figures"
     pages = sorted(figures.rglob("*.html"))
     assert pages
     for page in pages:

@@ -48,7 +48,7 @@ from misdir.stats import bootstrap_mean
 
 pytestmark = pytest.mark.failures
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 OK_LINE = json.dumps({"messages": CONVERSATIONS[0]})
 RUBRICS = {"aligned": "Rate {answer} to {question}.", "coherent": "Rate {answer}."}
 
@@ -859,14 +859,14 @@ def test_finetune_killed_at_random_points_resumes_to_the_same_adapter(
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Judge-server faults beyond tests/test_judge.py's (429, 500, timeouts, non-JSON bodies there): bodies cut
+# Judge-server faults beyond tests/integration/test_judge.py's (429, 500, timeouts, non-JSON bodies there): bodies cut
 # short, connections dropped without a reply, a server that is not there. Each ends in retries, then a score
 # or a recorded failure; in an evaluation run a failure loses no answer and is retried by the next run.
 
 
 @pytest.fixture
 def faulty(server: FakeServer) -> FakeServer:  # noqa: F811
-    """tests/test_judge.py's scripted server, with two more behaviours: ``("truncate",)`` announces a body
+    """tests/integration/test_judge.py's scripted server, with two more behaviours: ``("truncate",)`` announces a body
     and sends half of it, ``("drop",)`` closes the connection without a reply."""
     base = server.httpd.RequestHandlerClass
 
