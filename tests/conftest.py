@@ -16,6 +16,14 @@ os.environ.setdefault("MISDIR_CACHE", os.path.join(os.path.expanduser("~"), ".ca
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Every jaxtyping annotation in misdir is checked at runtime while the tests run: dtypes and shapes, each named
+# axis the same size across the arguments and the return of one call (tests/shape_check.py).
+# MISDIR_TYPECHECK=0 turns it off.
+if os.environ.get("MISDIR_TYPECHECK", "1") != "0":
+    from jaxtyping import install_import_hook
+
+    install_import_hook("misdir", "shape_check.arrays_only")
+
 from misdir import Model  # noqa: E402
 
 CHATML = (
