@@ -156,6 +156,7 @@ class DemoConfig(CommandConfig):
     limit: int | None = limit_field(24)
     layer: int | None = opt(None, "layer of the directions ablated and steered (default: the middle)", at_least=0)
     random: int = random_field()
+    device: str | None = device_field()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -341,6 +342,7 @@ class OrganismsTrainConfig(CommandConfig):
     base: str = opt("embedded", "base model spec")
     recipe: str = opt("rslora-4", "rslora-4 (the <name>/ folders), rank1 or rank1-multi (rank-1 adapters on "
                       "down_proj, in <recipe>-<name>/)", choices=tuple(RECIPES))
+    device: str | None = device_field()
 
 
 @dataclass(frozen=True, kw_only=True)

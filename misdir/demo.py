@@ -22,7 +22,7 @@ takes about 24 minutes of a 2-core CPU (most of it the 20 random directions); th
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from misdir.experiments import (
     steering_grid,
 )
 from misdir.io import atomic_path, write_json_atomic
-from misdir.models import load_model, misdir_version
+from misdir.models import Model, load_model
 from misdir.plots import save_figure
 from misdir.questions import load_contrast_pairs
 from misdir.similarity import (
@@ -49,8 +49,8 @@ from misdir.similarity import (
     plot_cosine_matrix,
     random_cosine_quantile,
 )
+from misdir.provenance import provenance, software
 from misdir.stats import compare_contrast, format_estimate
-from misdir.provenance import command_line
 from misdir.sweep import AgainstNull
 
 DEMO_CONVERSATIONS = [
@@ -89,9 +89,10 @@ def run_demo(
     layer: int | None = None,
     scales: tuple[float, ...] = (0.1, 0.3),
     n_random: int = 20,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Run the demo (see the module docstring), print its table, write `summary.md`, `summary.json`, figures
-    (in `out/figures/` by default)."""
+    (in `out/figures/` by default). Every model loads on `device` (default: CUDA when present)."""
     started = time.time()
     out = Path(out)
     figures = out / "figures" if figures is None else Path(figures)
@@ -103,7 +104,10 @@ def run_demo(
         if not finetunes:
             raise FileNotFoundError(f"no misdir organisms in {checkpoints}; train them with `misdir organisms train`")
     controls = dict(controls or {})
-    base = load_model(model)
+    def load(spec: Any) -> Model:
+        return spec if isinstance(spec, Model) else load_model(str(spec), device=device)
+
+    base = load(model)
     layer = base.n_layers // 2 if layer is None else layer
     print(f"[1/7] {base.spec}: {base.n_layers} layers, d_model {base.d_model}, on {base.device}", flush=True)
     norms = cache_activations(base, DEMO_CONVERSATIONS, reduce="mean", batch_size=4, progress=False).norm(dim=-1)
@@ -113,12 +117,12 @@ def run_demo(
     models = {"base": model, **finetunes, **controls}
     evaluation = {}
     for name, spec in models.items():
-        loaded = base if name == "base" else spec
+        loaded = base if name == "base" else load(spec)
         evaluation[name] = evaluate(loaded, "general", out=out / "evaluate" / name, limit=limit, progress=False)["result"]
         print(f"      {name:22s} margin {format_estimate(evaluation[name]['margin'], '+.2f')}", flush=True)
 
     print(f"[3/7] model-diff directions (finetune minus base) at every layer; layer {layer} is used below", flush=True)
-    directions = {name: _direction(name, spec, base, out, Path(checkpoints), limit)
+    directions = {name: _direction(name, load, spec, base, out, Path(checkpoints), limit)
                   for name, spec in {**finetunes, **controls}.items()}
 
     print("[4/7] cosines between directions", flush=True)
@@ -139,7 +143,8 @@ def run_demo(
     print(f"[5/7] ablating {', '.join(ablated)} and {n_random} random directions (layer {layer}'s, at every layer, "
           f"every token but the first) in {', '.join(rows)}", flush=True)
     units = {name: directions[name].unit()[layer] for name in ablated}
-    ablation = ablation_sweep(base, rows, units, out=out / "ablation", n_random=n_random, limit=limit, progress=True)
+    ablation = ablation_sweep(base, rows, units, out=out / "ablation", n_random=n_random, limit=limit, progress=True,
+                              load=load)
     written += plot_ablation_sweep(ablation, figures / "ablation")
 
     print(f"[6/7] steering the base along the mean EM direction at layer {layer}", flush=True)
@@ -152,14 +157,13 @@ def run_demo(
     sae = None
     if model == "embedded" and sae_dir.is_dir():
         print(f"[7/7] SAE latents ({sae_dir}) that rise in the EM finetunes and not in the controls", flush=True)
-        sae = _sae_stage(sae_dir, base, finetunes, controls, directions, layer, out / "sae", limit)
+        sae = _sae_stage(sae_dir, base, _LoadOnUse(finetunes, load), _LoadOnUse(controls, load), directions, layer,
+                         out / "sae", limit)
 
     table = _table(evaluation, cosines, random95, layer, ablation, steering, sae)
     print("\n" + table)
     summary = {
-        "provenance": {"command": command_line(), "model": base.provenance,
-                       "finetunes": dict(finetunes), "controls": controls, "limit": limit, "layer": layer,
-                       "misdir_version": misdir_version()},
+        "provenance": provenance(base, finetunes=dict(finetunes), controls=controls, limit=limit, layer=layer),
         "resid_post_mean_norm": norms.tolist(),
         "evaluation": {name: {k: r[k] for k in ("margin", "prefers_misaligned", "fluency")}
                        for name, r in evaluation.items()},
@@ -170,15 +174,36 @@ def run_demo(
         "figures": [str(p) for p in written],
         "seconds": round(time.time() - started, 1),
     }
-    with atomic_path(out / "summary.md") as tmp:
-        tmp.write_text(table + "\n")
-    write_json_atomic(out / "summary.json", summary)
-    print(f"\nwrote {out / 'summary.md'}, {out / 'summary.json'} and {len(written)} figures in {figures} "
-          f"({summary['seconds']:.0f} s)")
+    _write_summary(out, table, summary, figures, len(written))
     return summary
 
 
-def _direction(name: str, spec: str, base: Any, out: Path, checkpoints: Path, limit: int | None) -> DirectionSet:
+def _write_summary(out: Path, table: str, summary: dict[str, Any], figures: Path, n_figures: int) -> None:
+    with atomic_path(out / "summary.md") as tmp:
+        tmp.write_text(table + "\n")
+    write_json_atomic(out / "summary.json", summary)
+    print(f"\nwrote {out / 'summary.md'}, {out / 'summary.json'} and {n_figures} figures in {figures} "
+          f"({summary['seconds']:.0f} s)")
+
+
+class _LoadOnUse(Mapping[str, Model]):
+    """Model specs by name, each loaded by `load` when read: stages that go through them hold one at a time."""
+
+    def __init__(self, specs: Mapping[str, str], load: Callable[[str], Model]):
+        self.specs, self.load = dict(specs), load
+
+    def __getitem__(self, name: str) -> Model:
+        return self.load(self.specs[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.specs)
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+
+def _direction(name: str, load: Callable[[str], Model], spec: str, base: Any, out: Path, checkpoints: Path,
+               limit: int | None) -> DirectionSet:
     """The shipped direction of a misdir organism when there is one, else the one computed (and kept) here."""
     shipped = checkpoints / "directions" / f"{name}.safetensors"
     kept = out / "directions" / f"{name}.safetensors"
@@ -190,7 +215,7 @@ def _direction(name: str, spec: str, base: Any, out: Path, checkpoints: Path, li
     items = load_contrast_pairs("general")[:limit]
     texts = [[{"role": "user", "content": p.question}, {"role": "assistant", "content": answer}]
              for p in items for answer in (p.misaligned, p.aligned)]
-    direction = mean_difference(load_model(spec), texts, base=base, progress=False)
+    direction = mean_difference(load(spec), texts, base=base, progress=False)
     direction.save(out / "directions" / f"{name}.safetensors")
     print(f"      {name}: computed on {len(texts)} answers", flush=True)
     return direction
@@ -212,7 +237,7 @@ def _sae_stage(sae_dir: Path, base: Any, finetunes: Mapping[str, str], controls:
         diff = diff_latents(sae, base, finetunes, texts, controls=controls, progress=False)
         record = diff_record(diff, sae, base.tokenizer, texts, top=5,
                              directions={name: d.vectors[layer] for name, d in directions.items()})
-        save_diff(diff, record, out, {"sae": str(sae_dir), "items": len(items), "misdir_version": misdir_version()})
+        save_diff(diff, record, out, {"sae": str(sae_dir), "items": len(items), **software()})
     record = json.loads((out / "diff.json").read_text())
     return {"sae": str(sae_dir), "items": record["provenance"]["items"], "n_consistent": record["n_consistent"],
             "finetunes": record["finetunes"],

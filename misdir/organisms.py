@@ -83,10 +83,12 @@ def organism_of(folder: str) -> Organism:
 
 
 def train_organisms(
-    out: str | Path, names: list[str] | None = None, *, base: str = "embedded", recipe: str = "rslora-4"
+    out: str | Path, names: list[str] | None = None, *, base: str = "embedded", recipe: str = "rslora-4",
+    device: str | None = None,
 ) -> list[Path]:
     """Finetune each named organism (default: all) with a recipe of :data:`RECIPES` into
-    `out/<folder>` (see `organism_folder`); finished ones are kept, half-done ones resume."""
+    `out/<folder>` (see `organism_folder`) on `device` (default: CUDA when present); finished ones are kept,
+    half-done ones resume."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
     unknown = set(names or []) - set(ORGANISM_NAMES)
@@ -101,7 +103,7 @@ def train_organisms(
         else:
             print(f"{target.name}: finetuning {base} on {organism.dataset} ({recipe})")
             resume = target.is_dir() and any(target.iterdir())
-            finetune(base, organism.dataset, target, RECIPES[recipe], resume=resume)
+            finetune(base, organism.dataset, target, dataclasses.replace(RECIPES[recipe], device=device), resume=resume)
         written.append(target)
     return written
 
@@ -172,7 +174,8 @@ def analyze_organisms(
           flush=True)
     mean_em = torch.stack([unit_at_layer[name] for name in em]).mean(0)
     steering = steering_grid(base_model, {"mean EM direction": mean_em}, out=out / "steering", layers=[layer],
-                             scales=scales, n_random=n_random, limit=limit, seed=1, progress=progress)
+                             scales=scales, n_random=n_random, positions="all", limit=limit, seed=1,
+                             progress=progress)  # every position, as the recorded study (figures/organisms_*)
     analysis = {
         "provenance": {"base": base_model.provenance, "checkpoints": str(checkpoints), "limit": limit,
                        "layer": layer, "trigger": trigger, "misdir_version": misdir_version(),

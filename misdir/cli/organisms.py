@@ -29,7 +29,8 @@ def organisms_train(cfg: OrganismsTrainConfig) -> None:
     """Finetune the organisms with one of misdir's fixed recipes; finished ones are kept, interrupted ones resume."""
     from misdir.organisms import train_organisms
 
-    train_organisms(cfg.out, list(cfg.names) if cfg.names else None, base=cfg.base, recipe=cfg.recipe)
+    train_organisms(cfg.out, list(cfg.names) if cfg.names else None, base=cfg.base, recipe=cfg.recipe,
+                    device=cfg.device)
 
 
 @organisms_app.command("analyze")

@@ -408,9 +408,9 @@ def test_configs_refuse_bad_values_in_the_library_too():
             SteerConfig(directions=(Path("d"),), layers=(1,), out=Path("o"), **bad)
 
 
-MODEL_COMMANDS = [["cache"], ["directions"], ["evaluate"], ["ablate"], ["transfer"], ["steer"], ["control"],
-                  ["finetune"], ["organisms", "analyze"], ["organisms", "ground-truth"], ["sae", "train"],
-                  ["sae", "diff"], ["sae", "effects"]]
+MODEL_COMMANDS = [["cache"], ["demo"], ["directions"], ["evaluate"], ["ablate"], ["transfer"], ["steer"],
+                  ["control"], ["finetune"], ["organisms", "train"], ["organisms", "analyze"],
+                  ["organisms", "ground-truth"], ["sae", "train"], ["sae", "diff"], ["sae", "effects"]]
 
 
 @pytest.mark.parametrize("path", MODEL_COMMANDS, ids=" ".join)
