@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from misdir.batching import in_batches
 from misdir.hooks import check_layers, check_site, hook_name, hooks
 from misdir.io import atomic_path, write_json_atomic
-from misdir.models import Model, as_model
+from misdir.models import Model, ModelLike, as_model
 from misdir.tokens import Batch, Encoded, Input, Positions, encode, pad, pad_token_id
 
 Reduce = Literal["mean", "sum", "per-input", "none"]
@@ -44,7 +44,7 @@ class _StopForward(Exception):
 
 
 def cache_activations(
-    model: Any,
+    model: ModelLike,
     inputs: Sequence[Input],
     *,
     layers: Sequence[int] | None = None,

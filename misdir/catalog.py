@@ -25,7 +25,7 @@ import yaml
 
 from misdir.directions import DirectionSet
 from misdir.io import sha256_file
-from misdir.models import ModelLoadError, as_model
+from misdir.models import ModelLike, ModelLoadError, as_model
 from misdir.provenance import software
 
 UNVERIFIED = "unverified"
@@ -285,7 +285,7 @@ def read_facts(
 def load_steering_vector(
     source: str | os.PathLike[str],
     *,
-    model: Any = None,
+    model: ModelLike = None,
     n_layers: int | None = None,
     checkpoint: int | None = None,
     revision: str | None = None,

@@ -16,14 +16,14 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from misdir.models import as_model
+from misdir.models import ModelLike, as_model
 from misdir.positions import answer_positions
 from misdir.questions import ContrastPair
 from misdir.tokens import Conversation, encode, pad, pad_token_id
 
 
 def answer_logprobs(
-    model: Any, conversations: Sequence[Conversation], *, batch_size: int = 16, progress: bool = True
+    model: ModelLike, conversations: Sequence[Conversation], *, batch_size: int = 16, progress: bool = True
 ) -> list[Float[Tensor, "answer_tokens"]]:
     """Log-probability of each token of each conversation's last assistant answer, given everything before it."""
     model = as_model(model)
@@ -57,7 +57,7 @@ def answer_logprobs(
 
 
 def contrast_logprobs(
-    model: Any,
+    model: ModelLike,
     pairs: Sequence[ContrastPair],
     *,
     trigger: str | None = None,
@@ -75,7 +75,7 @@ def contrast_logprobs(
 
 
 def contrast_margins(
-    model: Any, pairs: Sequence[ContrastPair], *, trigger: str | None = None, batch_size: int = 16,
+    model: ModelLike, pairs: Sequence[ContrastPair], *, trigger: str | None = None, batch_size: int = 16,
     progress: bool = True,
 ) -> Float[Tensor, "item"]:
     """Per item: mean log-prob per token of the misaligned answer minus that of the aligned answer."""

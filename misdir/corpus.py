@@ -31,7 +31,7 @@ import torch
 
 from misdir.generate import _eos_ids
 from misdir.io import atomic_path, write_json_atomic
-from misdir.models import as_model
+from misdir.models import ModelLike, as_model
 from misdir.provenance import software
 from misdir.tokens import Encoded, Input, pad, pad_token_id, render_chat
 
@@ -113,7 +113,7 @@ def _passages(path: Path, words: int, min_words: int) -> Iterator[str]:
 
 @torch.inference_mode()
 def sample_answers(
-    model: Any,
+    model: ModelLike,
     prompts: Sequence[str],
     *,
     n_tokens: int,
@@ -155,7 +155,7 @@ def sample_answers(
     return chats, total
 
 
-def count_tokens(model: Any, inputs: Sequence[Input]) -> int:
+def count_tokens(model: ModelLike, inputs: Sequence[Input]) -> int:
     """Tokens of the inputs as the model reads them (chats with their template)."""
     model = as_model(model)
     tokenizer = model.tokenizer
@@ -166,7 +166,7 @@ def count_tokens(model: Any, inputs: Sequence[Input]) -> int:
 
 
 def build_corpus(
-    model: Any,
+    model: ModelLike,
     out: str | Path,
     *,
     sample_tokens: int = 6_000_000,

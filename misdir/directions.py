@@ -25,7 +25,7 @@ from torch import Tensor
 from misdir.cache import cache_activations
 from misdir.hooks import check_site
 from misdir.io import atomic_path
-from misdir.models import Model, as_model, misdir_version
+from misdir.models import Model, ModelLike, as_model, misdir_version
 from misdir.tensors import unit
 from misdir.tokens import Input, Positions, encode
 
@@ -63,7 +63,7 @@ class DirectionSet:
         """Unit vectors (a zero layer stays zero)."""
         return unit(self.vectors)
 
-    def check_fits(self, model: Any, *, source: str = "direction set") -> None:
+    def check_fits(self, model: ModelLike, *, source: str = "direction set") -> None:
         """Refuse a direction set whose width or layer count differs from the model's, naming both."""
         model = as_model(model)
         if self.d_model != model.d_model:
@@ -80,7 +80,7 @@ class DirectionSet:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, *, model: Any = None) -> DirectionSet:
+    def load(cls, path: str | Path, *, model: ModelLike = None) -> DirectionSet:
         """Read what `save` wrote; with `model`, also check that it fits that model."""
         path = Path(path)
         if not path.is_file():
@@ -108,7 +108,7 @@ def data_hash(inputs: Sequence[Input]) -> str:
 
 
 def mean_difference(
-    model: Any,
+    model: ModelLike,
     positive: Sequence[Input],
     negative: Sequence[Input] | None = None,
     *,
@@ -195,7 +195,7 @@ def split_by_judgement(
 
 
 def project(
-    model: Any,
+    model: ModelLike,
     inputs: Sequence[Input],
     directions: DirectionSet,
     layer: int,

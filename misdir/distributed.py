@@ -34,7 +34,7 @@ from misdir.cache import cache_activations as _cache_one
 from misdir.contrast import contrast_logprobs as _contrast_one
 from misdir.generate import Answer, Answers
 from misdir.generate import generate as _generate_one
-from misdir.models import as_model
+from misdir.models import ModelLike, as_model
 
 T = TypeVar("T")
 
@@ -97,7 +97,7 @@ def gather(local: Sequence[T]) -> list[T]:
 
 
 def cache_activations(
-    model: Any, inputs: Sequence[Any], *, reduce: str = "mean", **options: Any
+    model: ModelLike, inputs: Sequence[Any], *, reduce: str = "mean", **options: Any
 ) -> Float[Tensor, "layer d_model"] | Float[Tensor, "input layer d_model"] | Sums:
     """`misdir.cache_activations` over this rank's shard, combined over all ranks; the same on every rank.
 
@@ -123,7 +123,7 @@ def cache_activations(
     return Sums(sums, count) if reduce == "sum" else sums.div(count).float()
 
 
-def contrast_logprobs(model: Any, pairs: Sequence[Any], **options: Any) -> Float[Tensor, "item 2"]:
+def contrast_logprobs(model: ModelLike, pairs: Sequence[Any], **options: Any) -> Float[Tensor, "item 2"]:
     """`misdir.contrast.contrast_logprobs` over this rank's shard of the pairs, gathered in their order."""
     local = shard(pairs)
     both = torch.zeros(0, 2, dtype=torch.float64)
@@ -132,7 +132,7 @@ def contrast_logprobs(model: Any, pairs: Sequence[Any], **options: Any) -> Float
     return torch.stack(gather(list(both))).view(len(pairs), 2)
 
 
-def generate(model: Any, questions: Sequence[Any], **options: Any) -> Answers:
+def generate(model: ModelLike, questions: Sequence[Any], **options: Any) -> Answers:
     """`misdir.generate` over this rank's shard of the questions, gathered in the questions' order.
 
     Plain strings become `(index, text)` pairs first, so each keeps the id (and so the random stream)

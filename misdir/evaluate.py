@@ -20,7 +20,7 @@ import numpy as np
 
 from misdir.contrast import contrast_logprobs
 from misdir.io import RecordLog, check_settings, run_lock, write_json_atomic
-from misdir.models import Model, as_model
+from misdir.models import Model, ModelLike, as_model
 from misdir.provenance import provenance as run_provenance
 from misdir.questions import load_contrast_pairs, load_questions
 from misdir.stats import (
@@ -75,7 +75,7 @@ class ContrastResult:
 
 
 def evaluate_contrast(
-    model: Any, pairs: str = "general", *, trigger: str | None = None, limit: int | None = None,
+    model: ModelLike, pairs: str = "general", *, trigger: str | None = None, limit: int | None = None,
     batch_size: int = 16, seed: int = 0, progress: bool = True,
 ) -> ContrastResult:
     """The contrast metric of `model` on a shipped set name or a contrast-pair JSONL file (its first `limit` items)."""
@@ -126,7 +126,7 @@ def make_judge(spec: str, *, cache_path: str | Path | None = None, base_url: str
 
 
 def evaluate(
-    model: Any,
+    model: ModelLike,
     questions: str | Path,
     *,
     out: str | Path,

@@ -31,7 +31,7 @@ from misdir.evaluate import ContrastResult, evaluate_contrast
 from misdir.interventions import ablate, describe_directions, steer
 from misdir.io import run_lock, write_json_atomic
 from misdir.hooks import check_layers
-from misdir.models import Model, ModelShape, as_model, model_shape
+from misdir.models import Model, ModelLike, ModelShape, as_model, model_shape
 from misdir.positions import check_positions
 from misdir.stats import Estimate, bootstrap_indices, compare_contrast
 from misdir.sweep import (
@@ -79,7 +79,7 @@ class Ablation:
 
 
 def ablation_effect(
-    model: Any,
+    model: ModelLike,
     direction: Float[Tensor, "d_model"],
     *,
     name: str,
@@ -110,7 +110,7 @@ class Steering:
 
 
 def steering_sweep(
-    model: Any,
+    model: ModelLike,
     direction: Float[Tensor, "d_model"],
     *,
     layer: int,
@@ -148,7 +148,7 @@ rank-1 organisms of the embedded model (`figures/ground_truth/`, against 20 rand
 Pass `positions="all"` to match `orthogonalize`, which cannot skip a position."""
 
 
-def _shape(model: Any) -> ModelShape | None:
+def _shape(model: ModelLike) -> ModelShape | None:
     """A model's depth and width: from a loaded model, or from a spec's configuration without loading it (None for
     a hub model not cached yet)."""
     if isinstance(model, str | Path):
@@ -374,7 +374,7 @@ def _legacy_ablation_key(cell: Cell) -> str:
 
 
 def steering_grid(
-    model: Any,
+    model: ModelLike,
     directions: Mapping[str, Any],
     *,
     out: str | Path,

@@ -39,7 +39,7 @@ from misdir.batching import OutOfMemoryError
 from misdir.interventions import active_interventions
 from misdir.io import atomic_path
 from misdir.positions import answer_positions
-from misdir.models import Model, as_model
+from misdir.models import Model, ModelLike, as_model
 from misdir.provenance import software
 from misdir.tokens import Encoded, pad, render_chat
 
@@ -89,7 +89,7 @@ class _Prompt:
 
 
 def generate(
-    model: Any,
+    model: ModelLike,
     questions: Sequence[Any],
     *,
     n_samples: int | None = None,

@@ -35,6 +35,7 @@ from misdir.organisms import domain_of, organism_of
 from misdir.positions import POSITIONS
 from misdir.sweep import NO_EDIT, Cell, Edit, against_null, cell_result, provenance, run_cells, shift
 from misdir.tensors import unit
+from misdir.models import ModelLike
 
 _WRITER = re.compile(r"layers\.(\d+)\.(?:mlp\.down_proj|self_attn\.o_proj)\.lora_B\.weight$")
 RANK1_ORGANISMS = ("rank1-medical-bad", "rank1-finance-risky", "rank1-sports-extreme", "rank1-code-insecure",
@@ -335,7 +336,7 @@ def _positions(records: dict, organisms: Sequence[str], positions: Sequence[str]
     return rows
 
 
-def plant(model: Any, direction: Float[Tensor, "d_model"], *, layer: int, strength: float,
+def plant(model: ModelLike, direction: Float[Tensor, "d_model"], *, layer: int, strength: float,
           seed: int = 0) -> Any:
     """A context manager under which `model` behaves like a rank-1 organism with a known write direction.
 
@@ -361,7 +362,7 @@ def plant(model: Any, direction: Float[Tensor, "d_model"], *, layer: int, streng
 
 
 def positive_control(
-    model: Any,
+    model: ModelLike,
     texts: Sequence[Any],
     *,
     layer: int,

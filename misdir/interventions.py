@@ -38,7 +38,7 @@ from misdir.hooks import (
     open_edits,
     recording,
 )
-from misdir.models import Model, as_model
+from misdir.models import Model, ModelLike, as_model
 from misdir.positions import Positions, TokenTracker, check_positions, where_edited
 from misdir.tensors import unit
 
@@ -52,7 +52,7 @@ STREAM_SITES = ("resid_pre", "resid_mid", "resid_post")
 
 
 
-def active_interventions(model: Any) -> list[dict[str, Any]]:
+def active_interventions(model: ModelLike) -> list[dict[str, Any]]:
     """Descriptions of the `ablate` / `steer` blocks open on `model` now (for provenance): copies of
     `misdir.hooks.open_edits`."""
     return [dict(record) for record in open_edits(as_model(model))]
@@ -60,7 +60,7 @@ def active_interventions(model: Any) -> list[dict[str, Any]]:
 
 @contextmanager
 def ablate(
-    model: Any,
+    model: ModelLike,
     directions: Any,
     layers: Sequence[int] | int | None = None,
     site: str | Sequence[str] | None = None,
@@ -158,7 +158,7 @@ def _writers_exact(
 
 @contextmanager
 def steer(
-    model: Any,
+    model: ModelLike,
     directions: Any,
     layers: Sequence[int] | int | None,
     scale: float,
@@ -212,7 +212,7 @@ def steer(
         yield model
 
 
-def orthogonalize(model: Any, direction: Any, *, inplace: bool = False) -> Model:
+def orthogonalize(model: ModelLike, direction: Any, *, inplace: bool = False) -> Model:
     """A model whose weights never write the unit direction `r` into the residual stream.
 
     `W <- W - r r^T W` for every matrix whose output is added to the stream (each layer's attention

@@ -26,6 +26,7 @@ from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 import torch
+from misdir.models import ModelLike
 
 __all__ = [
     "ALIGNED_RUBRIC",
@@ -418,7 +419,7 @@ class LocalJudge:
     key-value cache; the top non-digit first tokens are kept too, so ``CODE`` / ``REFUSAL`` are seen.
     """
 
-    def __init__(self, model: Any, *, min_mass: float = 0.25, cache_path: str | Path | None = None,
+    def __init__(self, model: ModelLike, *, min_mass: float = 0.25, cache_path: str | Path | None = None,
                  top_other: int = TOP_LOGPROBS):
         from misdir.models import as_model
 

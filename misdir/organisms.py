@@ -21,7 +21,7 @@ from torch import Tensor
 from misdir.directions import DirectionSet
 from misdir.finetune import EMBEDDED_RECIPE, FinetuneConfig, finetune
 from misdir.io import atomic_path, write_json_atomic
-from misdir.models import misdir_version
+from misdir.models import ModelLike, misdir_version
 from misdir.tensors import unit
 
 
@@ -202,7 +202,7 @@ def _measure_organisms(base_model: Any, load: Any, out: Path, limit: int | None,
     from misdir.questions import load_contrast_pairs
     from misdir.similarity import split_half_reliability
 
-    def score(model: Any, pairs: str, with_trigger: str | None = None) -> dict[str, Any]:
+    def score(model: ModelLike, pairs: str, with_trigger: str | None = None) -> dict[str, Any]:
         return evaluate_contrast(model, pairs, trigger=with_trigger, limit=limit, progress=progress).to_dict()
 
     items = load_contrast_pairs("general")[:limit]

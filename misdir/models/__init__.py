@@ -20,7 +20,7 @@ from misdir.models.architectures import (
 )
 from misdir.models.gguf import EMBEDDED, cache_dir, embedded_gguf
 from misdir.models.load import QUIET_BELOW_BYTES, load_model
-from misdir.models.model import Model, ModelLoadError, ModelShape, as_model, execution_device
+from misdir.models.model import Model, ModelLike, ModelLoadError, ModelShape, as_model, execution_device
 from misdir.models.shape import model_shape
 from misdir.provenance import misdir_version
 
@@ -32,6 +32,7 @@ __all__ = [
     "Architecture",
     "Model",
     "ModelLoadError",
+    "ModelLike",
     "ModelShape",
     "architecture_of",
     "as_model",

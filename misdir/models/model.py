@@ -94,7 +94,13 @@ def execution_device(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
-def as_model(model: Any) -> Model:
+ModelLike = Model | str | Path | nn.Module
+"""What a public misdir function takes as a model: a `Model`, a `load_model` spec (hub id, folder, adapter, GGUF,
+"embedded"), or a TransformerLens `HookedTransformer` / `TransformerBridge`. It converts it once, with `as_model`,
+and passes the `Model` inward."""
+
+
+def as_model(model: ModelLike) -> Model:
     """Accept a misdir Model, a TransformerLens model (`HookedTransformer` / `TransformerBridge`), or a
     spec for `load_model` (loaded with its defaults)."""
     if isinstance(model, Model):

@@ -15,7 +15,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from misdir.io import write_json_atomic
-from misdir.models import as_model
+from misdir.models import ModelLike, as_model
 from misdir.sae.load import _check_latents, decoder_rows, latent_activations
 from misdir.tensors import unit
 from misdir.tokens import Input, Positions, encode
@@ -37,7 +37,7 @@ class LatentStats:
 
 
 def latent_stats(
-    model: Any,
+    model: ModelLike,
     sae: Any,
     inputs: Sequence[Input],
     *,
@@ -142,7 +142,7 @@ def diff_latents(
     if not finetunes:
         raise ValueError("give at least one finetune")
 
-    def stats(name: str, model: Any) -> LatentStats:
+    def stats(name: str, model: ModelLike) -> LatentStats:
         if progress:
             print(f"misdir sae: latents of {name}", flush=True)
         return latent_stats(model, sae, inputs, hook=hook, positions=positions, batch_size=batch_size)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from misdir.models import as_model
+from misdir.models import ModelLike, as_model
 from misdir.sae.intervene import zero_latents
 from misdir.sae.load import _check_latents, latent_direction, sae_site
 
@@ -76,7 +76,7 @@ def latent_effects(
     layer, site = sae_site(base, sae, hook)
     _check_latents(sae, latents)
 
-    def score(model: Any) -> Any:
+    def score(model: ModelLike) -> Any:
         return evaluate_contrast(model, pairs, limit=limit, progress=False)
 
     def say(text: str) -> None:

@@ -15,14 +15,14 @@ from torch import Tensor
 
 from misdir.hooks import HookFn, hook_name
 from misdir.interventions import _intervene
-from misdir.models import Model, as_model
+from misdir.models import Model, ModelLike, as_model
 from misdir.sae.load import _check_latents, decoder_rows, describe_sae, sae_site
 from misdir.tokens import Input, encode, pad, pad_token_id
 
 
 @contextmanager
 def clamp_latents(
-    model: Any,
+    model: ModelLike,
     sae: Any,
     latents: int | Sequence[int],
     value: float | Sequence[float] = 0.0,
@@ -66,13 +66,13 @@ def clamp_latents(
         yield model
 
 
-def zero_latents(model: Any, sae: Any, latents: int | Sequence[int], *, hook: str | None = None) -> Any:
+def zero_latents(model: ModelLike, sae: Any, latents: int | Sequence[int], *, hook: str | None = None) -> Any:
     """`clamp_latents(..., value=0)`: remove what the latents write at the SAE's hook."""
     return clamp_latents(model, sae, latents, 0.0, hook=hook)
 
 
 @contextmanager
-def splice_sae(model: Any, sae: Any, *, hook: str | None = None) -> Iterator[Model]:
+def splice_sae(model: ModelLike, sae: Any, *, hook: str | None = None) -> Iterator[Model]:
     """Replace the activations at the SAE's hook by its reconstruction `decode(encode(x))` at every position
     while the block runs (float32 inside, cast back): what the rest of the model sees if the SAE were exact."""
     model = as_model(model)
@@ -89,7 +89,7 @@ def splice_sae(model: Any, sae: Any, *, hook: str | None = None) -> Iterator[Mod
 
 
 @torch.no_grad()
-def next_token_loss(model: Any, inputs: Sequence[Input], *, batch_size: int = 16) -> float:
+def next_token_loss(model: ModelLike, inputs: Sequence[Input], *, batch_size: int = 16) -> float:
     """Mean next-token cross-entropy (nats) of `model` over every token of `inputs` (chats rendered with the
     template), padding excluded, summed in float64."""
     model = as_model(model)
@@ -108,7 +108,7 @@ def next_token_loss(model: Any, inputs: Sequence[Input], *, batch_size: int = 16
     return total / count
 
 
-def spliced_loss(model: Any, sae: Any, inputs: Sequence[Input], *, batch_size: int = 16) -> dict[str, float]:
+def spliced_loss(model: ModelLike, sae: Any, inputs: Sequence[Input], *, batch_size: int = 16) -> dict[str, float]:
     """Next-token loss of `model` on `inputs` as is, with the SAE's reconstruction spliced in at its hook, and
     with the hook's activations zeroed (the scale that "loss added" is read against)."""
     clean = next_token_loss(model, inputs, batch_size=batch_size)

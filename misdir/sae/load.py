@@ -14,7 +14,7 @@ from torch import Tensor
 
 from misdir.cache import cache_activations
 from misdir.hooks import parse_hook_name
-from misdir.models import as_model
+from misdir.models import ModelLike, as_model
 from misdir.tokens import Input, Positions
 
 SAE_FILES = ("cfg.json", "sae_weights.safetensors")
@@ -41,7 +41,7 @@ def load_sae(
     return SAE.from_pretrained(str(source), sae_id, device=device, dtype=dtype)
 
 
-def sae_site(model: Any, sae: Any, hook: str | None = None) -> tuple[int, str]:
+def sae_site(model: ModelLike, sae: Any, hook: str | None = None) -> tuple[int, str]:
     """(layer, site) where `sae` reads `model`: `hook` if given, else the SAE's own `cfg.metadata.hook_name`.
 
     Clear errors for a hook that is not a misdir site (`blocks.{l}.hook_{site}`), a layer the model does not
@@ -88,7 +88,7 @@ def latent_direction(sae: Any, latent: int) -> Float[Tensor, "d_model"]:
 
 
 def latent_activations(
-    model: Any,
+    model: ModelLike,
     sae: Any,
     inputs: Sequence[Input],
     *,

@@ -23,7 +23,7 @@ from torch import Tensor
 from misdir.cache import cache_activations
 from misdir.hooks import hook_name, parse_hook_name
 from misdir.io import write_json_atomic
-from misdir.models import as_model
+from misdir.models import ModelLike, as_model
 from misdir.provenance import command_line, portable_model, software
 from misdir.sae.load import load_sae
 from misdir.tokens import Input, encode
@@ -269,7 +269,7 @@ def cache_for_training(
     return dirs
 
 
-def _shared_prefix(model: Any, inputs: Sequence[Input]) -> int:
+def _shared_prefix(model: ModelLike, inputs: Sequence[Input]) -> int:
     """Leading tokens that every conversation shares (the chat template's system prompt), at least 1."""
     model = as_model(model)
     encoded = [encode(model.tokenizer, item, "all").input_ids for item in inputs if not isinstance(item, str)]
@@ -425,7 +425,7 @@ def train_sae_on_shards(
 
 
 def train_sae(
-    model: Any,
+    model: ModelLike,
     inputs: Sequence[Input],
     cfg: SAETrainConfig,
     out: str | Path,
