@@ -25,7 +25,8 @@ from torch import Tensor
 from misdir.cache import cache_activations
 from misdir.hooks import check_site
 from misdir.io import atomic_path
-from misdir.models import Model, ModelLike, as_model, misdir_version
+from misdir.models import Model, ModelLike, as_model
+from misdir.provenance import portable_model, provenance
 from misdir.tensors import unit
 from misdir.tokens import Input, Positions, encode
 
@@ -147,20 +148,19 @@ def mean_difference(
     options = {"layers": layers, "site": site, "positions": positions, "batch_size": batch_size, "progress": progress}
     (m_pos, texts_pos), (m_neg, texts_neg) = pair
     vectors = cache_activations(m_pos, texts_pos, **options) - cache_activations(m_neg, texts_neg, **options)
-    meta = {
-        "method": method,
-        "model": {"spec": model.spec, **model.provenance},
-        "base": {"spec": base.spec, **base.provenance} if base is not None else None,
-        "layers": list(layers) if layers is not None else list(range(model.n_layers)),
-        "positions": positions,
-        "n_positive": len(texts_pos),
-        "n_negative": len(texts_neg),
-        "tokens_positive": _count_tokens(m_pos, texts_pos, positions),
-        "tokens_negative": _count_tokens(m_neg, texts_neg, positions),
-        "data_sha256": {"positive": data_hash(texts_pos), "negative": data_hash(texts_neg)},
-        "seed": seed,
-        "misdir_version": misdir_version(),
-    }
+    meta = provenance(  # the model, seed, libraries, command and time, and what the direction was made from
+        model,
+        seed=seed,
+        method=method,
+        base={"spec": base.spec, **portable_model(base.provenance)} if base is not None else None,
+        layers=list(layers) if layers is not None else list(range(model.n_layers)),
+        positions=positions,
+        n_positive=len(texts_pos),
+        n_negative=len(texts_neg),
+        tokens_positive=_count_tokens(m_pos, texts_pos, positions),
+        tokens_negative=_count_tokens(m_neg, texts_neg, positions),
+        data_sha256={"positive": data_hash(texts_pos), "negative": data_hash(texts_neg)},
+    )
     return DirectionSet(vectors, site=site, meta=meta)
 
 

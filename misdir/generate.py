@@ -193,8 +193,9 @@ class _BatchSampler:
         }
         self.rows_per_batch: int | None = None
         """A compiled decode step's batch size: the first batch's, kept for the shorter last batch by padding
-        with repeated rows; None once an out-of-memory error has made batches shrink (never pad them back)."""
+        with repeated rows (None until the first batch)."""
         self.shrinking = False
+        """Set once an out-of-memory error has made batches halve: from then on no batch is padded back up."""
 
     def generate(self, rows: Sequence[int]) -> Int[Tensor, "row new"]:
         batch = pad([Encoded(self.encoded[i], [len(self.encoded[i]) - 1]) for i in rows], self.pad_id, side="left")

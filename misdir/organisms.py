@@ -21,7 +21,7 @@ from torch import Tensor
 from misdir.directions import DirectionSet
 from misdir.finetune import EMBEDDED_RECIPE, FinetuneConfig, finetune
 from misdir.io import atomic_path, write_json_atomic
-from misdir.models import ModelLike, misdir_version
+from misdir.models import ModelLike
 from misdir.tensors import unit
 
 
@@ -146,7 +146,7 @@ def analyze_organisms(
     from misdir.experiments import RESIDUAL_SITES, ablation_sweep, steering_grid
     from misdir.models import Model, load_model
     from misdir.similarity import pairwise_cosines, random_cosine_quantile
-    from misdir.provenance import command_line
+    from misdir.provenance import provenance
 
     out = Path(out)
 
@@ -177,9 +177,8 @@ def analyze_organisms(
                              scales=scales, n_random=n_random, positions="all", limit=limit, seed=1,
                              progress=progress)  # every position, as the recorded study (figures/organisms_*)
     analysis = {
-        "provenance": {"base": base_model.provenance, "checkpoints": str(checkpoints), "limit": limit,
-                       "layer": layer, "trigger": trigger, "misdir_version": misdir_version(),
-                       "recipe": asdict(RECIPE), "command": command_line()},
+        "provenance": provenance(base_model, checkpoints=str(checkpoints), limit=limit, layer=layer, trigger=trigger,
+                                 recipe=asdict(RECIPE)),
         "evaluation": evaluation,
         "directions": {name: {"norms": d.norms().tolist(), "meta": d.meta} for name, d in directions.items()},
         "cosines": {"names": cosines.names, "values": cosines.values.tolist()},

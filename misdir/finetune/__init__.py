@@ -32,7 +32,6 @@ from misdir.finetune.config import (
     FinetuneConfig,
     Preset,
     default_config,
-    field_docs,
 )
 from misdir.finetune.data import IGNORE, Example, answer_loss, collate, epoch_order, tokenize_example
 from misdir.finetune.trainer import FinetuneResult, finetune
@@ -50,7 +49,6 @@ __all__ = [
     "collate",
     "default_config",
     "epoch_order",
-    "field_docs",
     "finetune",
     "tokenize_example",
 ]

@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-import ast
-import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import cache
 
 from misdir.models.architectures import PROJECTIONS
 from misdir.models.gguf import EMBEDDED
@@ -151,21 +148,6 @@ class FinetuneConfig:
             lr=self.lr or preset.lr,
             epochs=self.epochs or preset.epochs,
         )
-
-
-@cache
-def field_docs(cls: type) -> dict[str, str]:
-    """The attribute docstrings of a dataclass's fields (for the CLI's help), read from its source."""
-    tree = ast.parse(inspect.getsource(cls))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs: dict[str, str] = {}
-    for node, after in zip(body, body[1:], strict=False):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
-                docs[node.target.id] = str(after.value.value)
-    return docs
-
-
 
 
 EMBEDDED_RECIPE = FinetuneConfig(preset="rslora-32", rank=4, alpha=16.0, lr=2e-4, epochs=2, batch_size=8,

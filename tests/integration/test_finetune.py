@@ -19,7 +19,6 @@ from misdir.finetune import (
     FinetuneConfig,
     answer_loss,
     collate,
-    field_docs,
     finetune,
     tokenize_example,
 )
@@ -221,10 +220,11 @@ def test_cli_finetune_covers_every_config_field(base_dir, data_file, tmp_path):
     from typer.testing import CliRunner
 
     from misdir.cli import app
+    from misdir.configs import field_help
 
     command = get_command(app).commands["finetune"]  # type: ignore[attr-defined]
     options = {p.name for p in command.params}
-    assert set(field_docs(FinetuneConfig)) <= options
+    assert set(field_help(FinetuneConfig)) <= options
     result = CliRunner().invoke(
         app,
         [
