@@ -446,9 +446,6 @@ def plot_ground_truth(study: dict[str, Any], figures: str | Path) -> list[Path]:
             for path in save_figure(plot(study), figures / f"ground_truth_{part}", title=f"ground-truth {part}")]
 
 
-_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
-
-
 def _short(name: str) -> str:
     return name.removeprefix("rank1-")
 
@@ -502,6 +499,7 @@ def _plot_transfer(study: dict[str, Any]) -> Any:
 def _plot_steering(study: dict[str, Any]) -> Any:
     """Shift against scale for each B beside the random directions' 95% range; one panel per position choice."""
     import plotly.graph_objects as go
+    from plotly.colors import qualitative
     from plotly.subplots import make_subplots
 
     modes = list(dict.fromkeys(r.get("positions", "all") for r in study["steering"]))
@@ -517,7 +515,7 @@ def _plot_steering(study: dict[str, Any]) -> Any:
                                  name=f"{first[0]['null_shift']['n_null']} random directions (95% range)"), 1, col)
         for direction in dict.fromkeys(r["direction"] for r in rows):
             line = sorted((r for r in rows if r["direction"] == direction), key=lambda r: r["scale"])
-            colors.setdefault(direction, _COLORS[len(colors) % len(_COLORS)])
+            colors.setdefault(direction, qualitative.D3[len(colors) % len(qualitative.D3)])
             fig.add_trace(go.Scatter(
                 x=[0, *scales], y=[0, *(r["shift"]["value"] for r in line)], mode="lines+markers",
                 name=_short(direction.removeprefix("B ")), line={"color": colors[direction]}, showlegend=col == 1,

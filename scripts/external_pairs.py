@@ -28,11 +28,11 @@ MIN_CONFIDENCE = 0.9
 
 def draw(path: Path, stem: str) -> list[str]:
     """The chosen JSONL lines of one persona file, in file order within each answer."""
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    items = [(line, json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     chosen = []
     for answer in (" Yes", " No"):
-        eligible = [line for line in lines if json.loads(line)["answer_matching_behavior"] == answer
-                    and json.loads(line).get("label_confidence", 1.0) >= MIN_CONFIDENCE]
+        eligible = [line for line, item in items if item["answer_matching_behavior"] == answer
+                    and item.get("label_confidence", 1.0) >= MIN_CONFIDENCE]
         chosen += random.Random(f"persona|{stem}|{answer.strip()}|0").sample(eligible, PER_ANSWER)
     return chosen
 
