@@ -243,10 +243,14 @@ def _control_subtracted(target: str, directions: dict[str, Any], layer: int) -> 
     return unit(difference)
 
 
-def plot_analysis(analysis: dict[str, Any], figures: str | Path = "figures") -> list[Path]:
+def plot_analysis(analysis: dict[str, Any], figures: str | Path = "figures", *,
+                  directions: str | Path | None = None) -> list[Path]:
     """The study's figures from `analysis.json`: contrast metric per model, cosines (layer heatmap, by layer,
     layer x layer), and the ablation and steering sweeps' own figures (`misdir.experiments.plot_ablation_sweep`,
-    `plot_steering_grid`); each as HTML (and PNG where kaleido finds a browser)."""
+    `plot_steering_grid`); each as HTML (and PNG where kaleido finds a browser).
+
+    The layer x layer figure reads two organisms' direction files from `directions` (where `analyze_organisms`
+    saved them: `out/directions`; default the `directions` folder beside the analysed checkpoints)."""
     import numpy as np
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -305,10 +309,10 @@ def plot_analysis(analysis: dict[str, Any], figures: str | Path = "figures") -> 
             "split-half reliability (lowest)": torch.tensor(split_half)},
             title="cosine by layer between organisms' model-diff directions"),
         figures / "organisms_cosine_by_layer", title="cosine by layer")
-    directions = {n: DirectionSet.load(Path(analysis["provenance"]["checkpoints"]) / "directions" / f"{n}.safetensors")
-                  for n in ("medical-bad", "finance-risky")}
+    folder = Path(analysis["provenance"]["checkpoints"]) / "directions" if directions is None else Path(directions)
+    pair = {n: DirectionSet.load(folder / f"{n}.safetensors") for n in ("medical-bad", "finance-risky")}
     written += save_figure(
-        plot_cosine_matrix(cosine_matrix(directions["medical-bad"], directions["finance-risky"]),
+        plot_cosine_matrix(cosine_matrix(pair["medical-bad"], pair["finance-risky"]),
                            x_label="finance-risky layer", y_label="medical-bad layer",
                            title="layer x layer cosine, medical-bad vs finance-risky"),
         figures / "organisms_layer_by_layer", title="layer by layer")

@@ -42,7 +42,8 @@ def organisms_analyze(cfg: OrganismsAnalyzeConfig) -> None:
     _check_layers("--layer", None if cfg.layer is None else [cfg.layer], _model_shape({"--base": "embedded"}))
     analysis = analyze_organisms(cfg.checkpoints, cfg.out, device=cfg.device, limit=cfg.limit or None,
                                  layer=cfg.layer)
-    for path in plot_analysis(analysis, cfg.out / "figures" if cfg.figures is None else cfg.figures):
+    for path in plot_analysis(analysis, cfg.out / "figures" if cfg.figures is None else cfg.figures,
+                              directions=cfg.out / "directions"):
         typer.echo(f"wrote {path}")
 
 
