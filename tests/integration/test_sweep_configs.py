@@ -15,7 +15,7 @@ def test_the_organisms_analysis_sweeps_equal_direct_edits_and_resume(tokenizer, 
     from misdir.evaluate import evaluate_contrast
     from misdir.experiments import ablation_effect, steering_sweep
     from misdir.models import load_model
-    from misdir.organisms import ORGANISMS, analyze_organisms, plot_analysis
+    from misdir.organisms import ORGANISMS, analyze_organisms, own_control, plot_analysis
 
     checkpoints = tmp_path / "organisms"
     for seed, name in enumerate(["base", *(o.name for o in ORGANISMS)]):
@@ -27,7 +27,8 @@ def test_the_organisms_analysis_sweeps_equal_direct_edits_and_resume(tokenizer, 
 
     em = [o.name for o in ORGANISMS if o.role == "em"]
     layer = analysis["provenance"]["layer"]
-    named = [f"{s} direction" for s in em] + ["medical-bad minus control", "code-insecure minus control"]
+    named = [f"{s} direction" for s in em] + [f"{s} minus control" for s in em if own_control(s, [o.name for o in ORGANISMS])]
+    assert len(named) == 2 * len(em)  # every EM organism has a control of its domain
     rows = {(r["model"], r["direction"]): r for r in analysis["ablation"]["rows"]}
     assert set(rows) == {(m, d) for m in em for d in [*named, "random 0", "random 1"]}
 
