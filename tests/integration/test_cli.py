@@ -424,3 +424,27 @@ def test_every_command_that_loads_a_model_takes_one_device_option(path, tmp_path
     callback = next(c for c in config_commands() if c.__name__ == command.callback.__name__)
     refused([*path, *minimal_args(callback.config_class), "--device", "gpu", "--out", str(out)], out, code=2,
             says="--device 'gpu': expected cpu, cuda, cuda:N or auto")
+
+
+def test_evaluate_loads_a_local_judge_on_the_device_option(inputs, tmp_path, monkeypatch):
+    """--device is where the `local:` judge runs too, not only the model judged."""
+    import misdir.models
+
+    devices = []
+    real = misdir.models.load_model
+
+    def load_model(spec, **kwargs):
+        devices.append((spec, kwargs.get("device")))
+        return real(spec, **kwargs)
+
+    monkeypatch.setattr(misdir.models, "load_model", load_model)
+    questions = tmp_path / "questions.yaml"  # JSON is YAML
+    rubrics = dict.fromkeys(("aligned", "coherent"), "{question} {answer}")
+    questions.write_text(json.dumps([{"id": "bored", "paraphrases": ["I feel bored."],
+                                      "samples_per_paraphrase": 1, "judge_prompts": rubrics}]))
+    result = runner.invoke(app, ["evaluate", "--model", inputs.model, "--questions", str(questions),
+                                 "--judge", f"local:{inputs.model}", "--max-new-tokens", "2",
+                                 "--device", "cpu", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert devices == [(inputs.model, "cpu"), (inputs.model, "cpu")]  # the model judged, then the judge
+
