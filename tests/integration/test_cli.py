@@ -448,3 +448,28 @@ def test_evaluate_loads_a_local_judge_on_the_device_option(inputs, tmp_path, mon
     assert result.exit_code == 0, result.output
     assert devices == [(inputs.model, "cpu"), (inputs.model, "cpu")]  # the model judged, then the judge
 
+
+def test_sae_train_reads_an_hf_source_to_a_budget_in_tokens(inputs, tokenizer, tmp_path, monkeypatch):
+    """`hf:PATH,tokens=N` counts the model's tokenizer: the command gives it the texts the library reads."""
+    import misdir.sae
+    from misdir.sae import training_inputs
+
+    class Trained(Exception):
+        """Raised by the stand-in trainer: what it was given is all this test looks at."""
+
+    given: dict = {}
+
+    def train_sae(base, texts, cfg, out, **kwargs):
+        given.update(texts=texts, sources=kwargs["sources"])
+        raise Trained
+
+    monkeypatch.setattr(misdir.sae, "train_sae", train_sae)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"text": f"row {i} " + "word " * (i % 5)}) + "\n" for i in range(40)))
+    spec = f"hf:{rows},tokens=50"
+    result = runner.invoke(app, ["sae", "train", "--model", inputs.model, "--data", spec, "--layer", "1",
+                                 "--device", "cpu", "--out", str(tmp_path / "sae")])
+    assert isinstance(result.exception, Trained), result.output
+    expected, sources = training_inputs([spec], tokenizer=tokenizer)
+    assert given["texts"] == expected and given["sources"] == sources
+    assert 50 <= sources[0]["tokens"] and len(expected) < 40
