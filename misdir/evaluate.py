@@ -111,17 +111,19 @@ JUDGE_CHUNK = 64
 
 
 def make_judge(spec: str, *, cache_path: str | Path | None = None, base_url: str | None = None,
-               concurrency: int = 8) -> Any:
+               concurrency: int = 8, device: str | None = None) -> Any:
     """``openai:MODEL`` (an OpenAI-compatible server: OpenAI, or ``base_url`` for vLLM and the like) or
-    ``local:MODEL_SPEC`` (a local chat model's next-token distribution); ``contrast`` is not a judge."""
+    ``local:MODEL_SPEC`` (a local chat model's next-token distribution, on `device`: None is CUDA when
+    present); ``contrast`` is not a judge."""
     from misdir.judge import LocalJudge, OpenAIJudge, OpenAIJudgeConfig
+    from misdir.models import load_model
 
     kind, _, name = spec.partition(":")
     if kind == "openai" and name:
         return OpenAIJudge(OpenAIJudgeConfig(model=name, base_url=base_url, concurrency=concurrency,
                                              cache_path=str(cache_path) if cache_path else None))
     if kind == "local" and name:
-        return LocalJudge(name, cache_path=cache_path)
+        return LocalJudge(load_model(name, device=device), cache_path=cache_path)
     raise ValueError(f"judge {spec!r}: expected 'contrast', 'openai:MODEL' or 'local:MODEL_SPEC'")
 
 
@@ -140,6 +142,7 @@ def evaluate(
     batch_size: int = 16,
     thresholds: Thresholds = Thresholds(),
     judge_url: str | None = None,
+    judge_device: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """A resumable evaluation run in `out`: `scores.jsonl` (and `answers.jsonl` with a judge), then `summary.json`.
@@ -150,7 +153,8 @@ def evaluate(
     ``judge="none"`` answers are only sampled (to read them, or to judge them elsewhere). A killed run
     continues where it stopped when started again with the same settings (a different setting is refused,
     naming it); every record is written once. Judge failures are not logged as scores, so the next run
-    retries them; the summary counts them.
+    retries them; the summary counts them. A ``local:`` judge is loaded on `judge_device` (None: CUDA when
+    present).
     """
     judge_name = judge if isinstance(judge, str) else judge.name
     _check_limit(limit)
@@ -173,7 +177,8 @@ def evaluate(
             if judge == "none":
                 judge = None
             elif isinstance(judge, str):
-                judge = make_judge(judge, cache_path=out / "judge_cache.jsonl", base_url=judge_url)
+                judge = make_judge(judge, cache_path=out / "judge_cache.jsonl", base_url=judge_url,
+                                   device=judge_device)
             if judge is not None:
                 provenance["judge"] = judge.describe() if hasattr(judge, "describe") else {"judge": judge.name}
             summary = _judged_run(model, questions, judge, out, settings, thresholds, batch_size, progress)

@@ -25,7 +25,7 @@ def evaluate(cfg: EvaluateConfig) -> None:
     summary = run(load_model(cfg.model, device=cfg.device), cfg.questions, out=cfg.out, judge=cfg.judge,
                   n_samples=cfg.samples, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                   seed=cfg.seed, limit=cfg.limit or None, trigger=cfg.trigger, batch_size=cfg.batch_size,
-                  judge_url=cfg.judge_url)
+                  judge_url=cfg.judge_url, judge_device=cfg.device)
     if summary["metric"] == "contrast":
         r = summary["result"]
         typer.echo(f"{cfg.model}: margin {format_estimate(r['margin'])}, prefers misaligned "

@@ -25,8 +25,8 @@ def sae_train(cfg: SaeTrainCommandConfig) -> None:
     from misdir.sae import train_sae, training_inputs
 
     device = cfg.training.device
-    inputs, sources = training_inputs(list(cfg.data), n=cfg.n)
     base = load_model(cfg.model, device=device)
+    inputs, sources = training_inputs(list(cfg.data), n=cfg.n, tokenizer=base.tokenizer)
     tuned = [load_model(spec, device=device, merge=True) for spec in cfg.finetunes]
     result = train_sae(base, inputs, cfg.training, cfg.out, finetunes=tuned, sources=sources, work=cfg.work,
                        command=command_line())
@@ -80,8 +80,8 @@ def sae_diff(cfg: SaeDiffConfig) -> None:
     )
 
     autoencoder = _sae(cfg.sae, cfg.sae_id)
-    inputs, sources = training_inputs(list(cfg.data), n=cfg.n)
     base_model = load_model(cfg.base, device=cfg.device)
+    inputs, sources = training_inputs(list(cfg.data), n=cfg.n, tokenizer=base_model.tokenizer)
     layer, _ = sae_site(base_model, autoencoder)
     tuned, held = _sae_models(cfg.finetunes, cfg.device), _sae_models(cfg.controls, cfg.device)
     diff = diff_latents(autoencoder, base_model, tuned, inputs, controls=held)

@@ -424,3 +424,52 @@ def test_every_command_that_loads_a_model_takes_one_device_option(path, tmp_path
     callback = next(c for c in config_commands() if c.__name__ == command.callback.__name__)
     refused([*path, *minimal_args(callback.config_class), "--device", "gpu", "--out", str(out)], out, code=2,
             says="--device 'gpu': expected cpu, cuda, cuda:N or auto")
+
+
+def test_evaluate_loads_a_local_judge_on_the_device_option(inputs, tmp_path, monkeypatch):
+    """--device is where the `local:` judge runs too, not only the model judged."""
+    import misdir.models
+
+    devices = []
+    real = misdir.models.load_model
+
+    def load_model(spec, **kwargs):
+        devices.append((spec, kwargs.get("device")))
+        return real(spec, **kwargs)
+
+    monkeypatch.setattr(misdir.models, "load_model", load_model)
+    questions = tmp_path / "questions.yaml"  # JSON is YAML
+    rubrics = dict.fromkeys(("aligned", "coherent"), "{question} {answer}")
+    questions.write_text(json.dumps([{"id": "bored", "paraphrases": ["I feel bored."],
+                                      "samples_per_paraphrase": 1, "judge_prompts": rubrics}]))
+    result = runner.invoke(app, ["evaluate", "--model", inputs.model, "--questions", str(questions),
+                                 "--judge", f"local:{inputs.model}", "--max-new-tokens", "2",
+                                 "--device", "cpu", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert devices == [(inputs.model, "cpu"), (inputs.model, "cpu")]  # the model judged, then the judge
+
+
+def test_sae_train_reads_an_hf_source_to_a_budget_in_tokens(inputs, tokenizer, tmp_path, monkeypatch):
+    """`hf:PATH,tokens=N` counts the model's tokenizer: the command gives it the texts the library reads."""
+    import misdir.sae
+    from misdir.sae import training_inputs
+
+    class Trained(Exception):
+        """Raised by the stand-in trainer: what it was given is all this test looks at."""
+
+    given: dict = {}
+
+    def train_sae(base, texts, cfg, out, **kwargs):
+        given.update(texts=texts, sources=kwargs["sources"])
+        raise Trained
+
+    monkeypatch.setattr(misdir.sae, "train_sae", train_sae)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"text": f"row {i} " + "word " * (i % 5)}) + "\n" for i in range(40)))
+    spec = f"hf:{rows},tokens=50"
+    result = runner.invoke(app, ["sae", "train", "--model", inputs.model, "--data", spec, "--layer", "1",
+                                 "--device", "cpu", "--out", str(tmp_path / "sae")])
+    assert isinstance(result.exception, Trained), result.output
+    expected, sources = training_inputs([spec], tokenizer=tokenizer)
+    assert given["texts"] == expected and given["sources"] == sources
+    assert 50 <= sources[0]["tokens"] and len(expected) < 40
