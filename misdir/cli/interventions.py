@@ -119,7 +119,7 @@ def ablate(cfg: AblateConfig) -> None:
 
 @command(TransferConfig)
 def transfer(cfg: TransferConfig) -> None:
-    """The transfer matrix: each EM organism's direction ablated in every EM organism and control."""
+    """The transfer matrix: each EM organism's direction ablated in every EM organism and control present."""
     from misdir.experiments import ablation_sweep, plot_ablation_sweep
     from misdir.organisms import ORGANISMS, domain_of
 
@@ -127,7 +127,7 @@ def transfer(cfg: TransferConfig) -> None:
     _check_random(cfg.random)
     _check_layers("--layer", None if layer is None else [layer], _model_shape({"--base": cfg.base}))
 
-    rows = [o for o in ORGANISMS if o.role in ("em", "control")]
+    rows = [o for o in ORGANISMS if o.role in ("em", "control") and (checkpoints / o.name).is_dir()]
     files = [checkpoints / "directions" / f"{o.name}.safetensors" for o in rows if o.role == "em"]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
