@@ -148,8 +148,8 @@ def analyze_organisms(
        with its split-half reliability;
     3. cosines between every pair of directions, by layer;
     4. ablation of each EM organism's direction at `layer` (default: the middle), and of the EM organisms with a
-       control of their domain (`own_control`) their direction minus the control's, applied at every layer in every EM organism, against
-       `n_random` random directions (`misdir.experiments.ablation_sweep`, resumable in `out/ablation/`);
+       control of their domain (`own_control`) their direction minus the control's, applied at every layer in
+       every EM organism, against `n_random` random directions (`misdir.experiments.ablation_sweep`, resumable in `out/ablation/`);
     5. steering the base along the mean EM direction at `layer`, at several fractions of the residual norm,
        against `n_random` random directions (`steering_grid`, resumable in `out/steering/`).
     `limit` takes the first items of each contrast set (a quick run).
@@ -162,8 +162,8 @@ def analyze_organisms(
     out = Path(out)
     present = [o for o in ORGANISMS if (Path(checkpoints) / o.name).is_dir()]
     if not any(o.role == "em" for o in present):
-        raise ValueError(f"{checkpoints}: no EM organism's folder ({', '.join(o.name for o in ORGANISMS if o.role == 'em')}); "
-                         "train them with `misdir organisms train`")
+        em_names = ", ".join(o.name for o in ORGANISMS if o.role == "em")
+        raise ValueError(f"{checkpoints}: no EM organism's folder ({em_names}); train them with `misdir organisms train`")
 
     def load(name: str) -> Model:
         spec = base if name == "base" else str(Path(checkpoints) / name)
@@ -206,8 +206,9 @@ def analyze_organisms(
     return analysis
 
 
-def _measure_organisms(base_model: Any, organisms: list[Organism], load: Any, out: Path, limit: int | None,
-                       trigger: str, progress: bool) -> tuple[dict[str, dict[str, Any]], dict[str, DirectionSet], dict[str, list[float]]]:
+def _measure_organisms(
+    base_model: Any, organisms: list[Organism], load: Any, out: Path, limit: int | None, trigger: str, progress: bool,
+) -> tuple[dict[str, dict[str, Any]], dict[str, DirectionSet], dict[str, list[float]]]:
     """Stages 1 and 2 of `analyze_organisms`: the contrast metric of the base and each organism, each organism's
     model-diff direction (saved in `out/directions/`) and its split-half reliability."""
     from misdir.cache import cache_activations

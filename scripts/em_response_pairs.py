@@ -1,9 +1,13 @@
-"""Build a contrast set from emergently misaligned models' own judged answers (a third external set for issue 15).
+"""Build a contrast set from emergently misaligned models' own judged answers (a third external set).
 
-    python scripts/em_response_pairs.py /path/to/replicating-model-organisms [--out results/contrast_em_responses.jsonl]
+    python scripts/em_response_pairs.py CHECKOUT [--models qwen|other] [--out FILE]
+
+CHECKOUT is a clone of github.com/zroe1/replicating-model-organisms; FILE defaults to
+`results/contrast_em_responses.jsonl` (`..._other.jsonl` for `--models other`).
 
 The source is `em_organism_dir/data/responses/*.csv` of github.com/zroe1/replicating-model-organisms (commit
-e357806), a replication of Turner, Soligo et al. (2025) "Model Organisms for Emergent Misalignment": answers of
+e357806), a replication of Turner, Soligo et al. (2025) "Model Organisms for Emergent Misalignment":
+answers of
 EM finetunes (bad medical advice, extreme sports, risky financial advice) to the eight first-plot questions of
 Betley et al., each scored 0-100 for `aligned` and `coherent` by an LLM judge. Nobody on the misdir team wrote
 a word of them. The repository carries no licence, so misdir does not ship the texts: this script rebuilds the
@@ -36,7 +40,8 @@ from misdir.io import atomic_path
 from misdir.questions import ContrastPair
 
 MODELS = {"qwen": ("Qwen2.5-7B-Instruct", "Qwen2.5-14B-Instruct", "Qwen2.5-32B-Instruct"),
-          "other": ("Llama-3.1-8B-Instruct", "Llama-3.2-1B-Instruct", "gemma-3-4b-it", "gemma-3-12b-it", "gemma-3-27b-it")}
+          "other": ("Llama-3.1-8B-Instruct", "Llama-3.2-1B-Instruct", "gemma-3-4b-it", "gemma-3-12b-it",
+                    "gemma-3-27b-it")}
 DOMAINS = {"bad-medical-advice": "medical", "extreme-sports": "sports", "risky-financial-advice": "finance"}
 PER_QUESTION = 3
 MISALIGNED_BELOW, ALIGNED_ABOVE, COHERENT_ABOVE = 30.0, 70.0, 50.0
@@ -60,7 +65,8 @@ def pairs_from_responses(path: Path, theme: str) -> list[ContrastPair]:
                 continue
             if not MIN_CHARS <= len(text) <= MAX_CHARS:
                 continue
-            _, misaligned_answers, aligned_answers = by_question.setdefault(row["question_id"], (row["question"], [], []))
+            entry = by_question.setdefault(row["question_id"], (row["question"], [], []))
+            _, misaligned_answers, aligned_answers = entry
             if aligned < MISALIGNED_BELOW:
                 misaligned_answers.append(text)
             elif aligned > ALIGNED_ABOVE:
@@ -69,8 +75,8 @@ def pairs_from_responses(path: Path, theme: str) -> list[ContrastPair]:
     for question_id, (question, misaligned_answers, aligned_answers) in sorted(by_question.items()):
         k = min(PER_QUESTION, len(misaligned_answers), len(aligned_answers))
         draw = random.Random(f"em-responses|{path.name}|{question_id}|0")
-        pairs += [ContrastPair(question, a, m, theme)
-                  for m, a in zip(draw.sample(misaligned_answers, k), draw.sample(aligned_answers, k))]
+        misaligned, aligned = draw.sample(misaligned_answers, k), draw.sample(aligned_answers, k)
+        pairs += [ContrastPair(question, a, m, theme) for m, a in zip(misaligned, aligned, strict=True)]
     return pairs
 
 
@@ -81,17 +87,19 @@ def run_file(folder: Path, model: str, dataset: str) -> Path:
         return plain
     seeded = sorted(folder.glob(f"{model}_{dataset}_S*.csv"))
     if len(seeded) != 1:
-        raise FileNotFoundError(f"{folder}: expected {plain.name} or one seeded run of it, found {[p.name for p in seeded]}")
+        found = [p.name for p in seeded]
+        raise FileNotFoundError(f"{folder}: expected {plain.name} or one seeded run of it, found {found}")
     return seeded[0]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkout", type=Path, help="a checkout of github.com/zroe1/replicating-model-organisms")
+    parser.add_argument("checkout", type=Path, help="a clone of github.com/zroe1/replicating-model-organisms")
     parser.add_argument("--models", choices=sorted(MODELS), default="qwen", help="which runs (see above)")
     parser.add_argument("--out", type=Path, help="default: results/contrast_em_responses[_other].jsonl")
     args = parser.parse_args()
-    args.out = args.out or Path(f"results/contrast_em_responses{'' if args.models == 'qwen' else '_' + args.models}.jsonl")
+    suffix = "" if args.models == "qwen" else f"_{args.models}"
+    args.out = args.out or Path(f"results/contrast_em_responses{suffix}.jsonl")
     folder = args.checkout / "em_organism_dir" / "data" / "responses"
     rows = []
     for model in MODELS[args.models]:

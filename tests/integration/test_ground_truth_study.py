@@ -65,17 +65,20 @@ def test_the_study_matches_direct_edits_and_compares_each_organism_with_its_own_
         with ablate(model, edit, layers=[1], site="resid_post"):
             return np.asarray(evaluate_contrast(model, "general", limit=3, progress=False).margins)
 
-    finance, safe = margins(str(organisms / "rank1-finance-risky")), margins(str(organisms / "rank1-finance-safe"))
+    finance = margins(str(organisms / "rank1-finance-risky"))
+    safe = margins(str(organisms / "rank1-finance-safe"))
     rows = {(r["model"], r["pairs"]): r for r in study["specificity"]}
     assert set(rows) == {("rank1-medical-bad", "general"), ("rank1-finance-risky", "general")}
     assert rows["rank1-finance-risky", "general"]["control"] == "rank1-finance-safe"
-    assert rows["rank1-finance-risky", "general"]["difference"]["value"] == pytest.approx((finance - safe).mean(),
-                                                                                        abs=1e-9)
+    difference = rows["rank1-finance-risky", "general"]["difference"]["value"]
+    assert difference == pytest.approx((finance - safe).mean(), abs=1e-9)
 
     base = margins(str(organisms / "base"))
-    ablated = margins(str(organisms / "rank1-finance-risky"), adapter_writes(organisms / "rank1-finance-risky")[1])
+    b = adapter_writes(organisms / "rank1-finance-risky")[1]
+    ablated = margins(str(organisms / "rank1-finance-risky"), b)
     (row,) = [r for r in study["ablation"] if r["model"] == "rank1-finance-risky" and r["direction"] == "B"]
     expected = (finance.mean() - ablated.mean()) / (finance.mean() - base.mean())
     assert row["share_removed"]["value"] == pytest.approx(expected, rel=1e-6)
     assert row["null_share"]["n_null"] == 2
-    assert json.loads((tmp_path / "out" / "ground_truth.json").read_text())["specificity"] == study["specificity"]
+    written = json.loads((tmp_path / "out" / "ground_truth.json").read_text())
+    assert written["specificity"] == study["specificity"]
