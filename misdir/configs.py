@@ -70,11 +70,6 @@ def device_problem(device: str | None) -> str | None:
     return None
 
 
-def resolve_device(device: str | None) -> str | None:
-    """`auto` (or None) as `misdir.load_model` reads it: None, CUDA when present."""
-    return None if device in (None, "auto") else device
-
-
 def choices_of(f: dataclasses.Field, hint: Any) -> tuple[Any, ...] | None:
     """The values a field allows: `metadata["choices"]`, or its `Literal` type's (also inside `X | None`)."""
     if "choices" in f.metadata:
@@ -382,7 +377,8 @@ class GroundTruthConfig(CommandConfig):
     figures: Path = opt(Path("results/ground-truth"), "where the figures go")
 
 
-SAE_DATA_HELP = "repeatable: dataset name (held-out split), contrast:NAME[:N], python-docs[:N], or a JSONL file"
+SAE_DATA_HELP = ("repeatable: dataset name (held-out split), contrast:NAME[:N], python-docs[:N], a JSONL file, or a "
+                 "streamed Hugging Face dataset hf:PATH[,column=C][,split=S][,tokens=T|words=W|texts=N]")
 
 
 @dataclass(frozen=True, kw_only=True)
