@@ -377,8 +377,9 @@ class GroundTruthConfig(CommandConfig):
     figures: Path = opt(Path("results/ground-truth"), "where the figures go")
 
 
-SAE_DATA_HELP = ("repeatable: dataset name (held-out split), contrast:NAME[:N], python-docs[:N], a JSONL file,"
-                 " or a streamed Hugging Face dataset hf:PATH[,column=C][,split=S][,tokens=T|words=W|texts=N]")
+SAE_DATA_HELP = ("repeatable: dataset name (held-out split), contrast:NAME[:N], python-docs[:N], a JSONL"
+                 " file, or a streamed Hugging Face dataset"
+                 " hf:PATH[,column=C][,split=S][,tokens=T|words=W|texts=N]")
 
 
 @dataclass(frozen=True, kw_only=True)
