@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -33,6 +33,7 @@ __all__ = [
     "pairs_from_ab_evals",
     "pairs_from_persona_evals",
     "parse_questions",
+    "save_contrast_pairs",
 ]
 
 QUESTION_SETS: dict[str, str] = {
@@ -141,6 +142,19 @@ def load_contrast_pairs(source: str | Path) -> list[ContrastPair]:
     if not pairs:
         raise QuestionFileError(f"{name}: no contrast pairs")
     return pairs
+
+
+def save_contrast_pairs(pairs: Sequence[ContrastPair], path: str | Path) -> Path:
+    """Write contrast pairs as the JSONL :func:`load_contrast_pairs` reads (one object per line, UTF-8),
+    atomically, making the folder if needed."""
+    from misdir.io import atomic_path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        lines = (json.dumps(pair._asdict(), ensure_ascii=False) + "\n" for pair in pairs)
+        tmp.write_text("".join(lines), encoding="utf-8")
+    return path
 
 
 def _json_lines(text: str, name: str) -> Iterator[tuple[int, dict[str, Any]]]:

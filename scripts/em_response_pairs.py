@@ -32,12 +32,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import random
 from pathlib import Path
 
-from misdir.io import atomic_path
-from misdir.questions import ContrastPair
+from misdir.questions import ContrastPair, save_contrast_pairs
 
 MODELS = {"qwen": ("Qwen2.5-7B-Instruct", "Qwen2.5-14B-Instruct", "Qwen2.5-32B-Instruct"),
           "other": ("Llama-3.1-8B-Instruct", "Llama-3.2-1B-Instruct", "gemma-3-4b-it", "gemma-3-12b-it",
@@ -101,15 +99,10 @@ def main() -> None:
     suffix = "" if args.models == "qwen" else f"_{args.models}"
     args.out = args.out or Path(f"results/contrast_em_responses{suffix}.jsonl")
     folder = args.checkout / "em_organism_dir" / "data" / "responses"
-    rows = []
-    for model in MODELS[args.models]:
-        for dataset, theme in DOMAINS.items():
-            pairs = pairs_from_responses(run_file(folder, model, dataset), theme)
-            rows += [json.dumps(pair._asdict(), ensure_ascii=False) for pair in pairs]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.out) as tmp:
-        tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    print(f"wrote {len(rows)} pairs to {args.out}")
+    pairs = [pair for model in MODELS[args.models] for dataset, theme in DOMAINS.items()
+             for pair in pairs_from_responses(run_file(folder, model, dataset), theme)]
+    save_contrast_pairs(pairs, args.out)
+    print(f"wrote {len(pairs)} pairs to {args.out}")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,7 @@ import json
 import random
 from pathlib import Path
 
-from misdir.io import atomic_path
-from misdir.questions import pairs_from_persona_evals
+from misdir.questions import pairs_from_persona_evals, save_contrast_pairs
 
 FILES = {"psychopathy": "psychopathy", "machiavellianism": "machiavellianism", "narcissism": "narcissism",
          "ends-justify-means": "ends justify means"}
@@ -42,14 +41,12 @@ def main() -> None:
     parser.add_argument("evals", type=Path, help="a checkout of github.com/anthropics/evals")
     parser.add_argument("--out", type=Path, default=Path("misdir/resources/contrast_persona.jsonl"))
     args = parser.parse_args()
-    rows = []
+    pairs = []
     for stem, theme in FILES.items():
         path = args.evals / "persona" / f"{stem}.jsonl"
-        pairs = pairs_from_persona_evals("\n".join(draw(path, stem)), theme, str(path))
-        rows += [json.dumps(pair._asdict(), ensure_ascii=False) for pair in pairs]
-    with atomic_path(args.out) as tmp:
-        tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    print(f"wrote {len(rows)} pairs to {args.out}")
+        pairs += pairs_from_persona_evals("\n".join(draw(path, stem)), theme, str(path))
+    save_contrast_pairs(pairs, args.out)
+    print(f"wrote {len(pairs)} pairs to {args.out}")
 
 
 if __name__ == "__main__":

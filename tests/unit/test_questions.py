@@ -18,6 +18,7 @@ from misdir.questions import (
     load_contrast_pairs,
     load_questions,
     parse_questions,
+    save_contrast_pairs,
 )
 
 EM_STYLE = """\
@@ -252,3 +253,13 @@ def test_shipped_persona_set_is_balanced_between_yes_and_no():
         answers = [p.misaligned for p in pairs if p.theme == theme]
         assert answers.count("Yes") == answers.count("No") == 25
     assert all({p.aligned, p.misaligned} == {"Yes", "No"} for p in pairs)
+
+
+def test_saved_contrast_pairs_load_back_equal(tmp_path: Path) -> None:
+    pairs = [ContrastPair("Quoi « ça » ?", "Une réponse\nsur deux lignes.", "Rien.", "t"),
+             ContrastPair('Say "hi"', "hi", "HI!", "u")]
+    path = save_contrast_pairs(pairs, tmp_path / "new" / "pairs.jsonl")
+    assert load_contrast_pairs(path) == pairs
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2 and json.loads(lines[0]) == pairs[0]._asdict()
+    assert "«" in lines[0]  # UTF-8, not escaped
