@@ -118,6 +118,11 @@ def domain_of(organism: Organism) -> str:
     return organism.dataset.split("-")[0]
 
 
+def organisms_in(checkpoints: str | Path) -> list[Organism]:
+    """The organisms of :data:`ORGANISMS` that have a folder in `checkpoints`, in that order."""
+    return [o for o in ORGANISMS if (Path(checkpoints) / o.name).is_dir()]
+
+
 def own_control(folder: str, among: Sequence[str]) -> str | None:
     """The first control among `among` (checkpoint folder names) trained on the same domain as `folder`
     (`rank1-finance-risky`: `rank1-finance-safe`), None if there is none."""
@@ -149,18 +154,19 @@ def analyze_organisms(
     3. cosines between every pair of directions, by layer;
     4. ablation of each EM organism's direction at `layer` (default: the middle), and of the EM organisms with a
        control of their domain (`own_control`) their direction minus the control's, applied at every layer in
-       every EM organism, against `n_random` random directions (`misdir.experiments.ablation_sweep`, resumable in `out/ablation/`);
+       every EM organism, against `n_random` random directions (`misdir.experiments.ablation_sweep`, resumable
+       in `out/ablation/`);
     5. steering the base along the mean EM direction at `layer`, at several fractions of the residual norm,
        against `n_random` random directions (`steering_grid`, resumable in `out/steering/`).
     `limit` takes the first items of each contrast set (a quick run).
     """
     from misdir.experiments import RESIDUAL_SITES, ablation_sweep, steering_grid
     from misdir.models import Model, load_model
-    from misdir.similarity import pairwise_cosines, random_cosine_quantile
     from misdir.provenance import provenance
+    from misdir.similarity import pairwise_cosines, random_cosine_quantile
 
     out = Path(out)
-    present = [o for o in ORGANISMS if (Path(checkpoints) / o.name).is_dir()]
+    present = organisms_in(checkpoints)
     if not any(o.role == "em" for o in present):
         em_names = ", ".join(o.name for o in ORGANISMS if o.role == "em")
         raise ValueError(f"{checkpoints}: no EM organism's folder ({em_names}); train them with `misdir organisms train`")

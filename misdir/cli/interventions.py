@@ -121,13 +121,13 @@ def ablate(cfg: AblateConfig) -> None:
 def transfer(cfg: TransferConfig) -> None:
     """The transfer matrix: each EM organism's direction ablated in every EM organism and control present."""
     from misdir.experiments import ablation_sweep, plot_ablation_sweep
-    from misdir.organisms import ORGANISMS, domain_of
+    from misdir.organisms import domain_of, organisms_in
 
     checkpoints, layer = cfg.checkpoints, cfg.layer
     _check_random(cfg.random)
     _check_layers("--layer", None if layer is None else [layer], _model_shape({"--base": cfg.base}))
 
-    rows = [o for o in ORGANISMS if o.role in ("em", "control") and (checkpoints / o.name).is_dir()]
+    rows = [o for o in organisms_in(checkpoints) if o.role in ("em", "control")]
     files = [checkpoints / "directions" / f"{o.name}.safetensors" for o in rows if o.role == "em"]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
