@@ -477,7 +477,8 @@ def _plot_shifts(study: dict[str, Any]) -> Any:
     organisms = [name for name in study["evaluation"] if name != "base"]
     sets = list(study["evaluation"]["base"])
     fig = go.Figure()
-    for pairs, color in zip(sets, qualitative.D3, strict=False):
+    for i, pairs in enumerate(sets):
+        color = qualitative.D3[i % len(qualitative.D3)]  # more sets than colours must not drop sets
         shifts = [study["evaluation"][name].get(pairs, {}).get("shift") for name in organisms]
         fig.add_trace(go.Bar(
             name=Path(pairs).stem, x=[f"{_short(n)} ({study['roles'][n]['role']})" for n in organisms],
