@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import json
 import re
-from types import SimpleNamespace
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -32,11 +32,11 @@ from torch import Tensor
 from misdir.directions import DirectionSet
 from misdir.experiments import RESIDUAL_SITES, random_directions, share_removed
 from misdir.io import write_json_atomic
+from misdir.models import ModelLike
 from misdir.organisms import domain_of, organism_of, own_control
 from misdir.positions import POSITIONS
 from misdir.sweep import NO_EDIT, Cell, Edit, against_null, cell_result, provenance, run_cells, shift
 from misdir.tensors import unit
-from misdir.models import ModelLike
 
 _WRITER = re.compile(r"layers\.(\d+)\.(?:mlp\.down_proj|self_attn\.o_proj)\.lora_B\.weight$")
 RANK1_ORGANISMS = ("rank1-medical-bad", "rank1-finance-risky", "rank1-sports-extreme", "rank1-code-insecure",
