@@ -14,8 +14,9 @@ The first batch of each batch size pays the compilation (tens of seconds for a 7
 about 3x faster than the dynamic cache at batch 1 (bench/NOTES.md). The last, shorter batch is padded with
 repeated rows so one compiled shape serves the whole call. On the CPU, for a model split over several
 devices, for edits at some positions only (their bookkeeping is Python state between steps), and when
-compilation fails (with a one-line warning), it decodes with transformers' dynamic cache. What was used is
-recorded in the answers' provenance (`decoding`).
+compilation fails (with a one-line warning), it decodes with transformers' dynamic cache. A model with fewer
+key/value heads than query heads decodes with `misdir.attention`'s grouped attention (each cached key and value
+read once per step, not once per query head). What was used is recorded in the answers' provenance (`decoding`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from misdir.batching import in_batches
-from misdir.batching import OutOfMemoryError
+from misdir.attention import grouped_attention, uses_grouped_attention
+from misdir.batching import OutOfMemoryError, in_batches
 from misdir.interventions import active_interventions
 from misdir.io import atomic_path
 from misdir.positions import answer_positions
@@ -200,7 +201,7 @@ class _BatchSampler:
     def generate(self, rows: Sequence[int]) -> Int[Tensor, "row new"]:
         batch = pad([Encoded(self.encoded[i], [len(self.encoded[i]) - 1]) for i in rows], self.pad_id, side="left")
         device = self.model.input_device
-        with answer_positions(self.model, batch.input_ids.shape[1]):  # for edits at positions="answer"
+        with answer_positions(self.model, batch.input_ids.shape[1]), grouped_attention(self.model.hf):
             out = self.model.hf.generate(
                 input_ids=batch.input_ids.to(device),
                 attention_mask=batch.attention_mask.to(device),
@@ -321,11 +322,13 @@ def _decoding(model: Model, cache: str, max_cache_len: int) -> dict[str, Any]:
         refused = "an edit at some positions only is open (its position bookkeeping runs in Python each step)"
     elif not getattr(model.hf, "_can_compile_fullgraph", True):
         refused = f"transformers does not compile {type(model.hf).__name__}"
+    attention = "grouped (misdir.attention)" if uses_grouped_attention(model.hf) else "the model's own"
     if cache == "dynamic" or (cache == "auto" and refused is not None):
-        return {"requested": cache, "cache": "dynamic", "compiled": False, "reason": refused or "asked for"}
+        return {"requested": cache, "cache": "dynamic", "compiled": False, "reason": refused or "asked for",
+                "attention": attention}
     compiled = refused is None
     return {"requested": cache, "cache": "static", "compiled": compiled, "max_cache_len": max_cache_len,
-            "reason": "compiled decode step (CUDA graphs)" if compiled else f"eager: {refused}"}
+            "reason": "compiled decode step (CUDA graphs)" if compiled else f"eager: {refused}", "attention": attention}
 
 
 def _generation_config(

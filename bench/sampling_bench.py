@@ -1,0 +1,210 @@
+"""Sampling throughput of `misdir.generate` at large batch, against the GPU's own limits (issue 26, item 4).
+
+For each (attention, batch) pair, in priority order while `--budget` seconds last: `misdir.generate` over `batch`
+distinct prompts x 1 sample, `--new-tokens` new tokens, temperature 1, its default decoding (static cache, compiled
+step), once to compile and once timed. `attention`: "sdpa" (transformers' own: the KV cache expanded to the query
+heads in every compiled step) or "grouped" (misdir.attention, the default). Then the same under the three-site
+ablation, the teacher-forced logits of each attention against a float32 eager reference (bench/generate_bench.py's
+check), and a torch.profiler breakdown of one timed call. The two ceilings (a bf16 matrix product, a device copy)
+are measured first, in the same process, and every rate is given as a share of them.
+
+    python bench/sampling_bench.py --shape qwen2.5-7b --device cuda          # on the device tool
+    python bench/sampling_bench.py --shape tiny --device cpu --batches 4 --new-tokens 8 --no-profile   # smoke
+JSON lands in $OUT (or .): one file per part, written as soon as it ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import generate_bench as gb
+import shapes
+import torch
+
+import misdir.generate as generate_module
+from misdir import Model, ablate, generate
+from misdir.attention import grouped_attention
+
+START = time.monotonic()
+
+
+def log(message: str) -> None:
+    print(f"[+{time.monotonic() - START:5.0f}s] {message}", flush=True)
+
+
+def write(name: str, result: dict) -> None:
+    out = Path(os.environ.get("OUT", "."))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / name).write_text(json.dumps(result, indent=1, default=str))
+
+
+def ceilings(device: str) -> dict:
+    """Measured bf16 matrix-product rate (flop/s) and device-copy bandwidth (bytes read + written per s)."""
+    if not device.startswith("cuda"):
+        return {"matmul_flops": 1e12, "copy_bytes_per_s": 1e11, "note": "nominal (CPU)"}
+    n = 8192
+    a, b = torch.randn(n, n, device=device, dtype=torch.bfloat16), torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    src = torch.randn(1 << 28, device=device)  # 1 GiB
+    dst = torch.empty_like(src)
+
+    def best(fn, repeats: int = 20) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        return sorted(times)[len(times) // 2]
+
+    flops = 2 * n**3 / best(lambda: a @ b)
+    bandwidth = 2 * src.numel() * 4 / best(lambda: dst.copy_(src))
+    return {"matmul_flops": flops, "copy_bytes_per_s": bandwidth, "gpu": torch.cuda.get_device_name()}
+
+
+def attention(name: str):
+    """Make `misdir.generate` decode with the named attention (the bench's only patch of misdir)."""
+    generate_module.grouped_attention = grouped_attention if name == "grouped" else (lambda hf: nullcontext(False))
+
+
+def timed(model: Model, questions: list, device: str, **settings) -> tuple[float, object]:
+    shapes.synchronize(device)
+    t0 = time.perf_counter()
+    answers = generate(model, questions, progress=False, **settings)
+    shapes.synchronize(device)
+    return time.perf_counter() - t0, answers
+
+
+def limits(model: Model, batch: int, context: int, ceiling: dict) -> dict:
+    """Per decode step: the matrix-product floor (2 x parameters x batch flop at the measured rate) and the memory
+    floor (weights once + the whole KV cache of `context` tokens a row, at the measured copy bandwidth)."""
+    params = sum(p.numel() for p in model.hf.parameters())
+    weight_bytes = shapes.parameter_bytes(model.hf)
+    kv = gb.kv_bytes_per_token(model.hf.config, next(model.hf.parameters()).dtype) * context * batch
+    return {"compute_s": 2 * params * batch / ceiling["matmul_flops"],
+            "memory_s": (weight_bytes + kv) / ceiling["copy_bytes_per_s"]}
+
+
+def sampling_row(model: Model, questions: list, args, ceiling: dict, edit=None) -> dict:
+    settings = dict(max_new_tokens=args.new_tokens, batch_size=len(questions), temperature=1.0, seed=0)
+    with edit if edit is not None else nullcontext():
+        warm, _ = timed(model, questions, args.device, **settings)
+        seconds, answers = timed(model, questions, args.device, **settings)
+    tokens = sum(a.n_tokens for a in answers)
+    steps = args.new_tokens if not all(a.finished for a in answers) else max(a.n_tokens for a in answers) + 1
+    prompt = max(len(model.tokenizer(q[1])["input_ids"]) for q in questions) + 4
+    floor = limits(model, len(questions), prompt + args.new_tokens // 2, ceiling)
+    step_s = seconds / max(steps, 1)
+    return {"batch": len(questions), "seconds": seconds, "warm_up_seconds": warm, "tokens": tokens,
+            "tokens_per_s": tokens / seconds, "steps_per_s": steps / seconds,
+            "share_of_compute_limit": floor["compute_s"] / step_s, "share_of_memory_limit": floor["memory_s"] / step_s,
+            "decoding": answers.provenance["decoding"]}
+
+
+def logits_check(model: Model, reference: Model, r: torch.Tensor, args, name: str) -> dict:
+    """Teacher-forced logits of the compiled static decode (attention `name`) against float32 eager ones."""
+    g = torch.Generator().manual_seed(5)
+    vocab = model.hf.config.vocab_size
+    ids = torch.randint(5, vocab, (8, 24), generator=g).to(args.device)
+    forced = torch.randint(5, vocab, (8, args.check_tokens), generator=g).to(args.device)
+    options = gb.run_options("static", ids.shape[1] + args.check_tokens)
+    out = {}
+    for which in ("plain", "ablate3"):
+        with gb.edit(which, model, r), (grouped_attention(model.hf) if name == "grouped" else nullcontext()):
+            got = gb.teacher_forced(options, model.hf, ids, forced)
+        ref = gb.reference_logits(reference, r, ids, forced, which)
+        out[which] = gb.max_relative(got, ref)
+    out["edit_effect"] = gb.max_relative(gb.reference_logits(reference, r, ids, forced, "ablate3"),
+                                         gb.reference_logits(reference, r, ids, forced, "plain"))
+    return out
+
+
+def profile(model: Model, questions: list, args) -> dict:
+    """GPU time by kernel over one (already compiled) grouped call: the top kernels and their shares."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    settings = dict(max_new_tokens=args.new_tokens, batch_size=len(questions), temperature=1.0, seed=0)
+    with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+        generate(model, questions, progress=False, **settings)
+    events = [e for e in prof.key_averages() if e.device_time_total > 0]
+    total = sum(e.self_device_time_total for e in events)
+    top = sorted(events, key=lambda e: -e.self_device_time_total)[:20]
+    return {"total_gpu_ms": total / 1e3,
+            "kernels": [{"name": e.key[:120], "share": e.self_device_time_total / total, "calls": e.count,
+                         "us_per_call": e.self_device_time_total / max(e.count, 1)} for e in top]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shape", default="tiny", choices=sorted(shapes.SHAPES))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batches", type=int, nargs="+", default=[512, 200, 64])
+    parser.add_argument("--attentions", nargs="+", default=["grouped", "sdpa"], choices=["grouped", "sdpa"])
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--check-tokens", type=int, default=8)
+    parser.add_argument("--budget", type=float, default=540, help="seconds; a part starts only if it can end")
+    parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True)
+    args = parser.parse_args()
+    torch._dynamo.config.recompile_limit = 64
+    torch._dynamo.config.cache_size_limit = 64
+    left = lambda: args.budget - (time.monotonic() - START)  # noqa: E731
+
+    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+    ceiling = ceilings(args.device)
+    log(f"ceilings: {ceiling}")
+    write("ceilings.json", ceiling)
+    hf = shapes.build(args.shape, args.device, dtype)
+    model = Model(hf=hf, tokenizer=shapes.stand_in_tokenizer(hf.config.vocab_size), spec=f"random {args.shape}")
+    log(f"built {args.shape}: {shapes.parameter_bytes(hf) / 1e9:.2f} GB")
+    g = torch.Generator().manual_seed(3)
+    prompts = {b: [(f"q{i}", shapes.words(g, hf.config.vocab_size, 24)) for i in range(b)] for b in args.batches}
+    r = gb.strong_direction(model, torch.randint(5, hf.config.vocab_size, (4, 64), generator=g).to(args.device))
+
+    rows: dict = {}
+    order = [(a, b) for b in args.batches for a in args.attentions]
+    for name, batch in order:
+        if left() < 90 and rows:
+            log(f"skipped {name} batch {batch}: {left():.0f} s left")
+            continue
+        attention(name)
+        rows[f"{name} {batch}"] = row = sampling_row(model, prompts[batch], args, ceiling)
+        log(f"{name} batch {batch}: {row['tokens_per_s']:,.0f} tok/s, {row['steps_per_s']:.1f} steps/s, "
+            f"compute {row['share_of_compute_limit']:.2f}, memory {row['share_of_memory_limit']:.2f} "
+            f"(compile {row['warm_up_seconds']:.0f} s)")
+        write("sampling.json", rows)
+    big = max(args.batches)
+    if left() > 90:
+        attention("grouped")
+        rows[f"grouped {big} ablate3"] = row = sampling_row(model, prompts[big], args, ceiling,
+                                                           ablate(model, r, site=gb.RESID))
+        row["ratio_to_plain"] = row["tokens_per_s"] / rows[f"grouped {big}"]["tokens_per_s"]
+        log(f"grouped batch {big} under the three-site ablation: {row['tokens_per_s']:,.0f} tok/s "
+            f"({row['ratio_to_plain']:.3f} of plain)")
+        write("sampling.json", rows)
+    if args.profile and left() > 60:
+        attention("grouped")
+        write("profile.json", prof := profile(model, prompts[big], args))
+        for k in prof["kernels"][:10]:
+            log(f"  {k['share']:.3f}  {k['us_per_call']:8.1f} us x {k['calls']:6d}  {k['name']}")
+    if left() > 60:
+        reference = copy.deepcopy(model)
+        reference.hf.float()
+        checks = {name: logits_check(model, reference, r, args, name) for name in args.attentions}
+        log(f"teacher-forced max relative difference to float32 eager: {checks}")
+        write("logits.json", checks)
+    for name, row in rows.items():
+        print(f"| {name} | {row['tokens_per_s']:,.0f} | {row['steps_per_s']:.1f} | "
+              f"{row['share_of_compute_limit']:.2f} | {row['share_of_memory_limit']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
