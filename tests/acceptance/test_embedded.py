@@ -47,7 +47,12 @@ def test_embedded_parity_with_hidden_states(embedded):
     batched = cache_activations(embedded, CONVERSATIONS, reduce="none", batch_size=5, padding_side="left",
                                 progress=False)
     single = cache_activations(embedded, CONVERSATIONS[:1], reduce="none", progress=False)[0]
-    torch.testing.assert_close(batched[0], single, atol=1e-4, rtol=1e-5)
+    # Batched (left-padded) and single runs use kernels of other shapes, so they differ by float32 rounding only,
+    # which grows with the residual stream's size (elements up to ~600 here): compared per layer and position
+    # relative to that vector's norm, each of the 30 layers may add about sqrt(d_model) unit roundoffs (seen:
+    # 1.1e-6 at most, against a bound of 8.6e-5; a wrong mask or position moves it by 1e-1 or more).
+    error = (batched[0] - single).norm(dim=-1) / single.norm(dim=-1)
+    assert error.max() <= 30 * 576**0.5 * torch.finfo(torch.float32).eps
 
 
 def test_embedded_parity_with_transformer_bridge(embedded):
