@@ -1,11 +1,14 @@
 """Sampling throughput of `misdir.generate` at large batch, against the GPU's own limits (issue 26, item 4).
 
-For each (attention, batch) pair, in priority order while `--budget` seconds last: `misdir.generate` over `batch`
-distinct prompts x 1 sample, `--new-tokens` new tokens, temperature 1, its default decoding (static cache, compiled
-step), once to compile and once timed. `attention`: "sdpa" (transformers' own: the KV cache expanded to the query
-heads in every compiled step) or "grouped" (misdir.attention, the default). Then the same under the three-site
-ablation, the teacher-forced logits of each attention against a float32 eager reference (bench/generate_bench.py's
-check), and a torch.profiler breakdown of one timed call. The two ceilings (a bf16 matrix product, a device copy)
+Each variant (`VARIANTS`: attention x sampling noise) at the largest batch, then the default one at the other
+batches, in priority order while `--budget` seconds last: `misdir.generate` over `batch` distinct prompts x 1
+sample, `--new-tokens` new tokens, temperature 1, its default decoding (static cache, compiled step), once to
+compile and once timed, each variant compiling its own step. Attention: "sdpa" (transformers' own: the KV cache
+expanded to the query heads in every compiled step), "grouped" (misdir.attention, the default), "grouped-matmul"
+(the same layout, softmax written out). Noise: "row" (a generator per row, one launch per row and step: misdir
+before issue 26) or "counter" (misdir.generate.gumbel_noise, one compiled kernel). Then the default under the
+three-site ablation, the compiled noise against the CPU's, a torch.profiler breakdown of one call, and the
+teacher-forced logits of sdpa and the default against a float32 eager reference (bench/generate_bench.py's check). The two ceilings (a bf16 matrix product, a device copy)
 are measured first, in the same process, and every rate is given as a share of them.
 
     python bench/sampling_bench.py --shape qwen2.5-7b --device cuda          # on the device tool
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib
 import json
 import os
 import time
@@ -27,9 +31,12 @@ import generate_bench as gb
 import shapes
 import torch
 
-import misdir.generate as generate_module
 from misdir import Model, ablate, generate
 from misdir.attention import grouped_attention
+
+attention_module = importlib.import_module("misdir.attention")
+generate_module = importlib.import_module("misdir.generate")  # `misdir.generate` is also the function's name
+COUNTER_NOISE = generate_module._GumbelNoise
 
 START = time.monotonic()
 
@@ -70,9 +77,56 @@ def ceilings(device: str) -> dict:
     return {"matmul_flops": flops, "copy_bytes_per_s": bandwidth, "gpu": torch.cuda.get_device_name()}
 
 
-def attention(name: str):
-    """Make `misdir.generate` decode with the named attention (the bench's only patch of misdir)."""
-    generate_module.grouped_attention = grouped_attention if name == "grouped" else (lambda hf: nullcontext(False))
+class RowGumbel:
+    """misdir's sampling noise before issue 26: a torch.Generator per row, one `torch.rand` launch per row and step
+    (the same distribution; other numbers)."""
+
+    def __init__(self, seeds: list[int]):
+        self.seeds, self.generators = seeds, []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if not self.generators:
+            self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
+        uniform = torch.stack([torch.rand(scores.shape[-1], generator=g, device=scores.device)
+                               for g in self.generators])
+        return scores.float() - torch.log(-torch.log(uniform.clamp_(min=1e-10, max=1 - 1e-7)))
+
+
+def grouped_matmul(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
+    """misdir.attention's grouped layout with the softmax written out (two batched products) instead of SDPA."""
+    groups = getattr(module, "num_key_value_groups", 1)
+    batch, heads, q_len, dim = query.shape
+    if q_len != 1 or groups == 1 or attention_mask is None:
+        return SDPA_GROUPED(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                            is_causal=is_causal, **kwargs)
+    rows = query.reshape(batch, heads // groups, groups, dim)
+    scores = torch.matmul(rows, key.transpose(-1, -2)).float() * (scaling or dim**-0.5)
+    if attention_mask.dtype == torch.bool:
+        scores = scores.masked_fill(~attention_mask, float("-inf"))
+    else:
+        scores = scores + attention_mask
+    out = torch.matmul(scores.softmax(-1).to(value.dtype), value)
+    return out.reshape(batch, 1, heads, value.shape[-1]), None
+
+
+SDPA_GROUPED = attention_module.grouped_sdpa
+VARIANTS = {  # name: (attention, sampling noise)
+    "sdpa+row-noise": ("sdpa", "row"),
+    "grouped+row-noise": ("grouped", "row"),
+    "grouped": ("grouped", "counter"),
+    "grouped-matmul": ("grouped-matmul", "counter"),
+    "sdpa": ("sdpa", "counter"),
+}
+
+
+def variant(name: str, model: Model) -> None:
+    """Make `misdir.generate` decode with the named attention and noise (the bench's only patches of misdir),
+    and forget every compiled step so that the variant compiles its own."""
+    attention, noise = VARIANTS[name]
+    generate_module.grouped_attention = (lambda hf: nullcontext(False)) if attention == "sdpa" else grouped_attention
+    attention_module.grouped_sdpa = grouped_matmul if attention == "grouped-matmul" else SDPA_GROUPED
+    generate_module._GumbelNoise = RowGumbel if noise == "row" else COUNTER_NOISE
+    gb.fresh_compilation(model)
 
 
 def timed(model: Model, questions: list, device: str, **settings) -> tuple[float, object]:
@@ -118,7 +172,8 @@ def logits_check(model: Model, reference: Model, r: torch.Tensor, args, name: st
     options = gb.run_options("static", ids.shape[1] + args.check_tokens)
     out = {}
     for which in ("plain", "ablate3"):
-        with gb.edit(which, model, r), (grouped_attention(model.hf) if name == "grouped" else nullcontext()):
+        variant(name, model)
+        with gb.edit(which, model, r), generate_module.grouped_attention(model.hf):
             got = gb.teacher_forced(options, model.hf, ids, forced)
         ref = gb.reference_logits(reference, r, ids, forced, which)
         out[which] = gb.max_relative(got, ref)
@@ -133,6 +188,7 @@ def profile(model: Model, questions: list, args) -> dict:
     from torch.profiler import profile as torch_profile
 
     settings = dict(max_new_tokens=args.new_tokens, batch_size=len(questions), temperature=1.0, seed=0)
+    generate(model, questions, progress=False, **settings)  # compiles
     with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
         generate(model, questions, progress=False, **settings)
     events = [e for e in prof.key_averages() if e.device_time_total > 0]
@@ -148,7 +204,10 @@ def main() -> None:
     parser.add_argument("--shape", default="tiny", choices=sorted(shapes.SHAPES))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batches", type=int, nargs="+", default=[512, 200, 64])
-    parser.add_argument("--attentions", nargs="+", default=["grouped", "sdpa"], choices=["grouped", "sdpa"])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                        help="timed at the largest batch, in this order (each compiles its own step)")
+    parser.add_argument("--default", default="grouped", choices=list(VARIANTS), help="the variant timed at the "
+                        "other batches, under the ablation and in the profile")
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--check-tokens", type=int, default=8)
     parser.add_argument("--budget", type=float, default=540, help="seconds; a part starts only if it can end")
@@ -170,35 +229,43 @@ def main() -> None:
     r = gb.strong_direction(model, torch.randint(5, hf.config.vocab_size, (4, 64), generator=g).to(args.device))
 
     rows: dict = {}
-    order = [(a, b) for b in args.batches for a in args.attentions]
+    big = max(args.batches)
+    order = [(v, big) for v in args.variants] + [(args.default, b) for b in args.batches if b != big]
     for name, batch in order:
         if left() < 90 and rows:
             log(f"skipped {name} batch {batch}: {left():.0f} s left")
             continue
-        attention(name)
+        variant(name, model)
         rows[f"{name} {batch}"] = row = sampling_row(model, prompts[batch], args, ceiling)
         log(f"{name} batch {batch}: {row['tokens_per_s']:,.0f} tok/s, {row['steps_per_s']:.1f} steps/s, "
             f"compute {row['share_of_compute_limit']:.2f}, memory {row['share_of_memory_limit']:.2f} "
             f"(compile {row['warm_up_seconds']:.0f} s)")
         write("sampling.json", rows)
-    big = max(args.batches)
     if left() > 90:
-        attention("grouped")
-        rows[f"grouped {big} ablate3"] = row = sampling_row(model, prompts[big], args, ceiling,
-                                                           ablate(model, r, site=gb.RESID))
-        row["ratio_to_plain"] = row["tokens_per_s"] / rows[f"grouped {big}"]["tokens_per_s"]
-        log(f"grouped batch {big} under the three-site ablation: {row['tokens_per_s']:,.0f} tok/s "
+        variant(args.default, model)
+        rows[f"{args.default} {big} ablate3"] = row = sampling_row(model, prompts[big], args, ceiling,
+                                                                  ablate(model, r, site=gb.RESID))
+        row["ratio_to_plain"] = row["tokens_per_s"] / rows[f"{args.default} {big}"]["tokens_per_s"]
+        log(f"{args.default} batch {big} under the three-site ablation: {row['tokens_per_s']:,.0f} tok/s "
             f"({row['ratio_to_plain']:.3f} of plain)")
         write("sampling.json", rows)
+    if args.device.startswith("cuda") and left() > 30:  # the compiled noise on the GPU equals the CPU's
+        keys = torch.randint(-(2**63), 2**63 - 1, (64,), dtype=torch.int64)
+        step = torch.tensor(9)
+        cpu = generate_module.gumbel_noise(keys, step, hf.config.vocab_size)
+        gpu = generate_module._noise_kernel(torch.device(args.device))(keys.to(args.device), step.to(args.device),
+                                                                        hf.config.vocab_size).cpu()
+        write("noise.json", noise := {"max_abs_diff_cpu_vs_compiled_cuda": float((cpu - gpu).abs().max())})
+        log(f"counter noise, CPU eager vs CUDA compiled: {noise}")
     if args.profile and left() > 60:
-        attention("grouped")
+        variant(args.default, model)
         write("profile.json", prof := profile(model, prompts[big], args))
-        for k in prof["kernels"][:10]:
+        for k in prof["kernels"][:12]:
             log(f"  {k['share']:.3f}  {k['us_per_call']:8.1f} us x {k['calls']:6d}  {k['name']}")
-    if left() > 60:
+    if left() > 90:
         reference = copy.deepcopy(model)
         reference.hf.float()
-        checks = {name: logits_check(model, reference, r, args, name) for name in args.attentions}
+        checks = {name: logits_check(model, reference, r, args, name) for name in ("sdpa", args.default)}
         log(f"teacher-forced max relative difference to float32 eager: {checks}")
         write("logits.json", checks)
     for name, row in rows.items():

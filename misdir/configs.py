@@ -30,6 +30,8 @@ LIMIT_HELP = "only the first N items of each contrast set or question set (0: al
 RANDOM_HELP = "random unit directions edited the same way: the null every effect is printed beside (at least 20)"
 POSITIONS_HELP = "positions edited: all, skip-first (every token but the first: the attention sink) or answer"
 DEVICE_HELP = "where models run: cpu, cuda, cuda:N or auto (cuda when present)"
+JUDGE_SPEC = re.compile(r"(openai|local):.+")
+"""A judge: an OpenAI-compatible server's model, or a local model spec."""
 
 
 class ConfigError(ValueError):
@@ -205,7 +207,7 @@ class EvaluateConfig(CommandConfig):
     model: str = opt("embedded", "model spec")
     questions: str = opt("general", "contrast-pair set or JSONL (contrast); question set or YAML (judge)")
     judge: str = opt("contrast", "contrast, openai:MODEL, local:MODEL_SPEC, or none (sample only)",
-                     check=lambda j: None if j in ("contrast", "none") or re.fullmatch(r"(openai|local):.+", j)
+                     check=lambda j: None if j in ("contrast", "none") or JUDGE_SPEC.fullmatch(j)
                      else "expected contrast, openai:MODEL, local:MODEL_SPEC or none")
     judge_url: str | None = opt(None, "openai judge: base URL of an OpenAI-compatible server (ends in /v1)")
     samples: int | None = opt(None, "judge: answers per paraphrase (default: the question file's)", at_least=1)
@@ -221,12 +223,24 @@ class EvaluateConfig(CommandConfig):
 
 @dataclass(frozen=True, kw_only=True)
 class SweepConfig(CommandConfig):
-    """What the ablation and steering sweeps share: the null, the positions, the items and the device."""
+    """What the ablation and steering sweeps share: the null, the positions, the items, the device, and the
+    judged metric (`misdir.judged`) that --judge puts in place of the contrast metric."""
 
     random: int = random_field()
     positions: str = opt(SWEEP_POSITIONS, POSITIONS_HELP, choices=POSITIONS)
     limit: int | None = limit_field()
     device: str | None = device_field()
+    judge: str | None = opt(None, "score sampled answers with a judge instead of contrast pairs: openai:MODEL or "
+                            "local:MODEL_SPEC (default: the contrast metric)",
+                            check=lambda j: None if JUDGE_SPEC.fullmatch(j) else "expected openai:MODEL or "
+                            "local:MODEL_SPEC")
+    judge_url: str | None = opt(None, "openai judge: base URL of an OpenAI-compatible server (ends in /v1)")
+    questions: str = opt("general", "judge: question set name or YAML file (the EM repositories' layout)")
+    samples: int | None = opt(None, "judge: answers per paraphrase (default: the question file's)", at_least=1)
+    max_new_tokens: int = opt(256, "judge: longest answer in tokens", at_least=1)
+    temperature: float = opt(1.0, "judge: sampling temperature (0: greedy)", at_least=0)
+    seed: int = opt(0, "judge: sampling seed (the same in every cell)")
+    dry_run: bool = opt(False, "judge: print how many answers and judge calls the sweep needs, then stop")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,8 +1,8 @@
 """Sample answers to evaluation questions in left-padded batches with Hugging Face `generate`.
 
-Each answer draws its randomness from its own stream, seeded by (seed, question id, paraphrase,
+Each answer draws its randomness from its own stream, keyed by (seed, question id, paraphrase,
 sample), and is sampled with the Gumbel-max trick (argmax of logits / temperature plus Gumbel noise,
-an exact sample from the softmax). So an answer depends on the seed and on what it answers, not on
+an exact sample from the softmax; `gumbel_noise` draws it for the whole batch at once, counter-based). So an answer depends on the seed and on what it answers, not on
 the batch it shared: the same seed gives the same answers at any batch size and in any order (up to
 float rounding between batch shapes, which can flip a token only at a near-tie). Generation runs
 inside whatever `misdir.ablate` / `misdir.steer` blocks are open, and records them in provenance.
@@ -140,7 +140,7 @@ def generate(
         "seed": seed,
         "batch_size": batch_size,
         "system": system,
-        "sampler": "gumbel-max, one random stream per (seed, question id, paraphrase, sample)",
+        "sampler": "gumbel-max, a splitmix64 counter-based stream per (seed, question id, paraphrase, sample)",
         "padding_side": "left",
         "eos_token_ids": sampler.eos,
         "cache": cache,
@@ -374,21 +374,70 @@ def _sampler(temperature: float, top_p: float, seeds: list[int]) -> Any:
 
 
 class _GumbelNoise:
-    """Adds Gumbel(0, 1) noise to each row's scores from that row's own generator; argmax then samples."""
+    """Adds Gumbel(0, 1) noise to each row's scores from that row's own stream (`gumbel_noise`); argmax then
+    samples. One kernel for the whole batch (compiled on CUDA), where a generator per row took one launch each."""
 
     def __init__(self, seeds: list[int]):
         self.seeds = seeds
-        self.generators: list[torch.Generator] = []
+        self.keys: Tensor | None = None
+        self.step = 0
 
     def __call__(
         self, input_ids: Int[Tensor, "batch pos"], scores: Float[Tensor, "batch vocab"]
     ) -> Float[Tensor, "batch vocab"]:
-        if not self.generators:  # made where the logits are (the last GPU of a device_map split)
-            self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
-        vocab = scores.shape[-1]
-        uniform = torch.stack([torch.rand(vocab, generator=g, device=scores.device) for g in self.generators])
-        gumbel = -torch.log(-torch.log(uniform.clamp_(min=1e-10, max=1 - 1e-7)))
-        return scores.float() + gumbel
+        if self.keys is None:  # made where the logits are (the last GPU of a device_map split)
+            self.keys = torch.tensor(self.seeds, dtype=torch.int64, device=scores.device)
+        step = torch.tensor(self.step, dtype=torch.int64, device=scores.device)
+        self.step += 1
+        return scores.float() + _noise_kernel(scores.device)(self.keys, step, scores.shape[-1])
+
+
+def _signed(value: int) -> int:
+    """A 64-bit constant as the int64 torch holds it."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _shift_right(x: Tensor, bits: int) -> Tensor:
+    """Logical right shift of int64 lanes (torch's `>>` is arithmetic)."""
+    return (x >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def gumbel_noise(keys: Int[Tensor, " batch"], step: Int[Tensor, ""], vocab: int) -> Float[Tensor, "batch vocab"]:
+    """Gumbel(0, 1) noise for each row's stream at one decoding step: splitmix64 of (row key, step, token) gives
+    24 random bits, u in (0, 1), noise -log(-log u). A counter-based stream: the noise of a row depends on its
+    key, the step and the token only, never on the batch it is drawn in."""
+    token = torch.arange(vocab, dtype=torch.int64, device=keys.device)
+    x = keys[:, None] * _signed(0xD1342543DE82EF95) + (step * vocab + token)[None, :]
+    x = x + _signed(0x9E3779B97F4A7C15)
+    x = (x ^ _shift_right(x, 30)) * _signed(0xBF58476D1CE4E5B9)
+    x = (x ^ _shift_right(x, 27)) * _signed(0x94D049BB133111EB)
+    x = x ^ _shift_right(x, 31)
+    uniform = (_shift_right(x, 40).float() + 0.5) * 2.0**-24
+    return -torch.log(-torch.log(uniform))
+
+
+_COMPILED_NOISE: list[Callable[..., Tensor]] = []
+
+
+def _noise_kernel(device: torch.device) -> Callable[..., Tensor]:
+    """`gumbel_noise`, compiled into one kernel on CUDA (eager elsewhere, and where compiling fails: the same
+    numbers, more memory traffic)."""
+    if device.type != "cuda":
+        return gumbel_noise
+    if not _COMPILED_NOISE:
+        compiled = torch.compile(gumbel_noise, dynamic=False)
+
+        def noise(keys: Tensor, step: Tensor, vocab: int) -> Tensor:
+            try:
+                return compiled(keys, step, vocab)
+            except Exception as error:  # no compiler for this device: eager noise from now on
+                warnings.warn(f"misdir.generate: compiling the sampling noise failed ({type(error).__name__}); "
+                              "drawing it eagerly", stacklevel=2)
+                _COMPILED_NOISE[0] = gumbel_noise
+                return gumbel_noise(keys, step, vocab)
+
+        _COMPILED_NOISE.append(noise)
+    return _COMPILED_NOISE[0]
 
 
 def _row_seed(seed: int, prompt: _Prompt) -> int:

@@ -236,8 +236,9 @@ def parse_questions(text: str, source: str = "<string>") -> list[Question]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise QuestionFileError(f"{source}:{where} invalid YAML: {err}") from err
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise QuestionFileError(f"{source}:{where}: invalid YAML: {problem}") from err
     except RecursionError:
         raise QuestionFileError(f"{source}: invalid YAML: nested too deeply") from None
     if not isinstance(data, list) or not data:

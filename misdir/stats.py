@@ -380,6 +380,44 @@ def compare(
     )
 
 
+def _share_of_excess(nb: NDArray[np.float64], db: NDArray[np.float64], nf: NDArray[np.float64],
+                     df: NDArray[np.float64], ne: NDArray[np.float64], de: NDArray[np.float64],
+                     axis: int = -1) -> NDArray[np.float64]:
+    finetune = _ratio(nf, df, axis)
+    return (finetune - _ratio(ne, de, axis)) / (finetune - _ratio(nb, db, axis))
+
+
+def share_of_excess(
+    base: Iterable[ScoredAnswer],
+    finetune: Iterable[ScoredAnswer],
+    edited: Iterable[ScoredAnswer],
+    metric: Metric = "em_rate",
+    thresholds: Thresholds = Thresholds(),
+    *,
+    n_resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Estimate:
+    """``(R_ft - R_edited) / (R_ft - R_base)`` of a rate ``R`` (the EM rate by default) of three conditions asked
+    the same questions: the share of the finetune's excess that an edit removes. Questions are resampled jointly
+    across the three (a cluster bootstrap, percentile interval; resamples whose excess is 0 are left out)."""
+    units = [_units(list(rows), metric, thresholds, "question") for rows in (base, finetune, edited)]
+    if not units[0].keys() == units[1].keys() == units[2].keys():
+        raise ValueError("the three conditions cover different questions")
+    ids = [q for q in units[0] if all(u[q][1] > 0 for u in units)]
+    if not ids:
+        raise ValueError(f"no question has a scored answer for {metric} in all three conditions")
+    _check(confidence, n_resamples)
+    data = tuple(np.array([u[q][i] for q in ids], dtype=np.float64) for u in units for i in (0, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = float(_share_of_excess(*data))
+        try:
+            low, high, _ = _interval(data, _share_of_excess, n_resamples, confidence, seed, "percentile")
+        except ValueError:  # every resample has no excess: the share is undefined
+            low = high = float("nan")
+    return Estimate(value, low, high, len(ids))
+
+
 def contrast_summary(
     margins: ArrayLike, *, n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0
 ) -> ContrastSummary:

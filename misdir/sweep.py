@@ -1,4 +1,5 @@
-"""One resumable loop over typed cells: (model, edit, contrast set) -> the contrast metric per item.
+"""One resumable loop over typed cells: (model, edit, contrast set) -> the contrast metric per item, or (model,
+edit, question set) -> judged sampled answers (`misdir.judged`).
 
 A study (the ablation and steering sweeps of `misdir.experiments`, the organisms analysis, the demo, the
 ground-truth analysis of the rank-1 organisms) is a list of `Cell`s. `run_cells` evaluates each one with the
@@ -74,7 +75,8 @@ NO_EDIT = Edit()
 
 @dataclass(frozen=True)
 class Cell:
-    """One model, one edit, one contrast set (optionally with a trigger before each question)."""
+    """One model, one edit, one contrast set (optionally with a trigger before each question); in a judged sweep
+    `pairs` names the question set the answers are sampled for."""
 
     model: str
     edit: Edit
@@ -84,6 +86,21 @@ class Cell:
     @property
     def key(self) -> str:
         return f"{self.model} | {self.edit.label} | {self.pairs}" + (f" | {self.trigger}" if self.trigger else "")
+
+
+Scorer = Callable[[Model, Cell], "dict[str, Any] | None"]
+"""What a sweep measures in a cell: `score(model, cell)`, called with the cell's edit open."""
+
+
+def contrast_scorer(limit: int | None = None, batch_size: int = 16) -> Scorer:
+    """The contrast metric: each item's margin and aligned-answer log-prob (fluency) on the cell's contrast set."""
+
+    def score(model: Model, cell: Cell) -> dict[str, Any]:
+        result = evaluate_contrast(model, cell.pairs, trigger=cell.trigger, limit=limit, batch_size=batch_size,
+                                   progress=False)
+        return {"margins": result.margins, "aligned_logprob": result.aligned_logprob}
+
+    return score
 
 
 def run_cells(cells: Sequence[Cell], *, out: str | Path, **options: Any) -> dict[str, dict[str, Any]]:
@@ -105,9 +122,14 @@ def score_cells(
     progress: bool = True,
     desc: str = "cells",
     legacy_key: Callable[[Cell], str] | None = None,
+    score: Scorer | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Score every cell not yet in `out/cells.jsonl` and return the records by cell key (the caller holds
     `run_lock(out)`).
+
+    `score(model, cell)` gives a cell's measurements (a dict added to its record) with its edit open, or None when
+    it could not finish them (the cell is then left for the next run and missing from the result); the default
+    is the contrast metric (`contrast_scorer(limit, batch_size)`).
 
     `models` maps names to loaders (called once per model, only if one of its cells is still to do);
     `directions` names to vectors (`[d_model]` or a `DirectionSet`). `settings` identify the study: a rerun
@@ -115,6 +137,7 @@ def score_cells(
     the key an older misdir wrote a cell under: such records count as done and are returned by `Cell.key`.
     `desc` labels the progress bar.
     """
+    score = score or contrast_scorer(limit, batch_size)
     unknown = sorted({c.model for c in cells} - set(models)) + sorted(
         {c.edit.direction for c in cells if c.edit.kind != "none"} - set(directions))
     if unknown:
@@ -135,12 +158,12 @@ def score_cells(
                 bar.set_postfix_str(cell.key[:60])
                 vector = directions.get(cell.edit.direction) if cell.edit.kind != "none" else None
                 with cell.edit.applied(model, vector):
-                    result = evaluate_contrast(model, cell.pairs, trigger=cell.trigger, limit=limit,
-                                               batch_size=batch_size, progress=False)
-                record = {"key": cell.key, "model": cell.model, "edit": asdict(cell.edit), "pairs": cell.pairs,
-                          "trigger": cell.trigger, "margins": result.margins, "aligned_logprob": result.aligned_logprob}
-                log.append(record)
-                records[cell.key] = record
+                    measured = score(model, cell)
+                if measured is not None:
+                    record = {"key": cell.key, "model": cell.model, "edit": asdict(cell.edit), "pairs": cell.pairs,
+                              "trigger": cell.trigger, **measured}
+                    log.append(record)
+                    records[cell.key] = record
                 bar.update()
             del model
     return records

@@ -4,6 +4,7 @@ planted-direction positive control)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from misdir.cli.common import (
     _refused,
 )
 from misdir.cli.options import command
-from misdir.configs import AblateConfig, ControlConfig, SteerConfig, TransferConfig
+from misdir.configs import AblateConfig, ControlConfig, SteerConfig, SweepConfig, TransferConfig
 from misdir.stats import format_estimate
 
 
@@ -107,8 +108,17 @@ def ablate(cfg: AblateConfig) -> None:
     models = dict(_named(spec) for spec in cfg.model)
     _check_random(cfg.random)
     _check_pairs(cfg.pairs)
-    shape = _model_shape({"--base": cfg.base, **{f"--model {name}": spec for name, spec in models.items()}})
+    metric = _judged_metric(cfg)
+    shape = _model_shape({"--base": cfg.base, **{f"--model {name}": spec for name, spec in models.items()},
+                          **_judge_model(cfg)})
     _check_directions(cfg.directions, cfg.layer, shape)
+    if metric is not None:
+        from misdir.judged import judged_ablation_sweep
+
+        _judged(partial(judged_ablation_sweep, cfg.base, models,
+                        _load_directions(list(cfg.directions), cfg.layer, cfg.per_layer), n_random=cfg.random,
+                        positions=cfg.positions, batch_size=cfg.batch_size, load=_loader(cfg.device)), cfg, metric)
+        return
     summary = ablation_sweep(cfg.base, models, _load_directions(list(cfg.directions), cfg.layer, cfg.per_layer),
                              out=cfg.out, pairs=list(cfg.pairs), n_random=cfg.random, positions=cfg.positions,
                              limit=cfg.limit or None, batch_size=cfg.batch_size, load=_loader(cfg.device))
@@ -125,7 +135,9 @@ def transfer(cfg: TransferConfig) -> None:
 
     checkpoints, layer = cfg.checkpoints, cfg.layer
     _check_random(cfg.random)
-    _check_layers("--layer", None if layer is None else [layer], _model_shape({"--base": cfg.base}))
+    metric = _judged_metric(cfg)
+    _check_layers("--layer", None if layer is None else [layer], _model_shape({"--base": cfg.base,
+                                                                               **_judge_model(cfg)}))
 
     rows = [o for o in organisms_in(checkpoints) if o.role in ("em", "control")]
     files = [checkpoints / "directions" / f"{o.name}.safetensors" for o in rows if o.role == "em"]
@@ -133,6 +145,13 @@ def transfer(cfg: TransferConfig) -> None:
     if missing:
         _fail(f"--checkpoints {checkpoints}: no direction file {', '.join(missing)}; make them with `misdir "
               "organisms analyze`", usage=True)
+    if metric is not None:
+        from misdir.judged import judged_ablation_sweep
+
+        _judged(partial(judged_ablation_sweep, cfg.base, {o.name: str(checkpoints / o.name) for o in rows},
+                        _load_directions(files, layer, False), n_random=cfg.random, positions=cfg.positions,
+                        load=_loader(cfg.device)), cfg, metric)
+        return
     pairs = {o.name: ["general", domain_of(o)] if cfg.own_domain else ["general"] for o in rows}
     summary = ablation_sweep(cfg.base, {o.name: str(checkpoints / o.name) for o in rows},
                              _load_directions(files, layer, False), out=cfg.out, pairs=pairs, n_random=cfg.random,
@@ -152,13 +171,21 @@ def steer(cfg: SteerConfig) -> None:
 
     _check_random(cfg.random)
     _check_pairs(cfg.pairs)
-    shape = _model_shape({"--model": cfg.model})
+    metric = _judged_metric(cfg)
+    shape = _model_shape({"--model": cfg.model, **_judge_model(cfg)})
     _check_directions(cfg.directions, cfg.direction_layer, shape)
     _check_layers("--layers", cfg.layers, shape)
 
     chosen = _load_directions(list(cfg.directions), cfg.direction_layer, False)
     if cfg.mean:
         chosen = {f"mean of {len(chosen)}": torch.stack(list(chosen.values())).mean(0)}
+    if metric is not None:
+        from misdir.judged import judged_steering_grid
+
+        _judged(partial(judged_steering_grid, load_model(cfg.model, device=cfg.device), chosen,
+                        layers=list(cfg.layers), scales=list(cfg.scales), n_random=cfg.random, relative=cfg.relative,
+                        positions=cfg.positions, batch_size=cfg.batch_size), cfg, metric)
+        return
     summary = steering_grid(load_model(cfg.model, device=cfg.device), chosen, out=cfg.out, layers=list(cfg.layers),
                             scales=list(cfg.scales), pairs=list(cfg.pairs), n_random=cfg.random,
                             relative=cfg.relative, positions=cfg.positions, limit=cfg.limit or None,
@@ -171,6 +198,64 @@ def steer(cfg: SteerConfig) -> None:
                    f"{r.fluency_change.estimate.value:+.2f}{_null_text(_dict(r.fluency_change.null))}")
     for path in plot_steering_grid(summary, cfg.figures or cfg.out / "steering"):
         typer.echo(f"wrote {path}")
+
+
+def _judged_metric(cfg: SweepConfig) -> Any:
+    """The judged metric --judge asks for (None: the contrast metric), its question file read now: a file that
+    does not parse is refused before any model loads."""
+    if cfg.judge is None:
+        return None
+    from misdir.judged import JudgedMetric
+
+    with _refused():
+        metric = JudgedMetric(cfg.questions, cfg.samples, cfg.max_new_tokens, cfg.temperature, cfg.seed,
+                              cfg.limit or None)
+        metric.load()
+    return metric
+
+
+def _judge_model(cfg: SweepConfig) -> dict[str, str]:
+    """A local judge's spec, checked like the models' (`--judge local:SPEC`)."""
+    kind, _, name = (cfg.judge or "").partition(":")
+    return {"--judge": name} if kind == "local" else {}
+
+
+def _judged(sweep: Callable[..., Any], cfg: SweepConfig, metric: Any) -> None:
+    """Run a judged sweep: its plan first (answers to sample, judge calls to make), then, unless --dry-run, the
+    sweep, with each named direction's effects printed beside their random null."""
+    from misdir.judged import JudgeFailures, JudgedPlan
+
+    options = dict(out=cfg.out, judge=cfg.judge, metric=metric, judge_url=cfg.judge_url, judge_device=cfg.device)
+    with _refused():
+        todo = sweep(**options, dry_run=True)
+    typer.echo(f"judged sweep in {cfg.out}: {todo.describe()}")
+    if cfg.dry_run:
+        return
+    try:
+        summary = sweep(**options)
+    except (ConnectionError, JudgeFailures) as error:
+        _fail(error)
+    assert not isinstance(summary, JudgedPlan)
+    for name, result in summary.unedited.items():
+        typer.echo(f"{name:>22s} unedited: EM rate {format_estimate(result['em_rate'], '.1%')}, coherent "
+                   f"{format_estimate(result['coherence_rate'], '.1%')} ({result['n_scored']}/{result['n_answers']} "
+                   f"answers scored)")
+    for r in summary.rows:
+        if r.direction.startswith("random"):
+            continue
+        if hasattr(r, "share_removed"):
+            excess = "" if r.excess.low > 0 else "  (no excess EM over base: share not meaningful)"
+            typer.echo(f"{r.model:>22s} - {r.direction:<16s}: EM {r.unablated_em_rate.value:.1%} -> "
+                       f"{r.em_rate.value:.1%}, change {format_estimate(r.change.estimate, '+.3f')}"
+                       f"{_null_text(_dict(r.change.null))}, share of excess EM removed "
+                       f"{format_estimate(r.share_removed.estimate, '+.2f')}{_null_text(_dict(r.share_removed.null))}"
+                       f", coherent {r.unablated_coherence_rate.value:.1%} -> {r.coherence_rate.value:.1%}{excess}")
+        else:
+            typer.echo(f"{r.direction:>22s} layer {r.layer:2d} scale {r.scale:5.2f}: EM induced "
+                       f"{format_estimate(r.induced.estimate, '+.3f')}{_null_text(_dict(r.induced.null))}, "
+                       f"coherent share change {r.coherence_change.estimate.value:+.3f}"
+                       f"{_null_text(_dict(r.coherence_change.null))}")
+    typer.echo(f"wrote {cfg.out / 'summary.json'} (answers: answers.jsonl, judge replies: judge_cache.jsonl)")
 
 
 def _print_ablation(summary: Any) -> None:

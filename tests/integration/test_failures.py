@@ -333,7 +333,7 @@ def _(w: World, t: Path) -> Any:
     return load_questions(_questions(t, _GOOD_ENTRY.replace("per_paraphrase: 2", "per_paraphrase: -3")))
 
 
-@case("questions invalid yaml", QuestionFileError, r"questions\.yaml: line \d+ invalid YAML")
+@case("questions invalid yaml", QuestionFileError, r"questions\.yaml: line \d+, column \d+: invalid YAML")
 def _(w: World, t: Path) -> Any:
     return load_questions(_questions(t, "- id: [unclosed\n"))
 

@@ -212,3 +212,22 @@ def test_static_cache_gives_the_dynamic_caches_tokens_and_logits_under_an_ablati
         whole = tiny.hf(torch.cat([ids, forced], 1)).logits[:, ids.shape[1] - 1 : -1]
     torch.testing.assert_close(by_static, by_dynamic, atol=1e-5, rtol=0)
     torch.testing.assert_close(by_static, whole, atol=1e-5, rtol=0)
+
+
+def test_gumbel_noise_is_gumbel_and_independent_of_the_batch() -> None:
+    import math
+
+    from misdir.generate import gumbel_noise
+
+    keys = torch.randint(-(2**63), 2**63 - 1, (8,), dtype=torch.int64)  # fresh streams each run
+    noise = gumbel_noise(keys, torch.tensor(3), 125_000).double()
+    n = noise.numel()
+    # Gumbel(0, 1): mean Euler's gamma, variance pi^2 / 6, P(g <= 0) = 1/e; each within 6 standard errors
+    assert abs(noise.mean().item() - 0.5772156649) <= 6 * math.sqrt(math.pi**2 / 6 / n)
+    assert abs(noise.var().item() - math.pi**2 / 6) <= 6 * math.sqrt(2.4 * (math.pi**2 / 6) ** 2 * 2.2 / n)
+    below = (noise <= 0).double().mean().item()
+    assert abs(below - math.exp(-1)) <= 6 * math.sqrt(math.exp(-1) * (1 - math.exp(-1)) / n)
+    # rows and steps are separate streams; a row's noise does not depend on the rows drawn with it
+    assert abs(torch.corrcoef(noise[:2])[0, 1].item()) <= 6 / math.sqrt(125_000)
+    assert not torch.equal(gumbel_noise(keys[:1], torch.tensor(4), 1000), gumbel_noise(keys[:1], torch.tensor(3), 1000))
+    assert torch.equal(gumbel_noise(keys[5:7], torch.tensor(3), 125_000), noise[5:7].float())

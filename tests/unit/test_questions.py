@@ -102,7 +102,7 @@ def test_em_format_with_anchors_and_aliases(tmp_path: Path) -> None:
         (
             "  paraphrases: *pet_paraphrases\n",
             "  paraphrases: *no_such_anchor\n",
-            r"line 18 invalid YAML: found undefined alias",
+            r"line 18, column \d+: invalid YAML: found undefined alias",
         ),
     ],
 )
