@@ -20,6 +20,7 @@ from misdir.cli import (
     models,
     organisms,
     sae,
+    screen,
 )
 from misdir.cli.common import LIMIT_HELP, _say_error
 
@@ -37,6 +38,7 @@ for command in (
     cache.cache,
     directions.directions,
     directions.similarity,
+    screen.screen,
 ):
     app.command()(command)
 app.add_typer(data.data_app, name="data")
