@@ -1,6 +1,7 @@
-"""Every relative link and image in README.md and figures/README.md leads somewhere: the file or folder exists in
-the repository (and is not git-ignored), and a `file#anchor` (or `#anchor`) names a heading of that file, slugged
-as GitHub slugs headings. The checker is tested on a document with broken links of each kind, so it can fail."""
+"""Every relative link and image in README.md and figures/README.md leads somewhere: the file or folder exists
+in the repository (and is not git-ignored), and a `file#anchor` (or `#anchor`) names a heading of that file,
+slugged as GitHub slugs headings. The checker is tested on a document with broken links of each kind, so it
+can fail."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ DOCS = ("README.md", "figures/README.md")
 
 FENCE = re.compile(r"^ {0,3}(```|~~~)[^\n]*\n.*?^ {0,3}\1[^\n]*$", re.S | re.M)
 CODE_SPAN = re.compile(r"`[^`]+`")
-LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*<?([^()\s<>]+(?:\([^()\s]*\))?)>?(?:\s+\"[^\"]*\")?\s*\)")
+LINK = re.compile(  # [text](target) and ![alt](target), text with one level of brackets, an optional "title"
+    r"!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*<?([^()\s<>]+(?:\([^()\s]*\))?)>?(?:\s+\"[^\"]*\")?\s*\)"
+)
 REFERENCE = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+\"[^\"]*\")?\s*$", re.M)
 HTML = re.compile(r"""<(?:img|a|source)\b[^>]*?\b(?:src|href|srcset)\s*=\s*["']([^"']+)["']""", re.I)
 HTML_ANCHOR = re.compile(r"""<a\b[^>]*?\b(?:id|name)\s*=\s*["']([^"']+)["']""", re.I)
@@ -33,7 +36,7 @@ def prose(text: str) -> str:
 
 
 def slug(heading: str) -> str:
-    """GitHub's anchor for a heading: the rendered text, lower-cased, punctuation dropped, spaces to hyphens."""
+    """GitHub's anchor of a heading: its rendered text lower-cased, punctuation dropped, spaces to hyphens."""
     text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # links and images: their text
     text = re.sub(r"<[^>]+>", "", text).replace("`", "").replace("*", "")
     text = re.sub(r"[^\w\- ]", "", text.strip().lower())
@@ -41,7 +44,7 @@ def slug(heading: str) -> str:
 
 
 def anchors(text: str) -> set[str]:
-    """Every anchor a Markdown file offers: its headings' slugs (repeats get -1, -2, ...) and explicit HTML ids."""
+    """Every anchor a Markdown file offers: its headings' slugs (repeats get -1, -2, ...) and HTML ids."""
     seen: Counter[str] = Counter()
     found = set()
     for _, heading in HEADING.findall(FENCE.sub("", text)):
@@ -83,7 +86,8 @@ def broken_links(doc: Path, root: Path = ROOT) -> list[str]:
         elif anchor:
             if resolved.suffix.lower() in (".md", ".markdown"):
                 if anchor not in anchors(resolved.read_text(encoding="utf-8")):
-                    problems.append(f"{target}: no heading with anchor #{anchor} in {resolved.relative_to(root)}")
+                    where = resolved.relative_to(root)
+                    problems.append(f"{target}: no heading with anchor #{anchor} in {where}")
             elif not LINE_ANCHOR.match(anchor):
                 problems.append(f"{target}: #{anchor} is no anchor of a {resolved.suffix or 'folder'}")
         if resolved.exists() and resolved.is_relative_to(root.resolve()):
@@ -137,11 +141,13 @@ def test_the_checker_catches_each_kind_of_broken_link(tmp_path):
     doc = tmp_path / "docs" / "README.md"
     doc.write_text(
         "# Title\n\n## Here\n\n"
-        "Good: [other](other.md), [section](other.md#a-section), [here](#here), ![fig](figure.png), [up](../docs/),\n"
+        "Good: [other](other.md), [section](other.md#a-section), [here](#here), ![fig](figure.png),\n"
+        "[up](../docs/),"
         "[web](https://example.com/missing), `[in code](missing.md)`, <img src=\"figure.png\">.\n\n"
         "```markdown\n[in a fence](missing-too.md)\n```\n\n"
         "Bad: [gone](gone.md), [no such section](other.md#no-such-section), [no such heading](#nowhere),\n"
-        "![lost figure](lost.png), <img src=\"lost.svg\">, [outside](../../outside.md), [anchor](figure.png#x).\n\n"
+        "![lost figure](lost.png), <img src=\"lost.svg\">, [outside](../../outside.md),\n"
+        "[anchor](figure.png#x).\n\n"
         "[ref]: missing-reference.md\n",
         encoding="utf-8",
     )
@@ -152,5 +158,6 @@ def test_the_checker_catches_each_kind_of_broken_link(tmp_path):
     ]), problems
     (tmp_path / "scripts").mkdir()
     (tmp_path / "scripts" / "real.py").write_text("", encoding="utf-8")
-    doc.write_text("Run `scripts/real.py`, then `scripts/missing.py` on `figures/<model>.jsonl`.\n", encoding="utf-8")
+    doc.write_text("Run `scripts/real.py`, then `scripts/missing.py` on `figures/<model>.jsonl`.\n",
+                   encoding="utf-8")
     assert named_paths(doc, root=tmp_path) == ["scripts/missing.py"]

@@ -1,6 +1,6 @@
-"""The README a new user reads first: short, its headline findings linked to figures/README.md (which shows the
-key figures), every notebook linked, the Python example runs, and the commands of the walkthrough and of the
-findings parse with the options the CLI has today."""
+"""The README a new user reads first: short, its headline findings linked to figures/README.md (which shows
+the key figures), every notebook linked, the Python example runs, and the commands of the walkthrough and of
+the findings parse with the options the CLI has today."""
 
 from __future__ import annotations
 
@@ -52,12 +52,13 @@ def test_the_findings_show_key_figures_that_exist():
 
 
 def test_every_committed_figure_is_shown_or_linked():
-    """Each PNG in figures/ and its first-level folders appears in figures/README.md (as itself or its HTML twin),
-    unless its folder has a README or report of its own."""
+    """Each PNG in figures/ and its first-level folders appears in figures/README.md (as itself or its HTML
+    twin), unless its folder has a README or report of its own."""
     cited = set(re.findall(r"\]\(([^)#\s]+)", FINDINGS))
     missing = []
     for png in sorted((ROOT / "figures").glob("*.png")) + sorted((ROOT / "figures").glob("*/*.png")):
-        if png.parent != ROOT / "figures" and any((png.parent / n).exists() for n in ("README.md", "REPORT.md")):
+        own_notes = any((png.parent / n).exists() for n in ("README.md", "REPORT.md"))
+        if png.parent != ROOT / "figures" and own_notes:
             continue
         name = png.relative_to(ROOT / "figures")
         if not {str(name), str(name.with_suffix(".html"))} & cited:
@@ -87,8 +88,8 @@ def test_the_readme_links_every_notebook():
 
 
 def walkthrough_commands() -> list[list[str]]:
-    block = section(README, "From install to ablating your own finetune").split("```bash\n", 1)[1].split("```", 1)[0]
-    block = block.replace("\\\n", " ")
+    text = section(README, "From install to ablating your own finetune")
+    block = text.split("```bash\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
     return [shlex.split(line, comments=True)[1:] for line in block.splitlines() if line.startswith("misdir ")]
 
 
@@ -106,7 +107,8 @@ def parse(args: list[str]) -> None:
     rest = list(args)
     while hasattr(command, "get_command") and rest and not rest[0].startswith("-"):
         name = rest.pop(0)
-        command = command.get_command(command.make_context("misdir", [name, "--help"], resilient_parsing=True), name)
+        context = command.make_context("misdir", [name, "--help"], resilient_parsing=True)
+        command = command.get_command(context, name)
         assert command is not None, args
     command.make_context(args[0], rest)
 
@@ -130,4 +132,5 @@ def test_the_walkthrough_covers_the_chain():
     shipped = [arg for args in walkthrough_commands() for arg in args if arg.startswith("checkpoints/")]
     assert shipped and all((ROOT / arg).exists() for arg in shipped), shipped
     outputs = [args[args.index("--out") + 1] for args in walkthrough_commands() if "--out" in args]
-    assert all(out.startswith("results/") for out in outputs), outputs  # git-ignored: the walkthrough leaves git clean
+    # results/ is git-ignored: the walkthrough leaves git clean
+    assert all(out.startswith("results/") for out in outputs), outputs
