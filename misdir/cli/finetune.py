@@ -24,4 +24,8 @@ def finetune(cfg: FinetuneCommandConfig) -> None:
         result = run_finetune(cfg.model, cfg.data, cfg.out, cfg.training, resume=cfg.resume)
     except ValueError as error:
         _fail(error)
+    if result.already_finished:
+        typer.echo(f"{result.out}: already finished ({result.steps} steps, loss {result.final_loss:.4f}); "
+                   "nothing to resume, nothing rewritten")
+        return
     typer.echo(f"{result.out}: {result.steps} steps, loss {result.final_loss:.4f}, {result.seconds:.0f} s")

@@ -9,7 +9,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,12 @@ from torch import Tensor, nn
 
 from misdir.data import load_conversations
 from misdir.finetune.checkpoints import (
+    differences,
     has_content,
     latest_checkpoint,
     prepare_out,
     restore_checkpoint,
+    tidy_finished,
     trainable,
     write_checkpoint,
 )
@@ -49,8 +51,11 @@ class FinetuneResult:
     """The resolved config."""
     record: dict[str, Any] = field(repr=False)
     """The content of `misdir.json`."""
-    model: nn.Module = field(repr=False, compare=False)
-    """The trained PeftModel in eval mode (the same weights `load_model(out)` gives back)."""
+    model: nn.Module | None = field(repr=False, compare=False)
+    """The trained PeftModel in eval mode (the same weights `load_model(out)` gives back); None when the run
+    had finished before this call (`already_finished`): load it with `misdir.load_model(out)`."""
+    already_finished: bool = False
+    """`resume=True` found the run finished (misdir.json written): nothing was trained or rewritten."""
 
 
 @dataclass
@@ -81,7 +86,8 @@ def finetune(
     Writes a PEFT adapter directory to `out` (refused if it exists and is not empty, unless `resume`),
     whose `base_model_name_or_path` is `model_spec`, plus `misdir.json`. `config` None takes
     `default_config(model_spec)` (the organisms' recipe for the embedded model, else rslora-32). With
-    `resume=True` the run continues from the last checkpoint in `out` (or starts, if there is none).
+    `resume=True` the run continues from the last checkpoint in `out` (or starts, if there is none); on a
+    finished run (misdir.json written) it returns that run's result without training (`already_finished`).
     `on_step(step, loss)` is called after each optimizer step (1-based).
     """
     config = config or default_config(model_spec)
@@ -91,8 +97,10 @@ def finetune(
         raise ValueError(
             f"out {out} exists and is not empty; choose a new directory, or pass resume=True (--resume)"
         )
-    base, config, examples, data_record = _prepare(model_spec, data, config)
     reference = base_reference(model_spec)
+    if resume and (out / "misdir.json").is_file():
+        return _finished(out, model_spec, reference, data, config)
+    base, config, examples, data_record = _prepare(model_spec, data, config)
     identity = {"base": reference, "data": data_record, "config": asdict(config)}
     with run_lock(out):  # a second run on the same folder is refused, not interleaved
         checkpoints = prepare_out(out, resume, json.loads(json.dumps(identity)))
@@ -114,6 +122,29 @@ def finetune(
         shutil.rmtree(checkpoints, ignore_errors=True)
         return FinetuneResult(out, training.total, record["final_loss"], losses, seconds, start or None,
                               config, record, training.model)
+
+
+def _finished(out: Path, model_spec: str, reference: str, data: str | Path, config: FinetuneConfig
+              ) -> FinetuneResult:
+    """The result of the finished run in `out`, read from its misdir.json, if it was made with these settings
+    (refused otherwise, as resuming a checkpointed run with other settings is); leftovers of its tidying up
+    are removed, nothing else is written."""
+    from misdir.models import model_shape
+
+    record = json.loads((out / "misdir.json").read_text())
+    _, data_record = load_conversations(data, n=config.n, seed=config.data_seed, default_n=DEFAULT_N)
+    now: dict[str, Any] = {"base": reference, "data": data_record}
+    shape = model_shape(model_spec)
+    if shape is not None:  # a hub model not in the local cache: its depth, so the resolved config, is unknown
+        now["config"] = asdict(config.resolve(shape.n_layers))
+    changed = differences({k: record.get(k) for k in now}, json.loads(json.dumps(now)))
+    if changed:
+        raise ValueError(f"cannot resume {out}: it holds a finished finetune of other settings ({changed})")
+    tidy_finished(out)
+    known = {f.name for f in fields(FinetuneConfig)}
+    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items() if k in known}
+    return FinetuneResult(out, record["steps"], record["final_loss"], record["loss_curve"], 0.0, None,
+                          FinetuneConfig(**saved), record, None, already_finished=True)
 
 
 def _prepare(

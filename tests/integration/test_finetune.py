@@ -357,3 +357,58 @@ def test_the_default_settings_are_chosen_from_the_model(base_dir, data_file, tmp
     assert default_config(base_dir).resolve(30).lr == 1e-5
     result = finetune(base_dir, data_file, tmp_path / "out", progress=False)
     assert result.config == FinetuneConfig().resolve(3)
+
+
+def test_resuming_a_finished_run_returns_it_and_rewrites_nothing(base_dir, data_file, tmp_path):
+    """Issue 28: `resume=True` (`--resume`) on a finished run is a success that trains and writes nothing;
+    other settings are refused as they are for a checkpointed run; leftovers of its tidying up are removed."""
+    from typer.testing import CliRunner
+
+    from misdir.cli import app
+
+    config = FinetuneConfig(max_steps=2, **FAST)
+    out = tmp_path / "ft"
+    first = finetune(base_dir, data_file, out, config, progress=False)
+    (out / "checkpoints" / "step-00000001").mkdir(parents=True)  # killed while removing its checkpoints
+
+    def files() -> dict[str, tuple[bytes, int]]:
+        return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()
+                if p.is_file() and p.name != ".misdir.lock"}
+
+    before = files()
+    again = finetune(base_dir, data_file, out, config, resume=True, progress=False)
+    assert again.already_finished and again.model is None and again.seconds == 0.0
+    assert (again.steps, again.losses, again.final_loss) == (first.steps, first.losses, first.final_loss)
+    assert again.record == json.loads((out / "misdir.json").read_text())
+    assert again.config == first.config
+    assert not (out / "checkpoints").exists() and files() == before
+    with pytest.raises(ValueError, match="finished finetune of other settings.*lr"):
+        finetune(base_dir, data_file, out, replace(config, lr=1e-3), resume=True, progress=False)
+    args = ["finetune", "--model", base_dir, "--data", data_file, "--out", str(out), "--max-steps", "2",
+            *[x for k, v in FAST.items() for x in (f"--{k.replace('_', '-')}", str(v))]]
+    result = CliRunner().invoke(app, [*args, "--resume"])
+    assert result.exit_code == 0, result.output
+    line = (f"{out}: already finished (2 steps, loss {first.final_loss:.4f}); "
+            "nothing to resume, nothing rewritten")
+    assert result.output.splitlines() == [line]
+    assert files() == before
+    refused = CliRunner().invoke(app, args)  # without --resume: not empty
+    assert refused.exit_code == 1 and "not empty" in refused.output
+
+
+def test_an_unfinished_run_is_named_as_such_where_a_model_is_expected(base_dir, data_file, tmp_path):
+    """A run folder killed before its adapter was written: loading it says how to finish it."""
+    config = FinetuneConfig(max_steps=4, **{**FAST, "checkpoint_every": 2})
+
+    def crash(step: int, loss: float) -> None:
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(base_dir, data_file, tmp_path / "mine", config, progress=False, on_step=crash)
+    for load in (misdir.load_model, misdir.models.model_shape):
+        with pytest.raises(misdir.models.ModelLoadError, match=r"neither config.*misdir finetune --resume"):
+            load(str(tmp_path / "mine"))
+    (tmp_path / "other").mkdir()
+    with pytest.raises(misdir.models.ModelLoadError, match=r"adapter\)$"):
+        misdir.load_model(str(tmp_path / "other"))
