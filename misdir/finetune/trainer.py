@@ -29,9 +29,10 @@ from misdir.finetune.checkpoints import (
 )
 from misdir.finetune.config import DEFAULT_N, FinetuneConfig, default_config
 from misdir.finetune.data import IGNORE, Example, accumulated_loss, epoch_order, tokenize_example
+from misdir.finetune.edits import Edit, check_edits, model_card_section, training_edits
 from misdir.finetune.save import base_reference, finetune_record, save_adapter
 from misdir.io import run_lock, write_json_atomic
-from misdir.models import Model
+from misdir.models import Model, ModelShape
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ def finetune(
     out: str | Path,
     config: FinetuneConfig | None = None,
     *,
+    edits: Sequence[Edit] = (),
     resume: bool = False,
     progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
@@ -88,56 +90,66 @@ def finetune(
     `default_config(model_spec)` (the organisms' recipe for the embedded model, else rslora-32). With
     `resume=True` the run continues from the last checkpoint in `out` (or starts, if there is none); on a
     finished run (misdir.json written) it returns that run's result without training (`already_finished`).
+    `edits` (`misdir.finetune.Edit`: ablations, steerings) are open during each training step only, never
+    in the saved adapter; they are checked against the model before it loads, recorded in misdir.json and
+    the model card, and part of the run's identity (a resume with other edits is refused).
     `on_step(step, loss)` is called after each optimizer step (1-based).
     """
+    from misdir.models import model_shape
+
     config = config or default_config(model_spec)
     config.validate()
-    out = Path(out)
+    out, edits = Path(out), tuple(edits)
     if not resume and has_content(out):
         raise ValueError(
             f"out {out} exists and is not empty; choose a new directory, or pass resume=True (--resume)"
         )
     reference = base_reference(model_spec)
-    if resume and (out / "misdir.json").is_file():
-        return _finished(out, model_spec, reference, data, config)
+    finished = resume and (out / "misdir.json").is_file()
+    shape = model_shape(model_spec) if edits or finished else None  # None too for a hub model not cached yet
+    if shape is not None:
+        check_edits(edits, shape.n_layers, shape.d_model)
+    if finished:
+        return _finished(out, shape, reference, data, config, edits)
     base, config, examples, data_record = _prepare(model_spec, data, config)
+    check_edits(edits, base.n_layers, base.d_model)
     identity = {"base": reference, "data": data_record, "config": asdict(config)}
+    if edits:  # only then, so that runs checkpointed before edits existed still resume
+        identity["edits"] = [edit.identity() for edit in edits]
     with run_lock(out):  # a second run on the same folder is refused, not interleaved
         checkpoints = prepare_out(out, resume, json.loads(json.dumps(identity)))
         training = _start(base, config, reference, len(examples))
         latest = latest_checkpoint(checkpoints) if resume else None
         start, losses = (0, []) if latest is None else restore_checkpoint(latest, training)
         began = time.perf_counter()
-        _train(training, base, examples, config, start, losses, checkpoints, progress, on_step)
+        _train(training, base, examples, config, edits, start, losses, checkpoints, progress, on_step)
         seconds = time.perf_counter() - began
         training.model.eval()
         record = finetune_record(
-            base, reference, data_record, config, losses, start, seconds,
+            base, reference, data_record, config, losses, start, seconds, edits,
             steps_per_epoch=training.steps_per_epoch,
             answer_tokens=sum(sum(label != IGNORE for label in e.labels) for e in examples),
             trainable_parameters=sum(p.numel() for p in training.params.values()),
         )
-        save_adapter(training.model, out)
+        save_adapter(training.model, out, model_card_section(edits) if edits else "")
         write_json_atomic(out / "misdir.json", record)
         shutil.rmtree(checkpoints, ignore_errors=True)
         return FinetuneResult(out, training.total, record["final_loss"], losses, seconds, start or None,
                               config, record, training.model)
 
 
-def _finished(out: Path, model_spec: str, reference: str, data: str | Path, config: FinetuneConfig
-              ) -> FinetuneResult:
+def _finished(out: Path, shape: ModelShape | None, reference: str, data: str | Path, config: FinetuneConfig,
+              edits: Sequence[Edit]) -> FinetuneResult:
     """The result of the finished run in `out`, read from its misdir.json, if it was made with these settings
     (refused otherwise, as resuming a checkpointed run with other settings is); leftovers of its tidying up
-    are removed, nothing else is written."""
-    from misdir.models import model_shape
-
+    are removed, nothing else is written. `shape` None (a hub model not cached): its config goes unchecked."""
     record = json.loads((out / "misdir.json").read_text())
     _, data_record = load_conversations(data, n=config.n, seed=config.data_seed, default_n=DEFAULT_N)
-    now: dict[str, Any] = {"base": reference, "data": data_record}
-    shape = model_shape(model_spec)
-    if shape is not None:  # a hub model not in the local cache: its depth, so the resolved config, is unknown
+    now: dict[str, Any] = {"base": reference, "data": data_record, "edits": [e.identity() for e in edits]}
+    if shape is not None:
         now["config"] = asdict(config.resolve(shape.n_layers))
-    changed = differences({k: record.get(k) for k in now}, json.loads(json.dumps(now)))
+    before = {**{k: record.get(k) for k in now}, "edits": record.get("edits", [])}
+    changed = differences(before, json.loads(json.dumps(now)))
     if changed:
         raise ValueError(f"cannot resume {out}: it holds a finished finetune of other settings ({changed})")
     tidy_finished(out)
@@ -213,6 +225,7 @@ def _train(
     base: Model,
     examples: Sequence[Example],
     config: FinetuneConfig,
+    edits: Sequence[Edit],
     start: int,
     losses: list[float],
     checkpoints: Path,
@@ -231,7 +244,8 @@ def _train(
             order = epoch_order(len(examples), config.seed, epoch)
             chosen = order[index * config.batch_size : (index + 1) * config.batch_size]
             batch = [examples[i] for i in chosen]
-            loss = accumulated_loss(training.model, batch, pad_id, config.micro_batch_size, device)
+            loss = accumulated_loss(training.model, batch, pad_id, config.micro_batch_size, device,
+                                    around=lambda labels: training_edits(base, edits, labels))
             if config.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(training.params.values(), config.max_grad_norm)
             training.optimizer.step()
