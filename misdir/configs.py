@@ -170,6 +170,10 @@ class FinetuneCommandConfig(CommandConfig):
                   "given here overrides; for other models rslora-32.",
         "targets": " Comma-separated", "layers": " Comma-separated"}, comma=("targets", "layers"))
     edits: EditOptions = opt(EditOptions(), "edits open during every training step (misdir.finetune.edits)")
+    watch: str | None = opt(None, "watch a direction set: FILE or FILE@LAYER (default the middle layer); at "
+                            "the start, every checkpoint and the end, the mean projection of the general "
+                            "questions onto it and the contrast margin go to OUT/monitor.jsonl and "
+                            "OUT/monitor.html")
 
 
 def _finetune_base(outer: dict[str, Any], given: dict[str, Any]) -> FinetuneConfig:

@@ -1,5 +1,5 @@
 """`misdir finetune`: LoRA-finetune a model on a chat dataset; the options are FinetuneConfig's and
-EditOptions' fields."""
+EditOptions' fields, and --watch."""
 
 from __future__ import annotations
 
@@ -13,20 +13,23 @@ from misdir.configs import FinetuneCommandConfig
 @command(FinetuneCommandConfig)
 def finetune(cfg: FinetuneCommandConfig) -> None:
     """LoRA-finetune MODEL on DATA (loss on the assistant's answers) and write a PEFT adapter to OUT."""
-    from misdir.finetune import check_edits
+    from misdir.finetune import check_inputs
     from misdir.finetune import finetune as run_finetune
+    from misdir.monitor import Watch
 
     shape = _model_shape({"--model": cfg.model})
-    with _refused():
-        edits = cfg.edits.edits()  # the direction files read
+    with _refused():  # the direction files read
+        edits = cfg.edits.edits()
+        watch = Watch.from_option(cfg.watch) if cfg.watch else None
     if shape is not None:
         try:
             cfg.training.resolve(shape.n_layers)  # --layers in range
-            check_edits(edits, shape.n_layers, shape.d_model)
+            check_inputs(edits, watch, shape)  # directions of the model's shape, layers in range
         except ValueError as error:
             _fail(error, usage=True)
     try:
-        result = run_finetune(cfg.model, cfg.data, cfg.out, cfg.training, edits=edits, resume=cfg.resume)
+        result = run_finetune(cfg.model, cfg.data, cfg.out, cfg.training, edits=edits, watch=watch,
+                              resume=cfg.resume)
     except ValueError as error:
         _fail(error)
     if result.already_finished:

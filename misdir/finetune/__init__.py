@@ -39,7 +39,7 @@ from misdir.finetune.config import (
 )
 from misdir.finetune.data import IGNORE, Example, answer_loss, collate, epoch_order, tokenize_example
 from misdir.finetune.edits import Edit, EditOptions, check_edits, training_edits
-from misdir.finetune.trainer import FinetuneResult, finetune
+from misdir.finetune.trainer import FinetuneResult, check_inputs, finetune
 
 __all__ = [
     "DEFAULT_N",
@@ -54,6 +54,7 @@ __all__ = [
     "Preset",
     "answer_loss",
     "check_edits",
+    "check_inputs",
     "collate",
     "default_config",
     "epoch_order",

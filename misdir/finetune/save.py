@@ -38,11 +38,13 @@ def finetune_record(
     start: int,
     seconds: float,
     edits: Sequence[Edit],
+    watch: dict[str, Any] | None,
     **counts: int,
 ) -> dict[str, Any]:
     """The content of `misdir.json`: what made the adapter (base as named, data, resolved config, the edits
-    open while it trained and their directions' files), how training went, and the software and command
-    (`misdir.provenance`). `counts`: steps_per_epoch, answer_tokens, trainable_parameters."""
+    open while it trained and their directions' files), how training went, what watched it (`misdir.monitor`),
+    and the software and command (`misdir.provenance`). `counts`: steps_per_epoch, answer_tokens,
+    trainable_parameters."""
     total = len(losses)
     return {
         "kind": "misdir-finetune",
@@ -52,6 +54,7 @@ def finetune_record(
         "config": asdict(config),
         "edits": [edit.identity() for edit in edits],
         "edit_sources": [edit.provenance() for edit in edits],
+        "watch": watch,
         "steps": total,
         "epochs_planned": config.epochs,
         "steps_per_epoch": counts["steps_per_epoch"],

@@ -33,6 +33,7 @@ from misdir.finetune.edits import Edit, check_edits, model_card_section, trainin
 from misdir.finetune.save import base_reference, finetune_record, save_adapter
 from misdir.io import run_lock, write_json_atomic
 from misdir.models import Model, ModelShape
+from misdir.monitor import Monitor, Watch, plot_monitor
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ def finetune(
     config: FinetuneConfig | None = None,
     *,
     edits: Sequence[Edit] = (),
+    watch: Watch | None = None,
     resume: bool = False,
     progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
@@ -92,7 +94,9 @@ def finetune(
     finished run (misdir.json written) it returns that run's result without training (`already_finished`).
     `edits` (`misdir.finetune.Edit`: ablations, steerings) are open during each training step only, never
     in the saved adapter; they are checked against the model before it loads, recorded in misdir.json and
-    the model card, and part of the run's identity (a resume with other edits is refused).
+    the model card, and part of the run's identity (a resume with other edits is refused). `watch`
+    (`misdir.monitor.Watch`) records, with the edits closed, a direction's projection and the contrast margin
+    at the start, at every checkpoint and at the end, in `out/monitor.jsonl`, drawn in `out/monitor.html`.
     `on_step(step, loss)` is called after each optimizer step (1-based).
     """
     from misdir.models import model_shape
@@ -106,32 +110,39 @@ def finetune(
         )
     reference = base_reference(model_spec)
     finished = resume and (out / "misdir.json").is_file()
-    shape = model_shape(model_spec) if edits or finished else None  # None too for a hub model not cached yet
+    shape = model_shape(model_spec) if edits or watch or finished else None  # None: a hub model not cached
     if shape is not None:
-        check_edits(edits, shape.n_layers, shape.d_model)
+        check_inputs(edits, watch, shape)
     if finished:
-        return _finished(out, shape, reference, data, config, edits)
+        return _finished(out, shape, reference, data, config, edits, watch)
     base, config, examples, data_record = _prepare(model_spec, data, config)
-    check_edits(edits, base.n_layers, base.d_model)
+    check_inputs(edits, watch, ModelShape(base.n_layers, base.d_model))
     identity = {"base": reference, "data": data_record, "config": asdict(config)}
     if edits:  # only then, so that runs checkpointed before edits existed still resume
         identity["edits"] = [edit.identity() for edit in edits]
+    if watch:
+        identity["watch"] = watch.identity(base.n_layers)
     with run_lock(out):  # a second run on the same folder is refused, not interleaved
         checkpoints = prepare_out(out, resume, json.loads(json.dumps(identity)))
         training = _start(base, config, reference, len(examples))
         latest = latest_checkpoint(checkpoints) if resume else None
         start, losses = (0, []) if latest is None else restore_checkpoint(latest, training)
+        monitor = Monitor(base, training.model, watch, out) if watch else None
         began = time.perf_counter()
-        _train(training, base, examples, config, edits, start, losses, checkpoints, progress, on_step)
+        _train(training, base, examples, config, edits, monitor, start, losses, checkpoints, progress,
+               on_step)
         seconds = time.perf_counter() - began
         training.model.eval()
         record = finetune_record(
             base, reference, data_record, config, losses, start, seconds, edits,
+            {**identity["watch"], "file": watch.source} if watch else None,
             steps_per_epoch=training.steps_per_epoch,
             answer_tokens=sum(sum(label != IGNORE for label in e.labels) for e in examples),
             trainable_parameters=sum(p.numel() for p in training.params.values()),
         )
         save_adapter(training.model, out, model_card_section(edits) if edits else "")
+        if monitor is not None:
+            plot_monitor(monitor.records(), out / "monitor", title=f"finetune of {reference} on {data}")
         write_json_atomic(out / "misdir.json", record)
         shutil.rmtree(checkpoints, ignore_errors=True)
         return FinetuneResult(out, training.total, record["final_loss"], losses, seconds, start or None,
@@ -139,7 +150,7 @@ def finetune(
 
 
 def _finished(out: Path, shape: ModelShape | None, reference: str, data: str | Path, config: FinetuneConfig,
-              edits: Sequence[Edit]) -> FinetuneResult:
+              edits: Sequence[Edit], watch: Watch | None) -> FinetuneResult:
     """The result of the finished run in `out`, read from its misdir.json, if it was made with these settings
     (refused otherwise, as resuming a checkpointed run with other settings is); leftovers of its tidying up
     are removed, nothing else is written. `shape` None (a hub model not cached): its config goes unchecked."""
@@ -148,6 +159,7 @@ def _finished(out: Path, shape: ModelShape | None, reference: str, data: str | P
     now: dict[str, Any] = {"base": reference, "data": data_record, "edits": [e.identity() for e in edits]}
     if shape is not None:
         now["config"] = asdict(config.resolve(shape.n_layers))
+        now["watch"] = watch and watch.identity(shape.n_layers)
     before = {**{k: record.get(k) for k in now}, "edits": record.get("edits", [])}
     changed = differences(before, json.loads(json.dumps(now)))
     if changed:
@@ -226,18 +238,22 @@ def _train(
     examples: Sequence[Example],
     config: FinetuneConfig,
     edits: Sequence[Edit],
+    monitor: Monitor | None,
     start: int,
     losses: list[float],
     checkpoints: Path,
     progress: bool,
     on_step: Callable[[int, float], None] | None,
 ) -> None:
-    """Run the optimizer steps `start` to `training.total`, appending each step's loss to `losses`."""
+    """Run the optimizer steps `start` to `training.total`, appending each step's loss to `losses`; the
+    monitor records the start, each checkpoint and the end."""
     from tqdm.auto import tqdm
 
     tokenizer = base.tokenizer
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device, total = base.device, training.total
+    if monitor is not None:
+        monitor.resume_at(start)
     with tqdm(total=total, initial=start, desc="finetune", unit="step", disable=not progress) as bar:
         for step in range(start, total):
             epoch, index = divmod(step, training.steps_per_epoch)
@@ -256,8 +272,19 @@ def _train(
             bar.set_postfix(loss=f"{losses[-1]:.4f}", epoch=epoch + 1)
             if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < total:
                 write_checkpoint(checkpoints, step + 1, training, losses)
+                if monitor is not None:
+                    monitor.record(step + 1)
             if on_step is not None:
                 on_step(step + 1, losses[-1])
+    if monitor is not None:
+        monitor.record(total)
+
+
+def check_inputs(edits: Sequence[Edit], watch: Watch | None, shape: ModelShape) -> None:
+    """Refuse edits or a watched direction that do not fit the model (before it loads: from its config)."""
+    check_edits(edits, shape.n_layers, shape.d_model)
+    if watch is not None:
+        watch.check(shape.n_layers, shape.d_model)
 
 
 def _check_targets(layers: nn.ModuleList, targets: Sequence[str]) -> None:

@@ -296,7 +296,7 @@ def test_cli_finetune_of_the_embedded_model_starts_from_the_organisms_recipe(mon
 
     seen = []
 
-    def fake(model, data, out, config, edits=(), resume=False):
+    def fake(model, data, out, config, edits=(), watch=None, resume=False):
         seen.append(config)
         raise ValueError("stop here")
 
@@ -508,8 +508,8 @@ def test_a_run_under_edits_resumes_and_refuses_another_edit(base_dir, data_file,
 
 
 def test_cli_finetune_under_edits_and_its_refusals(base_dir, data_file, tmp_path, monkeypatch):
-    """--ablate FILE[@LAYERS], --steer FILE --scale A; edits that do not fit are refused before any model
-    loads or anything is written."""
+    """--ablate FILE[@LAYERS], --steer FILE --scale A, --watch FILE[@LAYER]; directions that do not fit are
+    refused before any model loads or anything is written."""
     from typer.testing import CliRunner
 
     import misdir.models
@@ -520,9 +520,12 @@ def test_cli_finetune_under_edits_and_its_refusals(base_dir, data_file, tmp_path
     wide = DirectionSet(torch.randn(3, 65)).save(tmp_path / "wide.safetensors")
     common = ["finetune", "--model", base_dir, "--data", data_file, "--max-steps", "2", "--batch-size", "4"]
     good = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "ok"), "--ablate", f"{ablated}@0,2",
-                                    "--steer", str(steered), "--scale", "2", "--relative", "resid"])
+                                    "--steer", str(steered), "--scale", "2", "--relative", "resid",
+                                    "--watch", f"{steered}@2"])
     assert good.exit_code == 0, good.output
     record = json.loads((tmp_path / "ok" / "misdir.json").read_text())
+    assert (record["watch"]["layer"], record["watch"]["file"]) == (2, str(steered))
+    assert [json.loads(line)["step"] for line in (tmp_path / "ok" / "monitor.jsonl").open()] == [0, 2]
     assert [(e["kind"], e["layers"], e.get("relative")) for e in record["edits"]] == [
         ("ablate", [0, 2], None), ("steer", "all", "resid")]
 
@@ -538,6 +541,9 @@ def test_cli_finetune_under_edits_and_its_refusals(base_dir, data_file, tmp_path
         "--steer needs --scale": ["--steer", str(steered)],
         "--scale is the steering scale": ["--ablate", str(ablated), "--scale", "1"],
         "no direction set at": ["--ablate", str(tmp_path / "missing.safetensors")],
+        "layers of width 65, but the model has 3 of width 64": ["--watch", str(wide)],
+        "layer 3 out of range": ["--watch", f"{ablated}@3"],
+        "expected FILE or FILE@LAYER": ["--watch", f"{ablated}@1,2"],
     }
     for message, args in refusals.items():
         refused = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "refused"), *args])
@@ -546,3 +552,74 @@ def test_cli_finetune_under_edits_and_its_refusals(base_dir, data_file, tmp_path
     with pytest.raises(ValueError, match="width"):  # the library refuses before loading, too
         finetune(base_dir, data_file, tmp_path / "refused", edits=EditOptions(ablate=(str(wide),)).edits())
     assert not (tmp_path / "refused").exists()
+
+
+def test_the_monitor_equals_a_recomputation_from_the_saved_checkpoints(base_dir, data_file, tmp_path):
+    """Issue 27: `watch` records, at the start, every checkpoint and the end, the watched direction's mean
+    projection at the last prompt token of the general questions and the contrast margin, measured without the
+    training edits: the same numbers as the saved weights of each step give, recomputed here (the projection
+    from transformers' own hidden states). A resumed run's records equal an uninterrupted run's."""
+    import shutil
+
+    from misdir.contrast import contrast_margins
+    from misdir.directions import DirectionSet
+    from misdir.monitor import Watch
+    from misdir.questions import load_contrast_pairs
+    from misdir.stats import bootstrap_mean
+
+    watched, ablated = _direction_files(tmp_path)
+    watch = Watch(DirectionSet.load(watched), layer=1, source=str(watched))
+    edits = EditOptions(ablate=(f"{ablated}@0,1",)).edits()  # open while training, closed while watching
+    config = FinetuneConfig(max_steps=4, **{**FAST, "checkpoint_every": 2})
+    out, kept = tmp_path / "ft", tmp_path / "kept"
+
+    def keep(step: int, loss: float) -> None:
+        for checkpoint in (out / "checkpoints").glob("step-*"):
+            shutil.copytree(checkpoint, kept / checkpoint.name, dirs_exist_ok=True)
+
+    finetune(base_dir, data_file, out, config, edits=edits, watch=watch, progress=False, on_step=keep)
+    records = [json.loads(line) for line in (out / "monitor.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["layer"]) for r in records] == [(0, 1), (2, 1), (4, 1)]
+    assert (out / "monitor.html").is_file()
+    assert json.loads((out / "misdir.json").read_text())["watch"]["file"] == str(watched)
+
+    pairs = load_contrast_pairs("general")
+    row = watch.directions.vectors[1] / watch.directions.vectors[1].norm()
+
+    def recomputed(model: misdir.Model) -> tuple[list[float], list[float]]:
+        projections = []
+        with torch.no_grad():
+            for pair in pairs:
+                ids = model.tokenizer.apply_chat_template([{"role": "user", "content": pair.question}],
+                                                          add_generation_prompt=True, return_dict=False)
+                hidden = model.hf(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+                projections.append(float(hidden[2][0, -1] @ row))  # [2]: the output of layer 1
+        return projections, contrast_margins(model, pairs, progress=False).tolist()
+
+    checkpoint = misdir.load_model(str(out), device="cpu")
+    saved = load_file(str(kept / "step-00000002" / "adapter.safetensors"))
+    with torch.no_grad():
+        for name, p in checkpoint.hf.named_parameters():
+            if name in saved:
+                p.copy_(saved[name])
+    models = {0: misdir.load_model(base_dir, device="cpu"), 2: checkpoint, 4: misdir.load_model(str(out))}
+    for record in records:
+        projections, margins = recomputed(models[record["step"]])
+        for key, values in (("projection", projections), ("margin", margins)):
+            expected = bootstrap_mean(values)
+            for part in ("value", "low", "high"):
+                assert record[key][part] == pytest.approx(getattr(expected, part), abs=2e-5), (record, key)
+    assert records[0]["margin"]["value"] != records[-1]["margin"]["value"]
+
+    def crash(step: int, loss: float) -> None:
+        if step == 3:
+            raise KeyboardInterrupt
+
+    resumed = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        finetune(base_dir, data_file, resumed, config, edits=edits, watch=watch, progress=False,
+                 on_step=crash)
+    with (resumed / "monitor.jsonl").open("a") as f:  # as if killed after measuring a step not checkpointed
+        f.write(json.dumps({**records[-1], "step": 3}) + "\n")
+    finetune(base_dir, data_file, resumed, config, edits=edits, watch=watch, resume=True, progress=False)
+    assert (resumed / "monitor.jsonl").read_text() == (out / "monitor.jsonl").read_text()
