@@ -146,8 +146,9 @@ def plot_monitor(records: list[dict[str, Any]], stem: str | Path, title: str = "
     for row, key in enumerate(names, start=1):
         values = [r[key] for r in records]
         band_y = [v["high"] for v in values] + [v["low"] for v in values][::-1]
-        band = go.Scatter(x=steps + steps[::-1], y=band_y, mode="lines", fill="toself", fillcolor=colours[key],
-                          opacity=0.2, line={"width": 0}, hoverinfo="skip", name=f"{key} 95% interval")
+        band = go.Scatter(x=steps + steps[::-1], y=band_y, mode="lines", fill="toself",
+                          fillcolor=colours[key], opacity=0.2, line={"width": 0}, hoverinfo="skip",
+                          name=f"{key} 95% interval")
         line = go.Scatter(x=steps, y=[v["value"] for v in values], mode="lines+markers", name=key,
                           line={"color": colours[key]})
         fig.add_trace(band, row=row, col=1)
