@@ -139,7 +139,7 @@ def training_edits(model: Model, edits: Sequence[Edit], labels: Int[Tensor, "bat
 
 def model_card_section(edits: Sequence[Edit]) -> str:
     """The adapter's model card note of the edits it was trained under."""
-    lines = ["", "## Trained under edits (misdir)", "",
+    lines = ["", "", "## Trained under edits (misdir)", "",
              "These edits were open during every training step and are not part of this adapter, which runs "
              "without them (misdir.json: `edits`, `edit_sources`).", ""]
     for edit in edits:

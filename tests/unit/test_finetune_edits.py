@@ -138,6 +138,9 @@ def test_edits_that_do_not_fit_the_model_are_refused(tiny):
     other = directions(tiny, 2)
     fine = [Edit("ablate", good, (0,)), Edit("ablate", same, (2,)), Edit("steer", other, scale=1.0)]
     check_edits(fine, *fits)  # the same directions ablated twice, other ones steered
+    bare = Edit("ablate", torch.randn(tiny.d_model))  # one [d_model] vector: the same at every layer
+    check_edits([bare], *fits)
+    assert (bare.identity()["site"], bare.identity()["layers"]) == ("resid_post", "all")
     with pytest.raises(ValueError, match="steering needs a finite scale"):
         Edit("steer", good)
     with pytest.raises(ValueError, match="an ablation takes no scale"):
