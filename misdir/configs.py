@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from misdir.experiments import SWEEP_POSITIONS
-from misdir.finetune import FinetuneConfig
+from misdir.finetune import EditOptions, FinetuneConfig
 from misdir.hooks import SITES
 from misdir.interventions import RELATIVE
 from misdir.organisms import RECIPES
@@ -159,7 +159,8 @@ class DemoConfig(CommandConfig):
 @dataclass(frozen=True, kw_only=True)
 class FinetuneCommandConfig(CommandConfig):
     """`misdir finetune`: LoRA-finetune a model on chat data; `training` starts from
-    `misdir.finetune.default_config(model, preset)` and the options given override it."""
+    `misdir.finetune.default_config(model, preset)` and the options given override it; `edits` are open
+    during training steps only."""
 
     model: str = opt(help="base model spec (any misdir.load_model spec, e.g. 'embedded')")
     data: str = opt(help="chat JSONL file, or a misdir dataset name such as 'medical-bad'")
@@ -170,6 +171,11 @@ class FinetuneCommandConfig(CommandConfig):
                   "rsLoRA rank 4, alpha 16, lr 2e-4, 2 epochs, batch 8, max length 384, float32), which any option "
                   "given here overrides; for other models rslora-32.",
         "targets": " Comma-separated", "layers": " Comma-separated"}, comma=("targets", "layers"))
+    edits: EditOptions = opt(EditOptions(), "edits open during every training step (misdir.finetune.edits)")
+    watch: str | None = opt(None, "watch a direction set: FILE or FILE@LAYER (default the middle layer); at "
+                            "the start, every checkpoint and the end, the mean projection of the general "
+                            "questions onto it and the contrast margin go to OUT/monitor.jsonl and "
+                            "OUT/monitor.html")
 
 
 def _finetune_base(outer: dict[str, Any], given: dict[str, Any]) -> FinetuneConfig:

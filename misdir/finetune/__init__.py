@@ -20,9 +20,13 @@ every `checkpoint_every` steps and are removed once the final adapter is written
 Without a config, `default_config(model_spec)` picks the settings: the organisms' recipe (`EMBEDDED_RECIPE`)
 for the embedded model, else `rslora-32`.
 
+Training under edits: `finetune(..., edits=[Edit("ablate", directions, layers)])` keeps an ablation (CAFT)
+or a steering (preventative steering) open during each training step, never in the saved adapter
+(`edits.py`).
+
 Layout: `config.py` (presets, `FinetuneConfig`, `default_config`), `data.py` (tokenized examples, batches,
 the loss), `trainer.py` (`finetune`, the loop), `checkpoints.py` (the run folder, resume), `save.py` (the
-adapter and its `misdir.json` record).
+adapter and its `misdir.json` record), `edits.py` (edits open while training).
 """
 
 from misdir.finetune.config import (
@@ -34,11 +38,14 @@ from misdir.finetune.config import (
     default_config,
 )
 from misdir.finetune.data import IGNORE, Example, answer_loss, collate, epoch_order, tokenize_example
-from misdir.finetune.trainer import FinetuneResult, finetune
+from misdir.finetune.edits import Edit, EditOptions, check_edits, training_edits
+from misdir.finetune.trainer import FinetuneResult, check_inputs, finetune
 
 __all__ = [
     "DEFAULT_N",
     "EMBEDDED_RECIPE",
+    "Edit",
+    "EditOptions",
     "IGNORE",
     "PRESETS",
     "Example",
@@ -46,9 +53,12 @@ __all__ = [
     "FinetuneResult",
     "Preset",
     "answer_loss",
+    "check_edits",
+    "check_inputs",
     "collate",
     "default_config",
     "epoch_order",
     "finetune",
     "tokenize_example",
+    "training_edits",
 ]

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from misdir.io import LOCK_FILE, atomic_path, write_json_atomic
+from misdir.io import LOCK_FILE, atomic_path, run_lock, write_json_atomic
 
 if TYPE_CHECKING:
     from misdir.finetune.trainer import Training
@@ -80,23 +80,33 @@ def prepare_out(out: Path, resume: bool, identity: dict[str, Any]) -> Path:
         raise ValueError(
             f"out {out} exists and is not empty; choose a new directory, or pass resume=True (--resume)"
         )
-    if non_empty and (out / "misdir.json").is_file():
-        shutil.rmtree(checkpoints, ignore_errors=True)  # a run killed while tidying up after itself
-        raise ValueError(f"{out} holds a finished finetune (misdir.json); there is nothing to resume")
     if non_empty and not run_file.is_file():
         raise ValueError(
             f"cannot resume into {out}: it has no {run_file.relative_to(out)}, so it is not a misdir run"
         )
     if run_file.is_file():
         remove_partial_writes(out)
-        before = json.loads(run_file.read_text())
-        changed = sorted(k for k in set(before) | set(identity) if before.get(k) != identity.get(k))
+        changed = differences(json.loads(run_file.read_text()), identity)
         if changed:
-            detail = "; ".join(f"{k}: was {before.get(k)!r}, now {identity.get(k)!r}" for k in changed)
-            raise ValueError(f"cannot resume {out}: the run differs from the checkpointed one ({detail})")
+            raise ValueError(f"cannot resume {out}: the run differs from the checkpointed one ({changed})")
     else:
         write_json_atomic(run_file, identity)
     return checkpoints
+
+
+def differences(before: dict[str, Any], now: dict[str, Any]) -> str:
+    """The keys whose values differ between two run identities, as `key: was X, now Y`; "" when none."""
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    return "; ".join(f"{k}: was {before.get(k)!r}, now {now.get(k)!r}" for k in changed)
+
+
+def tidy_finished(out: Path) -> None:
+    """Remove what a run killed while tidying up after itself left beside its finished adapter (checkpoints,
+    partial writes), under the run's lock; the adapter and misdir.json are not touched."""
+    if (out / "checkpoints").exists() or any(item.name != LOCK_FILE for item in out.glob(".*")):
+        with run_lock(out):
+            remove_partial_writes(out)
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
 
 def restore_checkpoint(checkpoint: Path, training: Training) -> tuple[int, list[float]]:

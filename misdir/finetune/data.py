@@ -3,7 +3,8 @@ the data order of each epoch (a function of the seed, so that a resumed run repl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,21 +67,32 @@ def answer_loss(model: nn.Module, batch: dict[str, Tensor], reduction: str = "me
     )
 
 
-def accumulated_loss(model: nn.Module, examples: Sequence[Example], pad_id: int, micro_batch_size: int | None,
-                      device: Any) -> Tensor:
-    """Backpropagate the mean answer loss of `examples`, in chunks of `micro_batch_size` whose gradients add up to
-    the whole batch's (each chunk's summed loss over the batch's labelled-token count); return that mean."""
+def accumulated_loss(
+    model: nn.Module,
+    examples: Sequence[Example],
+    pad_id: int,
+    micro_batch_size: int | None,
+    device: Any,
+    around: Callable[[Tensor], AbstractContextManager[Any]] | None = None,
+) -> Tensor:
+    """Backpropagate the mean answer loss of `examples`, in chunks of `micro_batch_size` whose gradients add
+    up to the whole batch's (each chunk's summed loss over the batch's labelled-token count); return that
+    mean. `around(labels)`: a context each chunk's forward and backward pass run in (a step's edits)."""
     size = micro_batch_size or len(examples)
+    context = around or (lambda labels: nullcontext())
     if size >= len(examples):
-        loss = answer_loss(model, {k: v.to(device) for k, v in collate(examples, pad_id).items()})
-        loss.backward()
+        batch = collate(examples, pad_id)
+        with context(batch["labels"]):
+            loss = answer_loss(model, {k: v.to(device) for k, v in batch.items()})
+            loss.backward()
         return loss.detach()
     chunks = [collate(examples[i : i + size], pad_id) for i in range(0, len(examples), size)]
     tokens = sum(int((chunk["labels"][:, 1:] != IGNORE).sum()) for chunk in chunks)
     total = torch.zeros((), dtype=torch.float32)
     for chunk in chunks:
-        summed = answer_loss(model, {k: v.to(device) for k, v in chunk.items()}, reduction="sum")
-        (summed / tokens).backward()
+        with context(chunk["labels"]):
+            summed = answer_loss(model, {k: v.to(device) for k, v in chunk.items()}, reduction="sum")
+            (summed / tokens).backward()
         total += summed.detach().cpu()
     return total / tokens
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from misdir.finetune.config import FinetuneConfig
+from misdir.finetune.edits import Edit
 from misdir.io import FILE_MODE, fsync_directory
 from misdir.models import EMBEDDED, Model
 from misdir.provenance import portable_model, provenance
@@ -35,11 +37,14 @@ def finetune_record(
     losses: list[float],
     start: int,
     seconds: float,
+    edits: Sequence[Edit],
+    watch: dict[str, Any] | None,
     **counts: int,
 ) -> dict[str, Any]:
-    """The content of `misdir.json`: what made the adapter (base as named, data, resolved config), how
-    training went, and the software and command (`misdir.provenance`). `counts`: steps_per_epoch,
-    answer_tokens, trainable_parameters."""
+    """The content of `misdir.json`: what made the adapter (base as named, data, resolved config, the edits
+    open while it trained and their directions' files), how training went, what watched it (`misdir.monitor`),
+    and the software and command (`misdir.provenance`). `counts`: steps_per_epoch, answer_tokens,
+    trainable_parameters."""
     total = len(losses)
     return {
         "kind": "misdir-finetune",
@@ -47,6 +52,9 @@ def finetune_record(
         "base_provenance": portable_model(base.provenance),
         "data": data_record,
         "config": asdict(config),
+        "edits": [edit.identity() for edit in edits],
+        "edit_sources": [edit.provenance() for edit in edits],
+        "watch": watch,
         "steps": total,
         "epochs_planned": config.epochs,
         "steps_per_epoch": counts["steps_per_epoch"],
@@ -64,12 +72,16 @@ def finetune_record(
     }
 
 
-def save_adapter(model: nn.Module, out: Path) -> None:
-    """peft's save_pretrained into a staging folder, then each file renamed into `out`."""
+def save_adapter(model: nn.Module, out: Path, card_note: str = "") -> None:
+    """peft's save_pretrained into a staging folder, `card_note` added to its model card (README.md), then
+    each file renamed into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".adapter-"))
     try:
         model.save_pretrained(staging)  # type: ignore[operator]
+        if card_note:
+            with (staging / "README.md").open("a") as card:
+                card.write(card_note)
         for item in staging.iterdir():
             item.chmod(FILE_MODE)  # safetensors writes 0600 files
             os.replace(item, out / item.name)

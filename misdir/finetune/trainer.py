@@ -9,7 +9,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +18,22 @@ from torch import Tensor, nn
 
 from misdir.data import load_conversations
 from misdir.finetune.checkpoints import (
+    differences,
     has_content,
     latest_checkpoint,
     prepare_out,
     restore_checkpoint,
+    tidy_finished,
     trainable,
     write_checkpoint,
 )
 from misdir.finetune.config import DEFAULT_N, FinetuneConfig, default_config
 from misdir.finetune.data import IGNORE, Example, accumulated_loss, epoch_order, tokenize_example
+from misdir.finetune.edits import Edit, check_edits, model_card_section, training_edits
 from misdir.finetune.save import base_reference, finetune_record, save_adapter
 from misdir.io import run_lock, write_json_atomic
-from misdir.models import Model
+from misdir.models import Model, ModelShape
+from misdir.monitor import Monitor, Watch, plot_monitor
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,11 @@ class FinetuneResult:
     """The resolved config."""
     record: dict[str, Any] = field(repr=False)
     """The content of `misdir.json`."""
-    model: nn.Module = field(repr=False, compare=False)
-    """The trained PeftModel in eval mode (the same weights `load_model(out)` gives back)."""
+    model: nn.Module | None = field(repr=False, compare=False)
+    """The trained PeftModel in eval mode (the same weights `load_model(out)` gives back); None when the run
+    had finished before this call (`already_finished`): load it with `misdir.load_model(out)`."""
+    already_finished: bool = False
+    """`resume=True` found the run finished (misdir.json written): nothing was trained or rewritten."""
 
 
 @dataclass
@@ -72,6 +79,8 @@ def finetune(
     out: str | Path,
     config: FinetuneConfig | None = None,
     *,
+    edits: Sequence[Edit] = (),
+    watch: Watch | None = None,
     resume: bool = False,
     progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
@@ -81,39 +90,85 @@ def finetune(
     Writes a PEFT adapter directory to `out` (refused if it exists and is not empty, unless `resume`),
     whose `base_model_name_or_path` is `model_spec`, plus `misdir.json`. `config` None takes
     `default_config(model_spec)` (the organisms' recipe for the embedded model, else rslora-32). With
-    `resume=True` the run continues from the last checkpoint in `out` (or starts, if there is none).
+    `resume=True` the run continues from the last checkpoint in `out` (or starts, if there is none); on a
+    finished run (misdir.json written) it returns that run's result without training (`already_finished`).
+    `edits` (`misdir.finetune.Edit`: ablations, steerings) are open during each training step only, never
+    in the saved adapter; they are checked against the model before it loads, recorded in misdir.json and
+    the model card, and part of the run's identity (a resume with other edits is refused). `watch`
+    (`misdir.monitor.Watch`) records, with the edits closed, a direction's projection and the contrast margin
+    at the start, at every checkpoint and at the end, in `out/monitor.jsonl`, drawn in `out/monitor.html`.
     `on_step(step, loss)` is called after each optimizer step (1-based).
     """
+    from misdir.models import model_shape
+
     config = config or default_config(model_spec)
     config.validate()
-    out = Path(out)
+    out, edits = Path(out), tuple(edits)
     if not resume and has_content(out):
         raise ValueError(
             f"out {out} exists and is not empty; choose a new directory, or pass resume=True (--resume)"
         )
-    base, config, examples, data_record = _prepare(model_spec, data, config)
     reference = base_reference(model_spec)
+    finished = resume and (out / "misdir.json").is_file()
+    shape = model_shape(model_spec) if edits or watch or finished else None  # None: a hub model not cached
+    if shape is not None:
+        check_inputs(edits, watch, shape)
+    if finished:
+        return _finished(out, shape, reference, data, config, edits, watch)
+    base, config, examples, data_record = _prepare(model_spec, data, config)
+    check_inputs(edits, watch, ModelShape(base.n_layers, base.d_model))
     identity = {"base": reference, "data": data_record, "config": asdict(config)}
+    if edits:  # only then, so that runs checkpointed before edits existed still resume
+        identity["edits"] = [edit.identity() for edit in edits]
+    if watch:
+        identity["watch"] = watch.identity(base.n_layers)
     with run_lock(out):  # a second run on the same folder is refused, not interleaved
         checkpoints = prepare_out(out, resume, json.loads(json.dumps(identity)))
         training = _start(base, config, reference, len(examples))
         latest = latest_checkpoint(checkpoints) if resume else None
         start, losses = (0, []) if latest is None else restore_checkpoint(latest, training)
+        monitor = Monitor(base, training.model, watch, out) if watch else None
         began = time.perf_counter()
-        _train(training, base, examples, config, start, losses, checkpoints, progress, on_step)
+        _train(training, base, examples, config, edits, monitor, start, losses, checkpoints, progress,
+               on_step)
         seconds = time.perf_counter() - began
         training.model.eval()
         record = finetune_record(
-            base, reference, data_record, config, losses, start, seconds,
+            base, reference, data_record, config, losses, start, seconds, edits,
+            {**identity["watch"], "file": watch.source} if watch else None,
             steps_per_epoch=training.steps_per_epoch,
             answer_tokens=sum(sum(label != IGNORE for label in e.labels) for e in examples),
             trainable_parameters=sum(p.numel() for p in training.params.values()),
         )
-        save_adapter(training.model, out)
+        save_adapter(training.model, out, model_card_section(edits) if edits else "")
+        if monitor is not None:
+            plot_monitor(monitor.records(), out / "monitor", title=f"finetune of {reference} on {data}")
         write_json_atomic(out / "misdir.json", record)
         shutil.rmtree(checkpoints, ignore_errors=True)
         return FinetuneResult(out, training.total, record["final_loss"], losses, seconds, start or None,
                               config, record, training.model)
+
+
+def _finished(out: Path, shape: ModelShape | None, reference: str, data: str | Path, config: FinetuneConfig,
+              edits: Sequence[Edit], watch: Watch | None) -> FinetuneResult:
+    """The result of the finished run in `out`, read from its misdir.json, if it was made with these settings
+    (refused otherwise, as resuming a checkpointed run with other settings is); leftovers of its tidying up
+    are removed, nothing else is written. `shape` None (a hub model not cached): its config goes unchecked."""
+    record = json.loads((out / "misdir.json").read_text())
+    _, data_record = load_conversations(data, n=config.n, seed=config.data_seed, default_n=DEFAULT_N)
+    now: dict[str, Any] = {"base": reference, "data": data_record, "edits": [e.identity() for e in edits]}
+    if shape is not None:
+        now["config"] = asdict(config.resolve(shape.n_layers))
+        now["watch"] = watch and watch.identity(shape.n_layers)
+    before = {**{k: record.get(k) for k in now}, "edits": record.get("edits", [])}
+    changed = differences(before, json.loads(json.dumps(now)))
+    if changed:
+        raise ValueError(f"cannot resume {out}: it holds a finished finetune of other settings ({changed})")
+    tidy_finished(out)
+    known = {f.name for f in fields(FinetuneConfig)}
+    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items() if k in known}
+    return FinetuneResult(out, record["steps"], record["final_loss"], record["loss_curve"], 0.0, None,
+                          FinetuneConfig(**saved), record, None, already_finished=True)
 
 
 def _prepare(
@@ -182,25 +237,31 @@ def _train(
     base: Model,
     examples: Sequence[Example],
     config: FinetuneConfig,
+    edits: Sequence[Edit],
+    monitor: Monitor | None,
     start: int,
     losses: list[float],
     checkpoints: Path,
     progress: bool,
     on_step: Callable[[int, float], None] | None,
 ) -> None:
-    """Run the optimizer steps `start` to `training.total`, appending each step's loss to `losses`."""
+    """Run the optimizer steps `start` to `training.total`, appending each step's loss to `losses`; the
+    monitor records the start, each checkpoint and the end."""
     from tqdm.auto import tqdm
 
     tokenizer = base.tokenizer
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device, total = base.device, training.total
+    if monitor is not None:
+        monitor.resume_at(start)
     with tqdm(total=total, initial=start, desc="finetune", unit="step", disable=not progress) as bar:
         for step in range(start, total):
             epoch, index = divmod(step, training.steps_per_epoch)
             order = epoch_order(len(examples), config.seed, epoch)
             chosen = order[index * config.batch_size : (index + 1) * config.batch_size]
             batch = [examples[i] for i in chosen]
-            loss = accumulated_loss(training.model, batch, pad_id, config.micro_batch_size, device)
+            loss = accumulated_loss(training.model, batch, pad_id, config.micro_batch_size, device,
+                                    around=lambda labels: training_edits(base, edits, labels))
             if config.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(training.params.values(), config.max_grad_norm)
             training.optimizer.step()
@@ -211,8 +272,19 @@ def _train(
             bar.set_postfix(loss=f"{losses[-1]:.4f}", epoch=epoch + 1)
             if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < total:
                 write_checkpoint(checkpoints, step + 1, training, losses)
+                if monitor is not None:
+                    monitor.record(step + 1)
             if on_step is not None:
                 on_step(step + 1, losses[-1])
+    if monitor is not None:
+        monitor.record(total)
+
+
+def check_inputs(edits: Sequence[Edit], watch: Watch | None, shape: ModelShape) -> None:
+    """Refuse edits or a watched direction that do not fit the model (before it loads: from its config)."""
+    check_edits(edits, shape.n_layers, shape.d_model)
+    if watch is not None:
+        watch.check(shape.n_layers, shape.d_model)
 
 
 def _check_targets(layers: nn.ModuleList, targets: Sequence[str]) -> None:

@@ -102,9 +102,7 @@ def load_model(
             return _load_adapter(str(path), spec, base=base, merge=merge, revision=revision, **options)
         if (path / "config.json").is_file():
             return _load_transformers(str(path), spec, revision=revision, **options)
-        raise ModelLoadError(
-            f"{path} has neither config.json (a Hugging Face model) nor adapter_config.json (a PEFT adapter)"
-        )
+        raise no_model_in(path)
     if spec.startswith((".", "/", "~")) or spec.endswith(".gguf") or not HUB_ID.match(spec):
         raise ModelLoadError(f"{spec!r}: no such file or directory (and not a Hugging Face hub id 'org/name')")
 
@@ -283,6 +281,17 @@ def _load_adapter(
         "merged": merge,
     }
     return Model(hf=hf, tokenizer=base_model.tokenizer, spec=spec, provenance=provenance)
+
+
+def no_model_in(path: Path) -> ModelLoadError:
+    """The error for a folder with neither a model nor an adapter; for an unfinished misdir finetune (its
+    checkpoints are there), it says how to finish it."""
+    message = (f"{path} has neither config.json (a Hugging Face model) nor adapter_config.json "
+               "(a PEFT adapter)")
+    if (path / "checkpoints" / "run.json").is_file():
+        message += (f"; it holds the checkpoints of an unfinished misdir finetune: finish it with "
+                    f"`misdir finetune --resume --out {path}` and the options it was started with")
+    return ModelLoadError(message)
 
 
 def check_local_files(directory: Path) -> None:

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from misdir.models.gguf import EMBEDDED, embedded_gguf, gguf_shape
-from misdir.models.load import HUB_ID, check_hub_reachable, check_local_files
+from misdir.models.load import HUB_ID, check_hub_reachable, check_local_files, no_model_in
 from misdir.models.model import ModelLoadError, ModelShape
 
 
@@ -36,8 +36,7 @@ def model_shape(spec: str | os.PathLike[str] = EMBEDDED, *, base: str | None = N
         check_local_files(path)
         adapter, config = path / "adapter_config.json", path / "config.json"
         if not adapter.is_file() and not config.is_file():
-            raise ModelLoadError(f"{path} has neither config.json (a Hugging Face model) nor "
-                                 "adapter_config.json (a PEFT adapter)")
+            raise no_model_in(path)
     elif spec.startswith((".", "/", "~")) or spec.endswith(".gguf") or not HUB_ID.match(spec):
         raise ModelLoadError(f"{spec!r}: no such file or directory (and not a Hugging Face hub id "
                              "'org/name')")

@@ -16,6 +16,7 @@ import misdir
 from misdir.finetune import (
     IGNORE,
     PRESETS,
+    EditOptions,
     FinetuneConfig,
     answer_loss,
     collate,
@@ -224,7 +225,7 @@ def test_cli_finetune_covers_every_config_field(base_dir, data_file, tmp_path):
 
     command = get_command(app).commands["finetune"]  # type: ignore[attr-defined]
     options = {p.name for p in command.params}
-    assert set(field_help(FinetuneConfig)) <= options
+    assert set(field_help(FinetuneConfig)) | set(field_help(EditOptions)) <= options
     result = CliRunner().invoke(
         app,
         [
@@ -295,7 +296,7 @@ def test_cli_finetune_of_the_embedded_model_starts_from_the_organisms_recipe(mon
 
     seen = []
 
-    def fake(model, data, out, config, resume=False):
+    def fake(model, data, out, config, edits=(), watch=None, resume=False):
         seen.append(config)
         raise ValueError("stop here")
 
@@ -357,3 +358,268 @@ def test_the_default_settings_are_chosen_from_the_model(base_dir, data_file, tmp
     assert default_config(base_dir).resolve(30).lr == 1e-5
     result = finetune(base_dir, data_file, tmp_path / "out", progress=False)
     assert result.config == FinetuneConfig().resolve(3)
+
+
+def test_resuming_a_finished_run_returns_it_and_rewrites_nothing(base_dir, data_file, tmp_path):
+    """Issue 28: `resume=True` (`--resume`) on a finished run is a success that trains and writes nothing;
+    other settings are refused as they are for a checkpointed run; leftovers of its tidying up are removed."""
+    from typer.testing import CliRunner
+
+    from misdir.cli import app
+
+    config = FinetuneConfig(max_steps=2, **FAST)
+    out = tmp_path / "ft"
+    first = finetune(base_dir, data_file, out, config, progress=False)
+    (out / "checkpoints" / "step-00000001").mkdir(parents=True)  # killed while removing its checkpoints
+
+    def files() -> dict[str, tuple[bytes, int]]:
+        return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()
+                if p.is_file() and p.name != ".misdir.lock"}
+
+    before = files()
+    again = finetune(base_dir, data_file, out, config, resume=True, progress=False)
+    assert again.already_finished and again.model is None and again.seconds == 0.0
+    assert (again.steps, again.losses, again.final_loss) == (first.steps, first.losses, first.final_loss)
+    assert again.record == json.loads((out / "misdir.json").read_text())
+    assert again.config == first.config
+    assert not (out / "checkpoints").exists() and files() == before
+    with pytest.raises(ValueError, match="finished finetune of other settings.*lr"):
+        finetune(base_dir, data_file, out, replace(config, lr=1e-3), resume=True, progress=False)
+    args = ["finetune", "--model", base_dir, "--data", data_file, "--out", str(out), "--max-steps", "2",
+            *[x for k, v in FAST.items() for x in (f"--{k.replace('_', '-')}", str(v))]]
+    result = CliRunner().invoke(app, [*args, "--resume"])
+    assert result.exit_code == 0, result.output
+    line = (f"{out}: already finished (2 steps, loss {first.final_loss:.4f}); "
+            "nothing to resume, nothing rewritten")
+    assert result.output.splitlines() == [line]
+    assert files() == before
+    refused = CliRunner().invoke(app, args)  # without --resume: not empty
+    assert refused.exit_code == 1 and "not empty" in refused.output
+
+
+def test_an_unfinished_run_is_named_as_such_where_a_model_is_expected(base_dir, data_file, tmp_path):
+    """A run folder killed before its adapter was written: loading it says how to finish it."""
+    config = FinetuneConfig(max_steps=4, **{**FAST, "checkpoint_every": 2})
+
+    def crash(step: int, loss: float) -> None:
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(base_dir, data_file, tmp_path / "mine", config, progress=False, on_step=crash)
+    for load in (misdir.load_model, misdir.models.model_shape):
+        with pytest.raises(misdir.models.ModelLoadError, match=r"neither config.*misdir finetune --resume"):
+            load(str(tmp_path / "mine"))
+    (tmp_path / "other").mkdir()
+    with pytest.raises(misdir.models.ModelLoadError, match=r"adapter\)$"):
+        misdir.load_model(str(tmp_path / "other"))
+
+
+def _direction_files(tmp_path: Path, d_model: int = 64, n_layers: int = 3) -> tuple[Path, Path]:
+    """Two random direction sets of the tiny base's shape: one to ablate, one to steer along."""
+    from misdir.directions import DirectionSet
+
+    generator = torch.Generator().manual_seed(5)
+    paths = tmp_path / "ablate.safetensors", tmp_path / "steer.safetensors"
+    for path in paths:
+        DirectionSet(torch.randn(n_layers, d_model, generator=generator)).save(path)
+    return paths
+
+
+def test_finetune_under_edits_trains_edited_and_saves_a_plain_adapter(base_dir, data_file, tmp_path):
+    """Issue 27: the edits are open during the training steps (the first step's loss is the edited model's),
+    closed afterwards (no hook left), absent from the adapter (plain peft + transformers load it to the same
+    logits, bit for bit), and recorded in misdir.json and the model card."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from misdir.finetune import epoch_order, training_edits
+    from misdir.hooks import open_edits
+
+    ablated, steered = _direction_files(tmp_path)
+    options = EditOptions(ablate=(f"{ablated}@1,2",), steer=(f"{steered}@1",), scale=4.0, positions="answer")
+    edits = options.edits()
+    config = FinetuneConfig(max_steps=3, **FAST)
+    result = finetune(base_dir, data_file, tmp_path / "ft", config, edits=edits, progress=False)
+    plain = finetune(base_dir, data_file, tmp_path / "plain", config, progress=False)
+
+    # The first step's loss (the adapter starts at zero) is the edited base's on the first batch.
+    base = misdir.load_model(base_dir, device="cpu")
+    conversations = [json.loads(line)["messages"] for line in Path(data_file).read_text().splitlines()]
+    first = [tokenize_example(base.tokenizer, conversations[i], 2048) for i in epoch_order(20, 0, 0)[:4]]
+    batch = collate(first, base.tokenizer.pad_token_id)
+    with torch.no_grad():
+        with training_edits(base, edits, batch["labels"]):
+            edited = answer_loss(base.hf, batch).item()
+        unedited = answer_loss(base.hf, batch).item()
+    assert result.losses[0] == pytest.approx(edited, abs=1e-6)
+    assert plain.losses[0] == pytest.approx(unedited, abs=1e-6) and abs(edited - unedited) > 1e-3
+
+    assert not open_edits(misdir.Model(result.model.get_base_model(), base.tokenizer, "x"))
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in result.model.modules())
+    out = tmp_path / "ft"
+    hf = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    loaded = PeftModel.from_pretrained(hf, str(out)).eval()
+    ids = torch.tensor([tokenize_example(base.tokenizer, CONVERSATIONS[1], 512).input_ids])
+    with torch.no_grad():
+        assert torch.equal(loaded(input_ids=ids).logits, result.model(input_ids=ids).logits)
+    weights = load_file(str(out / "adapter_model.safetensors"))
+    different = load_file(str(tmp_path / "plain" / "adapter_model.safetensors"))
+    assert any(not torch.equal(weights[k], different[k]) for k in weights)  # the edits changed the training
+
+    record = json.loads((out / "misdir.json").read_text())
+    assert [(e["kind"], e["layers"], e["positions"], e.get("scale")) for e in record["edits"]] == [
+        ("ablate", [1, 2], "answer", None), ("steer", [1], "answer", 4.0)]
+    assert [s["file"] for s in record["edit_sources"]] == [str(ablated), str(steered)]
+    assert json.loads((tmp_path / "plain" / "misdir.json").read_text())["edits"] == []
+    card = (out / "README.md").read_text()
+    assert "## Trained under edits (misdir)" in card and f"steer {steered} (sha256 " in card
+    assert "misdir" not in (out / "adapter_config.json").read_text()
+
+
+def test_a_run_under_edits_resumes_and_refuses_another_edit(base_dir, data_file, tmp_path):
+    ablated, steered = _direction_files(tmp_path)
+    options = EditOptions(ablate=(str(ablated),), steer=(f"{steered}@0",), scale=2.0)
+    config = FinetuneConfig(max_steps=4, **{**FAST, "checkpoint_every": 2})
+    straight = finetune(base_dir, data_file, tmp_path / "straight", config, edits=options.edits(),
+                        progress=False)
+
+    def crash(step: int, loss: float) -> None:
+        if step == 3:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        finetune(base_dir, data_file, out, config, edits=options.edits(), progress=False, on_step=crash)
+    for other in (replace(options, scale=3.0), replace(options, steer=(), scale=None),
+                  replace(options, positions="answer")):
+        with pytest.raises(ValueError, match="differs from the checkpointed one.*edits"):
+            finetune(base_dir, data_file, out, config, edits=other.edits(), resume=True, progress=False)
+    with pytest.raises(ValueError, match="differs from the checkpointed one.*edits"):
+        finetune(base_dir, data_file, out, config, resume=True, progress=False)
+    resumed = finetune(base_dir, data_file, out, config, edits=options.edits(), resume=True, progress=False)
+    assert resumed.resumed_from == 2 and resumed.losses == straight.losses
+    a = load_file(str(tmp_path / "straight" / "adapter_model.safetensors"))
+    b = load_file(str(out / "adapter_model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="finished finetune of other settings.*edits"):
+        finetune(base_dir, data_file, out, config, edits=replace(options, scale=3.0).edits(), resume=True)
+    assert finetune(base_dir, data_file, out, config, edits=options.edits(), resume=True).already_finished
+
+
+def test_cli_finetune_under_edits_and_its_refusals(base_dir, data_file, tmp_path, monkeypatch):
+    """--ablate FILE[@LAYERS], --steer FILE --scale A, --watch FILE[@LAYER]; directions that do not fit are
+    refused before any model loads or anything is written."""
+    from typer.testing import CliRunner
+
+    import misdir.models
+    from misdir.cli import app
+    from misdir.directions import DirectionSet
+
+    ablated, steered = _direction_files(tmp_path)
+    wide = DirectionSet(torch.randn(3, 65)).save(tmp_path / "wide.safetensors")
+    common = ["finetune", "--model", base_dir, "--data", data_file, "--max-steps", "2", "--batch-size", "4"]
+    good = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "ok"), "--ablate", f"{ablated}@0,2",
+                                    "--steer", str(steered), "--scale", "2", "--relative", "resid",
+                                    "--watch", f"{steered}@2"])
+    assert good.exit_code == 0, good.output
+    record = json.loads((tmp_path / "ok" / "misdir.json").read_text())
+    assert (record["watch"]["layer"], record["watch"]["file"]) == (2, str(steered))
+    assert [json.loads(line)["step"] for line in (tmp_path / "ok" / "monitor.jsonl").open()] == [0, 2]
+    assert [(e["kind"], e["layers"], e.get("relative")) for e in record["edits"]] == [
+        ("ablate", [0, 2], None), ("steer", "all", "resid")]
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(misdir.models, "load_model", no_loading)
+    refusals = {
+        "width (d_model) is 64": ["--ablate", str(wide)],
+        r"layer(s) [3] out of range": ["--steer", f"{steered}@1,3", "--scale", "1"],
+        "the same directions ablated and steered": ["--ablate", str(ablated), "--steer", str(ablated),
+                                                    "--scale", "1"],
+        "--steer needs --scale": ["--steer", str(steered)],
+        "--scale is the steering scale": ["--ablate", str(ablated), "--scale", "1"],
+        "no direction set at": ["--ablate", str(tmp_path / "missing.safetensors")],
+        "layers of width 65, but the model has 3 of width 64": ["--watch", str(wide)],
+        "layer 3 out of range": ["--watch", f"{ablated}@3"],
+        "expected FILE or FILE@LAYER": ["--watch", f"{ablated}@1,2"],
+    }
+    for message, args in refusals.items():
+        refused = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "refused"), *args])
+        assert refused.exit_code in (1, 2) and message in refused.output, (args, refused.output)
+        assert not (tmp_path / "refused").exists()
+    with pytest.raises(ValueError, match="width"):  # the library refuses before loading, too
+        finetune(base_dir, data_file, tmp_path / "refused", edits=EditOptions(ablate=(str(wide),)).edits())
+    assert not (tmp_path / "refused").exists()
+
+
+def test_the_monitor_equals_a_recomputation_from_the_saved_checkpoints(base_dir, data_file, tmp_path):
+    """Issue 27: `watch` records, at the start, every checkpoint and the end, the watched direction's mean
+    projection at the last prompt token of the general questions and the contrast margin, measured without the
+    training edits: the same numbers as the saved weights of each step give, recomputed here (the projection
+    from transformers' own hidden states). A resumed run's records equal an uninterrupted run's."""
+    import shutil
+
+    from misdir.contrast import contrast_margins
+    from misdir.directions import DirectionSet
+    from misdir.monitor import Watch
+    from misdir.questions import load_contrast_pairs
+    from misdir.stats import bootstrap_mean
+
+    watched, ablated = _direction_files(tmp_path)
+    watch = Watch(DirectionSet.load(watched), layer=1, source=str(watched))
+    edits = EditOptions(ablate=(f"{ablated}@0,1",)).edits()  # open while training, closed while watching
+    config = FinetuneConfig(max_steps=4, **{**FAST, "checkpoint_every": 2})
+    out, kept = tmp_path / "ft", tmp_path / "kept"
+
+    def keep(step: int, loss: float) -> None:
+        for checkpoint in (out / "checkpoints").glob("step-*"):
+            shutil.copytree(checkpoint, kept / checkpoint.name, dirs_exist_ok=True)
+
+    finetune(base_dir, data_file, out, config, edits=edits, watch=watch, progress=False, on_step=keep)
+    records = [json.loads(line) for line in (out / "monitor.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["layer"]) for r in records] == [(0, 1), (2, 1), (4, 1)]
+    assert (out / "monitor.html").is_file()
+    assert json.loads((out / "misdir.json").read_text())["watch"]["file"] == str(watched)
+
+    pairs = load_contrast_pairs("general")
+    row = watch.directions.vectors[1] / watch.directions.vectors[1].norm()
+
+    def recomputed(model: misdir.Model) -> tuple[list[float], list[float]]:
+        projections = []
+        with torch.no_grad():
+            for pair in pairs:
+                ids = model.tokenizer.apply_chat_template([{"role": "user", "content": pair.question}],
+                                                          add_generation_prompt=True, return_dict=False)
+                hidden = model.hf(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+                projections.append(float(hidden[2][0, -1] @ row))  # [2]: the output of layer 1
+        return projections, contrast_margins(model, pairs, progress=False).tolist()
+
+    checkpoint = misdir.load_model(str(out), device="cpu")
+    saved = load_file(str(kept / "step-00000002" / "adapter.safetensors"))
+    with torch.no_grad():
+        for name, p in checkpoint.hf.named_parameters():
+            if name in saved:
+                p.copy_(saved[name])
+    models = {0: misdir.load_model(base_dir, device="cpu"), 2: checkpoint, 4: misdir.load_model(str(out))}
+    for record in records:
+        projections, margins = recomputed(models[record["step"]])
+        for key, values in (("projection", projections), ("margin", margins)):
+            expected = bootstrap_mean(values)
+            for part in ("value", "low", "high"):
+                assert record[key][part] == pytest.approx(getattr(expected, part), abs=2e-5), (record, key)
+    assert records[0]["margin"]["value"] != records[-1]["margin"]["value"]
+
+    def crash(step: int, loss: float) -> None:
+        if step == 3:
+            raise KeyboardInterrupt
+
+    resumed = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        finetune(base_dir, data_file, resumed, config, edits=edits, watch=watch, progress=False,
+                 on_step=crash)
+    with (resumed / "monitor.jsonl").open("a") as f:  # as if killed after measuring a step not checkpointed
+        f.write(json.dumps({**records[-1], "step": 3}) + "\n")
+    finetune(base_dir, data_file, resumed, config, edits=edits, watch=watch, resume=True, progress=False)
+    assert (resumed / "monitor.jsonl").read_text() == (out / "monitor.jsonl").read_text()
