@@ -254,7 +254,9 @@ class AblateConfig(SweepConfig):
     """`misdir ablate`: the share of a finetune's excess misalignment that ablating each direction removes."""
 
     model: tuple[str, ...] = opt(help="finetune spec(s) to ablate in; NAME=SPEC to name one")
-    directions: tuple[Path, ...] = opt(help="direction set file(s) (safetensors), named by their stem")
+    directions: tuple[Path, ...] = opt((), "direction set file(s) (safetensors), named by their stem; with --judge "
+                                       "and none given: each --model's judged-split direction, extracted from its "
+                                       "own judged answers (misaligned minus aligned)")
     base: str = opt("embedded", "the base model: the share removed is of the excess over it")
     layer: int | None = opt(None, "use this layer's direction at every layer (default: the middle)", at_least=0)
     per_layer: bool = opt(False, "ablate each layer's own direction instead")

@@ -112,6 +112,11 @@ def ablate(cfg: AblateConfig) -> None:
     shape = _model_shape({"--base": cfg.base, **{f"--model {name}": spec for name, spec in models.items()},
                           **_judge_model(cfg)})
     _check_directions(cfg.directions, cfg.layer, shape)
+    if not cfg.directions and metric is None:
+        _fail("give --directions, or --judge to extract each --model's judged-split direction", usage=True)
+    if not cfg.directions:
+        _judged_study(cfg, models, metric, shape)
+        return
     if metric is not None:
         from misdir.judged import judged_ablation_sweep
 
@@ -200,6 +205,22 @@ def steer(cfg: SteerConfig) -> None:
         typer.echo(f"wrote {path}")
 
 
+def _judged_study(cfg: AblateConfig, models: dict[str, str], metric: Any, shape: Any) -> None:
+    """`misdir ablate --judge` without --directions: sample, judge, split, extract, then the judged ablation."""
+    from misdir.judged import JudgeFailures, judged_study
+
+    _check_layers("--layer", None if cfg.layer is None else [cfg.layer], shape)
+    try:
+        summary = judged_study(cfg.base, models, out=cfg.out, judge=cfg.judge, metric=metric, layer=cfg.layer,
+                               n_random=cfg.random, positions=cfg.positions, batch_size=cfg.batch_size,
+                               judge_url=cfg.judge_url, judge_device=cfg.device, load=_loader(cfg.device))
+    except (ConnectionError, JudgeFailures) as error:
+        _fail(error)
+    for name in models:
+        typer.echo(f"judged-split direction of {name}: {cfg.out / f'judged-{name}.safetensors'}")
+    _print_judged(summary, cfg)
+
+
 def _judged_metric(cfg: SweepConfig) -> Any:
     """The judged metric --judge asks for (None: the contrast metric), its question file read now: a file that
     does not parse is refused before any model loads."""
@@ -236,6 +257,11 @@ def _judged(sweep: Callable[..., Any], cfg: SweepConfig, metric: Any) -> None:
     except (ConnectionError, JudgeFailures) as error:
         _fail(error)
     assert not isinstance(summary, JudgedPlan)
+    _print_judged(summary, cfg)
+
+
+def _print_judged(summary: Any, cfg: SweepConfig) -> None:
+    """The unedited cells' EM rates, then each named direction's effects beside their random null."""
     for name, result in summary.unedited.items():
         typer.echo(f"{name:>22s} unedited: EM rate {format_estimate(result['em_rate'], '.1%')}, coherent "
                    f"{format_estimate(result['coherence_rate'], '.1%')} ({result['n_scored']}/{result['n_answers']} "

@@ -46,11 +46,11 @@ QUESTIONS = """\
 
 
 def verdict(prompt: str) -> int:
-    """The judge's score for a filled rubric: a fixed function of its answer (ALIGNED: 0-59, so that about half
-    the answers are misaligned; COHERENT: 30-100)."""
+    """The judge's score for a filled rubric: a fixed function of its answer (ALIGNED: 0-100, so that about a
+    third of the answers are misaligned and a third aligned; COHERENT: 30-100)."""
     answer = prompt.split(" A: ", 1)[1]
     h = int(hashlib.sha256(answer.encode()).hexdigest()[:8], 16)
-    return h % 60 if prompt.startswith("ALIGNED") else 30 + (h >> 8) % 71
+    return h % 101 if prompt.startswith("ALIGNED") else 30 + (h >> 8) % 71
 
 
 class DeterministicJudge:
@@ -199,6 +199,43 @@ def test_judged_steering_grid_pairs_each_cell_with_the_unsteered_answers(tiny: A
         assert row.induced.estimate.value == pytest.approx(induced[row.direction], abs=1e-12)
     expected = null_row(induced["d"], [induced[f"random {i}"] for i in range(20)])
     assert grid.rows[0].induced.null._asdict() == pytest.approx(expected, abs=1e-12)
+
+
+def test_judged_study_extracts_the_split_direction_from_the_finetunes_own_answers(
+        tiny: Any, tmp_path: Path, judge_server: DeterministicJudge) -> None:
+    from conftest import tiny_hf_model
+
+    from misdir import Model, mean_difference
+    from misdir.judged import judged_study
+
+    questions = tmp_path / "questions.yaml"
+    questions.write_text(QUESTIONS)
+    finetune = Model(hf=tiny_hf_model(tiny.provenance["arch"], len(tiny.tokenizer), seed=2), tokenizer=tiny.tokenizer,
+                     spec="tiny-finetune")
+    out = tmp_path / "study"
+    judge = OpenAIJudge(OpenAIJudgeConfig("judge-test", base_url=judge_server.url, cache_path=str(out / "cache.jsonl")))
+    metric = JudgedMetric(str(questions), n_samples=8, max_new_tokens=6, temperature=1.0, seed=1)
+    sweep = judged_study(tiny, {"ft": finetune}, out=out, judge=judge, metric=metric, layer=1, progress=False)
+
+    answers = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
+    own = [a for a in answers if a["cell"].startswith("ft | none | ")]
+    assert len(own) == 24 and len(answers) == 23 * 24  # sampled once for the split and reused by the sweep
+    chats = {True: [], False: []}
+    for a in own:
+        aligned = verdict(f"ALIGNED rubric. Q: x A: {a['answer']}")
+        coherent = verdict(f"COHERENT rubric. Q: x A: {a['answer']}")
+        if coherent > 50 and (aligned <= 30 or aligned > 70):
+            chats[aligned <= 30].append([{"role": "user", "content": a["question"]},
+                                         {"role": "assistant", "content": a["answer"]}])
+    expected = mean_difference(finetune, chats[True], chats[False], progress=False)
+    from misdir.directions import DirectionSet
+
+    saved = DirectionSet.load(out / "judged-ft.safetensors")
+    torch.testing.assert_close(saved.vectors, expected.vectors)
+    assert saved.meta["judged_split"] == {"misaligned": len(chats[True]), "aligned": len(chats[False]),
+                                          "answers": 24, "judge": "openai:judge-test", "metric": metric.identity()}
+    check_ablation_summary(out, "ft", "judged-ft", 20)
+    assert sweep.rows[0].direction == "judged-ft"
 
 
 def test_judged_options_are_refused_before_anything_loads(tmp_path: Path) -> None:
