@@ -4,7 +4,6 @@ load -> hook/cache -> directions -> similarity -> interventions -> evaluation.
 """
 
 from misdir.cache import cache_activations
-from misdir.catalog import load_steering_vector
 from misdir.data import ChatExample, load_chat_jsonl, make_dataset
 from misdir.directions import DirectionSet, mean_difference, split_by_judgement
 from misdir.generate import Answer, generate, load_answers, save_answers
@@ -23,6 +22,7 @@ from misdir.sae import (
     zero_latents,
 )
 from misdir.similarity import cosine_by_layer, cosine_matrix, pairwise_cosines
+from misdir.steering_vectors import load_steering_vector
 
 __all__ = [
     "SITES",

@@ -6,14 +6,15 @@ alpha, targets and layers; a steering vector's layer and alpha) are not written 
 from the release's own files, when it is loaded (`AdapterFacts` in a model's provenance) or listed
 (`read_facts`, `misdir models --details`).
 
-`load_steering_vector` turns a published steering vector (the authors' `steering_vector.pt`) into a
-`DirectionSet`, so that it can be ablated, steered with and compared like any direction misdir computes.
+A published steering vector's file (the authors' `steering_vector.pt`) is found and read here
+(`steering_vector_file`, `read_steering_vector`); `misdir.steering_vectors.load_steering_vector` makes it
+a `DirectionSet`. The catalog stands below the directions and below loading: `misdir.models` resolves `em:`
+names with it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -23,10 +24,7 @@ from typing import Any, NamedTuple
 import torch
 import yaml
 
-from misdir.directions import DirectionSet
-from misdir.io import sha256_file
-from misdir.models import ModelLike, ModelLoadError, as_model
-from misdir.provenance import software
+from misdir.models.model import ModelLoadError
 
 UNVERIFIED = "unverified"
 KINDS = ("base", "adapter", "full-finetune", "finetune", "steering-vector")
@@ -260,13 +258,13 @@ def read_facts(
     """What the release's own files say about it; None when they are not in the hub cache (no `fetch`)."""
     if entry.kind == "steering-vector":
         try:
-            path, name = _steering_vector_file(entry.repo, None, revision=revision, fetch=fetch)
+            path, name = steering_vector_file(entry.repo, None, revision=revision, fetch=fetch)
         except FileNotFoundError:
             if fetch:
                 raise
             return None
-        vector, data = _read_steering_vector(path)
-        return SteeringVectorFacts(layer=int(data["layer_idx"]), alpha=_alpha(data), d_model=vector.numel(),
+        vector, data = read_steering_vector(path)
+        return SteeringVectorFacts(layer=int(data["layer_idx"]), alpha=data["alpha"], d_model=vector.numel(),
                                    norm=float(vector.norm()), file=name)
     config = read_adapter_config(entry.repo, revision=revision, fetch=fetch) if entry.kind != "base" else None
     if config is not None:
@@ -279,86 +277,10 @@ def read_facts(
     return ModelFacts(data.get("model_type"), text.get("num_hidden_layers"), text.get("hidden_size"))
 
 
-# --- published steering vectors -----------------------------------------------------------------------------
+# --- published steering vectors' files ---------------------------------------------------------------------
 
 
-def load_steering_vector(
-    source: str | os.PathLike[str],
-    *,
-    model: ModelLike = None,
-    n_layers: int | None = None,
-    checkpoint: int | None = None,
-    revision: str | None = None,
-) -> DirectionSet:
-    """A published steering vector as a `DirectionSet` at site `mlp_out`, its one non-zero row at its layer.
-
-    `source`: an `em:` catalog name of kind steering-vector, a hub repository id, a local copy of such a
-    repository, or a `steering_vector.pt` file. The file is a torch pickle of
-    `{"steering_vector": [d_model], "layer_idx": int, "alpha": float, ...}` (written by the authors'
-    `finetune/steering_vector_toggle` trainer), read with `torch.load(weights_only=True)`: tensors and plain
-    values only, no code.
-
-    The vector is kept as saved and `meta["alpha"]` records its alpha, so that
-    `steer(model, sv, sv.meta["layers"], scale=sv.meta["alpha"], relative="direction")` adds what the
-    authors' code adds (`alpha * steering_vector` to layer `layer_idx`'s MLP output, at every position), and
-    `ablate(model, sv, sv.meta["layers"])` projects it out there. Rows other than `meta["layers"]` are zero.
-
-    The set has one row per layer of the base: `model`'s (whose width is checked), else `n_layers`, else
-    those of the base's config.json (the catalog family's base for an `em:` name, else `base_model` in the
-    repository's adapter_config.json). `checkpoint=N` reads the checkpoint in `checkpoints/checkpoint-N/`.
-    """
-    source = os.fspath(source)
-    entry: CatalogEntry | None = None
-    repo, base = source, None
-    if source.startswith("em:"):
-        entry = catalog_entry(source)
-        if entry.kind != "steering-vector":
-            raise ValueError(f"{source} is a {entry.kind}, not a steering vector: misdir.load_model loads it")
-        repo, base = entry.repo, entry.base
-    path, name = _steering_vector_file(repo, checkpoint, revision=revision)
-    vector, data = _read_steering_vector(path)
-    layer, d_model = int(data["layer_idx"]), vector.numel()
-
-    if model is not None:
-        model = as_model(model)
-        if model.d_model != d_model:
-            raise ValueError(
-                f"{source}: the steering vector has d_model {d_model}, but {model.spec} has {model.d_model}"
-            )
-        n_layers, base = model.n_layers, model.spec
-    elif n_layers is None:
-        if base is None and Path(source).suffix != ".pt":
-            config = read_adapter_config(source, revision=revision)
-            base = (config or {}).get("base_model")
-        if base is None:
-            raise ValueError(f"{source}: no base model is known to size the set; pass model= or n_layers=")
-        n_layers = _base_layers(base, d_model, source)
-    if not 0 <= layer < n_layers:
-        raise ValueError(f"{source}: the vector is for layer {layer}; the base has {n_layers} layers")
-
-    vectors = torch.zeros(n_layers, d_model)
-    vectors[layer] = vector
-    meta = {
-        "method": "published-steering-vector",
-        "source": source,
-        "repo": entry.repo if entry else (None if Path(source).exists() else source),
-        "catalog_entry": entry.to_dict() if entry else None,
-        "file": name,
-        "file_sha256": sha256_file(path),
-        "revision": revision,
-        "checkpoint": checkpoint,
-        "layers": [layer],
-        "alpha": _alpha(data) if _alpha(data) is not None else 1.0,
-        "alpha_in_file": _alpha(data) is not None,
-        "approach": data.get("approach"),
-        "base": base,
-        "site_from": "the authors' trainer adds alpha * steering_vector to layer_idx's mlp.down_proj output",
-        **software(),
-    }
-    return DirectionSet(vectors, site=STEERING_VECTOR_SITE, meta=meta)
-
-
-def _steering_vector_file(
+def steering_vector_file(
     source: str, checkpoint: int | None, *, revision: str | None = None, fetch: bool = True
 ) -> tuple[Path, str]:
     """A repository's steering_vector.pt: its local path (downloaded if need be), and its name there."""
@@ -380,7 +302,9 @@ def _steering_vector_file(
     raise FileNotFoundError(f"{source}: no steering vector found ({'; '.join(errors)})")
 
 
-def _read_steering_vector(path: Path) -> tuple[torch.Tensor, dict[str, Any]]:
+def read_steering_vector(path: Path) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The vector of a published steering_vector.pt, and all the file holds, its `alpha` made a float (None
+    where the file has none)."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -400,20 +324,5 @@ def _read_steering_vector(path: Path) -> tuple[torch.Tensor, dict[str, Any]]:
         raise ValueError(
             f"{path}: steering_vector has {vector.numel()} values, the file says d_model {data['d_model']}"
         )
-    return vector, data
-
-
-def _alpha(data: dict[str, Any]) -> float | None:
-    return float(data["alpha"]) if data.get("alpha") is not None else None
-
-
-def _base_layers(base: str, d_model: int, source: str) -> int:
-    """The base's layer count from its config.json, after checking its width against the vector's."""
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(base).get_text_config()
-    if config.hidden_size != d_model:
-        raise ValueError(
-            f"{source}: the steering vector has d_model {d_model}, but base {base} has {config.hidden_size}"
-        )
-    return int(config.num_hidden_layers)
+    alpha = float(data["alpha"]) if data.get("alpha") is not None else None
+    return vector, {**data, "alpha": alpha}

@@ -311,15 +311,15 @@ def _eos_ids(model: Model) -> list[int]:
 def _decoding(model: Model, cache: str, max_cache_len: int) -> dict[str, Any]:
     """Which KV cache `generate` uses and whether transformers compiles the decode step, with the reason."""
     on_cuda = model.input_device.type == "cuda"
-    positional = [r for r in active_interventions(model) if r.get("positions", "all") != "all"]
+    eager = [r["eager"] for r in active_interventions(model) if r.get("eager")]  # what the open edits need
     devices = set(getattr(model.hf, "hf_device_map", {}).values())
     refused = None
     if not on_cuda:
         refused = "not on a CUDA device"
     elif len(devices) > 1:
         refused = "model split over several devices"
-    elif positional:
-        refused = "an edit at some positions only is open (its position bookkeeping runs in Python each step)"
+    elif eager:
+        refused = eager[0]
     elif not getattr(model.hf, "_can_compile_fullgraph", True):
         refused = f"transformers does not compile {type(model.hf).__name__}"
     attention = "grouped (misdir.attention)" if uses_grouped_attention(model.hf) else "the model's own"

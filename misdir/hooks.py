@@ -176,6 +176,8 @@ def _lens_hook(fn: HookFn) -> Callable[..., Tensor | None]:
 
 def open_edits(model: Model) -> list[dict[str, Any]]:
     """The records of the edits (`misdir.ablate`, `misdir.steer`, ...) open on `model` now, outermost first.
+    A record says what the edit needs of whoever runs the model inside it: `eager`, why a decode step must
+    not be compiled around it (`misdir.generate` then decodes eagerly).
 
     The list lives on the model's Hugging Face module itself, so every `Model` wrapping that module sees the
     same edits, and it goes away with the module. This is the live list: `recording` appends and removes.

@@ -303,7 +303,11 @@ def _intervene(
     model: Model, fwd_hooks: list[tuple[str, HookFn]], record: dict[str, Any], tracker: TokenTracker | None = None
 ) -> Iterator[None]:
     """Open `fwd_hooks` on `model` and record the edit as active; `tracker` (for positional edits) watches the
-    decoder's forward passes while it is open."""
+    decoder's forward passes while it is open. An edit at some positions only says in its record (`eager`)
+    that a decode step cannot be compiled around it: which tokens it edits is Python state between steps."""
+    if tracker is not None and tracker.positions != "all":
+        record["eager"] = (f"an edit at positions={tracker.positions!r} is open "
+                           "(its position bookkeeping runs in Python each step)")
     with hooks(model, fwd_hooks), tracker.watching() if tracker is not None else contextlib.nullcontext():
         with recording(model, record):
             yield

@@ -7,6 +7,8 @@
   catalog shipped with misdir (`misdir.catalog`; `misdir models` lists it);
 - a `.gguf` file; a local Hugging Face directory; a PEFT adapter directory (`adapter_config.json`);
 - a Hugging Face hub id (`Qwen/Qwen2.5-7B-Instruct`), a model or an adapter, downloaded by transformers.
+
+`as_model` takes what a public misdir function is given for a model (`ModelLike`) to a `Model`, loading a spec.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from torch import nn
 
 from misdir.models.architectures import architecture_of
 from misdir.models.gguf import EMBEDDED, converted_gguf, embedded_gguf
-from misdir.models.model import Model, ModelLoadError
+from misdir.models.model import Model, ModelLike, ModelLoadError
 from misdir.provenance import misdir_version
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -112,6 +114,20 @@ def load_model(
     if find_adapter_config_file(spec, revision=revision) is not None:
         return _load_adapter(spec, spec, base=base, merge=merge, revision=revision, **options)
     return _load_transformers(spec, spec, revision=revision, **options)
+
+
+def as_model(model: ModelLike) -> Model:
+    """Accept a misdir Model, a TransformerLens model (`HookedTransformer` / `TransformerBridge`), or a
+    spec for `load_model` (loaded with its defaults)."""
+    if isinstance(model, Model):
+        return model
+    if isinstance(model, str | Path):
+        return load_model(model)
+    if hasattr(model, "hook_dict") and hasattr(model, "cfg"):
+        hf = getattr(model, "original_model", model)
+        spec = str(getattr(model.cfg, "model_name", type(model).__name__))
+        return Model(hf=hf, tokenizer=model.tokenizer, spec=spec, provenance={"kind": "transformer-lens"}, lens=model)
+    raise TypeError(f"expected a misdir.Model or a TransformerLens model, got {type(model).__name__}")
 
 
 def check_hub_reachable(spec: str, revision: str | None) -> None:

@@ -1,4 +1,5 @@
-"""`Model`: a hookable causal LM (the transformers model, its tokenizer, where it came from); `as_model`."""
+"""`Model`: a hookable causal LM (the transformers model, its tokenizer, where it came from); `ModelLike`,
+what the public functions take for one (`misdir.models.load.as_model` converts it)."""
 
 from __future__ import annotations
 
@@ -98,19 +99,3 @@ ModelLike = Model | str | Path | nn.Module
 """What a public misdir function takes as a model: a `Model`, a `load_model` spec (hub id, folder, adapter, GGUF,
 "embedded"), or a TransformerLens `HookedTransformer` / `TransformerBridge`. It converts it once, with `as_model`,
 and passes the `Model` inward."""
-
-
-def as_model(model: ModelLike) -> Model:
-    """Accept a misdir Model, a TransformerLens model (`HookedTransformer` / `TransformerBridge`), or a
-    spec for `load_model` (loaded with its defaults)."""
-    if isinstance(model, Model):
-        return model
-    if isinstance(model, str | Path):
-        from misdir.models.load import load_model
-
-        return load_model(model)
-    if hasattr(model, "hook_dict") and hasattr(model, "cfg"):
-        hf = getattr(model, "original_model", model)
-        spec = str(getattr(model.cfg, "model_name", type(model).__name__))
-        return Model(hf=hf, tokenizer=model.tokenizer, spec=spec, provenance={"kind": "transformer-lens"}, lens=model)
-    raise TypeError(f"expected a misdir.Model or a TransformerLens model, got {type(model).__name__}")

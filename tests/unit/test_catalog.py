@@ -26,10 +26,10 @@ from misdir.catalog import (
     catalog,
     check_loaded,
     load_catalog,
-    load_steering_vector,
     read_facts,
 )
 from misdir.cli import app
+from misdir.steering_vectors import load_steering_vector
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 QWEN14 = "Qwen/Qwen2.5-14B-Instruct"

@@ -169,6 +169,21 @@ def test_cache_is_validated_and_auto_picks_the_dynamic_cache_on_the_cpu(tiny):
     assert static.provenance["decoding"]["cache"] == "static" and not static.provenance["decoding"]["compiled"]
 
 
+def test_an_open_edit_that_needs_eager_decoding_says_so_and_generate_decodes_eagerly(tiny, monkeypatch):
+    """The decoding choice asks the open edits what they need (their records' `eager`), not how they work."""
+    from misdir.generate import _decoding
+    from misdir.models import Model
+
+    monkeypatch.setattr(Model, "input_device", property(lambda self: torch.device("cuda")))  # as if on a GPU
+    r = torch.randn(tiny.d_model, generator=torch.Generator().manual_seed(0))
+    with ablate(tiny, r, site=RESID):  # every position: nothing kept between steps
+        assert "positions" not in _decoding(tiny, "auto", 64)["reason"]
+    with ablate(tiny, r, site=RESID, positions="answer"):
+        decoding = _decoding(tiny, "auto", 64)
+    assert decoding["cache"] == "dynamic" and not decoding["compiled"]
+    assert "positions='answer'" in decoding["reason"]
+
+
 def test_static_cache_gives_the_dynamic_caches_tokens_and_logits_under_an_ablation(tiny):
     """The static KV cache (eager on the CPU) sized once for the call: the same greedy answers as the dynamic
     cache under an ablation at every residual site, and the same teacher-forced logits at every decode step."""

@@ -115,6 +115,12 @@ def test_interventions_compose_in_the_order_they_are_opened(tiny, r):
         torch.testing.assert_close(second[0] @ unit(r), torch.full(second.shape[1:2], 4.0), atol=1e-4, rtol=0)
 
 
+def test_an_edit_at_some_positions_says_that_it_needs_eager_decoding(tiny, r):
+    with ablate(tiny, r, positions="skip-first"), steer(tiny, r, None, 2.0):
+        first, second = active_interventions(tiny)
+    assert "positions='skip-first'" in first["eager"] and "eager" not in second
+
+
 def test_hooks_are_gone_after_the_block_and_after_an_exception(tiny, r):
     before = logits(tiny)
     with ablate(tiny, r), steer(tiny, r, None, 2.0):
