@@ -8,7 +8,8 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -16,8 +17,18 @@ from torch import Tensor, nn
 
 from misdir.io import LOCK_FILE, atomic_path, run_lock, write_json_atomic
 
-if TYPE_CHECKING:
-    from misdir.finetune.trainer import Training
+
+@dataclass
+class Training:
+    """One run's moving parts: the PEFT model, its trainable parameters, the optimizer and its schedule."""
+
+    model: nn.Module
+    params: dict[str, Tensor]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    steps_per_epoch: int
+    total: int
+    """Optimizer steps of the whole run."""
 
 
 def trainable(model: nn.Module) -> dict[str, Tensor]:

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from misdir.data import load_conversations
 from misdir.finetune.checkpoints import (
+    Training,
     differences,
     has_content,
     latest_checkpoint,
@@ -58,19 +59,6 @@ class FinetuneResult:
     had finished before this call (`already_finished`): load it with `misdir.load_model(out)`."""
     already_finished: bool = False
     """`resume=True` found the run finished (misdir.json written): nothing was trained or rewritten."""
-
-
-@dataclass
-class Training:
-    """One run's moving parts: the PEFT model, its trainable parameters, the optimizer and its schedule."""
-
-    model: nn.Module
-    params: dict[str, Tensor]
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    steps_per_epoch: int
-    total: int
-    """Optimizer steps of the whole run."""
 
 
 def finetune(
