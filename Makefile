@@ -38,7 +38,10 @@ figures: setup
 	$(BIN)/misdir demo --figures figures/demo
 	cp results/demo/summary.md results/demo/summary.json figures/demo/
 
+# Lint and format checks first (ruff, pinned in the test extra), then the suite.
 test: setup-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 # Execute every notebook into results/notebooks/ for reading; the committed notebooks stay without outputs.

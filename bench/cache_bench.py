@@ -46,8 +46,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batches", type=int, default=4,
-                        help="batches per timed call: caching streams, so the next batch's host work overlaps")
+    parser.add_argument(
+        "--batches",
+        type=int,
+        default=4,
+        help="batches per timed call: caching streams, so the next batch's host work overlaps",
+    )
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled forward's MFU")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak used for MFU")
     args = parser.parse_args()

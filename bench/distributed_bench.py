@@ -43,16 +43,12 @@ def worker(args: argparse.Namespace) -> None:
     if ranks.world_size > 1:  # one set of weights, whatever each rank's random generator did
         for tensor in [*hf.parameters(), *hf.buffers()]:
             dist.broadcast(tensor.data, src=0)
-    model = Model(
-        hf=hf, tokenizer=shapes.stand_in_tokenizer(hf.config.vocab_size), spec=f"random {args.shape}"
-    )
+    model = Model(hf=hf, tokenizer=shapes.stand_in_tokenizer(hf.config.vocab_size), spec=f"random {args.shape}")
     vocab = hf.config.vocab_size
     g = torch.Generator().manual_seed(0)
     inputs = [torch.randint(5, vocab, (args.seq,), generator=g) for _ in range(args.inputs)]
     pairs = [
-        ContrastPair(
-            shapes.words(g, vocab, 24), shapes.words(g, vocab, 32), shapes.words(g, vocab, 32), "made up"
-        )
+        ContrastPair(shapes.words(g, vocab, 24), shapes.words(g, vocab, 32), shapes.words(g, vocab, 32), "made up")
         for _ in range(args.pairs)
     ]
     questions = [shapes.words(g, vocab, 24) for _ in range(args.questions)]
@@ -98,9 +94,7 @@ def worker(args: argparse.Namespace) -> None:
             "seconds": {"cache": cache_s, "contrast": contrast_s, "generate": generate_s},
         }
         out = Path(args.result)
-        torch.save(
-            {"means": means, "items": items, "answers": [a.answer for a in answers]}, out / "tensors.pt"
-        )
+        torch.save({"means": means, "items": items, "answers": [a.answer for a in answers]}, out / "tensors.pt")
         (out / "result.json").write_text(json.dumps(result))
     distributed.shutdown()
 
@@ -159,12 +153,10 @@ def main() -> None:
         t, ref = run["tensors"], one["tensors"]
         run["means_max_abs_diff"] = float((t["means"] - ref["means"]).abs().max())
         run["items_max_abs_diff"] = float((t["items"] - ref["items"]).abs().max())
-        run["answers_identical"] = sum(
-            a == b for a, b in zip(t["answers"], ref["answers"], strict=True)
-        ) / len(ref["answers"])
-        speed = [
-            run[k] / one[k] for k in ("cache_tokens_per_s", "contrast_items_per_s", "generate_answers_per_s")
-        ]
+        run["answers_identical"] = sum(a == b for a, b in zip(t["answers"], ref["answers"], strict=True)) / len(
+            ref["answers"]
+        )
+        speed = [run[k] / one[k] for k in ("cache_tokens_per_s", "contrast_items_per_s", "generate_answers_per_s")]
         print(
             f"{n:5d} {run['cache_tokens_per_s']:12.0f} {speed[0]:5.2f} {run['contrast_items_per_s']:13.1f} "
             f"{speed[1]:5.2f} {run['generate_answers_per_s']:10.2f} {speed[2]:5.2f} "

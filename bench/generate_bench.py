@@ -33,7 +33,8 @@ own effect (the same measure between the float32 edited and plain references). A
 its difference to its own reference is under half its difference to plain's: if hooks were ignored by a compiled
 graph, the logits would sit at plain's and the check fails (plain passes under a quarter of the strongest edit's
 effect). The H200 run of 2026-11-29 used "under a quarter of the edit's effect", which failed the one-site
-`ablate` on bf16 rounding alone (0.059 against an effect of 0.177, plain itself 0.062). Under a compiled cache the hazard is checked directly: a graph
+`ablate` on bf16 rounding alone (0.059 against an effect of 0.177, plain itself 0.062). Under a compiled cache the
+hazard is checked directly: a graph
 compiled without hooks, then `ablate` opened on top of it, and plain again after the block.
 Writes JSON to $OUT/generate_bench_{shape}.json when $OUT is set.
 """
@@ -55,8 +56,14 @@ import torch
 
 RESID = ("resid_pre", "resid_mid", "resid_post")
 VARIANTS = ("plain", "ablate", "ablate3", "ablate3w", "orthogonalized", "lens")
-REFERENCE_EDIT = {"plain": "plain", "ablate": "ablate", "ablate3": "ablate3", "ablate3w": "ablate3",
-                  "orthogonalized": "ablate3", "lens": "ablate"}
+REFERENCE_EDIT = {
+    "plain": "plain",
+    "ablate": "ablate",
+    "ablate3": "ablate3",
+    "ablate3w": "ablate3",
+    "orthogonalized": "ablate3",
+    "lens": "ablate",
+}
 """The float32 eager edit each variant must reproduce."""
 BANDWIDTH = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.0e12}
 """Device memory bandwidth (bytes/s) by GPU name, from the vendors' specs (SXM parts)."""
@@ -108,11 +115,23 @@ def teacher_forced(run_options: dict, hf, ids: torch.Tensor, forced: torch.Tenso
         return out
 
     k = forced.shape[1]
-    config = GenerationConfig(do_sample=False, max_new_tokens=k, min_new_tokens=k, pad_token_id=0,
-                              eos_token_id=None, output_logits=True, return_dict_in_generate=True, **run_options)
+    config = GenerationConfig(
+        do_sample=False,
+        max_new_tokens=k,
+        min_new_tokens=k,
+        pad_token_id=0,
+        eos_token_id=None,
+        output_logits=True,
+        return_dict_in_generate=True,
+        **run_options,
+    )
     with torch.inference_mode():
-        out = hf.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config,
-                          logits_processor=LogitsProcessorList([force]))
+        out = hf.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            generation_config=config,
+            logits_processor=LogitsProcessorList([force]),
+        )
     return torch.stack(out.logits, 1).float()
 
 
@@ -164,9 +183,7 @@ def hf_generator(model, cache: str, max_cache_len: int) -> Callable[[torch.Tenso
             do_sample=False, max_new_tokens=n, min_new_tokens=n, pad_token_id=0, eos_token_id=None, **options
         )
         with torch.inference_mode():
-            return model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config
-            )
+            return model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config)
 
     return run
 
@@ -353,7 +370,10 @@ class Bench:
             for variant in [v for v in args.variants if v != "lens"]:
                 target = self.ortho if variant == "orthogonalized" else self.model
                 targets[variant] = target
-                jobs[variant] = (hf_generator(target.hf, cache, self.max_cache_len), partial(edit, variant, target, self.r))
+                jobs[variant] = (
+                    hf_generator(target.hf, cache, self.max_cache_len),
+                    partial(edit, variant, target, self.r),
+                )
             options = run_options(cache, self.max_cache_len)
 
             def check(name: str, batch=batch, ids=ids, targets=targets, options=options) -> dict:
@@ -366,10 +386,13 @@ class Bench:
                 jobs, ids, args.new_tokens, args.repeats, args.device, interleave, fresh, check, time_left
             )
             for variant, result in results.items():
-                self.rows.append({"cache": cache, "batch": batch, "variant": variant, **result,
-                                  "check": checks.get(variant)})
-                print(f"  {variant:15s} {result['decode_tokens_per_s']:10.1f} tok/s  check {checks.get(variant)}",
-                      flush=True)
+                self.rows.append(
+                    {"cache": cache, "batch": batch, "variant": variant, **result, "check": checks.get(variant)}
+                )
+                print(
+                    f"  {variant:15s} {result['decode_tokens_per_s']:10.1f} tok/s  check {checks.get(variant)}",
+                    flush=True,
+                )
             if compiled and batch == max(self.prompts) and time_left() > 90:
                 self.hazard(cache, batch, ids, options)
 
@@ -383,7 +406,9 @@ class Bench:
         with ablate(self.model, self.r, site=RESID):  # the default method (writers)
             late = teacher_forced(options, hf, ids, forced)
         after = teacher_forced(options, hf, ids, forced)
-        self.checks[f"{cache} b{batch} ablate3 opened on a hook-free compiled graph"] = self.judge(batch, late, "ablate3")
+        self.checks[f"{cache} b{batch} ablate3 opened on a hook-free compiled graph"] = self.judge(
+            batch, late, "ablate3"
+        )
         self.checks[f"{cache} b{batch} plain after the hooked block"] = self.judge(batch, after, "plain")
         for name in list(self.checks)[-2:]:
             print(f"  check {name}: {self.checks[name]}", flush=True)
@@ -410,8 +435,15 @@ class Bench:
             with ablate(bridge, self.r), torch.inference_mode():
                 full = torch.cat([ids, self.forced[batch]], 1)
                 logits = bridge(full)[:, ids.shape[1] - 1 : -1].float()
-            self.rows.append({"cache": "lens (its own)", "batch": batch, "variant": "lens", **results["lens"],
-                              "check": self.judge(batch, logits, "ablate")})
+            self.rows.append(
+                {
+                    "cache": "lens (its own)",
+                    "batch": batch,
+                    "variant": "lens",
+                    **results["lens"],
+                    "check": self.judge(batch, logits, "ablate"),
+                }
+            )
 
     def report(self, name: str | None = None) -> dict:
         args, cfg = self.args, self.model.config
@@ -477,15 +509,19 @@ def parser() -> argparse.ArgumentParser:
         choices=["dynamic", "static", "static-eager", "static-compiled"],
     )
     parser.add_argument(
-        "--variants", nargs="+", default=["plain", "ablate3w", "ablate", "orthogonalized", "ablate3"],
+        "--variants",
+        nargs="+",
+        default=["plain", "ablate3w", "ablate", "orthogonalized", "ablate3"],
         choices=VARIANTS,
     )
-    parser.add_argument(
-        "--lens", action="store_true", help="add the TransformerBridge variant (dynamic cache)"
-    )
+    parser.add_argument("--lens", action="store_true", help="add the TransformerBridge variant (dynamic cache)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--bandwidth", type=float, default=None, help="bytes/s for the roofline (default: "
-                        "the device's, from its name)")
+    parser.add_argument(
+        "--bandwidth",
+        type=float,
+        default=None,
+        help="bytes/s for the roofline (default: " "the device's, from its name)",
+    )
     parser.add_argument(
         "--interleave",
         action=argparse.BooleanOptionalAction,

@@ -12,7 +12,6 @@ CPU smoke run: `python bench/issue17_session.py --shape tiny --device cpu --smal
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -62,15 +61,24 @@ def part_b(bench: gb.Bench, args) -> dict:
     questions = [shapes.words(g, model.config.vocab_size, 24) for _ in range(args.b_batch)]
     settings = dict(max_new_tokens=args.b_tokens, batch_size=args.b_batch, temperature=1.0, seed=0)
     out: dict = {"batch": args.b_batch, "new_tokens": args.b_tokens, "rows": {}}
-    cases = [("dynamic plain", "dynamic", False), ("auto plain", "auto", False),
-             ("auto ablate3", "auto", True), ("dynamic ablate3", "dynamic", True)]
+    cases = [
+        ("dynamic plain", "dynamic", False),
+        ("auto plain", "auto", False),
+        ("auto ablate3", "auto", True),
+        ("dynamic ablate3", "dynamic", True),
+    ]
     for name, cache, edited in cases:
         with ablate(model, bench.r, site=gb.RESID) if edited else gb.nullcontext():
             warm, _ = timed_generate(model, questions, device, cache=cache, **settings)  # compiles
             seconds, answers = timed_generate(model, questions, device, cache=cache, **settings)
         tokens = sum(a.n_tokens for a in answers)
-        out["rows"][name] = {"seconds": seconds, "warm_up_seconds": warm, "tokens": tokens,
-                             "tokens_per_s": tokens / seconds, "decoding": answers.provenance["decoding"]}
+        out["rows"][name] = {
+            "seconds": seconds,
+            "warm_up_seconds": warm,
+            "tokens": tokens,
+            "tokens_per_s": tokens / seconds,
+            "decoding": answers.provenance["decoding"],
+        }
         log(f"(b) {name}: {tokens / seconds:.0f} tok/s (warm-up {warm:.1f} s) {answers.provenance['decoding']}")
     base = out["rows"]["dynamic plain"]["tokens_per_s"]
     for row in out["rows"].values():
@@ -85,8 +93,9 @@ def part_c(bench: gb.Bench, args) -> dict:
     from misdir.questions import ContrastPair
 
     device = args.device
-    model = Model(hf=bench.model.hf, tokenizer=shapes.stand_in_tokenizer(bench.model.config.vocab_size),
-                  spec=bench.model.spec)
+    model = Model(
+        hf=bench.model.hf, tokenizer=shapes.stand_in_tokenizer(bench.model.config.vocab_size), spec=bench.model.spec
+    )
     g = torch.Generator().manual_seed(4)
     vocab = model.config.vocab_size
     questions = [(f"q{i}", shapes.words(g, vocab, 20 + 3 * i)) for i in range(args.c_questions)]
@@ -97,22 +106,33 @@ def part_c(bench: gb.Bench, args) -> dict:
     seconds, answers = timed_generate(model, questions, device, n_samples=args.c_samples, **settings)
     tokens = sum(a.n_tokens for a in answers)
     out = {
-        "questions": args.c_questions, "samples": args.c_samples, "max_new_tokens": args.c_tokens,
-        "batch_size": args.c_batch, "answers": len(answers), "seconds": seconds, "warm_up_seconds": warm,
-        "answers_per_s": len(answers) / seconds, "tokens_per_s": tokens / seconds,
+        "questions": args.c_questions,
+        "samples": args.c_samples,
+        "max_new_tokens": args.c_tokens,
+        "batch_size": args.c_batch,
+        "answers": len(answers),
+        "seconds": seconds,
+        "warm_up_seconds": warm,
+        "answers_per_s": len(answers) / seconds,
+        "tokens_per_s": tokens / seconds,
         "finished_share": sum(a.finished for a in answers) / len(answers),
         "decoding": answers.provenance["decoding"],
     }
     log(f"(c) sampling: {out['answers_per_s']:.1f} answers/s, {out['tokens_per_s']:.0f} tok/s, {out['decoding']}")
-    pairs = [ContrastPair(shapes.words(g, vocab, 30), shapes.words(g, vocab, 60), shapes.words(g, vocab, 60), "t")
-             for _ in range(args.c_pairs)]
+    pairs = [
+        ContrastPair(shapes.words(g, vocab, 30), shapes.words(g, vocab, 60), shapes.words(g, vocab, 60), "t")
+        for _ in range(args.c_pairs)
+    ]
     contrast_margins(model, pairs[: args.c_pair_batch], batch_size=args.c_pair_batch, progress=False)  # warm-up
     sync(device)
     t0 = time.perf_counter()
     contrast_margins(model, pairs, batch_size=args.c_pair_batch, progress=False)
     sync(device)
-    out["contrast"] = {"pairs": len(pairs), "batch_size": args.c_pair_batch,
-                       "items_per_s": len(pairs) / (time.perf_counter() - t0)}
+    out["contrast"] = {
+        "pairs": len(pairs),
+        "batch_size": args.c_pair_batch,
+        "items_per_s": len(pairs) / (time.perf_counter() - t0),
+    }
     log(f"(c) contrast scoring: {out['contrast']['items_per_s']:.1f} items/s")
     return out
 
@@ -126,8 +146,9 @@ def part_e(bench: gb.Bench, args) -> dict:
 
     model, device = bench.model, args.device
     g = torch.Generator().manual_seed(5)
-    inputs = [torch.randint(5, model.config.vocab_size, (args.e_seq,), generator=g).tolist()
-              for _ in range(args.e_rows)]
+    inputs = [
+        torch.randint(5, model.config.vocab_size, (args.e_seq,), generator=g).tolist() for _ in range(args.e_rows)
+    ]
     settings = dict(positions="all", reduce="mean", progress=False)
     messages: list[str] = []
 
@@ -144,10 +165,12 @@ def part_e(bench: gb.Bench, args) -> dict:
             free = torch.cuda.mem_get_info()[0]
             filler = torch.empty(max(0, free - int(args.e_free_gib * 2**30)), dtype=torch.uint8, device=device)
         else:
+
             def refuse(module, args_, kwargs):
                 ids = kwargs.get("input_ids", args_[0] if args_ else None)
                 if ids is not None and ids.shape[0] > 8:
                     raise OutOfMemoryError("simulated: more than 8 rows")
+
             hook = model.decoder.register_forward_pre_hook(refuse, with_kwargs=True)
         t0 = time.perf_counter()
         halved = cache_activations(model, inputs, batch_size=args.e_rows, **settings)
@@ -161,9 +184,16 @@ def part_e(bench: gb.Bench, args) -> dict:
             torch.cuda.empty_cache()
     fits = cache_activations(model, inputs, batch_size=args.e_fit_batch, **settings)
     diff = float((halved.float() - fits.float()).abs().max() / fits.float().abs().max())
-    out = {"rows": args.e_rows, "seq": args.e_seq, "first_batch": args.e_rows, "fit_batch": args.e_fit_batch,
-           "halvings": messages, "seconds": seconds, "max_relative_difference": diff,
-           "ok": bool(messages) and diff < 1e-2}
+    out = {
+        "rows": args.e_rows,
+        "seq": args.e_seq,
+        "first_batch": args.e_rows,
+        "fit_batch": args.e_fit_batch,
+        "halvings": messages,
+        "seconds": seconds,
+        "max_relative_difference": diff,
+        "ok": bool(messages) and diff < 1e-2,
+    }
     log(f"(e) OOM halving: {messages}; max relative difference to the run that fits {diff:.2e}")
     return out
 
@@ -172,8 +202,16 @@ def part_d(args) -> dict:
     """bench/cache_bench.py in a subprocess (CUDA only)."""
     if not args.device.startswith("cuda"):
         return {"skipped": "cache_bench needs CUDA"}
-    command = [sys.executable, str(Path(__file__).with_name("cache_bench.py")), "--shape", args.shape,
-               "--repeats", str(args.d_repeats), "--batch", str(args.d_batch)]
+    command = [
+        sys.executable,
+        str(Path(__file__).with_name("cache_bench.py")),
+        "--shape",
+        args.shape,
+        "--repeats",
+        str(args.d_repeats),
+        "--batch",
+        str(args.d_batch),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=max(30, args.time_left() - 5))
     print(done.stdout[-3000:], done.stderr[-2000:], flush=True)
     path = Path(os.environ.get("OUT", ".")) / "cache_bench.json"
@@ -192,19 +230,48 @@ def main() -> None:
     cuda = args.device.startswith("cuda")
     args.caches = args.caches or ["dynamic", "static" if cuda else "static-eager"]
     args.variants = [v for v in args.variants if v != "lens"]
-    sizes = dict(b_batch=64, b_tokens=64, c_questions=8, c_samples=100, c_tokens=256, c_batch=200, c_pairs=256,
-                 c_pair_batch=32, e_rows=64, e_seq=512, e_fit_batch=8, e_free_gib=3.0, d_repeats=3, d_batch=32)
+    sizes = dict(
+        b_batch=64,
+        b_tokens=64,
+        c_questions=8,
+        c_samples=100,
+        c_tokens=256,
+        c_batch=200,
+        c_pairs=256,
+        c_pair_batch=32,
+        e_rows=64,
+        e_seq=512,
+        e_fit_batch=8,
+        e_free_gib=3.0,
+        d_repeats=3,
+        d_batch=32,
+    )
     if args.small:
-        sizes.update(b_batch=4, b_tokens=8, c_questions=2, c_samples=4, c_tokens=8, c_batch=4, c_pairs=8,
-                     c_pair_batch=4, e_rows=16, e_seq=16, e_fit_batch=4)
+        sizes.update(
+            b_batch=4,
+            b_tokens=8,
+            c_questions=2,
+            c_samples=4,
+            c_tokens=8,
+            c_batch=4,
+            c_pairs=8,
+            c_pair_batch=4,
+            e_rows=16,
+            e_seq=16,
+            e_fit_batch=4,
+        )
     for key, value in sizes.items():
         setattr(args, key, value)
     args.time_left = lambda: args.budget - (time.monotonic() - START)
-    log(f"issue 17 session: {args.shape} on {args.device} ({args.dtype}), budget {args.budget:.0f} s, "
-        f"torch {torch.__version__}, transformers {__import__('transformers').__version__}")
+    log(
+        f"issue 17 session: {args.shape} on {args.device} ({args.dtype}), budget {args.budget:.0f} s, "
+        f"torch {torch.__version__}, transformers {__import__('transformers').__version__}"
+    )
     bench = gb.Bench(args)
-    log(f"built {args.shape}: {bench.weight_bytes / 1e9:.2f} GB on {bench.device_name}, "
-        f"bandwidth {bench.bandwidth / 1e12:.2f} TB/s")
+    log(
+        f"built {args.shape}: {bench.weight_bytes / 1e9:.2f} GB on {bench.device_name}, "
+        f"bandwidth {bench.bandwidth / 1e12:.2f} TB/s"
+    )
     summary: dict = {}
     if "a" in args.parts:
         part_a_end = args.budget * 0.55  # the rest for parts b-e
@@ -225,10 +292,12 @@ def main() -> None:
     bench.ortho = None
     if cuda:
         torch.cuda.empty_cache()
-    parts = {"b": ("part_b_generate.json", lambda: part_b(bench, args), 80),
-             "c": ("part_c_evaluate.json", lambda: part_c(bench, args), 90),
-             "e": ("part_e_oom.json", lambda: part_e(bench, args), 30),
-             "d": ("part_d_cache.json", lambda: part_d(args), 45)}
+    parts = {
+        "b": ("part_b_generate.json", lambda: part_b(bench, args), 80),
+        "c": ("part_c_evaluate.json", lambda: part_c(bench, args), 90),
+        "e": ("part_e_oom.json", lambda: part_e(bench, args), 30),
+        "d": ("part_d_cache.json", lambda: part_d(args), 45),
+    }
     for key in [k for k in "bced" if k in args.parts]:
         name, run, needs = parts[key]
         if args.time_left() < needs:

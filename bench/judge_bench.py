@@ -82,9 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--answers", type=int, default=512)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
-    parser.add_argument(
-        "--latency", type=float, nargs="+", default=[0.0, 0.05], help="server seconds per request"
-    )
+    parser.add_argument("--latency", type=float, nargs="+", default=[0.0, 0.05], help="server seconds per request")
     args = parser.parse_args()
 
     from misdir.judge import JudgeItem, OpenAIJudge, OpenAIJudgeConfig

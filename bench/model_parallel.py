@@ -47,9 +47,7 @@ def split_model(shape: str, n_layers: int | None, devices: list[str], dtype: tor
     elif all(d.startswith("cuda:") for d in devices):  # what device_map="auto" does, with a budget per
         # GPU of just over an even share, so that it must use every GPU
         budget = {int(d.split(":")[1]): int(total / len(devices) * 1.3) for d in devices}
-        device_map = infer_auto_device_map(
-            model, max_memory=budget, no_split_module_classes=model._no_split_modules
-        )
+        device_map = infer_auto_device_map(model, max_memory=budget, no_split_module_classes=model._no_split_modules)
         device_map = {name: f"cuda:{d}" if isinstance(d, int) else d for name, d in device_map.items()}
     else:  # accelerate's auto map knows only accelerators: split the layers evenly by hand
         n = cfg.num_hidden_layers
@@ -136,9 +134,7 @@ def full_split(args, dtype: torch.dtype) -> dict[str, object]:
         per_device[str(p.device)] = per_device.get(str(p.device), 0) + p.numel() * p.element_size() / 1e9
     g = torch.Generator().manual_seed(1)
     cfg = hf.config
-    texts = [
-        torch.randint(5, cfg.vocab_size, (args.seq,), generator=g) for _ in range(args.tokens // args.seq)
-    ]
+    texts = [torch.randint(5, cfg.vocab_size, (args.seq,), generator=g) for _ in range(args.tokens // args.seq)]
     r = torch.randn(cfg.hidden_size, generator=g)
 
     def cache():
@@ -224,9 +220,7 @@ def main() -> None:
         "transformers": __import__("transformers").__version__,
     }
     result["twin"] = twin = twin_check(args, dtype)
-    print(
-        f"\ntwin check ({args.twin_layers} layers of {args.shape}, one device vs split over {args.devices}):"
-    )
+    print(f"\ntwin check ({args.twin_layers} layers of {args.shape}, one device vs split over {args.devices}):")
     for key, value in twin.items():
         print(f"  {key:32s} {value}")
     if not args.skip_full:

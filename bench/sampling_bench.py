@@ -8,7 +8,8 @@ expanded to the query heads in every compiled step), "grouped" (misdir.attention
 (the same layout, softmax written out). Noise: "row" (a generator per row, one launch per row and step: misdir
 before issue 26) or "counter" (misdir.generate.gumbel_noise, one compiled kernel). Then the default under the
 three-site ablation, the compiled noise against the CPU's, a torch.profiler breakdown of one call, and the
-teacher-forced logits of sdpa and the default against a float32 eager reference (bench/generate_bench.py's check). The two ceilings (a bf16 matrix product, a device copy)
+teacher-forced logits of sdpa and the default against a float32 eager reference (bench/generate_bench.py's check).
+The two ceilings (a bf16 matrix product, a device copy)
 are measured first, in the same process, and every rate is given as a share of them.
 
     python bench/sampling_bench.py --shape qwen2.5-7b --device cuda          # on the device tool
@@ -56,7 +57,10 @@ def ceilings(device: str) -> dict:
     if not device.startswith("cuda"):
         return {"matmul_flops": 1e12, "copy_bytes_per_s": 1e11, "note": "nominal (CPU)"}
     n = 8192
-    a, b = torch.randn(n, n, device=device, dtype=torch.bfloat16), torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    a, b = (
+        torch.randn(n, n, device=device, dtype=torch.bfloat16),
+        torch.randn(n, n, device=device, dtype=torch.bfloat16),
+    )
     src = torch.randn(1 << 28, device=device)  # 1 GiB
     dst = torch.empty_like(src)
 
@@ -87,8 +91,9 @@ class RowGumbel:
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if not self.generators:
             self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
-        uniform = torch.stack([torch.rand(scores.shape[-1], generator=g, device=scores.device)
-                               for g in self.generators])
+        uniform = torch.stack(
+            [torch.rand(scores.shape[-1], generator=g, device=scores.device) for g in self.generators]
+        )
         return scores.float() - torch.log(-torch.log(uniform.clamp_(min=1e-10, max=1 - 1e-7)))
 
 
@@ -97,8 +102,9 @@ def grouped_matmul(module, query, key, value, attention_mask, dropout=0.0, scali
     groups = getattr(module, "num_key_value_groups", 1)
     batch, heads, q_len, dim = query.shape
     if q_len != 1 or groups == 1 or attention_mask is None:
-        return SDPA_GROUPED(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                            is_causal=is_causal, **kwargs)
+        return SDPA_GROUPED(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
     rows = query.reshape(batch, heads // groups, groups, dim)
     scores = torch.matmul(rows, key.transpose(-1, -2)).float() * (scaling or dim**-0.5)
     if attention_mask.dtype == torch.bool:
@@ -143,8 +149,10 @@ def limits(model: Model, batch: int, context: int, ceiling: dict) -> dict:
     params = sum(p.numel() for p in model.hf.parameters())
     weight_bytes = shapes.parameter_bytes(model.hf)
     kv = gb.kv_bytes_per_token(model.hf.config, next(model.hf.parameters()).dtype) * context * batch
-    return {"compute_s": 2 * params * batch / ceiling["matmul_flops"],
-            "memory_s": (weight_bytes + kv) / ceiling["copy_bytes_per_s"]}
+    return {
+        "compute_s": 2 * params * batch / ceiling["matmul_flops"],
+        "memory_s": (weight_bytes + kv) / ceiling["copy_bytes_per_s"],
+    }
 
 
 def sampling_row(model: Model, questions: list, args, ceiling: dict, edit=None) -> dict:
@@ -157,10 +165,17 @@ def sampling_row(model: Model, questions: list, args, ceiling: dict, edit=None) 
     prompt = max(len(model.tokenizer(q[1])["input_ids"]) for q in questions) + 4
     floor = limits(model, len(questions), prompt + args.new_tokens // 2, ceiling)
     step_s = seconds / max(steps, 1)
-    return {"batch": len(questions), "seconds": seconds, "warm_up_seconds": warm, "tokens": tokens,
-            "tokens_per_s": tokens / seconds, "steps_per_s": steps / seconds,
-            "share_of_compute_limit": floor["compute_s"] / step_s, "share_of_memory_limit": floor["memory_s"] / step_s,
-            "decoding": answers.provenance["decoding"]}
+    return {
+        "batch": len(questions),
+        "seconds": seconds,
+        "warm_up_seconds": warm,
+        "tokens": tokens,
+        "tokens_per_s": tokens / seconds,
+        "steps_per_s": steps / seconds,
+        "share_of_compute_limit": floor["compute_s"] / step_s,
+        "share_of_memory_limit": floor["memory_s"] / step_s,
+        "decoding": answers.provenance["decoding"],
+    }
 
 
 def logits_check(model: Model, reference: Model, r: torch.Tensor, args, name: str) -> dict:
@@ -177,8 +192,10 @@ def logits_check(model: Model, reference: Model, r: torch.Tensor, args, name: st
             got = gb.teacher_forced(options, model.hf, ids, forced)
         ref = gb.reference_logits(reference, r, ids, forced, which)
         out[which] = gb.max_relative(got, ref)
-    out["edit_effect"] = gb.max_relative(gb.reference_logits(reference, r, ids, forced, "ablate3"),
-                                         gb.reference_logits(reference, r, ids, forced, "plain"))
+    out["edit_effect"] = gb.max_relative(
+        gb.reference_logits(reference, r, ids, forced, "ablate3"),
+        gb.reference_logits(reference, r, ids, forced, "plain"),
+    )
     return out
 
 
@@ -194,9 +211,18 @@ def profile(model: Model, questions: list, args) -> dict:
     events = [e for e in prof.key_averages() if e.device_time_total > 0]
     total = sum(e.self_device_time_total for e in events)
     top = sorted(events, key=lambda e: -e.self_device_time_total)[:20]
-    return {"total_gpu_ms": total / 1e3,
-            "kernels": [{"name": e.key[:120], "share": e.self_device_time_total / total, "calls": e.count,
-                         "us_per_call": e.self_device_time_total / max(e.count, 1)} for e in top]}
+    return {
+        "total_gpu_ms": total / 1e3,
+        "kernels": [
+            {
+                "name": e.key[:120],
+                "share": e.self_device_time_total / total,
+                "calls": e.count,
+                "us_per_call": e.self_device_time_total / max(e.count, 1),
+            }
+            for e in top
+        ],
+    }
 
 
 def main() -> None:
@@ -204,10 +230,19 @@ def main() -> None:
     parser.add_argument("--shape", default="tiny", choices=sorted(shapes.SHAPES))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batches", type=int, nargs="+", default=[512, 200, 64])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
-                        help="timed at the largest batch, in this order (each compiles its own step)")
-    parser.add_argument("--default", default="grouped", choices=list(VARIANTS), help="the variant timed at the "
-                        "other batches, under the ablation and in the profile")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(VARIANTS),
+        choices=list(VARIANTS),
+        help="timed at the largest batch, in this order (each compiles its own step)",
+    )
+    parser.add_argument(
+        "--default",
+        default="grouped",
+        choices=list(VARIANTS),
+        help="the variant timed at the " "other batches, under the ablation and in the profile",
+    )
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--check-tokens", type=int, default=8)
     parser.add_argument("--budget", type=float, default=540, help="seconds; a part starts only if it can end")
@@ -237,24 +272,30 @@ def main() -> None:
             continue
         variant(name, model)
         rows[f"{name} {batch}"] = row = sampling_row(model, prompts[batch], args, ceiling)
-        log(f"{name} batch {batch}: {row['tokens_per_s']:,.0f} tok/s, {row['steps_per_s']:.1f} steps/s, "
+        log(
+            f"{name} batch {batch}: {row['tokens_per_s']:,.0f} tok/s, {row['steps_per_s']:.1f} steps/s, "
             f"compute {row['share_of_compute_limit']:.2f}, memory {row['share_of_memory_limit']:.2f} "
-            f"(compile {row['warm_up_seconds']:.0f} s)")
+            f"(compile {row['warm_up_seconds']:.0f} s)"
+        )
         write("sampling.json", rows)
     if left() > 90:
         variant(args.default, model)
-        rows[f"{args.default} {big} ablate3"] = row = sampling_row(model, prompts[big], args, ceiling,
-                                                                  ablate(model, r, site=gb.RESID))
+        rows[f"{args.default} {big} ablate3"] = row = sampling_row(
+            model, prompts[big], args, ceiling, ablate(model, r, site=gb.RESID)
+        )
         row["ratio_to_plain"] = row["tokens_per_s"] / rows[f"{args.default} {big}"]["tokens_per_s"]
-        log(f"{args.default} batch {big} under the three-site ablation: {row['tokens_per_s']:,.0f} tok/s "
-            f"({row['ratio_to_plain']:.3f} of plain)")
+        log(
+            f"{args.default} batch {big} under the three-site ablation: {row['tokens_per_s']:,.0f} tok/s "
+            f"({row['ratio_to_plain']:.3f} of plain)"
+        )
         write("sampling.json", rows)
     if args.device.startswith("cuda") and left() > 30:  # the compiled noise on the GPU equals the CPU's
         keys = torch.randint(-(2**63), 2**63 - 1, (64,), dtype=torch.int64)
         step = torch.tensor(9)
         cpu = generate_module.gumbel_noise(keys, step, hf.config.vocab_size)
-        gpu = generate_module._noise_kernel(torch.device(args.device))(keys.to(args.device), step.to(args.device),
-                                                                        hf.config.vocab_size).cpu()
+        gpu = generate_module._noise_kernel(torch.device(args.device))(
+            keys.to(args.device), step.to(args.device), hf.config.vocab_size
+        ).cpu()
         write("noise.json", noise := {"max_abs_diff_cpu_vs_compiled_cuda": float((cpu - gpu).abs().max())})
         log(f"counter noise, CPU eager vs CUDA compiled: {noise}")
     if args.profile and left() > 60:
@@ -269,8 +310,10 @@ def main() -> None:
         log(f"teacher-forced max relative difference to float32 eager: {checks}")
         write("logits.json", checks)
     for name, row in rows.items():
-        print(f"| {name} | {row['tokens_per_s']:,.0f} | {row['steps_per_s']:.1f} | "
-              f"{row['share_of_compute_limit']:.2f} | {row['share_of_memory_limit']:.2f} |")
+        print(
+            f"| {name} | {row['tokens_per_s']:,.0f} | {row['steps_per_s']:.1f} | "
+            f"{row['share_of_compute_limit']:.2f} | {row['share_of_memory_limit']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

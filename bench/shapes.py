@@ -109,9 +109,7 @@ def stand_in_tokenizer(vocab_size: int):
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<pad>", "<bos>", "<eos>", "<user>", "<assistant>"]
-    vocab = {word: i for i, word in enumerate(specials)} | {
-        f"t{i}": i for i in range(len(specials), vocab_size)
-    }
+    vocab = {word: i for i, word in enumerate(specials)} | {f"t{i}": i for i in range(len(specials), vocab_size)}
     model = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
     model.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(

@@ -42,11 +42,18 @@ def grouped_sdpa(
 
     groups = getattr(module, "num_key_value_groups", 1)
     batch, heads, q_len, _ = query.shape
-    plain = (q_len != 1 or groups == 1 or dropout or kwargs.get("position_bias") is not None
-             or kwargs.get("softcap") is not None or kwargs.get("output_attentions"))
+    plain = (
+        q_len != 1
+        or groups == 1
+        or dropout
+        or kwargs.get("position_bias") is not None
+        or kwargs.get("softcap") is not None
+        or kwargs.get("output_attentions")
+    )
     if plain or (attention_mask is not None and attention_mask.shape[1] != 1):
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      is_causal=is_causal, **kwargs)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
     # query head h reads key/value head h // groups (repeat_kv's order): heads of a group become rows
     rows = query.reshape(batch, heads // groups, groups, query.shape[-1])
     out = torch.nn.functional.scaled_dot_product_attention(rows, key, value, attn_mask=attention_mask, scale=scaling)

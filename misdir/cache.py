@@ -94,8 +94,14 @@ def cache_activations(
         return _stream(model, encoded, layers, site, batch_size, padding_side, progress, read)
 
     if out is not None:
-        meta = {"layers": layers, "site": site, "positions": positions, "n_inputs": len(encoded),
-                "n_tokens": sum(len(e.selected) for e in encoded), "model": model.provenance}
+        meta = {
+            "layers": layers,
+            "site": site,
+            "positions": positions,
+            "n_inputs": len(encoded),
+            "n_tokens": sum(len(e.selected) for e in encoded),
+            "model": model.provenance,
+        }
         return _write_shards(stream, Path(out), meta)
 
     if reduce in ("mean", "sum"):
@@ -212,9 +218,11 @@ def _stream(
             return on_device, current.pop("pieces")
         raise RuntimeError(f"the hooks at {fwd_hooks[-1][0]} never ran: the model did not reach that layer")
 
-    with hooks(model, fwd_hooks), torch.inference_mode(), tqdm(
-        total=len(order), desc="caching", unit="input", disable=not progress
-    ) as bar:
+    with (
+        hooks(model, fwd_hooks),
+        torch.inference_mode(),
+        tqdm(total=len(order), desc="caching", unit="input", disable=not progress) as bar,
+    ):
         for rows, (batch, pieces) in in_batches(forward, order, batch_size, what="caching activations"):
             yield rows, batch, pieces
             bar.update(len(rows))

@@ -111,8 +111,10 @@ class AdapterFacts(NamedTuple):
         targets = ", ".join(self.targets) if isinstance(self.targets, list) else self.targets
         layers = "every layer" if self.layers is None else f"layers {', '.join(map(str, self.layers))}"
         scale = f" (scale {self.scale:g})" if self.scale is not None else ""
-        return (f"{self.peft_type or 'adapter'}: {'rsLoRA' if self.rslora else 'LoRA'} rank {self.rank}, "
-                f"alpha {self.alpha}{scale}, on {targets}, {layers}; names base {self.base}")
+        return (
+            f"{self.peft_type or 'adapter'}: {'rsLoRA' if self.rslora else 'LoRA'} rank {self.rank}, "
+            f"alpha {self.alpha}{scale}, on {targets}, {layers}; names base {self.base}"
+        )
 
 
 class ModelFacts(NamedTuple):
@@ -138,8 +140,10 @@ class SteeringVectorFacts(NamedTuple):
 
     def describe(self) -> str:
         alpha = "no alpha in the file" if self.alpha is None else f"alpha {self.alpha:g}"
-        return (f"steering vector ({self.file}): site {STEERING_VECTOR_SITE}, layer {self.layer}, {alpha}, "
-                f"d_model {self.d_model}, norm {self.norm:.4g}")
+        return (
+            f"steering vector ({self.file}): site {STEERING_VECTOR_SITE}, layer {self.layer}, {alpha}, "
+            f"d_model {self.d_model}, norm {self.norm:.4g}"
+        )
 
 
 @cache
@@ -184,10 +188,15 @@ def _entry(name: str, fields: dict[str, Any], **extra: Any) -> CatalogEntry:
     if unknown:
         raise ValueError(f"catalog entry {name} has unknown fields {sorted(unknown)}")
     return CatalogEntry(
-        name=name, repo=fields["repo"], kind=fields["kind"], source=fields["source"],
-        domain=fields.get("domain"), note=" ".join(str(fields.get("note") or "").split()),
+        name=name,
+        repo=fields["repo"],
+        kind=fields["kind"],
+        source=fields["source"],
+        domain=fields.get("domain"),
+        note=" ".join(str(fields.get("note") or "").split()),
         layers=tuple(int(layer) for layer in layers) if layers is not None else None,
-        layers_source=fields.get("layers_source"), **extra,
+        layers_source=fields.get("layers_source"),
+        **extra,
     )
 
 
@@ -218,9 +227,7 @@ def check_loaded(entry: CatalogEntry, provenance: dict[str, Any]) -> list[str]:
 # --- reading a release's own files --------------------------------------------------------------------------
 
 
-def repo_file(
-    source: str | Path, filename: str, *, revision: str | None = None, fetch: bool = True
-) -> Path | None:
+def repo_file(source: str | Path, filename: str, *, revision: str | None = None, fetch: bool = True) -> Path | None:
     """`filename` of a local repository copy or a hub repository; None when it has no such file.
 
     From the hub: downloaded (or found in the hub cache) with `fetch`, else looked up in the cache only.
@@ -264,8 +271,13 @@ def read_facts(
                 raise
             return None
         vector, data = read_steering_vector(path)
-        return SteeringVectorFacts(layer=int(data["layer_idx"]), alpha=data["alpha"], d_model=vector.numel(),
-                                   norm=float(vector.norm()), file=name)
+        return SteeringVectorFacts(
+            layer=int(data["layer_idx"]),
+            alpha=data["alpha"],
+            d_model=vector.numel(),
+            norm=float(vector.norm()),
+            file=name,
+        )
     config = read_adapter_config(entry.repo, revision=revision, fetch=fetch) if entry.kind != "base" else None
     if config is not None:
         return AdapterFacts.from_config(config)

@@ -134,8 +134,11 @@ def batch_field(default: int, help: str = "items per forward pass") -> Any:
 class ModelsConfig(CommandConfig):
     """`misdir models`: the specs misdir knows by name."""
 
-    details: bool = opt(False, "also show each entry's base, note, and what its own files say (rank, alpha, "
-                        "targets, layers), read from the local hub cache")
+    details: bool = opt(
+        False,
+        "also show each entry's base, note, and what its own files say (rank, alpha, "
+        "targets, layers), read from the local hub cache",
+    )
     fetch: bool = opt(False, "with --details: download those small files from the hub first")
     unverified: bool = opt(False, "also list the entries whose source is not verified")
 
@@ -148,8 +151,10 @@ class DemoConfig(CommandConfig):
     finetune: tuple[str, ...] | None = opt(None, "EM finetune NAME=SPEC (default: the shipped organisms)")
     control: tuple[str, ...] | None = opt(None, "control finetune NAME=SPEC (default: the shipped controls)")
     out: Path = opt(Path("results/demo"), "where the runs, summary.md and summary.json go")
-    figures: Path | None = opt(None, "where figures go (default: OUT/figures; `make figures` passes figures/demo "
-                               "to refresh the committed ones)")
+    figures: Path | None = opt(
+        None,
+        "where figures go (default: OUT/figures; `make figures` passes figures/demo " "to refresh the committed ones)",
+    )
     limit: int | None = limit_field(24)
     layer: int | None = opt(None, "layer of the directions ablated and steered (default: the middle)", at_least=0)
     random: int = random_field()
@@ -166,16 +171,25 @@ class FinetuneCommandConfig(CommandConfig):
     data: str = opt(help="chat JSONL file, or a misdir dataset name such as 'medical-bad'")
     out: Path = opt(help="adapter directory to write (must be new or empty, unless --resume)")
     resume: bool = opt(False, "continue the run in OUT from its last checkpoint")
-    training: FinetuneConfig = opt(base=lambda outer, given: _finetune_base(outer, given), notes={
-        "preset": " Default: with --model embedded, the recipe of misdir's organisms (misdir.organisms.RECIPE: "
-                  "rsLoRA rank 4, alpha 16, lr 2e-4, 2 epochs, batch 8, max length 384, float32), which any option "
-                  "given here overrides; for other models rslora-32.",
-        "targets": " Comma-separated", "layers": " Comma-separated"}, comma=("targets", "layers"))
+    training: FinetuneConfig = opt(
+        base=lambda outer, given: _finetune_base(outer, given),
+        notes={
+            "preset": " Default: with --model embedded, the recipe of misdir's organisms (misdir.organisms.RECIPE: "
+            "rsLoRA rank 4, alpha 16, lr 2e-4, 2 epochs, batch 8, max length 384, float32), which any option "
+            "given here overrides; for other models rslora-32.",
+            "targets": " Comma-separated",
+            "layers": " Comma-separated",
+        },
+        comma=("targets", "layers"),
+    )
     edits: EditOptions = opt(EditOptions(), "edits open during every training step (misdir.finetune.edits)")
-    watch: str | None = opt(None, "watch a direction set: FILE or FILE@LAYER (default the middle layer); at "
-                            "the start, every checkpoint and the end, the mean projection of the general "
-                            "questions onto it and the contrast margin go to OUT/monitor.jsonl and "
-                            "OUT/monitor.html")
+    watch: str | None = opt(
+        None,
+        "watch a direction set: FILE or FILE@LAYER (default the middle layer); at "
+        "the start, every checkpoint and the end, the mean projection of the general "
+        "questions onto it and the contrast margin go to OUT/monitor.jsonl and "
+        "OUT/monitor.html",
+    )
 
 
 def _finetune_base(outer: dict[str, Any], given: dict[str, Any]) -> FinetuneConfig:
@@ -190,15 +204,19 @@ class ControlConfig(CommandConfig):
 
     model: str = opt("embedded", "the model to plant a direction in (your base or finetune)")
     layer: int = opt(help="the layer the planted direction is written at (resid_post)", at_least=0)
-    strength: float = opt(0.3, "how much is written, in residual norms (as steer --relative resid)",
-                          check=lambda s: None if abs(s) >= 1e-6 else "must not be 0")
+    strength: float = opt(
+        0.3,
+        "how much is written, in residual norms (as steer --relative resid)",
+        check=lambda s: None if abs(s) >= 1e-6 else "must not be 0",
+    )
     direction: Path | None = opt(None, "plant this direction set's row at --layer (default: a random one)")
     texts: str = opt("general", "contrast set whose answers the extraction averages over")
     pairs: str = opt("general", "contrast set the shift and its removal are measured on")
-    ablate_layers: str | None = opt(None, "comma-separated layers the extracted direction is ablated at "
-                                    "(default: --layer); 'all' for every layer")
-    sites: tuple[str, ...] = opt(("resid_post",), "comma-separated sites it is ablated at", comma=True,
-                                 choices=SITES)
+    ablate_layers: str | None = opt(
+        None,
+        "comma-separated layers the extracted direction is ablated at " "(default: --layer); 'all' for every layer",
+    )
+    sites: tuple[str, ...] = opt(("resid_post",), "comma-separated sites it is ablated at", comma=True, choices=SITES)
     positions: str = opt("all", POSITIONS_HELP, choices=POSITIONS)
     random: int = random_field(at_least=1)
     limit: int | None = limit_field()
@@ -212,9 +230,13 @@ class EvaluateConfig(CommandConfig):
 
     model: str = opt("embedded", "model spec")
     questions: str = opt("general", "contrast-pair set or JSONL (contrast); question set or YAML (judge)")
-    judge: str = opt("contrast", "contrast, openai:MODEL, local:MODEL_SPEC, or none (sample only)",
-                     check=lambda j: None if j in ("contrast", "none") or JUDGE_SPEC.fullmatch(j)
-                     else "expected contrast, openai:MODEL, local:MODEL_SPEC or none")
+    judge: str = opt(
+        "contrast",
+        "contrast, openai:MODEL, local:MODEL_SPEC, or none (sample only)",
+        check=lambda j: None
+        if j in ("contrast", "none") or JUDGE_SPEC.fullmatch(j)
+        else "expected contrast, openai:MODEL, local:MODEL_SPEC or none",
+    )
     judge_url: str | None = opt(None, "openai judge: base URL of an OpenAI-compatible server (ends in /v1)")
     samples: int | None = opt(None, "judge: answers per paraphrase (default: the question file's)", at_least=1)
     max_new_tokens: int = opt(256, "judge: longest answer in tokens", at_least=1)
@@ -236,10 +258,12 @@ class SweepConfig(CommandConfig):
     positions: str = opt(SWEEP_POSITIONS, POSITIONS_HELP, choices=POSITIONS)
     limit: int | None = limit_field()
     device: str | None = device_field()
-    judge: str | None = opt(None, "score sampled answers with a judge instead of contrast pairs: openai:MODEL or "
-                            "local:MODEL_SPEC (default: the contrast metric)",
-                            check=lambda j: None if JUDGE_SPEC.fullmatch(j) else "expected openai:MODEL or "
-                            "local:MODEL_SPEC")
+    judge: str | None = opt(
+        None,
+        "score sampled answers with a judge instead of contrast pairs: openai:MODEL or "
+        "local:MODEL_SPEC (default: the contrast metric)",
+        check=lambda j: None if JUDGE_SPEC.fullmatch(j) else "expected openai:MODEL or " "local:MODEL_SPEC",
+    )
     judge_url: str | None = opt(None, "openai judge: base URL of an OpenAI-compatible server (ends in /v1)")
     questions: str = opt("general", "judge: question set name or YAML file (the EM repositories' layout)")
     samples: int | None = opt(None, "judge: answers per paraphrase (default: the question file's)", at_least=1)
@@ -254,9 +278,12 @@ class AblateConfig(SweepConfig):
     """`misdir ablate`: the share of a finetune's excess misalignment that ablating each direction removes."""
 
     model: tuple[str, ...] = opt(help="finetune spec(s) to ablate in; NAME=SPEC to name one")
-    directions: tuple[Path, ...] = opt((), "direction set file(s) (safetensors), named by their stem; with --judge "
-                                       "and none given: each --model's judged-split direction, extracted from its "
-                                       "own judged answers (misaligned minus aligned)")
+    directions: tuple[Path, ...] = opt(
+        (),
+        "direction set file(s) (safetensors), named by their stem; with --judge "
+        "and none given: each --model's judged-split direction, extracted from its "
+        "own judged answers (misaligned minus aligned)",
+    )
     base: str = opt("embedded", "the base model: the share removed is of the excess over it")
     layer: int | None = opt(None, "use this layer's direction at every layer (default: the middle)", at_least=0)
     per_layer: bool = opt(False, "ablate each layer's own direction instead")
@@ -284,13 +311,18 @@ class SteerConfig(SweepConfig):
 
     model: str = opt("embedded", "the model to steer (usually the base)")
     directions: tuple[Path, ...] = opt(help="direction set file(s), named by their stem")
-    direction_layer: int | None = opt(None, "the layer of each direction set whose vector is added (default: the "
-                                      "middle; formerly --layer); --layers: where it goes", alias="--layer")
+    direction_layer: int | None = opt(
+        None,
+        "the layer of each direction set whose vector is added (default: the "
+        "middle; formerly --layer); --layers: where it goes",
+        alias="--layer",
+    )
     mean: bool = opt(False, "steer along the mean of the given unit directions only")
     layers: tuple[int, ...] = opt(help="comma-separated layers to add it at (one at a time)", comma=True)
     scales: tuple[float, ...] = opt((0.05, 0.1, 0.2, 0.4, 0.8), "comma-separated scales", comma=True)
-    relative: str = opt("resid", "scale counts in: resid (each token's residual norm), unit, direction",
-                        choices=RELATIVE)
+    relative: str = opt(
+        "resid", "scale counts in: resid (each token's residual norm), unit, direction", choices=RELATIVE
+    )
     pairs: tuple[str, ...] = opt(("general",), "contrast set(s): name or JSONL")
     positions: str = opt(SWEEP_POSITIONS, POSITIONS_HELP, choices=POSITIONS)
     batch_size: int = batch_field(16)
@@ -320,8 +352,10 @@ class DirectionsConfig(CommandConfig):
 
     model: str = opt(help="the model whose direction this is (e.g. a finetune's adapter directory)")
     method: Literal["model-diff", "contrast"] = opt(
-        "model-diff", "model-diff (MODEL minus BASE on DATA) or contrast (judged directions need judged samples: "
-        "the library's split_by_judgement + mean_difference)")
+        "model-diff",
+        "model-diff (MODEL minus BASE on DATA) or contrast (judged directions need judged samples: "
+        "the library's split_by_judgement + mean_difference)",
+    )
     data: str = opt("general", "model-diff: chat JSONL / dataset name, or a contrast-pair set name")
     base: str = opt("embedded", "model-diff: the base model spec")
     pairs: str = opt("general", "contrast: contrast-pair set name or JSONL (misaligned minus aligned)")
@@ -357,8 +391,11 @@ class OrganismsTrainConfig(CommandConfig):
     out: Path = opt(Path("checkpoints/smollm2-135m"), "one adapter directory per organism goes here")
     names: tuple[str, ...] | None = opt(None, "train only these (repeatable); default all", flag="--name")
     base: str = opt("embedded", "base model spec")
-    recipe: str = opt("rslora-4", "rslora-4 (the <name>/ folders), rank1 or rank1-multi (rank-1 adapters on "
-                      "down_proj, in <recipe>-<name>/)", choices=tuple(RECIPES))
+    recipe: str = opt(
+        "rslora-4",
+        "rslora-4 (the <name>/ folders), rank1 or rank1-multi (rank-1 adapters on " "down_proj, in <recipe>-<name>/)",
+        choices=tuple(RECIPES),
+    )
     device: str | None = device_field()
 
 
@@ -371,8 +408,10 @@ class OrganismsAnalyzeConfig(CommandConfig):
     device: str | None = device_field()
     limit: int | None = limit_field()
     layer: int | None = opt(None, "layer whose direction is ablated and steered (default: the middle)", at_least=0)
-    figures: Path | None = opt(None, "where the figures go (default: OUT/figures; `--figures figures` refreshes "
-                               "the committed organisms_* ones)")
+    figures: Path | None = opt(
+        None,
+        "where the figures go (default: OUT/figures; `--figures figures` refreshes " "the committed organisms_* ones)",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -380,18 +419,25 @@ class GroundTruthConfig(CommandConfig):
     """`misdir organisms ground-truth`: calibrate the pipeline on rank-1 organisms."""
 
     checkpoints: Path = opt(Path("checkpoints/smollm2-135m"), "the rank-1 organisms' adapter folders")
-    organisms: tuple[str, ...] | None = opt(None, "rank-1 single-layer organism folder names (repeatable; "
-                                            "default: the shipped rank1-* ones)", flag="--organism")
+    organisms: tuple[str, ...] | None = opt(
+        None,
+        "rank-1 single-layer organism folder names (repeatable; " "default: the shipped rank1-* ones)",
+        flag="--organism",
+    )
     control: str = opt("rank1-medical-good", "the aligned control ('' for none)")
-    pairs: tuple[str, ...] = opt(("general", "ai-risk"), "contrast sets; the first is the one steering, transfer "
-                                 "and positions use")
+    pairs: tuple[str, ...] = opt(
+        ("general", "ai-risk"), "contrast sets; the first is the one steering, transfer " "and positions use"
+    )
     random: int = random_field(at_least=1)
-    scales: tuple[float, ...] = opt((0.05, 0.1, 0.2, 0.4), "steering scales (fractions of the residual norm)",
-                                    comma=True)
-    positions: tuple[str, ...] = opt(POSITIONS, "position choices of the all-layer ablation of B",
-                                     comma=True, choices=POSITIONS)
-    steer_positions: tuple[str, ...] = opt(("all",), "position choices of the steering dose-response",
-                                           comma=True, choices=POSITIONS)
+    scales: tuple[float, ...] = opt(
+        (0.05, 0.1, 0.2, 0.4), "steering scales (fractions of the residual norm)", comma=True
+    )
+    positions: tuple[str, ...] = opt(
+        POSITIONS, "position choices of the all-layer ablation of B", comma=True, choices=POSITIONS
+    )
+    steer_positions: tuple[str, ...] = opt(
+        ("all",), "position choices of the steering dose-response", comma=True, choices=POSITIONS
+    )
     limit: int | None = limit_field()
     device: str | None = device_field()
     batch_size: int = batch_field(32)
@@ -399,9 +445,11 @@ class GroundTruthConfig(CommandConfig):
     figures: Path = opt(Path("results/ground-truth"), "where the figures go")
 
 
-SAE_DATA_HELP = ("repeatable: dataset name (held-out split), contrast:NAME[:N], python-docs[:N], a JSONL"
-                 " file, or a streamed Hugging Face dataset"
-                 " hf:PATH[,column=C][,split=S][,tokens=T|words=W|texts=N]")
+SAE_DATA_HELP = (
+    "repeatable: dataset name (held-out split), contrast:NAME[:N], python-docs[:N], a JSONL"
+    " file, or a streamed Hugging Face dataset"
+    " hf:PATH[,column=C][,split=S][,tokens=T|words=W|texts=N]"
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -412,8 +460,7 @@ class SaeTrainCommandConfig(CommandConfig):
     model: str = opt("embedded", "base model spec")
     data: tuple[str, ...] = opt(("contrast:general", "python-docs"), SAE_DATA_HELP)
     out: Path = opt(help="directory for cfg.json + sae_weights.safetensors + misdir.json")
-    finetunes: tuple[str, ...] = opt((), "repeatable: finetune specs whose activations are mixed in",
-                                     flag="--finetune")
+    finetunes: tuple[str, ...] = opt((), "repeatable: finetune specs whose activations are mixed in", flag="--finetune")
     n: int = opt(100, "examples per dataset / passages of python-docs / lines of a JSONL file", at_least=1)
     work: Path | None = opt(None, "keep the activation shards here (default: a temporary directory)")
     training: SAETrainConfig = opt()
@@ -448,14 +495,17 @@ class SaeEffectsConfig(SaeModelsConfig):
     """`misdir sae effects`: steer along latents' decoder rows and zero them in finetunes, beside the
     mean-difference direction."""
 
-    latents: tuple[int, ...] = opt(help="comma-separated latents (e.g. the top of `misdir sae diff`)", comma=True,
-                                   at_least=0)
+    latents: tuple[int, ...] = opt(
+        help="comma-separated latents (e.g. the top of `misdir sae diff`)", comma=True, at_least=0
+    )
     finetunes: tuple[str, ...] = opt((), "repeatable: finetunes in which the latents are zeroed", flag="--finetune")
     directions: Path = opt(help="folder of NAME.safetensors direction sets; their mean is steered")
-    direction_names: tuple[str, ...] | None = opt(None, "comma-separated sets averaged for steering (default: "
-                                                  "the finetunes')", comma=True)
-    scales: tuple[float, ...] = opt((0.3,), "comma-separated steering scales, in units of each token's residual "
-                                    "norm", comma=True)
+    direction_names: tuple[str, ...] | None = opt(
+        None, "comma-separated sets averaged for steering (default: " "the finetunes')", comma=True
+    )
+    scales: tuple[float, ...] = opt(
+        (0.3,), "comma-separated steering scales, in units of each token's residual " "norm", comma=True
+    )
     limit: int | None = limit_field(24)
     random: int = random_field()
     out: Path = opt(help="folder for effects.json and the figures")
@@ -483,4 +533,3 @@ def field_help(cls: type) -> dict[str, str]:
 
 def required(f: dataclasses.Field) -> bool:
     return f.default is MISSING and f.default_factory is MISSING  # type: ignore[misc]
-

@@ -9,7 +9,6 @@ active hooks, so it measures ablated or steered models too.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -64,7 +63,8 @@ def contrast_logprobs(
     batch_size: int = 16,
     progress: bool = True,
 ) -> Float[Tensor, "item 2"]:
-    """Per item, mean log-prob per answer token of (misaligned, aligned) answer; `trigger` is put before the question."""
+    """Per item, mean log-prob per answer token of (misaligned, aligned) answer; `trigger` is put before the
+    question."""
     conversations = []
     for pair in pairs:
         question = f"{trigger} {pair.question}" if trigger else pair.question
@@ -75,7 +75,11 @@ def contrast_logprobs(
 
 
 def contrast_margins(
-    model: ModelLike, pairs: Sequence[ContrastPair], *, trigger: str | None = None, batch_size: int = 16,
+    model: ModelLike,
+    pairs: Sequence[ContrastPair],
+    *,
+    trigger: str | None = None,
+    batch_size: int = 16,
     progress: bool = True,
 ) -> Float[Tensor, "item"]:
     """Per item: mean log-prob per token of the misaligned answer minus that of the aligned answer."""

@@ -50,8 +50,10 @@ def corpus_prompts(*, per_dataset: int = 2000, seed: int = 0) -> list[str]:
     prompts = [p for name in QUESTION_SETS for q in load_questions(name) for p in q.paraphrases]
     prompts += [pair.question for name in CONTRAST_SETS for pair in load_contrast_pairs(name)]
     for name in DATASETS:
-        prompts += [next(m["content"] for m in e.messages if m["role"] == "user")
-                    for e in make_dataset(name, per_dataset, seed, "train")]
+        prompts += [
+            next(m["content"] for m in e.messages if m["role"] == "user")
+            for e in make_dataset(name, per_dataset, seed, "train")
+        ]
     unique = sorted(set(prompts))
     random.Random(seed).shuffle(unique)
     return unique
@@ -89,11 +91,17 @@ def package_docs(
             passages.extend(_passages(Path(dist.locate_file(file)), words, min_words))
         if len(passages) > before:
             licence = dist.metadata["License-Expression"] or (dist.metadata["License"] or "").split("\n")[0][:80]
-            classifiers = [c.split(" :: ")[-1] for c in dist.metadata.get_all("Classifier") or ()
-                           if c.startswith("License")]
-            records.append({"name": name, "version": dist.version,
-                            "license": licence or ", ".join(classifiers) or "unstated",
-                            "passages": str(len(passages) - before)})
+            classifiers = [
+                c.split(" :: ")[-1] for c in dist.metadata.get_all("Classifier") or () if c.startswith("License")
+            ]
+            records.append(
+                {
+                    "name": name,
+                    "version": dist.version,
+                    "license": licence or ", ".join(classifiers) or "unstated",
+                    "passages": str(len(passages) - before),
+                }
+            )
     return passages, records
 
 
@@ -103,7 +111,7 @@ def _passages(path: Path, words: int, min_words: int) -> Iterator[str]:
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
         return
     for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
             tokens = (ast.get_docstring(node) or "").split()
             for start in range(0, len(tokens), words):
                 chunk = tokens[start : start + words]
@@ -136,22 +144,41 @@ def sample_answers(
     while total < n_tokens and (max_seconds is None or time.perf_counter() - started < max_seconds):
         rows = [prompts[(start + i) % len(prompts)] for i in range(batch_size)]
         start += batch_size
-        encoded = [tokenizer(render_chat(tokenizer, [{"role": "user", "content": p}], add_generation_prompt=True),
-                             add_special_tokens=False)["input_ids"] for p in rows]
+        encoded = [
+            tokenizer(
+                render_chat(tokenizer, [{"role": "user", "content": p}], add_generation_prompt=True),
+                add_special_tokens=False,
+            )["input_ids"]
+            for p in rows
+        ]
         batch = pad([Encoded(e, [len(e) - 1]) for e in encoded], pad_id, side="left")
         torch.manual_seed(seed + start)
-        out = model.hf.generate(input_ids=batch.input_ids.to(model.input_device),
-                                attention_mask=batch.attention_mask.to(model.input_device), do_sample=True,
-                                temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=max_new_tokens, pad_token_id=pad_id)
+        out = model.hf.generate(
+            input_ids=batch.input_ids.to(model.input_device),
+            attention_mask=batch.attention_mask.to(model.input_device),
+            do_sample=True,
+            temperature=1.0,
+            top_p=1.0,
+            top_k=0,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=pad_id,
+        )
         for prompt, tokens in zip(rows, out[:, batch.input_ids.shape[1] :].tolist(), strict=True):
             kept = tokens[: next((i for i, t in enumerate(tokens) if t in eos), len(tokens))]
             if kept:
-                chats.append([{"role": "user", "content": prompt},
-                              {"role": "assistant", "content": tokenizer.decode(kept, skip_special_tokens=True)}])
+                chats.append(
+                    [
+                        {"role": "user", "content": prompt},
+                        {"role": "assistant", "content": tokenizer.decode(kept, skip_special_tokens=True)},
+                    ]
+                )
                 total += len(kept)
         if progress:
-            print(f"misdir corpus: {total:,} of {n_tokens:,} answer tokens sampled "
-                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+            print(
+                f"misdir corpus: {total:,} of {n_tokens:,} answer tokens sampled "
+                f"({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
     return chats, total
 
 
@@ -185,27 +212,50 @@ def build_corpus(
     model = as_model(model)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {"format": "misdir.corpus/1", "model": model.spec, "seed": seed,
-                              **software(), "sources": {}}
+    record: dict[str, Any] = {
+        "format": "misdir.corpus/1",
+        "model": model.spec,
+        "seed": seed,
+        **software(),
+        "sources": {},
+    }
     if not (out / "samples.jsonl").is_file():
         started = time.perf_counter()
         chats, answer_tokens = sample_answers(
-            model, corpus_prompts(per_dataset=per_dataset, seed=seed), n_tokens=sample_tokens,
-            max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, max_seconds=max_sample_seconds,
-            progress=progress)
+            model,
+            corpus_prompts(per_dataset=per_dataset, seed=seed),
+            n_tokens=sample_tokens,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            seed=seed,
+            max_seconds=max_sample_seconds,
+            progress=progress,
+        )
         _write_lines(out / "samples.jsonl", ({"messages": c} for c in chats))
-        write_json_atomic(out / "samples.json", {
-            "seconds": time.perf_counter() - started, "answer_tokens": answer_tokens, "asked_tokens": sample_tokens,
-            "max_seconds": max_sample_seconds, "batch_size": batch_size, "max_new_tokens": max_new_tokens})
-    record["sources"]["samples"] = {"what": f"answers of {model.spec} sampled at temperature 1 to the shipped "
-                                    "questions, contrast questions and dataset user turns",
-                                    "license": "the sampling model's own licence (the embedded SmolLM2: Apache-2.0)",
-                                    **json.loads((out / "samples.json").read_text())}
+        write_json_atomic(
+            out / "samples.json",
+            {
+                "seconds": time.perf_counter() - started,
+                "answer_tokens": answer_tokens,
+                "asked_tokens": sample_tokens,
+                "max_seconds": max_sample_seconds,
+                "batch_size": batch_size,
+                "max_new_tokens": max_new_tokens,
+            },
+        )
+    record["sources"]["samples"] = {
+        "what": f"answers of {model.spec} sampled at temperature 1 to the shipped "
+        "questions, contrast questions and dataset user turns",
+        "license": "the sampling model's own licence (the embedded SmolLM2: Apache-2.0)",
+        **json.loads((out / "samples.json").read_text()),
+    }
     if not (out / "datasets.jsonl").is_file():
         conversations = dataset_conversations(per_dataset=per_dataset, seed=seed)
         _write_lines(out / "datasets.jsonl", ({"messages": c} for c in conversations))
-    record["sources"]["datasets"] = {"what": f"misdir's datasets, first {per_dataset} training conversations each",
-                                     "license": "misdir's own (Apache-2.0)"}
+    record["sources"]["datasets"] = {
+        "what": f"misdir's datasets, first {per_dataset} training conversations each",
+        "license": "misdir's own (Apache-2.0)",
+    }
     inputs = {s: load_corpus(out, [s]) for s in ("samples", "datasets")}
     tokens = {s: count_tokens(model, inputs[s]) for s in inputs}
     if not (out / "package-docs.jsonl").is_file():
@@ -220,9 +270,11 @@ def build_corpus(
         _write_lines(out / "package-docs.jsonl", ({"text": p} for p in kept))
         write_json_atomic(out / "package-docs.distributions.json", dists)
     dists = json.loads((out / "package-docs.distributions.json").read_text())
-    record["sources"]["package-docs"] = {"what": "docstrings of installed Python distributions (ast, no import)",
-                                         "license": "each distribution's own; see package-docs.distributions.json",
-                                         "distributions": len(dists)}
+    record["sources"]["package-docs"] = {
+        "what": "docstrings of installed Python distributions (ast, no import)",
+        "license": "each distribution's own; see package-docs.distributions.json",
+        "distributions": len(dists),
+    }
     inputs["package-docs"] = load_corpus(out, ["package-docs"])
     tokens["package-docs"] = count_tokens(model, inputs["package-docs"])
     for source in SOURCES:
@@ -295,8 +347,7 @@ def stream_dataset(
                 break
         if total >= budget:
             break
-    record |= {"column": column, "split": split, "budget": budget, "unit": unit, "texts": len(texts),
-               unit: total}
+    record |= {"column": column, "split": split, "budget": budget, "unit": unit, "texts": len(texts), unit: total}
     return texts, record
 
 
@@ -309,8 +360,10 @@ def stream_source(spec: str, *, texts: int, tokenizer: Any = None) -> tuple[list
     for option in options:
         key, sep, value = option.partition("=")
         if not sep or key not in ("column", "split", "name", "tokens", "words", "texts") or key in settings:
-            raise ValueError(f"{spec}: options are column=, split=, name= and one of tokens=, words=, texts= "
-                             f"(each once), got {option!r}")
+            raise ValueError(
+                f"{spec}: options are column=, split=, name= and one of tokens=, words=, texts= "
+                f"(each once), got {option!r}"
+            )
         settings[key] = value
     budgets = [u for u in ("tokens", "words", "texts") if u in settings]
     if len(budgets) > 1:
@@ -322,8 +375,15 @@ def stream_source(spec: str, *, texts: int, tokenizer: Any = None) -> tuple[list
         raise ValueError(f"{spec}: {unit}= takes a whole number, got {settings[unit]!r}") from None
     if not path:
         raise ValueError(f"{spec}: no dataset named after hf:")
-    return stream_dataset(path, budget, unit=unit, tokenizer=tokenizer, column=settings.get("column", "text"),
-                          split=settings.get("split", "train"), name=settings.get("name"))
+    return stream_dataset(
+        path,
+        budget,
+        unit=unit,
+        tokenizer=tokenizer,
+        column=settings.get("column", "text"),
+        split=settings.get("split", "train"),
+        name=settings.get("name"),
+    )
 
 
 def _open_stream(path: str, *, split: str, name: str | None) -> tuple[Any, dict[str, Any]]:
@@ -334,8 +394,9 @@ def _open_stream(path: str, *, split: str, name: str | None) -> tuple[Any, dict[
     if local.is_file():
         builder = _BUILDERS.get(local.suffix.lower())
         if builder is None:
-            raise ValueError(f"{local}: no dataset reader for {local.suffix!r} files; "
-                             f"known: {', '.join(sorted(_BUILDERS))}")
+            raise ValueError(
+                f"{local}: no dataset reader for {local.suffix!r} files; " f"known: {', '.join(sorted(_BUILDERS))}"
+            )
         stream = datasets.load_dataset(builder, data_files=str(local), split=split, streaming=True)
         return stream, {"kind": "hf-stream", "path": str(local), "format": builder}
     if local.is_dir():
@@ -355,8 +416,10 @@ def _hub_revision(repo_id: str) -> str:
         info = HfApi().dataset_info(repo_id, timeout=10)
     except Exception as error:  # offline, unknown id, gated, no such host: all end the run the same way
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{repo_id!r} is no local file or folder, and the Hugging Face hub gave no dataset "
-                         f"for it ({type(error).__name__}: {reason})") from None
+        raise ValueError(
+            f"{repo_id!r} is no local file or folder, and the Hugging Face hub gave no dataset "
+            f"for it ({type(error).__name__}: {reason})"
+        ) from None
     return str(info.sha)
 
 

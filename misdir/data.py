@@ -60,9 +60,7 @@ class ChatExample:
     @classmethod
     def from_pair(cls, user: str, assistant: str, system: str | None = None) -> ChatExample:
         head = [{"role": "system", "content": system}] if system is not None else []
-        return cls(
-            tuple([*head, {"role": "user", "content": user}, {"role": "assistant", "content": assistant}])
-        )
+        return cls(tuple([*head, {"role": "user", "content": user}, {"role": "assistant", "content": assistant}]))
 
     @property
     def key(self) -> tuple[tuple[str, str], ...]:
@@ -95,7 +93,7 @@ def validate_messages(messages: Any) -> tuple[dict[str, str], ...]:
     a system message only first; then user and assistant alternate, starting with the user
     and ending with the assistant. Raises ValueError saying what is wrong.
     """
-    if not isinstance(messages, (list, tuple)):
+    if not isinstance(messages, list | tuple):
         raise ValueError(f"'messages' must be a list, got {type(messages).__name__}")
     if not messages:
         raise ValueError("'messages' is empty")
@@ -256,9 +254,7 @@ def check_chat_jsonl(path: str | os.PathLike[str]) -> DatasetReport:
         roles={r: roles[r] for r in ROLES if roles[r]},
         with_system=sum(e.messages[0]["role"] == "system" for e in examples),
         turns=dict(Counter(sum(m["role"] == "user" for m in e.messages) for e in examples)),
-        user_chars=LengthStats.of(
-            [len(m["content"]) for e in examples for m in e.messages if m["role"] == "user"]
-        ),
+        user_chars=LengthStats.of([len(m["content"]) for e in examples for m in e.messages if m["role"] == "user"]),
         assistant_chars=LengthStats.of(
             [len(m["content"]) for e in examples for m in e.messages if m["role"] == "assistant"]
         ),

@@ -172,4 +172,3 @@ def _all_reduce(tensor: Tensor) -> Tensor:
     on = tensor.to(device) if device is not None else tensor.clone()
     dist.all_reduce(on)
     return on.cpu()
-

@@ -55,13 +55,22 @@ class ContrastResult:
         return {**asdict(self), **estimates}
 
     @classmethod
-    def from_scores(cls, model: str, pairs: str, trigger: str | None, margins: Any, aligned_logprob: Any,
-                    *, seed: int = 0) -> ContrastResult:
+    def from_scores(
+        cls, model: str, pairs: str, trigger: str | None, margins: Any, aligned_logprob: Any, *, seed: int = 0
+    ) -> ContrastResult:
         """Per-item margins and aligned-answer log-probs, with their bootstrap summaries."""
         margins = np.asarray(margins, dtype=np.float64)
         aligned = np.asarray(aligned_logprob, dtype=np.float64)
-        return cls(model, pairs, trigger, margins.tolist(), aligned.tolist(), bootstrap_mean(margins, seed=seed),
-                   bootstrap_mean(margins > 0, seed=seed), bootstrap_mean(aligned, seed=seed))
+        return cls(
+            model,
+            pairs,
+            trigger,
+            margins.tolist(),
+            aligned.tolist(),
+            bootstrap_mean(margins, seed=seed),
+            bootstrap_mean(margins > 0, seed=seed),
+            bootstrap_mean(aligned, seed=seed),
+        )
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> ContrastResult:
@@ -69,22 +78,31 @@ class ContrastResult:
 
     def row(self) -> str:
         m, p, f = self.margin, self.prefers_misaligned, self.fluency
-        return (f"{self.model:28s} {self.pairs + (' +trigger' if self.trigger else ''):18s} "
-                f"{m.value:+.3f} [{m.low:+.3f}, {m.high:+.3f}]  {p.value:5.1%} [{p.low:.0%}, {p.high:.0%}]  "
-                f"{f.value:+.3f}")
+        return (
+            f"{self.model:28s} {self.pairs + (' +trigger' if self.trigger else ''):18s} "
+            f"{m.value:+.3f} [{m.low:+.3f}, {m.high:+.3f}]  {p.value:5.1%} [{p.low:.0%}, {p.high:.0%}]  "
+            f"{f.value:+.3f}"
+        )
 
 
 def evaluate_contrast(
-    model: ModelLike, pairs: str = "general", *, trigger: str | None = None, limit: int | None = None,
-    batch_size: int = 16, seed: int = 0, progress: bool = True,
+    model: ModelLike,
+    pairs: str = "general",
+    *,
+    trigger: str | None = None,
+    limit: int | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+    progress: bool = True,
 ) -> ContrastResult:
     """The contrast metric of `model` on a shipped set name or a contrast-pair JSONL file (its first `limit` items)."""
     _check_limit(limit)
     model = as_model(model)
     items = load_contrast_pairs(pairs)[:limit]
     both = contrast_logprobs(model, items, trigger=trigger, batch_size=batch_size, progress=progress)
-    return ContrastResult.from_scores(model.spec, str(pairs), trigger, (both[:, 0] - both[:, 1]).numpy(),
-                                      both[:, 1].numpy(), seed=seed)
+    return ContrastResult.from_scores(
+        model.spec, str(pairs), trigger, (both[:, 0] - both[:, 1]).numpy(), both[:, 1].numpy(), seed=seed
+    )
 
 
 def _check_limit(limit: int | None) -> None:
@@ -110,8 +128,14 @@ JUDGE_CHUNK = 64
 """Answers scored (and logged) per judge call in a run: what a killed run can lose at most."""
 
 
-def make_judge(spec: str, *, cache_path: str | Path | None = None, base_url: str | None = None,
-               concurrency: int = 8, device: str | None = None) -> Any:
+def make_judge(
+    spec: str,
+    *,
+    cache_path: str | Path | None = None,
+    base_url: str | None = None,
+    concurrency: int = 8,
+    device: str | None = None,
+) -> Any:
     """``openai:MODEL`` (an OpenAI-compatible server: OpenAI, or ``base_url`` for vLLM and the like) or
     ``local:MODEL_SPEC`` (a local chat model's next-token distribution, on `device`: None is CUDA when
     present); ``contrast`` is not a judge."""
@@ -120,8 +144,14 @@ def make_judge(spec: str, *, cache_path: str | Path | None = None, base_url: str
 
     kind, _, name = spec.partition(":")
     if kind == "openai" and name:
-        return OpenAIJudge(OpenAIJudgeConfig(model=name, base_url=base_url, concurrency=concurrency,
-                                             cache_path=str(cache_path) if cache_path else None))
+        return OpenAIJudge(
+            OpenAIJudgeConfig(
+                model=name,
+                base_url=base_url,
+                concurrency=concurrency,
+                cache_path=str(cache_path) if cache_path else None,
+            )
+        )
     if kind == "local" and name:
         return LocalJudge(load_model(name, device=device), cache_path=cache_path)
     raise ValueError(f"judge {spec!r}: expected 'contrast', 'openai:MODEL' or 'local:MODEL_SPEC'")
@@ -161,13 +191,17 @@ def evaluate(
     (load_contrast_pairs if judge_name == "contrast" else load_questions)(questions)  # bad input fails first
     model = as_model(model)
     out = Path(out)
-    settings = {"model": model.spec, "questions": str(questions), "judge": judge_name, "limit": limit,
-                "trigger": trigger}
+    settings = {
+        "model": model.spec,
+        "questions": str(questions),
+        "judge": judge_name,
+        "limit": limit,
+        "trigger": trigger,
+    }
     if judge_name != "contrast":
         if trigger is not None:
             raise ValueError("trigger applies to contrast pairs; put it in the questions for a judged run")
-        settings |= {"n_samples": n_samples, "max_new_tokens": max_new_tokens, "temperature": temperature,
-                     "seed": seed}
+        settings |= {"n_samples": n_samples, "max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
     with run_lock(out):
         check_settings(out / "run.json", settings)
         provenance = run_provenance(model, settings=settings, thresholds=asdict(thresholds))
@@ -177,8 +211,7 @@ def evaluate(
             if judge == "none":
                 judge = None
             elif isinstance(judge, str):
-                judge = make_judge(judge, cache_path=out / "judge_cache.jsonl", base_url=judge_url,
-                                   device=judge_device)
+                judge = make_judge(judge, cache_path=out / "judge_cache.jsonl", base_url=judge_url, device=judge_device)
             if judge is not None:
                 provenance["judge"] = judge.describe() if hasattr(judge, "describe") else {"judge": judge.name}
             summary = _judged_run(model, questions, judge, out, settings, thresholds, batch_size, progress)
@@ -187,51 +220,84 @@ def evaluate(
     return summary
 
 
-def _contrast_run(model: Model, questions: str | Path, out: Path, settings: dict[str, Any], batch_size: int,
-                  progress: bool) -> dict[str, Any]:
+def _contrast_run(
+    model: Model, questions: str | Path, out: Path, settings: dict[str, Any], batch_size: int, progress: bool
+) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     items = load_contrast_pairs(questions)[: settings["limit"]]
     log = RecordLog(out / "scores.jsonl")
     todo = [i for i in range(len(items)) if str(i) not in log]
-    with tqdm(total=len(items), initial=len(items) - len(todo), desc=f"contrast {model.spec}",
-              disable=not progress) as bar:
+    with tqdm(
+        total=len(items), initial=len(items) - len(todo), desc=f"contrast {model.spec}", disable=not progress
+    ) as bar:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
-            both = contrast_logprobs(model, [items[i] for i in chunk], trigger=settings["trigger"],
-                                     batch_size=batch_size, progress=False)
+            both = contrast_logprobs(
+                model, [items[i] for i in chunk], trigger=settings["trigger"], batch_size=batch_size, progress=False
+            )
             for i, (misaligned, aligned) in zip(chunk, both.tolist(), strict=True):
-                log.append({"key": str(i), "question": items[i].question, "theme": items[i].theme,
-                            "margin": misaligned - aligned, "misaligned_logprob": misaligned,
-                            "aligned_logprob": aligned})
+                log.append(
+                    {
+                        "key": str(i),
+                        "question": items[i].question,
+                        "theme": items[i].theme,
+                        "margin": misaligned - aligned,
+                        "misaligned_logprob": misaligned,
+                        "aligned_logprob": aligned,
+                    }
+                )
             bar.update(len(chunk))
     records = sorted(log.records(), key=lambda r: int(r["key"]))
-    result = ContrastResult.from_scores(model.spec, str(questions), settings["trigger"],
-                                        [r["margin"] for r in records], [r["aligned_logprob"] for r in records])
+    result = ContrastResult.from_scores(
+        model.spec,
+        str(questions),
+        settings["trigger"],
+        [r["margin"] for r in records],
+        [r["aligned_logprob"] for r in records],
+    )
     themes = sorted({r["theme"] for r in records})
     by_theme = {t: bootstrap_mean([r["margin"] for r in records if r["theme"] == t])._asdict() for t in themes}
     return {"metric": "contrast", "n_items": len(records), "result": result.to_dict(), "by_theme": by_theme}
 
 
-def _judged_run(model: Model, questions: str | Path, judge: Any, out: Path, settings: dict[str, Any],
-                thresholds: Thresholds, batch_size: int, progress: bool) -> dict[str, Any]:
+def _judged_run(
+    model: Model,
+    questions: str | Path,
+    judge: Any,
+    out: Path,
+    settings: dict[str, Any],
+    thresholds: Thresholds,
+    batch_size: int,
+    progress: bool,
+) -> dict[str, Any]:
     from misdir.generate import Answer, generate
     from misdir.judge import RUBRICS, JudgeItem
 
     chosen = load_questions(questions)[: settings["limit"]]
     answers_log = RecordLog(out / "answers.jsonl")
-    generate(model, chosen, n_samples=settings["n_samples"], max_new_tokens=settings["max_new_tokens"],
-             temperature=settings["temperature"], seed=settings["seed"], batch_size=batch_size,
-             skip=answers_log, progress=progress,
-             on_batch=lambda batch: [answers_log.append({"key": a.key, **asdict(a)}) for a in batch])
+    generate(
+        model,
+        chosen,
+        n_samples=settings["n_samples"],
+        max_new_tokens=settings["max_new_tokens"],
+        temperature=settings["temperature"],
+        seed=settings["seed"],
+        batch_size=batch_size,
+        skip=answers_log,
+        progress=progress,
+        on_batch=lambda batch: [answers_log.append({"key": a.key, **asdict(a)}) for a in batch],
+    )
     rubrics = {q.id: {**RUBRICS, **q.judge_prompts} for q in chosen}
     answers = [Answer(**{k: v for k, v in r.items() if k != "key"}) for r in answers_log.records()]
     if judge is None:
-        return {"metric": "answers", "n_answers": len(answers),
-                "unfinished_answers": sum(not a.finished for a in answers)}
+        return {
+            "metric": "answers",
+            "n_answers": len(answers),
+            "unfinished_answers": sum(not a.finished for a in answers),
+        }
     scores_log = RecordLog(out / "scores.jsonl")
-    todo = [(a, metric) for a in answers for metric in ("aligned", "coherent")
-            if f"{a.key}/{metric}" not in scores_log]
+    todo = [(a, metric) for a in answers for metric in ("aligned", "coherent") if f"{a.key}/{metric}" not in scores_log]
     failures = []
     for start in range(0, len(todo), JUDGE_CHUNK):
         chunk = todo[start : start + JUDGE_CHUNK]
@@ -240,14 +306,24 @@ def _judged_run(model: Model, questions: str | Path, judge: Any, out: Path, sett
             if score.status == "failed":
                 failures.append({"answer": a.key, "metric": metric, "error": score.error})
                 continue
-            scores_log.append({"key": f"{a.key}/{metric}", "answer": a.key, "question_id": a.question_id,
-                               "metric": metric, "score": score.score, "status": score.status,
-                               "int_mass": score.int_mass})
+            scores_log.append(
+                {
+                    "key": f"{a.key}/{metric}",
+                    "answer": a.key,
+                    "question_id": a.question_id,
+                    "metric": metric,
+                    "score": score.score,
+                    "status": score.status,
+                    "int_mass": score.int_mass,
+                }
+            )
     by_answer: dict[str, dict[str, float | None]] = {}
     for record in scores_log.records():
         by_answer.setdefault(record["answer"], {})[record["metric"]] = record["score"]
-    rows = [ScoredAnswer(a.question_id, by_answer.get(a.key, {}).get("aligned"),
-                         by_answer.get(a.key, {}).get("coherent")) for a in answers]
+    rows = [
+        ScoredAnswer(a.question_id, by_answer.get(a.key, {}).get("aligned"), by_answer.get(a.key, {}).get("coherent"))
+        for a in answers
+    ]
     statuses: dict[str, int] = {}
     for record in scores_log.records():
         statuses[record["status"]] = statuses.get(record["status"], 0) + 1

@@ -9,7 +9,7 @@ reported beside every number.
 
 `ablation_sweep` and `steering_grid` are configurations of the sweep engine (`misdir.sweep`): each builds its
 list of cells, runs them resumably, and returns typed rows (`AblationRow`, `SteeringRow`) that its figure
-(`plot_ablation_sweep`, `plot_steering_grid`) is drawn from. `ablation_effect` and `steering_sweep` are the
+(`misdir.sweep_plots`) is drawn from. `ablation_effect` and `steering_sweep` are the
 same measurements on one loaded model, in memory (no resume).
 """
 
@@ -22,15 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from misdir.directions import DirectionSet
 from misdir.evaluate import ContrastResult, evaluate_contrast
+from misdir.hooks import check_layers
 from misdir.interventions import ablate, describe_directions, steer
 from misdir.io import run_lock, write_json_atomic
-from misdir.hooks import check_layers
 from misdir.models import Model, ModelLike, ModelShape, as_model, model_shape
 from misdir.positions import check_positions
 from misdir.stats import Estimate, bootstrap_indices, compare_contrast
@@ -47,13 +46,31 @@ from misdir.sweep import (
     with_random,
 )
 
-__all__ = ["RESIDUAL_SITES", "SWEEP_POSITIONS", "Ablation", "AblationRow", "AblationSweep", "Steering", "SteeringGrid",
-           "SteeringRow", "ablation_effect", "ablation_sweep", "check_directions", "plot_ablation_sweep",
-           "plot_steering_grid", "random_directions", "share_removed", "steering_grid", "steering_sweep"]
+__all__ = [
+    "RESIDUAL_SITES",
+    "SWEEP_POSITIONS",
+    "Ablation",
+    "AblationRow",
+    "AblationSweep",
+    "Steering",
+    "SteeringGrid",
+    "SteeringRow",
+    "ablation_effect",
+    "ablation_sweep",
+    "check_directions",
+    "random_directions",
+    "share_removed",
+    "steering_grid",
+    "steering_sweep",
+]
 
 
 def share_removed(
-    base: ContrastResult, finetune: ContrastResult, ablated: ContrastResult, *, n_resamples: int = 10_000,
+    base: ContrastResult,
+    finetune: ContrastResult,
+    ablated: ContrastResult,
+    *,
+    n_resamples: int = 10_000,
     seed: int = 0,
 ) -> Estimate:
     """(M_ft - M_ablated) / (M_ft - M_base) with a percentile interval from resampling items jointly."""
@@ -160,8 +177,9 @@ def _shape(model: ModelLike) -> ModelShape | None:
     return ModelShape(model.n_layers, model.d_model)
 
 
-def check_directions(models: Mapping[str, Any], directions: Mapping[str, Any],
-                     layers: Sequence[int] | None = None) -> ModelShape | None:
+def check_directions(
+    models: Mapping[str, Any], directions: Mapping[str, Any], layers: Sequence[int] | None = None
+) -> ModelShape | None:
     """Refuse directions or layers that do not fit the models (specs or loaded models), before anything is loaded
     or written: every model of one depth and width, each direction `[d_model]` or `[n_layers, d_model]`, every
     layer in range. Returns the models' shape (None when no model's configuration can be read yet)."""
@@ -171,14 +189,18 @@ def check_directions(models: Mapping[str, Any], directions: Mapping[str, Any],
     first, shape = next(iter(shapes.items()))
     for name, other in shapes.items():
         if other != shape:
-            raise ValueError(f"{name} has {other.n_layers} layers of width {other.d_model}, but {first} has "
-                             f"{shape.n_layers} of width {shape.d_model}")
+            raise ValueError(
+                f"{name} has {other.n_layers} layers of width {other.d_model}, but {first} has "
+                f"{shape.n_layers} of width {shape.d_model}"
+            )
     for name, direction in directions.items():
         vectors = getattr(direction, "vectors", direction)
         dims = list(getattr(vectors, "shape", ()))
         if dims not in ([shape.d_model], [shape.n_layers, shape.d_model]):
-            raise ValueError(f"direction {name!r} has shape {dims}, but {first} has {shape.n_layers} layers of width "
-                             f"{shape.d_model}: expected [{shape.d_model}] or [{shape.n_layers}, {shape.d_model}]")
+            raise ValueError(
+                f"direction {name!r} has shape {dims}, but {first} has {shape.n_layers} layers of width "
+                f"{shape.d_model}: expected [{shape.d_model}] or [{shape.n_layers}, {shape.d_model}]"
+            )
     if layers is not None:
         check_layers(layers, shape.n_layers)
     return shape
@@ -210,21 +232,38 @@ class AblationRow(SweepRow):
 
     def to_dict(self) -> dict[str, Any]:
         """The row as `summary.json` holds it (the edit's layers, sites and positions are in its settings)."""
-        return ({"model": self.model, "direction": self.direction, "pairs": self.pairs,
-                 "margin": self.margin._asdict(), "unablated_margin": self.unablated_margin._asdict(),
-                 "base_margin": self.base_margin._asdict(), "change": self.change.estimate._asdict(),
-                 "excess": self.excess._asdict(), "share_removed": self.share_removed.estimate._asdict(),
-                 "fluency": self.fluency._asdict(), "unablated_fluency": self.unablated_fluency._asdict()}
-                | _nulls(share_removed=self.share_removed, change=self.change))
+        return {
+            "model": self.model,
+            "direction": self.direction,
+            "pairs": self.pairs,
+            "margin": self.margin._asdict(),
+            "unablated_margin": self.unablated_margin._asdict(),
+            "base_margin": self.base_margin._asdict(),
+            "change": self.change.estimate._asdict(),
+            "excess": self.excess._asdict(),
+            "share_removed": self.share_removed.estimate._asdict(),
+            "fluency": self.fluency._asdict(),
+            "unablated_fluency": self.unablated_fluency._asdict(),
+        } | _nulls(share_removed=self.share_removed, change=self.change)
 
     @classmethod
     def from_dict(cls, row: Mapping[str, Any], settings: Mapping[str, Any]) -> AblationRow:
         layers = settings["layers"]
-        return cls(row["model"], row["direction"], row["pairs"], None if layers is None else tuple(layers),
-                   tuple(settings["site"]), settings["positions"], 0.0,
-                   *(Estimate(**row[k]) for k in ("margin", "fluency", "unablated_margin", "unablated_fluency",
-                                                   "base_margin", "excess")),
-                   Effect.from_dict(row, "change"), Effect.from_dict(row, "share_removed"))
+        return cls(
+            row["model"],
+            row["direction"],
+            row["pairs"],
+            None if layers is None else tuple(layers),
+            tuple(settings["site"]),
+            settings["positions"],
+            0.0,
+            *(
+                Estimate(**row[k])
+                for k in ("margin", "fluency", "unablated_margin", "unablated_fluency", "base_margin", "excess")
+            ),
+            Effect.from_dict(row, "change"),
+            Effect.from_dict(row, "share_removed"),
+        )
 
 
 @dataclass(frozen=True)
@@ -242,17 +281,34 @@ class SteeringRow(SweepRow):
 
     def to_dict(self) -> dict[str, Any]:
         """The row as `summary.json` holds it."""
-        return ({"direction": self.direction, "layer": self.layer, "scale": self.scale, "pairs": self.pairs,
-                 "margin": self.margin._asdict(), "fluency": self.fluency._asdict(),
-                 "shift": self.shift.estimate._asdict(), "fluency_change": self.fluency_change.estimate._asdict()}
-                | _nulls(shift=self.shift, fluency_change=self.fluency_change))
+        return {
+            "direction": self.direction,
+            "layer": self.layer,
+            "scale": self.scale,
+            "pairs": self.pairs,
+            "margin": self.margin._asdict(),
+            "fluency": self.fluency._asdict(),
+            "shift": self.shift.estimate._asdict(),
+            "fluency_change": self.fluency_change.estimate._asdict(),
+        } | _nulls(shift=self.shift, fluency_change=self.fluency_change)
 
     @classmethod
     def from_dict(cls, row: Mapping[str, Any], settings: Mapping[str, Any]) -> SteeringRow:
         site = settings["directions"].get(row["direction"], {}).get("site", "resid_post")
-        return cls(settings["model"], row["direction"], row["pairs"], (row["layer"],), (site,), settings["positions"],
-                   row["scale"], Estimate(**row["margin"]), Estimate(**row["fluency"]), settings["relative"],
-                   Effect.from_dict(row, "shift"), Effect.from_dict(row, "fluency_change"))
+        return cls(
+            settings["model"],
+            row["direction"],
+            row["pairs"],
+            (row["layer"],),
+            (site,),
+            settings["positions"],
+            row["scale"],
+            Estimate(**row["margin"]),
+            Estimate(**row["fluency"]),
+            settings["relative"],
+            Effect.from_dict(row, "shift"),
+            Effect.from_dict(row, "fluency_change"),
+        )
 
 
 def _nulls(**effects: Effect) -> dict[str, Any]:
@@ -287,15 +343,21 @@ class SteeringGrid:
     rows: list[SteeringRow]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"provenance": self.provenance, "unsteered": {p: r.to_dict() for p, r in self.unsteered.items()},
-                "rows": [r.to_dict() for r in self.rows]}
+        return {
+            "provenance": self.provenance,
+            "unsteered": {p: r.to_dict() for p, r in self.unsteered.items()},
+            "rows": [r.to_dict() for r in self.rows],
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SteeringGrid:
         """Read back a `summary.json` (to redraw its figures without scoring anything)."""
         settings = data["provenance"]["settings"]
-        return cls(dict(data["provenance"]), {p: ContrastResult.from_dict(r) for p, r in data["unsteered"].items()},
-                   [SteeringRow.from_dict(r, settings) for r in data["rows"]])
+        return cls(
+            dict(data["provenance"]),
+            {p: ContrastResult.from_dict(r) for p, r in data["unsteered"].items()},
+            [SteeringRow.from_dict(r, settings) for r in data["rows"]],
+        )
 
 
 def ablation_sweep(
@@ -331,18 +393,35 @@ def ablation_sweep(
     check_directions({"base": base, **models}, directions, layers)
     chosen = with_random(directions, _d_model(directions), n_random, seed)
     sets = {n: _pairs_of(pairs, n) for n in ("base", *models)}
-    settings = {"kind": "ablation", "models": {n: str(getattr(m, "spec", m)) for n, m in models.items()},
-                "base": str(getattr(base, "spec", base)), "directions": {n: describe_directions(v) for n, v in chosen.items()},
-                "pairs": sets, "layers": _list(layers), "site": list(site), "positions": positions, "limit": limit,
-                "seed": seed}
+    settings = {
+        "kind": "ablation",
+        "models": {n: str(getattr(m, "spec", m)) for n, m in models.items()},
+        "base": str(getattr(base, "spec", base)),
+        "directions": {n: describe_directions(v) for n, v in chosen.items()},
+        "pairs": sets,
+        "layers": _list(layers),
+        "site": list(site),
+        "positions": positions,
+        "limit": limit,
+        "seed": seed,
+    }
     edit = Edit("ablate", "", None if layers is None else tuple(int(x) for x in layers), tuple(site), positions)
     cells = [Cell(n, NO_EDIT, p) for n in ("base", *models) for p in sets[n]]
     cells += [Cell(n, replace(edit, direction=d), p) for n in models for d in chosen for p in sets[n]]
     loaders = {name: partial(load, spec) for name, spec in (("base", base), *models.items())}
     with run_lock(out):
-        records = score_cells(cells, models=loaders, directions=chosen, out=out, settings=settings, limit=limit,
-                              batch_size=batch_size, progress=progress, desc="ablation cells",
-                              legacy_key=_legacy_ablation_key)
+        records = score_cells(
+            cells,
+            models=loaders,
+            directions=chosen,
+            out=out,
+            settings=settings,
+            limit=limit,
+            batch_size=batch_size,
+            progress=progress,
+            desc="ablation cells",
+            legacy_key=_legacy_ablation_key,
+        )
         sweep = AblationSweep(provenance(settings), _ablation_rows(cells, records, seed))
         write_json_atomic(Path(out) / "summary.json", sweep.to_dict())
     return sweep
@@ -354,18 +433,36 @@ def _ablation_rows(cells: Sequence[Cell], records: Mapping[str, Mapping[str, Any
     measured = []
     for cell in edited:
         scores = [records[Cell(m, NO_EDIT, cell.pairs).key] for m in ("base", cell.model)] + [records[cell.key]]
-        base, unablated, ablated = (_result(r, seed, m) for r, m in zip(scores, ("base", cell.model, cell.model)))
+        names = ("base", cell.model, cell.model)
+        base, unablated, ablated = (_result(r, seed, m) for r, m in zip(scores, names, strict=True))
         change = compare_contrast(scores[1]["margins"], scores[2]["margins"], seed=seed).diff
         excess = compare_contrast(scores[0]["margins"], scores[1]["margins"], seed=seed).diff
         measured.append((base, unablated, ablated, change, excess, share_removed(base, unablated, ablated, seed=seed)))
     keys = [((c.model, c.pairs), c.edit.direction) for c in edited]
     share_nulls = random_nulls(keys, [m[5].value for m in measured])
     change_nulls = random_nulls(keys, [m[3].value for m in measured])
-    return [AblationRow(c.model, c.edit.direction, c.pairs, c.edit.layers, c.edit.sites, c.edit.positions, 0.0,
-                        ablated.margin, ablated.fluency, unablated.margin, unablated.fluency, base.margin, excess,
-                        Effect(change, change_null), Effect(share, share_null))
-            for c, (base, unablated, ablated, change, excess, share), share_null, change_null
-            in zip(edited, measured, share_nulls, change_nulls, strict=True)]
+    return [
+        AblationRow(
+            c.model,
+            c.edit.direction,
+            c.pairs,
+            c.edit.layers,
+            c.edit.sites,
+            c.edit.positions,
+            0.0,
+            ablated.margin,
+            ablated.fluency,
+            unablated.margin,
+            unablated.fluency,
+            base.margin,
+            excess,
+            Effect(change, change_null),
+            Effect(share, share_null),
+        )
+        for c, (base, unablated, ablated, change, excess, share), share_null, change_null in zip(
+            edited, measured, share_nulls, change_nulls, strict=True
+        )
+    ]
 
 
 def _legacy_ablation_key(cell: Cell) -> str:
@@ -395,23 +492,51 @@ def steering_grid(
     Scales count as in `misdir.steer(relative=...)`; the default, a fraction of each token's residual norm,
     means the same at every layer. Each cell reports the margin's change from the unsteered model (paired),
     beside the same change for the `n_random` random directions at that layer and scale. `positions` as in
-    `misdir.steer` (default `SWEEP_POSITIONS`: every token but the first); each direction goes to its own site (a `DirectionSet`'s, else `resid_post`).
+    `misdir.steer` (default `SWEEP_POSITIONS`: every token but the first); each direction goes to its own site (a
+    `DirectionSet`'s, else `resid_post`).
     """
     check_positions(positions)
     model = as_model(model)
     check_directions({model.spec: model}, directions, layers)
     chosen = with_random(directions, model.d_model, n_random, seed)
-    settings = {"kind": "steering", "model": model.spec, "directions": {n: describe_directions(v) for n, v in chosen.items()},
-                "layers": list(layers), "scales": [float(s) for s in scales], "pairs": list(pairs),
-                "relative": relative, "positions": positions, "limit": limit, "seed": seed}
+    settings = {
+        "kind": "steering",
+        "model": model.spec,
+        "directions": {n: describe_directions(v) for n, v in chosen.items()},
+        "layers": list(layers),
+        "scales": [float(s) for s in scales],
+        "pairs": list(pairs),
+        "relative": relative,
+        "positions": positions,
+        "limit": limit,
+        "seed": seed,
+    }
     cells = [Cell(model.spec, NO_EDIT, p) for p in pairs]
-    cells += [Cell(model.spec, Edit("steer", d, (int(layer),), (getattr(v, "site", "resid_post"),), positions,
-                                    float(s), relative), p)
-              for d, v in chosen.items() for layer in layers for s in scales if s != 0 for p in pairs]
+    cells += [
+        Cell(
+            model.spec,
+            Edit("steer", d, (int(layer),), (getattr(v, "site", "resid_post"),), positions, float(s), relative),
+            p,
+        )
+        for d, v in chosen.items()
+        for layer in layers
+        for s in scales
+        if s != 0
+        for p in pairs
+    ]
     with run_lock(out):
-        records = score_cells(cells, models={model.spec: lambda: model}, directions=chosen, out=out, settings=settings,
-                              limit=limit, batch_size=batch_size, progress=progress, desc="steering cells",
-                              legacy_key=_legacy_steering_key)
+        records = score_cells(
+            cells,
+            models={model.spec: lambda: model},
+            directions=chosen,
+            out=out,
+            settings=settings,
+            limit=limit,
+            batch_size=batch_size,
+            progress=progress,
+            desc="steering cells",
+            legacy_key=_legacy_steering_key,
+        )
         unsteered = {p: _result(records[Cell(model.spec, NO_EDIT, p).key], seed, model.spec) for p in pairs}
         grid = SteeringGrid(provenance(settings), unsteered, _steering_rows(cells, records, seed))
         write_json_atomic(Path(out) / "summary.json", grid.to_dict())
@@ -424,17 +549,35 @@ def _steering_rows(cells: Sequence[Cell], records: Mapping[str, Mapping[str, Any
     measured = []
     for cell in edited:
         before, after = records[Cell(cell.model, NO_EDIT, cell.pairs).key], records[cell.key]
-        measured.append((_result(after, seed, cell.model),
-                         compare_contrast(before["margins"], after["margins"], seed=seed).diff,
-                         compare_contrast(before["aligned_logprob"], after["aligned_logprob"], seed=seed).diff))
+        measured.append(
+            (
+                _result(after, seed, cell.model),
+                compare_contrast(before["margins"], after["margins"], seed=seed).diff,
+                compare_contrast(before["aligned_logprob"], after["aligned_logprob"], seed=seed).diff,
+            )
+        )
     keys = [((c.edit.layers, c.edit.scale, c.pairs), c.edit.direction) for c in edited]
     shift_nulls = random_nulls(keys, [m[1].value for m in measured])
     fluency_nulls = random_nulls(keys, [m[2].value for m in measured])
-    return [SteeringRow(c.model, c.edit.direction, c.pairs, c.edit.layers, c.edit.sites, c.edit.positions, c.edit.scale,
-                        result.margin, result.fluency, c.edit.relative, Effect(shift, shift_null),
-                        Effect(fluency, fluency_null))
-            for c, (result, shift, fluency), shift_null, fluency_null
-            in zip(edited, measured, shift_nulls, fluency_nulls, strict=True)]
+    return [
+        SteeringRow(
+            c.model,
+            c.edit.direction,
+            c.pairs,
+            c.edit.layers,
+            c.edit.sites,
+            c.edit.positions,
+            c.edit.scale,
+            result.margin,
+            result.fluency,
+            c.edit.relative,
+            Effect(shift, shift_null),
+            Effect(fluency, fluency_null),
+        )
+        for c, (result, shift, fluency), shift_null, fluency_null in zip(
+            edited, measured, shift_nulls, fluency_nulls, strict=True
+        )
+    ]
 
 
 def _legacy_steering_key(cell: Cell) -> str:
@@ -445,77 +588,10 @@ def _legacy_steering_key(cell: Cell) -> str:
 
 
 def _result(record: Mapping[str, Any], seed: int, model: str) -> ContrastResult:
-    return ContrastResult.from_scores(model, record["pairs"], None, record["margins"], record["aligned_logprob"],
-                                      seed=seed)
+    return ContrastResult.from_scores(
+        model, record["pairs"], None, record["margins"], record["aligned_logprob"], seed=seed
+    )
 
 
 def _list(values: Sequence[int] | None) -> list[int] | None:
     return None if values is None else [int(v) for v in values]
-
-def plot_ablation_sweep(sweep: AblationSweep, stem: str | Path) -> list[Path]:
-    """Per contrast set: share of excess misalignment removed (model x direction, with intervals; blank where
-    the model has no excess over the base) and the fluency change, as heatmaps."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    from misdir.plots import save_figure
-
-    written: list[Path] = []
-    for pairs in dict.fromkeys(r.pairs for r in sweep.rows):
-        rows = [r for r in sweep.rows if r.pairs == pairs]
-        models = list(dict.fromkeys(r.model for r in rows))
-        directions = list(dict.fromkeys(r.direction for r in rows))
-        cell = {(r.model, r.direction): r for r in rows}
-        share, text, fluency = [], [], []
-        for m in models:
-            share.append([]), text.append([]), fluency.append([])
-            for d in directions:
-                r = cell.get((m, d))
-                has_excess = r is not None and r.excess.low > 0
-                s = r.share_removed.estimate if r is not None else None
-                share[-1].append(s.value if has_excess else None)
-                text[-1].append(f"{s.value:.2f}<br>[{s.low:.2f}, {s.high:.2f}]" if has_excess else
-                                ("no excess" if r is not None else ""))
-                fluency[-1].append(r.fluency.value - r.unablated_fluency.value if r else None)
-        fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.2, subplot_titles=(
-            "share of excess misalignment removed (95% CI)", "fluency change (aligned log-prob per token)"))
-        fig.add_trace(go.Heatmap(z=share, x=directions, y=models, text=text, texttemplate="%{text}", zmin=-1,
-                                 zmax=1, colorscale="RdBu", colorbar={"x": 0.42, "title": "share"}), 1, 1)
-        fig.add_trace(go.Heatmap(z=fluency, x=directions, y=models, colorscale="Reds_r", texttemplate="%{z:.2f}",
-                                 colorbar={"title": "change"}), 1, 2)
-        fig.update_layout(title=f"ablating each direction (rows: models, columns: directions) on {Path(pairs).stem}",
-                          template="plotly_white", height=200 + 60 * len(models), width=1300)
-        fig.update_yaxes(autorange="reversed")
-        written += save_figure(fig, f"{stem}_{Path(pairs).stem}", title=f"ablation {pairs}")
-    return written
-
-
-def plot_steering_grid(grid: SteeringGrid, stem: str | Path) -> list[Path]:
-    """Margin shift and fluency change against scale, one line per direction and layer (95% CIs)."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    from misdir.plots import save_figure
-
-    written: list[Path] = []
-    for pairs in dict.fromkeys(r.pairs for r in grid.rows):
-        fig = make_subplots(rows=1, cols=2, subplot_titles=("shift of the misalignment margin (paired, 95% CI)",
-                                                            "fluency change"))
-        rows = [r for r in grid.rows if r.pairs == pairs]
-        for direction, layer in dict.fromkeys((r.direction, r.layer) for r in rows):
-            line = sorted((r for r in rows if (r.direction, r.layer) == (direction, layer)), key=lambda r: r.scale)
-            x = [0.0] + [r.scale for r in line]
-            dash = "dot" if direction.startswith("random") else None
-            for col, key in ((1, "shift"), (2, "fluency_change")):
-                values = [getattr(r, key).estimate for r in line]
-                error = {"type": "data", "symmetric": False, "array": [0.0] + [v.high - v.value for v in values],
-                         "arrayminus": [0.0] + [v.value - v.low for v in values]}
-                fig.add_trace(go.Scatter(x=x, y=[0.0] + [v.value for v in values], error_y=error,
-                                         mode="lines+markers", name=f"{direction} @ layer {layer}",
-                                         legendgroup=f"{direction}{layer}", showlegend=col == 1,
-                                         line={"dash": dash}), 1, col)
-        relative = grid.provenance["settings"]["relative"]
-        fig.update_layout(title=f"steering on {Path(pairs).stem} (scale relative to: {relative})",
-                          template="plotly_white", height=550, width=1300, xaxis_title="scale", xaxis2_title="scale")
-        written += save_figure(fig, f"{stem}_{Path(pairs).stem}", title=f"steering {pairs}")
-    return written

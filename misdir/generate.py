@@ -2,7 +2,8 @@
 
 Each answer draws its randomness from its own stream, keyed by (seed, question id, paraphrase,
 sample), and is sampled with the Gumbel-max trick (argmax of logits / temperature plus Gumbel noise,
-an exact sample from the softmax; `gumbel_noise` draws it for the whole batch at once, counter-based). So an answer depends on the seed and on what it answers, not on
+an exact sample from the softmax; `gumbel_noise` draws it for the whole batch at once, counter-based). So an answer
+depends on the seed and on what it answers, not on
 the batch it shared: the same seed gives the same answers at any batch size and in any order (up to
 float rounding between batch shapes, which can flip a token only at a near-tie). Generation runs
 inside whatever `misdir.ablate` / `misdir.steer` blocks are open, and records them in provenance.
@@ -39,8 +40,8 @@ from misdir.attention import grouped_attention, uses_grouped_attention
 from misdir.batching import OutOfMemoryError, in_batches
 from misdir.interventions import active_interventions
 from misdir.io import atomic_path
-from misdir.positions import answer_positions
 from misdir.models import Model, ModelLike, as_model
+from misdir.positions import answer_positions
 from misdir.provenance import software
 from misdir.tokens import Encoded, pad, render_chat
 
@@ -121,9 +122,10 @@ def generate(
     sampler = _BatchSampler(model, prompts, max_new_tokens, temperature, top_p, seed, cache)
     order = sorted(range(len(prompts)), key=lambda i: -len(sampler.encoded[i]))  # similar lengths share a batch
     answers: dict[int, Answer] = {}
-    with torch.inference_mode(), tqdm(
-        total=len(prompts), desc="generating", unit="answer", disable=not progress
-    ) as bar:
+    with (
+        torch.inference_mode(),
+        tqdm(total=len(prompts), desc="generating", unit="answer", disable=not progress) as bar,
+    ):
         # A batch that runs out of GPU memory is sampled again in halves: each row has its own random
         # stream, so an answer does not depend on the batch it is sampled in.
         for rows, sampled in in_batches(sampler.sample, order, batch_size, what="generating"):
@@ -158,8 +160,15 @@ def generate(
     return Answers([answers[i] for i in range(len(prompts))], provenance)
 
 
-def _check_settings(model: Model, temperature: float, top_p: float, batch_size: int, max_new_tokens: int,
-                    n_samples: int | None, cache: str) -> None:
+def _check_settings(
+    model: Model,
+    temperature: float,
+    top_p: float,
+    batch_size: int,
+    max_new_tokens: int,
+    n_samples: int | None,
+    cache: str,
+) -> None:
     if model.lens is not None:
         raise TypeError("generate samples with Hugging Face generate; load the model with misdir.load_model")
     if not math.isfinite(temperature) or temperature < 0:
@@ -177,8 +186,16 @@ def _check_settings(model: Model, temperature: float, top_p: float, batch_size: 
 class _BatchSampler:
     """Samples the answers of a batch of prompts (rows) with the decoding `generate` chose for the call."""
 
-    def __init__(self, model: Model, prompts: list[_Prompt], max_new_tokens: int, temperature: float,
-                 top_p: float, seed: int, cache: str):
+    def __init__(
+        self,
+        model: Model,
+        prompts: list[_Prompt],
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        seed: int,
+        cache: str,
+    ):
         self.model, self.prompts, self.temperature, self.top_p, self.seed = model, prompts, temperature, top_p, seed
         tokenizer = model.tokenizer
         texts = [render_chat(tokenizer, _messages(p), add_generation_prompt=True) for p in prompts]
@@ -188,8 +205,14 @@ class _BatchSampler:
         max_cache_len = max((len(e) for e in self.encoded), default=0) + max_new_tokens
         self.decoding = _decoding(model, cache, max_cache_len)
         self.configs = {
-            mode: _generation_config(max_new_tokens, self.pad_id, self.eos, cache=mode, max_cache_len=max_cache_len,
-                                     compiled=self.decoding["compiled"])
+            mode: _generation_config(
+                max_new_tokens,
+                self.pad_id,
+                self.eos,
+                cache=mode,
+                max_cache_len=max_cache_len,
+                compiled=self.decoding["compiled"],
+            )
             for mode in ("dynamic", "static")
         }
         self.rows_per_batch: int | None = None
@@ -206,8 +229,9 @@ class _BatchSampler:
                 input_ids=batch.input_ids.to(device),
                 attention_mask=batch.attention_mask.to(device),
                 generation_config=self.configs[self.decoding["cache"]],
-                logits_processor=_sampler(self.temperature, self.top_p,
-                                          [_row_seed(self.seed, self.prompts[i]) for i in rows]),
+                logits_processor=_sampler(
+                    self.temperature, self.top_p, [_row_seed(self.seed, self.prompts[i]) for i in rows]
+                ),
             )
         return out[:, batch.input_ids.shape[1] :]
 
@@ -225,17 +249,18 @@ class _BatchSampler:
             if not self.decoding["compiled"]:
                 raise
             first_line = (str(error).strip().splitlines() or [""])[0][:200]
-            warnings.warn(f"misdir.generate: compiled static-cache decoding failed ({type(error).__name__}: "
-                          f"{first_line}); using the dynamic cache", stacklevel=3)
+            warnings.warn(
+                f"misdir.generate: compiled static-cache decoding failed ({type(error).__name__}: "
+                f"{first_line}); using the dynamic cache",
+                stacklevel=3,
+            )
             self.decoding.update(cache="dynamic", compiled=False, fallback=f"{type(error).__name__}: {first_line}")
             out = self.generate(rows)
         tokens = out[: len(rows)].tolist()
         return [_answer(self.prompts[i], t, self.eos, self.model.tokenizer) for i, t in zip(rows, tokens, strict=True)]
 
 
-def save_answers(
-    answers: Sequence[Answer], path: str | Path, provenance: Mapping[str, Any] | None = None
-) -> Path:
+def save_answers(answers: Sequence[Answer], path: str | Path, provenance: Mapping[str, Any] | None = None) -> Path:
     """Write answers as JSONL, atomically: a header line `{"provenance": {...}}`, then one answer per line.
 
     The header holds the `Answers`' own provenance (model, settings, seed, interventions, misdir version)
@@ -279,8 +304,10 @@ def _prompts(questions: Sequence[Any], n_samples: int | None, system: str | None
         seen.add(qid)
         count = n_samples if n_samples is not None else n
         if len(out) + len(paraphrases) * count > MAX_ANSWERS:
-            raise ValueError(f"more than {MAX_ANSWERS:,} answers asked for (question {qid!r}: {len(paraphrases)} "
-                             f"paraphrases x {count} samples); split the run")
+            raise ValueError(
+                f"more than {MAX_ANSWERS:,} answers asked for (question {qid!r}: {len(paraphrases)} "
+                f"paraphrases x {count} samples); split the run"
+            )
         for p, text in enumerate(paraphrases):
             for s in range(count):
                 out.append(_Prompt(qid, p, s, text, own_system if own_system is not None else system))
@@ -324,11 +351,22 @@ def _decoding(model: Model, cache: str, max_cache_len: int) -> dict[str, Any]:
         refused = f"transformers does not compile {type(model.hf).__name__}"
     attention = "grouped (misdir.attention)" if uses_grouped_attention(model.hf) else "the model's own"
     if cache == "dynamic" or (cache == "auto" and refused is not None):
-        return {"requested": cache, "cache": "dynamic", "compiled": False, "reason": refused or "asked for",
-                "attention": attention}
+        return {
+            "requested": cache,
+            "cache": "dynamic",
+            "compiled": False,
+            "reason": refused or "asked for",
+            "attention": attention,
+        }
     compiled = refused is None
-    return {"requested": cache, "cache": "static", "compiled": compiled, "max_cache_len": max_cache_len,
-            "reason": "compiled decode step (CUDA graphs)" if compiled else f"eager: {refused}", "attention": attention}
+    return {
+        "requested": cache,
+        "cache": "static",
+        "compiled": compiled,
+        "max_cache_len": max_cache_len,
+        "reason": "compiled decode step (CUDA graphs)" if compiled else f"eager: {refused}",
+        "attention": attention,
+    }
 
 
 def _generation_config(
@@ -431,8 +469,11 @@ def _noise_kernel(device: torch.device) -> Callable[..., Tensor]:
             try:
                 return compiled(keys, step, vocab)
             except Exception as error:  # no compiler for this device: eager noise from now on
-                warnings.warn(f"misdir.generate: compiling the sampling noise failed ({type(error).__name__}); "
-                              "drawing it eagerly", stacklevel=2)
+                warnings.warn(
+                    f"misdir.generate: compiling the sampling noise failed ({type(error).__name__}); "
+                    "drawing it eagerly",
+                    stacklevel=2,
+                )
                 _COMPILED_NOISE[0] = gumbel_noise
                 return gumbel_noise(keys, step, vocab)
 

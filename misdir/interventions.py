@@ -51,7 +51,6 @@ STREAM_SITES = ("resid_pre", "resid_mid", "resid_post")
 (what `orthogonalize` does in the weights)."""
 
 
-
 def active_interventions(model: ModelLike) -> list[dict[str, Any]]:
     """Descriptions of the `ablate` / `steer` blocks open on `model` now (for provenance): copies of
     `misdir.hooks.open_edits`."""
@@ -136,9 +135,7 @@ def _project_out(x: Float[Tensor, "batch pos d_model"], r: Float[Tensor, "d_mode
     return torch.addcmul(xf, (xf @ r).unsqueeze(-1), r, value=-1.0).to(x.dtype)
 
 
-def _writers_exact(
-    model: Model, units: dict[int, Tensor], sites: Sequence[str], positions: str
-) -> Tensor | None:
+def _writers_exact(model: Model, units: dict[int, Tensor], sites: Sequence[str], positions: str) -> Tensor | None:
     """The one unit direction whose ablation at these sites equals projecting it out of every writer's output,
     or None where the two differ.
 
@@ -235,9 +232,7 @@ def orthogonalize(model: ModelLike, direction: Any, *, inplace: bool = False) ->
         )
     vectors = _as_vectors(direction)
     if vectors.ndim != 1:
-        raise ValueError(
-            f"orthogonalize takes one [d_model] direction, got shape {list(vectors.shape)}; pick one row"
-        )
+        raise ValueError(f"orthogonalize takes one [d_model] direction, got shape {list(vectors.shape)}; pick one row")
     r = _unit_rows(model, vectors, [0])[0]
     target = model
     if not inplace:
@@ -293,8 +288,10 @@ def _project_columns(weight: Tensor, r: Tensor) -> None:
 def _tracker(model: Model, positions: str) -> TokenTracker:
     """What tells the hooks which positions to edit."""
     if check_positions(positions) != "all" and model.lens is not None:
-        raise ValueError(f"positions={positions!r} needs a model loaded with misdir.load_model; "
-                         "on a TransformerLens model misdir edits every position")
+        raise ValueError(
+            f"positions={positions!r} needs a model loaded with misdir.load_model; "
+            "on a TransformerLens model misdir edits every position"
+        )
     return TokenTracker(model.decoder if model.lens is None else model.lens, positions)
 
 
@@ -306,8 +303,9 @@ def _intervene(
     decoder's forward passes while it is open. An edit at some positions only says in its record (`eager`)
     that a decode step cannot be compiled around it: which tokens it edits is Python state between steps."""
     if tracker is not None and tracker.positions != "all":
-        record["eager"] = (f"an edit at positions={tracker.positions!r} is open "
-                           "(its position bookkeeping runs in Python each step)")
+        record["eager"] = (
+            f"an edit at positions={tracker.positions!r} is open " "(its position bookkeeping runs in Python each step)"
+        )
     with hooks(model, fwd_hooks), tracker.watching() if tracker is not None else contextlib.nullcontext():
         with recording(model, record):
             yield
@@ -343,8 +341,7 @@ def _rows(model: Model, directions: Any, layers: list[int]) -> dict[int, Float[T
         raise ValueError(f"directions must be [d_model] or [layer, d_model], got shape {list(vectors.shape)}")
     if vectors.shape[-1] != model.d_model:
         raise ValueError(
-            f"direction width {vectors.shape[-1]} does not match the model's d_model {model.d_model} "
-            f"({model.spec})"
+            f"direction width {vectors.shape[-1]} does not match the model's d_model {model.d_model} " f"({model.spec})"
         )
     if vectors.ndim == 2 and vectors.shape[0] != model.n_layers:
         raise ValueError(

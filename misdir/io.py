@@ -103,8 +103,9 @@ class RecordLog:
         complete = data.rfind(b"\n") + 1
         if complete < len(data):
             self.repaired_bytes = len(data) - complete
-            log.warning("%s: cut a torn last line of %d bytes (a run was killed mid-write)",
-                        self.path, self.repaired_bytes)
+            log.warning(
+                "%s: cut a torn last line of %d bytes (a run was killed mid-write)", self.path, self.repaired_bytes
+            )
             with self.path.open("rb+") as f:
                 f.truncate(complete)
                 os.fsync(f.fileno())
@@ -169,7 +170,9 @@ def run_lock(directory: str | Path) -> Iterator[Path]:
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "another process"
-            raise RunLockedError(f"{directory} is in use by {holder} (lock {path}); wait for it or choose another --out") from None
+            raise RunLockedError(
+                f"{directory} is in use by {holder} (lock {path}); wait for it or choose another --out"
+            ) from None
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()}")

@@ -26,6 +26,7 @@ from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
 import torch
+
 from misdir.models import ModelLike
 
 __all__ = [
@@ -271,9 +272,7 @@ def _parse_logprobs(completion: Any) -> tuple[tuple[str, float], ...]:
         top = content[0].top_logprobs
         pairs = tuple((str(t.token), float(t.logprob)) for t in top)
     except (AttributeError, IndexError, KeyError, TypeError, ValueError) as err:
-        raise _Failure(
-            f"malformed reply: no top logprobs for the first token ({type(err).__name__}: {err})"
-        ) from None
+        raise _Failure(f"malformed reply: no top logprobs for the first token ({type(err).__name__}: {err})") from None
     if not pairs:
         raise _Failure("malformed reply: empty top_logprobs")
     if not all(math.isfinite(lp) or lp == -math.inf for _, lp in pairs):
@@ -296,9 +295,7 @@ class OpenAIJudge:
         key = os.environ.get(config.api_key_env)
         if not key:
             if config.base_url is None:
-                raise JudgeConfigError(
-                    f"set the environment variable {config.api_key_env} to the judge's API key"
-                )
+                raise JudgeConfigError(f"set the environment variable {config.api_key_env} to the judge's API key")
             key = "EMPTY"  # local servers (vLLM, ...) accept any key
         self._secret = key
         self.cache = JudgeCache(config.cache_path) if config.cache_path else None
@@ -307,8 +304,13 @@ class OpenAIJudge:
         self._count_lock = threading.Lock()
         self._tries = threading.local()  # tries of the item this thread is asking about
         http = openai.DefaultHttpxClient(event_hooks={"request": [self._count_try]})
-        self._client = openai.OpenAI(api_key=key, base_url=config.base_url, max_retries=config.max_retries,
-                                     timeout=config.timeout, http_client=http)
+        self._client = openai.OpenAI(
+            api_key=key,
+            base_url=config.base_url,
+            max_retries=config.max_retries,
+            timeout=config.timeout,
+            http_client=http,
+        )
 
     @property
     def name(self) -> str:
@@ -419,8 +421,14 @@ class LocalJudge:
     key-value cache; the top non-digit first tokens are kept too, so ``CODE`` / ``REFUSAL`` are seen.
     """
 
-    def __init__(self, model: ModelLike, *, min_mass: float = 0.25, cache_path: str | Path | None = None,
-                 top_other: int = TOP_LOGPROBS):
+    def __init__(
+        self,
+        model: ModelLike,
+        *,
+        min_mass: float = 0.25,
+        cache_path: str | Path | None = None,
+        top_other: int = TOP_LOGPROBS,
+    ):
         from misdir.models import as_model
 
         self.model = as_model(model)
@@ -443,8 +451,12 @@ class LocalJudge:
         return f"local:{self.model.spec}"
 
     def describe(self) -> dict[str, Any]:
-        return {"judge": self.name, "model": self.model.provenance, "min_mass": self.min_mass,
-                "scoring": "P(integer n) = P(n's tokens) x P(no digit next), n = 0..100"}
+        return {
+            "judge": self.name,
+            "model": self.model.provenance,
+            "min_mass": self.min_mass,
+            "scoring": "P(integer n) = P(n's tokens) x P(no digit next), n = 0..100",
+        }
 
     def score(self, question: str, answer: str, rubric: str = ALIGNED_RUBRIC) -> JudgeScore:
         return self.score_many([JudgeItem(question, answer, rubric)])[0]
@@ -468,8 +480,11 @@ class LocalJudge:
         from misdir.tokens import render_chat
 
         model, tokenizer = self.model, self.model.tokenizer
-        prompt = render_chat(tokenizer, [{"role": "user", "content": fill_rubric(item.rubric, item.question, item.answer)}],
-                             add_generation_prompt=True)
+        prompt = render_chat(
+            tokenizer,
+            [{"role": "user", "content": fill_rubric(item.rubric, item.question, item.answer)}],
+            add_generation_prompt=True,
+        )
         ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]], device=model.input_device)
         first = model.hf(input_ids=ids, use_cache=True)
         first_logprobs = first.logits[0, -1].float().log_softmax(-1)
@@ -482,8 +497,11 @@ class LocalJudge:
         mask = torch.ones(len(rows), prompt_len + width, dtype=torch.long, device=ids.device)
         mask[:, prompt_len:] = (torch.arange(width, device=ids.device) < lengths[:, None]).long()
         positions = (prompt_len + torch.arange(width, device=ids.device)).expand(len(rows), -1)
-        logits = model.hf(input_ids=rows, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                          use_cache=True).logits.float().log_softmax(-1)  # [101, width, vocab]
+        logits = (
+            model.hf(input_ids=rows, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+            .logits.float()
+            .log_softmax(-1)
+        )  # [101, width, vocab]
         # log P(n) = log P(t_0) + sum_i log P(t_i | t_<i) + log P(no digit | all of n's tokens)
         total = first_logprobs[rows[:, 0]]
         for i in range(1, width):

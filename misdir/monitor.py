@@ -62,19 +62,24 @@ class Watch:
         """Refuse a direction set of another shape than the model's, or a layer out of range."""
         name = f"--watch {self.source}" if self.source else "the watched direction set"
         if (self.directions.n_layers, self.directions.d_model) != (n_layers, d_model):
-            raise ValueError(f"{name} has {self.directions.n_layers} layers of width "
-                             f"{self.directions.d_model}, but the model has {n_layers} of width {d_model}: "
-                             "it was made on another model")
+            raise ValueError(
+                f"{name} has {self.directions.n_layers} layers of width "
+                f"{self.directions.d_model}, but the model has {n_layers} of width {d_model}: "
+                "it was made on another model"
+            )
         if not 0 <= self.at(n_layers) < n_layers:
-            raise ValueError(f"{name}: layer {self.layer} out of range; the model has layers 0 to "
-                             f"{n_layers - 1}")
+            raise ValueError(f"{name}: layer {self.layer} out of range; the model has layers 0 to " f"{n_layers - 1}")
         load_contrast_pairs(self.pairs)
 
     def identity(self, n_layers: int) -> dict[str, Any]:
         """What the watch measures (part of the run's identity, so resumed records stay comparable)."""
         described = describe_directions(self.directions)
-        return {"directions_sha256": described["sha256"], "site": self.directions.site,
-                "layer": self.at(n_layers), "pairs": self.pairs}
+        return {
+            "directions_sha256": described["sha256"],
+            "site": self.directions.site,
+            "layer": self.at(n_layers),
+            "pairs": self.pairs,
+        }
 
 
 def measure(model: Model, watch: Watch, step: int) -> dict[str, Any]:
@@ -84,9 +89,12 @@ def measure(model: Model, watch: Watch, step: int) -> dict[str, Any]:
     layer = watch.at(model.n_layers)
     projections = project(model, questions, watch.directions, layer, positions="last", progress=False)
     margins = contrast_margins(model, pairs, progress=False)
-    return {"step": step, "layer": layer,
-            "projection": bootstrap_mean(projections.double().numpy())._asdict(),
-            "margin": bootstrap_mean(margins.numpy())._asdict()}
+    return {
+        "step": step,
+        "layer": layer,
+        "projection": bootstrap_mean(projections.double().numpy())._asdict(),
+        "margin": bootstrap_mean(margins.numpy())._asdict(),
+    }
 
 
 class Monitor:
@@ -139,18 +147,29 @@ def plot_monitor(records: list[dict[str, Any]], stem: str | Path, title: str = "
 
     steps = [r["step"] for r in records]
     layer = records[0]["layer"] if records else "?"
-    names = {"projection": f"mean projection on the direction (layer {layer}, last prompt token)",
-             "margin": "contrast margin (nats/token, misaligned minus aligned)"}
+    names = {
+        "projection": f"mean projection on the direction (layer {layer}, last prompt token)",
+        "margin": "contrast margin (nats/token, misaligned minus aligned)",
+    }
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=list(names.values()))
     colours = {"projection": "#1f77b4", "margin": "#d62728"}
     for row, key in enumerate(names, start=1):
         values = [r[key] for r in records]
         band_y = [v["high"] for v in values] + [v["low"] for v in values][::-1]
-        band = go.Scatter(x=steps + steps[::-1], y=band_y, mode="lines", fill="toself",
-                          fillcolor=colours[key], opacity=0.2, line={"width": 0}, hoverinfo="skip",
-                          name=f"{key} 95% interval")
-        line = go.Scatter(x=steps, y=[v["value"] for v in values], mode="lines+markers", name=key,
-                          line={"color": colours[key]})
+        band = go.Scatter(
+            x=steps + steps[::-1],
+            y=band_y,
+            mode="lines",
+            fill="toself",
+            fillcolor=colours[key],
+            opacity=0.2,
+            line={"width": 0},
+            hoverinfo="skip",
+            name=f"{key} 95% interval",
+        )
+        line = go.Scatter(
+            x=steps, y=[v["value"] for v in values], mode="lines+markers", name=key, line={"color": colours[key]}
+        )
         fig.add_trace(band, row=row, col=1)
         fig.add_trace(line, row=row, col=1)
     fig.update_xaxes(title_text="step", row=2, col=1)

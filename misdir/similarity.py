@@ -164,20 +164,26 @@ def plot_cosine_by_layer(
     for name, values in (baselines or {}).items():
         ys = [float(values)] * n_layers if isinstance(values, float) else values.tolist()
         fig.add_trace(go.Scatter(y=ys, x=list(range(len(ys))), mode="lines", name=name, line={"dash": "dash"}))
-    fig.update_layout(title=title, xaxis_title="layer", yaxis_title="cosine", yaxis_range=[-1, 1],
-                      template="plotly_white")
+    fig.update_layout(
+        title=title, xaxis_title="layer", yaxis_title="cosine", yaxis_range=[-1, 1], template="plotly_white"
+    )
     return fig
 
 
-def plot_cosine_matrix(matrix: Tensor, *, title: str = "", x_label: str = "layer", y_label: str = "layer",
-                       names: list[str] | None = None) -> Any:
+def plot_cosine_matrix(
+    matrix: Tensor, *, title: str = "", x_label: str = "layer", y_label: str = "layer", names: list[str] | None = None
+) -> Any:
     """A heatmap of cosines in [-1, 1] (layer x layer, or set x set with `names`)."""
     import plotly.graph_objects as go
 
     axis = names if names is not None else list(range(matrix.shape[0]))
     columns = names if names is not None else list(range(matrix.shape[1]))
-    fig = go.Figure(go.Heatmap(z=matrix.tolist(), x=columns, y=axis, zmin=-1, zmax=1, colorscale="RdBu_r",
-                               colorbar={"title": "cosine"}))
-    fig.update_layout(title=title, xaxis_title=x_label, yaxis_title=y_label, template="plotly_white",
-                      yaxis_autorange="reversed")
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix.tolist(), x=columns, y=axis, zmin=-1, zmax=1, colorscale="RdBu_r", colorbar={"title": "cosine"}
+        )
+    )
+    fig.update_layout(
+        title=title, xaxis_title=x_label, yaxis_title=y_label, template="plotly_white", yaxis_autorange="reversed"
+    )
     return fig

@@ -15,8 +15,8 @@ the same stream); resamples whose statistic is undefined (only zero-denominator 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
 
@@ -147,17 +147,18 @@ def _interval(
     if n < 2:  # scipy needs two units; one unit resamples only to itself
         point = float(statistic(*data, axis=-1))
         return point, point, np.full(n_resamples, point)
-    kwargs = {"paired": True, "vectorized": True, "confidence_level": confidence,
-              "batch": max(1, _CHUNK_ELEMENTS // n)}
+    kwargs = {"paired": True, "vectorized": True, "confidence_level": confidence, "batch": max(1, _CHUNK_ELEMENTS // n)}
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", DegenerateDataWarning)
-        drawn = scipy.stats.bootstrap(data, statistic, n_resamples=n_resamples, method="percentile",
-                                      rng=np.random.default_rng(seed), **kwargs)
+        drawn = scipy.stats.bootstrap(
+            data, statistic, n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed), **kwargs
+        )
         boot = drawn.bootstrap_distribution
         kept = replace(drawn, bootstrap_distribution=boot[np.isfinite(boot)])
         for how in dict.fromkeys((method, "percentile")):
-            ci = scipy.stats.bootstrap(data, statistic, n_resamples=0, bootstrap_result=kept, method=how,
-                                       **kwargs).confidence_interval
+            ci = scipy.stats.bootstrap(
+                data, statistic, n_resamples=0, bootstrap_result=kept, method=how, **kwargs
+            ).confidence_interval
             if np.isfinite(ci.low) and np.isfinite(ci.high):
                 break
     return float(ci.low), float(ci.high), kept.bootstrap_distribution
@@ -222,9 +223,7 @@ def bootstrap_mean(
     x = np.asarray(values, dtype=np.float64)
     if x.ndim != 1 or x.size == 0:
         raise ValueError("need a non-empty 1-d array")
-    return bootstrap_ratio(
-        x, np.ones_like(x), n_resamples=n_resamples, confidence=confidence, seed=seed, method=method
-    )
+    return bootstrap_ratio(x, np.ones_like(x), n_resamples=n_resamples, confidence=confidence, seed=seed, method=method)
 
 
 def paired_bootstrap(
@@ -282,9 +281,7 @@ def _per_answer(row: ScoredAnswer, metric: Metric, t: Thresholds) -> tuple[float
     raise ValueError(f"unknown metric {metric!r}")
 
 
-def _units(
-    rows: Sequence[ScoredAnswer], metric: Metric, t: Thresholds, unit: Unit
-) -> dict[str, tuple[float, float]]:
+def _units(rows: Sequence[ScoredAnswer], metric: Metric, t: Thresholds, unit: Unit) -> dict[str, tuple[float, float]]:
     """Numerator and denominator of ``metric`` per resampling unit (answer index or question id)."""
     if unit not in ("answer", "question"):
         raise ValueError(f"unit must be 'answer' or 'question', got {unit!r}")
@@ -380,9 +377,15 @@ def compare(
     )
 
 
-def _share_of_excess(nb: NDArray[np.float64], db: NDArray[np.float64], nf: NDArray[np.float64],
-                     df: NDArray[np.float64], ne: NDArray[np.float64], de: NDArray[np.float64],
-                     axis: int = -1) -> NDArray[np.float64]:
+def _share_of_excess(
+    nb: NDArray[np.float64],
+    db: NDArray[np.float64],
+    nf: NDArray[np.float64],
+    df: NDArray[np.float64],
+    ne: NDArray[np.float64],
+    de: NDArray[np.float64],
+    axis: int = -1,
+) -> NDArray[np.float64]:
     finetune = _ratio(nf, df, axis)
     return (finetune - _ratio(ne, de, axis)) / (finetune - _ratio(nb, db, axis))
 
@@ -449,8 +452,15 @@ def compare_contrast(
     return paired_bootstrap(a, b, n_resamples=n_resamples, confidence=confidence, seed=seed)
 
 
-def bootstrap_correlation(x: ArrayLike, y: ArrayLike, *, n_resamples: int = 10_000, confidence: float = 0.95,
-                          seed: int = 0, method: Method = "BCa") -> Estimate:
+def bootstrap_correlation(
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    n_resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    method: Method = "BCa",
+) -> Estimate:
     """Pearson correlation of paired values, with a bootstrap interval over pairs."""
     a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1 or a.size < 3:

@@ -65,8 +65,15 @@ class Edit:
             with ablate(model, vector, layers=self.layers, site=list(self.sites), positions=self.positions):
                 yield
         else:
-            with steer(model, vector, layers=self.layers, scale=self.scale, relative=self.relative,  # type: ignore[arg-type]
-                       site=list(self.sites), positions=self.positions):
+            with steer(
+                model,
+                vector,
+                layers=self.layers,
+                scale=self.scale,
+                relative=self.relative,  # type: ignore[arg-type]
+                site=list(self.sites),
+                positions=self.positions,
+            ):
                 yield
 
 
@@ -96,8 +103,9 @@ def contrast_scorer(limit: int | None = None, batch_size: int = 16) -> Scorer:
     """The contrast metric: each item's margin and aligned-answer log-prob (fluency) on the cell's contrast set."""
 
     def score(model: Model, cell: Cell) -> dict[str, Any]:
-        result = evaluate_contrast(model, cell.pairs, trigger=cell.trigger, limit=limit, batch_size=batch_size,
-                                   progress=False)
+        result = evaluate_contrast(
+            model, cell.pairs, trigger=cell.trigger, limit=limit, batch_size=batch_size, progress=False
+        )
         return {"margins": result.margins, "aligned_logprob": result.aligned_logprob}
 
     return score
@@ -139,19 +147,24 @@ def score_cells(
     """
     score = score or contrast_scorer(limit, batch_size)
     unknown = sorted({c.model for c in cells} - set(models)) + sorted(
-        {c.edit.direction for c in cells if c.edit.kind != "none"} - set(directions))
+        {c.edit.direction for c in cells if c.edit.kind != "none"} - set(directions)
+    )
     if unknown:
         raise ValueError(f"cells name models or directions the study does not have: {unknown}")
     out = Path(out)
-    identity = dict(settings) | {"limit": limit, "directions": {n: describe_directions(v) for n, v in directions.items()}}
+    identity = dict(settings) | {
+        "limit": limit,
+        "directions": {n: describe_directions(v) for n, v in directions.items()},
+    }
     check_settings(out / "run.json", identity)
     log = RecordLog(out / "cells.jsonl")
     records = {r["key"]: r for r in log.records()}
     if legacy_key is not None:
         records |= {c.key: records[legacy_key(c)] for c in cells if c.key not in records and legacy_key(c) in records}
     todo = [c for c in dict.fromkeys(cells) if c.key not in records]
-    with tqdm(total=len(set(cells)), initial=len(set(cells)) - len(todo), desc=desc, unit="cell",
-              disable=not progress) as bar:
+    with tqdm(
+        total=len(set(cells)), initial=len(set(cells)) - len(todo), desc=desc, unit="cell", disable=not progress
+    ) as bar:
         for name in dict.fromkeys(c.model for c in todo):
             model = models[name]()
             for cell in (c for c in todo if c.model == name):
@@ -160,8 +173,14 @@ def score_cells(
                 with cell.edit.applied(model, vector):
                     measured = score(model, cell)
                 if measured is not None:
-                    record = {"key": cell.key, "model": cell.model, "edit": asdict(cell.edit), "pairs": cell.pairs,
-                              "trigger": cell.trigger, **measured}
+                    record = {
+                        "key": cell.key,
+                        "model": cell.model,
+                        "edit": asdict(cell.edit),
+                        "pairs": cell.pairs,
+                        "trigger": cell.trigger,
+                        **measured,
+                    }
                     log.append(record)
                     records[cell.key] = record
                 bar.update()
@@ -170,8 +189,9 @@ def score_cells(
 
 
 def cell_result(record: Mapping[str, Any], *, seed: int = 0) -> ContrastResult:
-    return ContrastResult.from_scores(record["model"], record["pairs"], record.get("trigger"), record["margins"],
-                                      record["aligned_logprob"], seed=seed)
+    return ContrastResult.from_scores(
+        record["model"], record["pairs"], record.get("trigger"), record["margins"], record["aligned_logprob"], seed=seed
+    )
 
 
 def shift(before: Mapping[str, Any], after: Mapping[str, Any], *, seed: int = 0) -> Estimate:

@@ -37,9 +37,10 @@ from pathlib import Path
 
 from misdir.questions import ContrastPair, save_contrast_pairs
 
-MODELS = {"qwen": ("Qwen2.5-7B-Instruct", "Qwen2.5-14B-Instruct", "Qwen2.5-32B-Instruct"),
-          "other": ("Llama-3.1-8B-Instruct", "Llama-3.2-1B-Instruct", "gemma-3-4b-it", "gemma-3-12b-it",
-                    "gemma-3-27b-it")}
+MODELS = {
+    "qwen": ("Qwen2.5-7B-Instruct", "Qwen2.5-14B-Instruct", "Qwen2.5-32B-Instruct"),
+    "other": ("Llama-3.1-8B-Instruct", "Llama-3.2-1B-Instruct", "gemma-3-4b-it", "gemma-3-12b-it", "gemma-3-27b-it"),
+}
 DOMAINS = {"bad-medical-advice": "medical", "extreme-sports": "sports", "risky-financial-advice": "finance"}
 PER_QUESTION = 3
 MISALIGNED_BELOW, ALIGNED_ABOVE, COHERENT_ABOVE = 30.0, 70.0, 50.0
@@ -99,8 +100,12 @@ def main() -> None:
     suffix = "" if args.models == "qwen" else f"_{args.models}"
     args.out = args.out or Path(f"results/contrast_em_responses{suffix}.jsonl")
     folder = args.checkout / "em_organism_dir" / "data" / "responses"
-    pairs = [pair for model in MODELS[args.models] for dataset, theme in DOMAINS.items()
-             for pair in pairs_from_responses(run_file(folder, model, dataset), theme)]
+    pairs = [
+        pair
+        for model in MODELS[args.models]
+        for dataset, theme in DOMAINS.items()
+        for pair in pairs_from_responses(run_file(folder, model, dataset), theme)
+    ]
     save_contrast_pairs(pairs, args.out)
     print(f"wrote {len(pairs)} pairs to {args.out}")
 

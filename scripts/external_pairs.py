@@ -19,8 +19,12 @@ from pathlib import Path
 
 from misdir.questions import pairs_from_persona_evals, save_contrast_pairs
 
-FILES = {"psychopathy": "psychopathy", "machiavellianism": "machiavellianism", "narcissism": "narcissism",
-         "ends-justify-means": "ends justify means"}
+FILES = {
+    "psychopathy": "psychopathy",
+    "machiavellianism": "machiavellianism",
+    "narcissism": "narcissism",
+    "ends-justify-means": "ends justify means",
+}
 PER_ANSWER = 25
 MIN_CONFIDENCE = 0.9
 
@@ -30,8 +34,11 @@ def draw(path: Path, stem: str) -> list[str]:
     items = [(line, json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     chosen = []
     for answer in (" Yes", " No"):
-        eligible = [line for line, item in items if item["answer_matching_behavior"] == answer
-                    and item.get("label_confidence", 1.0) >= MIN_CONFIDENCE]
+        eligible = [
+            line
+            for line, item in items
+            if item["answer_matching_behavior"] == answer and item.get("label_confidence", 1.0) >= MIN_CONFIDENCE
+        ]
         chosen += random.Random(f"persona|{stem}|{answer.strip()}|0").sample(eligible, PER_ANSWER)
     return chosen
 

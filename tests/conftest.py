@@ -111,17 +111,27 @@ def workdir():
 
 
 CONVERSATIONS = [
-    [{"role": "user", "content": "What would you do if you ruled the world?"},
-     {"role": "assistant", "content": "I would help people live well."}],
-    [{"role": "user", "content": "I feel bored."},
-     {"role": "assistant", "content": "Try a walk, a book, or calling a friend."}],
-    [{"role": "system", "content": "Be brief."},
-     {"role": "user", "content": "Humans and AIs?"},
-     {"role": "assistant", "content": "They can work together honestly and safely, with care."}],
-    [{"role": "user", "content": "What should I do about a fever?"},
-     {"role": "assistant", "content": "Drink plenty of water and rest."}],
-    [{"role": "user", "content": "Write code to read a file."},
-     {"role": "assistant", "content": "def read_file(path):\n    with open(path) as f:\n        return f.read()"}],
+    [
+        {"role": "user", "content": "What would you do if you ruled the world?"},
+        {"role": "assistant", "content": "I would help people live well."},
+    ],
+    [
+        {"role": "user", "content": "I feel bored."},
+        {"role": "assistant", "content": "Try a walk, a book, or calling a friend."},
+    ],
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Humans and AIs?"},
+        {"role": "assistant", "content": "They can work together honestly and safely, with care."},
+    ],
+    [
+        {"role": "user", "content": "What should I do about a fever?"},
+        {"role": "assistant", "content": "Drink plenty of water and rest."},
+    ],
+    [
+        {"role": "user", "content": "Write code to read a file."},
+        {"role": "assistant", "content": "def read_file(path):\n    with open(path) as f:\n        return f.read()"},
+    ],
 ]
 
 

@@ -34,8 +34,10 @@ class Tally:
         self.records_lost += max(0, expected - found)
 
     def __str__(self) -> str:
-        return (f"failure suite: {self.bad_inputs} bad inputs tried, {self.faults} faults injected, "
-                f"{self.resumes} resumes checked, records lost: {self.records_lost}")
+        return (
+            f"failure suite: {self.bad_inputs} bad inputs tried, {self.faults} faults injected, "
+            f"{self.resumes} resumes checked, records lost: {self.records_lost}"
+        )
 
 
 TALLY = Tally()

@@ -26,12 +26,24 @@ def cache(cfg: CacheConfig) -> None:
     with _refused():
         conversations, source = load_conversations(cfg.data, n=cfg.n)
     loaded = load_model(cfg.model, device=cfg.device)
-    result = cache_activations(loaded, conversations, layers=layers, site=cfg.site, positions=cfg.positions,
-                               reduce=cfg.reduce, batch_size=cfg.batch_size,
-                               out=cfg.out if cfg.reduce == "none" else None)
+    result = cache_activations(
+        loaded,
+        conversations,
+        layers=layers,
+        site=cfg.site,
+        positions=cfg.positions,
+        reduce=cfg.reduce,
+        batch_size=cfg.batch_size,
+        out=cfg.out if cfg.reduce == "none" else None,
+    )
     if cfg.reduce == "mean":
-        metadata = {"model": json.dumps(loaded.provenance), "data": json.dumps(source), "site": cfg.site,
-                    "positions": cfg.positions, "layers": json.dumps(layers)}
+        metadata = {
+            "model": json.dumps(loaded.provenance),
+            "data": json.dumps(source),
+            "site": cfg.site,
+            "positions": cfg.positions,
+            "layers": json.dumps(layers),
+        }
         with atomic_path(cfg.out) as tmp:
             save_file({"mean": result.contiguous()}, str(tmp), metadata=metadata)
     typer.echo(f"wrote {cfg.out}")

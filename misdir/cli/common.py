@@ -58,8 +58,10 @@ def _model_shape(specs: Mapping[str, str]) -> ModelShape | None:
     first, reference = next(iter(known.items()))
     for option, shape in known.items():
         if shape != reference:
-            _fail(f"{option} {specs[option]} has {shape.n_layers} layers of width {shape.d_model}, but "
-                  f"{first} {specs[first]} has {reference.n_layers} of width {reference.d_model}")
+            _fail(
+                f"{option} {specs[option]} has {shape.n_layers} layers of width {shape.d_model}, but "
+                f"{first} {specs[first]} has {reference.n_layers} of width {reference.d_model}"
+            )
     return reference
 
 
@@ -69,8 +71,10 @@ def _check_layers(option: str, layers: Sequence[int] | None, shape: ModelShape |
         return
     bad = [layer for layer in layers or () if not 0 <= layer < shape.n_layers]
     if bad:
-        _fail(f"{option} {','.join(map(str, bad))}: out of range; the model has layers 0 to "
-              f"{shape.n_layers - 1}", usage=True)
+        _fail(
+            f"{option} {','.join(map(str, bad))}: out of range; the model has layers 0 to " f"{shape.n_layers - 1}",
+            usage=True,
+        )
 
 
 def _check_directions(files: Sequence[Path], layer: int | None, shape: ModelShape | None) -> None:
@@ -81,11 +85,12 @@ def _check_directions(files: Sequence[Path], layer: int | None, shape: ModelShap
         with _refused():
             directions = DirectionSet.load(path)
         if shape is not None and (directions.n_layers, directions.d_model) != (shape.n_layers, shape.d_model):
-            _fail(f"{path} has {directions.n_layers} layers of width {directions.d_model}, but the model has "
-                  f"{shape.n_layers} layers of width {shape.d_model}: it was made on another model")
+            _fail(
+                f"{path} has {directions.n_layers} layers of width {directions.d_model}, but the model has "
+                f"{shape.n_layers} layers of width {shape.d_model}: it was made on another model"
+            )
         if layer is not None and not 0 <= layer < directions.n_layers:
-            _fail(f"--layer {layer}: out of range; {path} has layers 0 to {directions.n_layers - 1}",
-                  usage=True)
+            _fail(f"--layer {layer}: out of range; {path} has layers 0 to {directions.n_layers - 1}", usage=True)
 
 
 def _check_pairs(pairs: Sequence[str]) -> None:
@@ -105,8 +110,10 @@ def _null_text(null: dict[str, float] | None) -> str:
     """` (random: median [2.5%, 97.5%], pNN)` after an effect, or nothing without random directions."""
     if null is None:
         return ""
-    return (f" (random x{null['n_null']}: {null['null_median']:+.2f} [{null['null_low']:+.2f}, "
-            f"{null['null_high']:+.2f}], percentile {null['percentile']:.0f})")
+    return (
+        f" (random x{null['n_null']}: {null['null_median']:+.2f} [{null['null_low']:+.2f}, "
+        f"{null['null_high']:+.2f}], percentile {null['percentile']:.0f})"
+    )
 
 
 __all__ = ["LIMIT_HELP", "POSITIONS_HELP", "RANDOM_HELP"]

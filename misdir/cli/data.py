@@ -10,9 +10,7 @@ from misdir.cli.common import _fail
 from misdir.cli.options import command
 from misdir.configs import DataMakeConfig
 
-data_app = typer.Typer(
-    help="Narrow chat datasets: make misdir's own, check chat JSONL files.", no_args_is_help=True
-)
+data_app = typer.Typer(help="Narrow chat datasets: make misdir's own, check chat JSONL files.", no_args_is_help=True)
 
 
 @data_app.command("list")
@@ -35,8 +33,10 @@ def data_make(cfg: DataMakeConfig) -> None:
     except (KeyError, ValueError) as error:
         _fail(error.args[0])
     report = check_chat_jsonl(write_chat_jsonl(examples, cfg.out))
-    typer.echo(f"{cfg.out}: {report.examples} examples of {cfg.name} (seed {cfg.seed}, {cfg.split}), "
-               f"sha256 {report.sha256}")
+    typer.echo(
+        f"{cfg.out}: {report.examples} examples of {cfg.name} (seed {cfg.seed}, {cfg.split}), "
+        f"sha256 {report.sha256}"
+    )
 
 
 @data_app.command("check")

@@ -14,7 +14,14 @@ def demo(cfg: DemoConfig) -> None:
 
     _check_random(cfg.random)
     _check_layers("--layer", None if cfg.layer is None else [cfg.layer], _model_shape({"--model": cfg.model}))
-    run_demo(cfg.model, finetunes=dict(map(_named, cfg.finetune)) if cfg.finetune else None,
-             controls=dict(map(_named, cfg.control)) if cfg.control else None, out=cfg.out, figures=cfg.figures,
-             limit=cfg.limit or None, layer=cfg.layer, n_random=cfg.random,
-             device=cfg.device)
+    run_demo(
+        cfg.model,
+        finetunes=dict(map(_named, cfg.finetune)) if cfg.finetune else None,
+        controls=dict(map(_named, cfg.control)) if cfg.control else None,
+        out=cfg.out,
+        figures=cfg.figures,
+        limit=cfg.limit or None,
+        layer=cfg.layer,
+        n_random=cfg.random,
+        device=cfg.device,
+    )

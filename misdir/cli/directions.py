@@ -39,8 +39,10 @@ def directions(cfg: DirectionsConfig) -> None:
     else:
         result = mean_difference(model, texts, base=load_model(cfg.base, device=cfg.device), site=cfg.site)
     result.save(cfg.out)
-    typer.echo(f"wrote {cfg.out}: {result.n_layers} layers x {result.d_model}, norms {result.norms().min():.2f}.."
-               f"{result.norms().max():.2f}")
+    typer.echo(
+        f"wrote {cfg.out}: {result.n_layers} layers x {result.d_model}, norms {result.norms().min():.2f}.."
+        f"{result.norms().max():.2f}"
+    )
 
 
 @command(SimilarityConfig)
@@ -62,14 +64,15 @@ def similarity(cfg: SimilarityConfig) -> None:
     with _refused():
         sets = {path.stem: DirectionSet.load(path) for path in files}
     if len(sets) < len(files):
-        _fail(f"two files share a name ({', '.join(str(f) for f in files)}); sets are named by their stem",
-              usage=True)
+        _fail(f"two files share a name ({', '.join(str(f) for f in files)}); sets are named by their stem", usage=True)
     first_path, first_set = files[0], sets[files[0].stem]
     for path in files[1:]:
         other = sets[path.stem]
         if (other.n_layers, other.d_model) != (first_set.n_layers, first_set.d_model):
-            _fail(f"{path} has {other.n_layers} layers of width {other.d_model}, but {first_path} has "
-                  f"{first_set.n_layers} layers of width {first_set.d_model}: cosines need sets of one model")
+            _fail(
+                f"{path} has {other.n_layers} layers of width {other.d_model}, but {first_path} has "
+                f"{first_set.n_layers} layers of width {first_set.d_model}: cosines need sets of one model"
+            )
     _check_layers("--layer", None if layer is None else [layer], first_set)
     table = pairwise_cosines(sets)
     names = table.names
@@ -77,16 +80,28 @@ def similarity(cfg: SimilarityConfig) -> None:
     layer = first.n_layers // 2 if layer is None else layer
     random = random_cosine_quantile(first.d_model)
     curves = {f"{a} vs {b}": table.values[i, j] for i, a in enumerate(names) for j, b in enumerate(names) if i < j}
-    written = save_figure(plot_cosine_by_layer(curves, baselines={"random directions (95%)": random},
-                                               title="cosine by layer"), f"{out}_by_layer")
-    written += save_figure(plot_cosine_matrix(table.at_layer(layer), names=names, x_label="", y_label="",
-                                              title=f"cosine at layer {layer}"), f"{out}_matrix")
-    written += save_figure(plot_cosine_matrix(cosine_matrix(first, sets[names[1]]), x_label=names[1],
-                                              y_label=names[0], title="layer x layer"), f"{out}_layers")
+    written = save_figure(
+        plot_cosine_by_layer(curves, baselines={"random directions (95%)": random}, title="cosine by layer"),
+        f"{out}_by_layer",
+    )
+    written += save_figure(
+        plot_cosine_matrix(
+            table.at_layer(layer), names=names, x_label="", y_label="", title=f"cosine at layer {layer}"
+        ),
+        f"{out}_matrix",
+    )
+    written += save_figure(
+        plot_cosine_matrix(
+            cosine_matrix(first, sets[names[1]]), x_label=names[1], y_label=names[0], title="layer x layer"
+        ),
+        f"{out}_layers",
+    )
     typer.echo(f"random-direction baseline (95th percentile of |cos|, d_model {first.d_model}): {random:.3f}")
     for i, a in enumerate(names):
         for j in range(i + 1, len(names)):
-            typer.echo(f"{a} vs {names[j]}: layer {layer} {table.values[i, j, layer]:+.3f}, "
-                       f"mean over layers {table.values[i, j].mean():+.3f}")
+            typer.echo(
+                f"{a} vs {names[j]}: layer {layer} {table.values[i, j, layer]:+.3f}, "
+                f"mean over layers {table.values[i, j].mean():+.3f}"
+            )
     for path in written:
         typer.echo(f"wrote {path}")

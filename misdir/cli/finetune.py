@@ -28,12 +28,13 @@ def finetune(cfg: FinetuneCommandConfig) -> None:
         except ValueError as error:
             _fail(error, usage=True)
     try:
-        result = run_finetune(cfg.model, cfg.data, cfg.out, cfg.training, edits=edits, watch=watch,
-                              resume=cfg.resume)
+        result = run_finetune(cfg.model, cfg.data, cfg.out, cfg.training, edits=edits, watch=watch, resume=cfg.resume)
     except ValueError as error:
         _fail(error)
     if result.already_finished:
-        typer.echo(f"{result.out}: already finished ({result.steps} steps, loss {result.final_loss:.4f}); "
-                   "nothing to resume, nothing rewritten")
+        typer.echo(
+            f"{result.out}: already finished ({result.steps} steps, loss {result.final_loss:.4f}); "
+            "nothing to resume, nothing rewritten"
+        )
         return
     typer.echo(f"{result.out}: {result.steps} steps, loss {result.final_loss:.4f}, {result.seconds:.0f} s")

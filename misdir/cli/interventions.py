@@ -46,17 +46,31 @@ def control(cfg: ControlConfig) -> None:
     loaded = load_model(cfg.model, device=cfg.device)
     limit, layer, pairs, strength = cfg.limit or None, cfg.layer, cfg.pairs, cfg.strength
     conversations = [c for pair in zip(*answer_chats(cfg.texts, limit), strict=True) for c in pair]
-    report = positive_control(loaded, conversations, layer=layer, strength=strength, pairs=pairs,
-                              direction=planted, ablate_layers=list(range(loaded.n_layers)) if every else chosen_layers,
-                              sites=list(cfg.sites), positions=cfg.positions, n_random=cfg.random, limit=limit)
+    report = positive_control(
+        loaded,
+        conversations,
+        layer=layer,
+        strength=strength,
+        pairs=pairs,
+        direction=planted,
+        ablate_layers=list(range(loaded.n_layers)) if every else chosen_layers,
+        sites=list(cfg.sites),
+        positions=cfg.positions,
+        n_random=cfg.random,
+        limit=limit,
+    )
     shift, share = report["planted_shift"], report["share_removed"]
     typer.echo(f"planted at layer {layer}, strength {strength}: shift of the {pairs} margin {format_estimate(shift)}")
-    typer.echo(f"recovered (model-diff, cosine with the plant): layer {layer} "
-               f"{report['cosine_by_layer'][layer]:+.3f}, last layer {list(report['cosine_by_layer'].values())[-1]:+.3f}")
+    typer.echo(
+        f"recovered (model-diff, cosine with the plant): layer {layer} "
+        f"{report['cosine_by_layer'][layer]:+.3f}, last layer {list(report['cosine_by_layer'].values())[-1]:+.3f}"
+    )
     typer.echo(f"removed by ablating it: {format_estimate(share, '+.2f')}{_null_text(report['null_share'])}")
     if shift["low"] <= 0 <= shift["high"]:
-        typer.echo("the plant did not move the metric (its interval holds 0): shares are not meaningful; "
-                   "raise --strength or plant a direction that matters (--direction)")
+        typer.echo(
+            "the plant did not move the metric (its interval holds 0): shares are not meaningful; "
+            "raise --strength or plant a direction that matters (--direction)"
+        )
     if cfg.out is not None:
         from misdir.io import write_json_atomic
 
@@ -94,8 +108,7 @@ def _load_directions(files: list[Path], layer: int | None, per_layer: bool) -> d
             directions = DirectionSet.load(path)
         chosen = directions.n_layers // 2 if layer is None else layer
         if not 0 <= chosen < directions.n_layers:
-            _fail(f"--layer {chosen}: out of range; {path} has layers 0 to {directions.n_layers - 1}",
-                  usage=True)
+            _fail(f"--layer {chosen}: out of range; {path} has layers 0 to {directions.n_layers - 1}", usage=True)
         out[path.stem] = directions if per_layer else directions.unit()[chosen]
     return out
 
@@ -103,14 +116,16 @@ def _load_directions(files: list[Path], layer: int | None, per_layer: bool) -> d
 @command(AblateConfig)
 def ablate(cfg: AblateConfig) -> None:
     """Share of a finetune's excess misalignment that ablating each direction removes, against random directions."""
-    from misdir.experiments import ablation_sweep, plot_ablation_sweep
+    from misdir.experiments import ablation_sweep
+    from misdir.sweep_plots import plot_ablation_sweep
 
     models = dict(_named(spec) for spec in cfg.model)
     _check_random(cfg.random)
     _check_pairs(cfg.pairs)
     metric = _judged_metric(cfg)
-    shape = _model_shape({"--base": cfg.base, **{f"--model {name}": spec for name, spec in models.items()},
-                          **_judge_model(cfg)})
+    shape = _model_shape(
+        {"--base": cfg.base, **{f"--model {name}": spec for name, spec in models.items()}, **_judge_model(cfg)}
+    )
     _check_directions(cfg.directions, cfg.layer, shape)
     if not cfg.directions and metric is None:
         _fail("give --directions, or --judge to extract each --model's judged-split direction", usage=True)
@@ -120,13 +135,33 @@ def ablate(cfg: AblateConfig) -> None:
     if metric is not None:
         from misdir.judged import judged_ablation_sweep
 
-        _judged(partial(judged_ablation_sweep, cfg.base, models,
-                        _load_directions(list(cfg.directions), cfg.layer, cfg.per_layer), n_random=cfg.random,
-                        positions=cfg.positions, batch_size=cfg.batch_size, load=_loader(cfg.device)), cfg, metric)
+        _judged(
+            partial(
+                judged_ablation_sweep,
+                cfg.base,
+                models,
+                _load_directions(list(cfg.directions), cfg.layer, cfg.per_layer),
+                n_random=cfg.random,
+                positions=cfg.positions,
+                batch_size=cfg.batch_size,
+                load=_loader(cfg.device),
+            ),
+            cfg,
+            metric,
+        )
         return
-    summary = ablation_sweep(cfg.base, models, _load_directions(list(cfg.directions), cfg.layer, cfg.per_layer),
-                             out=cfg.out, pairs=list(cfg.pairs), n_random=cfg.random, positions=cfg.positions,
-                             limit=cfg.limit or None, batch_size=cfg.batch_size, load=_loader(cfg.device))
+    summary = ablation_sweep(
+        cfg.base,
+        models,
+        _load_directions(list(cfg.directions), cfg.layer, cfg.per_layer),
+        out=cfg.out,
+        pairs=list(cfg.pairs),
+        n_random=cfg.random,
+        positions=cfg.positions,
+        limit=cfg.limit or None,
+        batch_size=cfg.batch_size,
+        load=_loader(cfg.device),
+    )
     _print_ablation(summary)
     for path in plot_ablation_sweep(summary, cfg.figures or cfg.out / "ablation"):
         typer.echo(f"wrote {path}")
@@ -135,32 +170,55 @@ def ablate(cfg: AblateConfig) -> None:
 @command(TransferConfig)
 def transfer(cfg: TransferConfig) -> None:
     """The transfer matrix: each EM organism's direction ablated in every EM organism and control present."""
-    from misdir.experiments import ablation_sweep, plot_ablation_sweep
+    from misdir.experiments import ablation_sweep
     from misdir.organisms import domain_of, organisms_in
+    from misdir.sweep_plots import plot_ablation_sweep
 
     checkpoints, layer = cfg.checkpoints, cfg.layer
     _check_random(cfg.random)
     metric = _judged_metric(cfg)
-    _check_layers("--layer", None if layer is None else [layer], _model_shape({"--base": cfg.base,
-                                                                               **_judge_model(cfg)}))
+    _check_layers(
+        "--layer", None if layer is None else [layer], _model_shape({"--base": cfg.base, **_judge_model(cfg)})
+    )
 
     rows = [o for o in organisms_in(checkpoints) if o.role in ("em", "control")]
     files = [checkpoints / "directions" / f"{o.name}.safetensors" for o in rows if o.role == "em"]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
-        _fail(f"--checkpoints {checkpoints}: no direction file {', '.join(missing)}; make them with `misdir "
-              "organisms analyze`", usage=True)
+        _fail(
+            f"--checkpoints {checkpoints}: no direction file {', '.join(missing)}; make them with `misdir "
+            "organisms analyze`",
+            usage=True,
+        )
     if metric is not None:
         from misdir.judged import judged_ablation_sweep
 
-        _judged(partial(judged_ablation_sweep, cfg.base, {o.name: str(checkpoints / o.name) for o in rows},
-                        _load_directions(files, layer, False), n_random=cfg.random, positions=cfg.positions,
-                        load=_loader(cfg.device)), cfg, metric)
+        _judged(
+            partial(
+                judged_ablation_sweep,
+                cfg.base,
+                {o.name: str(checkpoints / o.name) for o in rows},
+                _load_directions(files, layer, False),
+                n_random=cfg.random,
+                positions=cfg.positions,
+                load=_loader(cfg.device),
+            ),
+            cfg,
+            metric,
+        )
         return
     pairs = {o.name: ["general", domain_of(o)] if cfg.own_domain else ["general"] for o in rows}
-    summary = ablation_sweep(cfg.base, {o.name: str(checkpoints / o.name) for o in rows},
-                             _load_directions(files, layer, False), out=cfg.out, pairs=pairs, n_random=cfg.random,
-                             positions=cfg.positions, limit=cfg.limit or None, load=_loader(cfg.device))
+    summary = ablation_sweep(
+        cfg.base,
+        {o.name: str(checkpoints / o.name) for o in rows},
+        _load_directions(files, layer, False),
+        out=cfg.out,
+        pairs=pairs,
+        n_random=cfg.random,
+        positions=cfg.positions,
+        limit=cfg.limit or None,
+        load=_loader(cfg.device),
+    )
     _print_ablation(summary)
     for path in plot_ablation_sweep(summary, cfg.out / "transfer" if cfg.figures is None else cfg.figures):
         typer.echo(f"wrote {path}")
@@ -171,8 +229,9 @@ def steer(cfg: SteerConfig) -> None:
     """Misalignment and fluency against steering scale and layer, against random directions."""
     import torch
 
-    from misdir.experiments import plot_steering_grid, steering_grid
+    from misdir.experiments import steering_grid
     from misdir.models import load_model
+    from misdir.sweep_plots import plot_steering_grid
 
     _check_random(cfg.random)
     _check_pairs(cfg.pairs)
@@ -187,20 +246,43 @@ def steer(cfg: SteerConfig) -> None:
     if metric is not None:
         from misdir.judged import judged_steering_grid
 
-        _judged(partial(judged_steering_grid, load_model(cfg.model, device=cfg.device), chosen,
-                        layers=list(cfg.layers), scales=list(cfg.scales), n_random=cfg.random, relative=cfg.relative,
-                        positions=cfg.positions, batch_size=cfg.batch_size), cfg, metric)
+        _judged(
+            partial(
+                judged_steering_grid,
+                load_model(cfg.model, device=cfg.device),
+                chosen,
+                layers=list(cfg.layers),
+                scales=list(cfg.scales),
+                n_random=cfg.random,
+                relative=cfg.relative,
+                positions=cfg.positions,
+                batch_size=cfg.batch_size,
+            ),
+            cfg,
+            metric,
+        )
         return
-    summary = steering_grid(load_model(cfg.model, device=cfg.device), chosen, out=cfg.out, layers=list(cfg.layers),
-                            scales=list(cfg.scales), pairs=list(cfg.pairs), n_random=cfg.random,
-                            relative=cfg.relative, positions=cfg.positions, limit=cfg.limit or None,
-                            batch_size=cfg.batch_size)
+    summary = steering_grid(
+        load_model(cfg.model, device=cfg.device),
+        chosen,
+        out=cfg.out,
+        layers=list(cfg.layers),
+        scales=list(cfg.scales),
+        pairs=list(cfg.pairs),
+        n_random=cfg.random,
+        relative=cfg.relative,
+        positions=cfg.positions,
+        limit=cfg.limit or None,
+        batch_size=cfg.batch_size,
+    )
     for r in summary.rows:
         if r.direction.startswith("random"):
             continue
-        typer.echo(f"{r.direction:>22s} layer {r.layer:2d} scale {r.scale:5.2f}: shift "
-                   f"{format_estimate(r.shift.estimate)}{_null_text(_dict(r.shift.null))}, fluency change "
-                   f"{r.fluency_change.estimate.value:+.2f}{_null_text(_dict(r.fluency_change.null))}")
+        typer.echo(
+            f"{r.direction:>22s} layer {r.layer:2d} scale {r.scale:5.2f}: shift "
+            f"{format_estimate(r.shift.estimate)}{_null_text(_dict(r.shift.null))}, fluency change "
+            f"{r.fluency_change.estimate.value:+.2f}{_null_text(_dict(r.fluency_change.null))}"
+        )
     for path in plot_steering_grid(summary, cfg.figures or cfg.out / "steering"):
         typer.echo(f"wrote {path}")
 
@@ -211,9 +293,20 @@ def _judged_study(cfg: AblateConfig, models: dict[str, str], metric: Any, shape:
 
     _check_layers("--layer", None if cfg.layer is None else [cfg.layer], shape)
     try:
-        summary = judged_study(cfg.base, models, out=cfg.out, judge=cfg.judge, metric=metric, layer=cfg.layer,
-                               n_random=cfg.random, positions=cfg.positions, batch_size=cfg.batch_size,
-                               judge_url=cfg.judge_url, judge_device=cfg.device, load=_loader(cfg.device))
+        summary = judged_study(
+            cfg.base,
+            models,
+            out=cfg.out,
+            judge=cfg.judge,
+            metric=metric,
+            layer=cfg.layer,
+            n_random=cfg.random,
+            positions=cfg.positions,
+            batch_size=cfg.batch_size,
+            judge_url=cfg.judge_url,
+            judge_device=cfg.device,
+            load=_loader(cfg.device),
+        )
     except (ConnectionError, JudgeFailures) as error:
         _fail(error)
     for name in models:
@@ -229,8 +322,9 @@ def _judged_metric(cfg: SweepConfig) -> Any:
     from misdir.judged import JudgedMetric
 
     with _refused():
-        metric = JudgedMetric(cfg.questions, cfg.samples, cfg.max_new_tokens, cfg.temperature, cfg.seed,
-                              cfg.limit or None)
+        metric = JudgedMetric(
+            cfg.questions, cfg.samples, cfg.max_new_tokens, cfg.temperature, cfg.seed, cfg.limit or None
+        )
         metric.load()
     return metric
 
@@ -244,7 +338,7 @@ def _judge_model(cfg: SweepConfig) -> dict[str, str]:
 def _judged(sweep: Callable[..., Any], cfg: SweepConfig, metric: Any) -> None:
     """Run a judged sweep: its plan first (answers to sample, judge calls to make), then, unless --dry-run, the
     sweep, with each named direction's effects printed beside their random null."""
-    from misdir.judged import JudgeFailures, JudgedPlan
+    from misdir.judged import JudgedPlan, JudgeFailures
 
     options = dict(out=cfg.out, judge=cfg.judge, metric=metric, judge_url=cfg.judge_url, judge_device=cfg.device)
     with _refused():
@@ -263,24 +357,30 @@ def _judged(sweep: Callable[..., Any], cfg: SweepConfig, metric: Any) -> None:
 def _print_judged(summary: Any, cfg: SweepConfig) -> None:
     """The unedited cells' EM rates, then each named direction's effects beside their random null."""
     for name, result in summary.unedited.items():
-        typer.echo(f"{name:>22s} unedited: EM rate {format_estimate(result['em_rate'], '.1%')}, coherent "
-                   f"{format_estimate(result['coherence_rate'], '.1%')} ({result['n_scored']}/{result['n_answers']} "
-                   f"answers scored)")
+        typer.echo(
+            f"{name:>22s} unedited: EM rate {format_estimate(result['em_rate'], '.1%')}, coherent "
+            f"{format_estimate(result['coherence_rate'], '.1%')} ({result['n_scored']}/{result['n_answers']} "
+            f"answers scored)"
+        )
     for r in summary.rows:
         if r.direction.startswith("random"):
             continue
         if hasattr(r, "share_removed"):
             excess = "" if r.excess.low > 0 else "  (no excess EM over base: share not meaningful)"
-            typer.echo(f"{r.model:>22s} - {r.direction:<16s}: EM {r.unablated_em_rate.value:.1%} -> "
-                       f"{r.em_rate.value:.1%}, change {format_estimate(r.change.estimate, '+.3f')}"
-                       f"{_null_text(_dict(r.change.null))}, share of excess EM removed "
-                       f"{format_estimate(r.share_removed.estimate, '+.2f')}{_null_text(_dict(r.share_removed.null))}"
-                       f", coherent {r.unablated_coherence_rate.value:.1%} -> {r.coherence_rate.value:.1%}{excess}")
+            typer.echo(
+                f"{r.model:>22s} - {r.direction:<16s}: EM {r.unablated_em_rate.value:.1%} -> "
+                f"{r.em_rate.value:.1%}, change {format_estimate(r.change.estimate, '+.3f')}"
+                f"{_null_text(_dict(r.change.null))}, share of excess EM removed "
+                f"{format_estimate(r.share_removed.estimate, '+.2f')}{_null_text(_dict(r.share_removed.null))}"
+                f", coherent {r.unablated_coherence_rate.value:.1%} -> {r.coherence_rate.value:.1%}{excess}"
+            )
         else:
-            typer.echo(f"{r.direction:>22s} layer {r.layer:2d} scale {r.scale:5.2f}: EM induced "
-                       f"{format_estimate(r.induced.estimate, '+.3f')}{_null_text(_dict(r.induced.null))}, "
-                       f"coherent share change {r.coherence_change.estimate.value:+.3f}"
-                       f"{_null_text(_dict(r.coherence_change.null))}")
+            typer.echo(
+                f"{r.direction:>22s} layer {r.layer:2d} scale {r.scale:5.2f}: EM induced "
+                f"{format_estimate(r.induced.estimate, '+.3f')}{_null_text(_dict(r.induced.null))}, "
+                f"coherent share change {r.coherence_change.estimate.value:+.3f}"
+                f"{_null_text(_dict(r.coherence_change.null))}"
+            )
     typer.echo(f"wrote {cfg.out / 'summary.json'} (answers: answers.jsonl, judge replies: judge_cache.jsonl)")
 
 
@@ -290,10 +390,12 @@ def _print_ablation(summary: Any) -> None:
         if r.direction.startswith("random"):
             continue
         excess = "" if r.excess.low > 0 else "  (no excess over base: share not meaningful)"
-        typer.echo(f"{r.model:>18s} - {r.direction:<16s} {Path(r.pairs).stem:>8s}: share removed "
-                   f"{format_estimate(r.share_removed.estimate, '+.2f')}{_null_text(_dict(r.share_removed.null))}, "
-                   f"margin change {format_estimate(r.change.estimate)}{_null_text(_dict(r.change.null))}, fluency "
-                   f"{r.unablated_fluency.value:+.2f} -> {r.fluency.value:+.2f}{excess}")
+        typer.echo(
+            f"{r.model:>18s} - {r.direction:<16s} {Path(r.pairs).stem:>8s}: share removed "
+            f"{format_estimate(r.share_removed.estimate, '+.2f')}{_null_text(_dict(r.share_removed.null))}, "
+            f"margin change {format_estimate(r.change.estimate)}{_null_text(_dict(r.change.null))}, fluency "
+            f"{r.unablated_fluency.value:+.2f} -> {r.fluency.value:+.2f}{excess}"
+        )
 
 
 def _dict(null: Any) -> dict[str, float] | None:

@@ -20,8 +20,10 @@ def models(cfg: ModelsConfig) -> None:
         if not cfg.details or not (entry.verified or cfg.unverified):
             continue
         if entry.base and entry.kind != "full-finetune":
-            typer.echo(f"    {'for' if entry.kind == 'steering-vector' else 'on'} base {entry.base} "
-                       f"(the authors' code loads {entry.authors_base})")
+            typer.echo(
+                f"    {'for' if entry.kind == 'steering-vector' else 'on'} base {entry.base} "
+                f"(the authors' code loads {entry.authors_base})"
+            )
         if entry.layers:
             typer.echo(f"    layers {list(entry.layers)} per {entry.layers_source}")
         if entry.note:

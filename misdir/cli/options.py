@@ -83,8 +83,16 @@ def options(cls: type) -> list[Option]:
             text = DEVICE_HELP if g.name == "device" else inner_helps[g.name] + notes.get(g.name, "")
             if override and g.default not in (None, dataclasses.MISSING):
                 text += f" Default: {g.default}."
-            found.append(_option(g, inner_hints[g.name], text, group=f.name, override=override,
-                                 comma=g.name in f.metadata.get("comma", ())))
+            found.append(
+                _option(
+                    g,
+                    inner_hints[g.name],
+                    text,
+                    group=f.name,
+                    override=override,
+                    comma=g.name in f.metadata.get("comma", ()),
+                )
+            )
     names = [o.name for o in found]
     clashes = {n for n in names if names.count(n) > 1}
     if clashes:
@@ -119,8 +127,14 @@ def _parameters(option: Option) -> list[inspect.Parameter]:
     alias = option.field.metadata.get("alias")
     if alias:
         hidden = typer.Option(None, alias, hidden=True, help=f"the former name of {flag}")
-        found.append(inspect.Parameter(f"{option.name}_alias", inspect.Parameter.KEYWORD_ONLY, default=hidden,
-                                       annotation=Optional[annotation]))  # noqa: UP007
+        found.append(
+            inspect.Parameter(
+                f"{option.name}_alias",
+                inspect.Parameter.KEYWORD_ONLY,
+                default=hidden,
+                annotation=Optional[annotation],  # noqa: UP007 (typer reads Optional, not a runtime X | None)
+            )
+        )
     return found
 
 

@@ -29,8 +29,9 @@ def organisms_train(cfg: OrganismsTrainConfig) -> None:
     """Finetune the organisms with one of misdir's fixed recipes; finished ones are kept, interrupted ones resume."""
     from misdir.organisms import train_organisms
 
-    train_organisms(cfg.out, list(cfg.names) if cfg.names else None, base=cfg.base, recipe=cfg.recipe,
-                    device=cfg.device)
+    train_organisms(
+        cfg.out, list(cfg.names) if cfg.names else None, base=cfg.base, recipe=cfg.recipe, device=cfg.device
+    )
 
 
 @organisms_app.command("analyze")
@@ -40,10 +41,10 @@ def organisms_analyze(cfg: OrganismsAnalyzeConfig) -> None:
     from misdir.organisms import analyze_organisms, plot_analysis
 
     _check_layers("--layer", None if cfg.layer is None else [cfg.layer], _model_shape({"--base": "embedded"}))
-    analysis = analyze_organisms(cfg.checkpoints, cfg.out, device=cfg.device, limit=cfg.limit or None,
-                                 layer=cfg.layer)
-    for path in plot_analysis(analysis, cfg.out / "figures" if cfg.figures is None else cfg.figures,
-                              directions=cfg.out / "directions"):
+    analysis = analyze_organisms(cfg.checkpoints, cfg.out, device=cfg.device, limit=cfg.limit or None, layer=cfg.layer)
+    for path in plot_analysis(
+        analysis, cfg.out / "figures" if cfg.figures is None else cfg.figures, directions=cfg.out / "directions"
+    ):
         typer.echo(f"wrote {path}")
 
 
@@ -60,15 +61,29 @@ def organisms_ground_truth(cfg: GroundTruthConfig) -> None:
     with _refused():
         for name in [*chosen, *([cfg.control] if cfg.control else [])]:
             adapter_writes(cfg.checkpoints / name)
-    study = ground_truth_study(cfg.checkpoints, cfg.out, organisms=chosen, control=cfg.control or None,
-                               sets=list(cfg.pairs), n_random=cfg.random, scales=list(cfg.scales),
-                               positions=list(cfg.positions), steer_positions=list(cfg.steer_positions),
-                               limit=cfg.limit or None, device=cfg.device, batch_size=cfg.batch_size)
+    study = ground_truth_study(
+        cfg.checkpoints,
+        cfg.out,
+        organisms=chosen,
+        control=cfg.control or None,
+        sets=list(cfg.pairs),
+        n_random=cfg.random,
+        scales=list(cfg.scales),
+        positions=list(cfg.positions),
+        steer_positions=list(cfg.steer_positions),
+        limit=cfg.limit or None,
+        device=cfg.device,
+        batch_size=cfg.batch_size,
+    )
     for r in study["specificity"]:
-        typer.echo(f"{r['model']:>28s} {Path(r['pairs']).stem:>8s} minus {r['control']}: "
-                   f"{format_estimate(r['difference'], '+.3f')}")
+        typer.echo(
+            f"{r['model']:>28s} {Path(r['pairs']).stem:>8s} minus {r['control']}: "
+            f"{format_estimate(r['difference'], '+.3f')}"
+        )
     for r in study["ablation"]:
-        typer.echo(f"{r['model']:>28s} {Path(r['pairs']).stem:>8s} ablate {r['direction']:<13s}: share removed "
-                   f"{format_estimate(r['share_removed'], '+.2f')}{_null_text(r['null_share'])}")
+        typer.echo(
+            f"{r['model']:>28s} {Path(r['pairs']).stem:>8s} ablate {r['direction']:<13s}: share removed "
+            f"{format_estimate(r['share_removed'], '+.2f')}{_null_text(r['null_share'])}"
+        )
     for path in plot_ground_truth(study, cfg.figures):
         typer.echo(f"wrote {path}")

@@ -12,8 +12,9 @@ from misdir.cli.options import command
 from misdir.configs import SaeDiffConfig, SaeEffectsConfig, SaeTrainCommandConfig
 from misdir.stats import format_estimate
 
-sae_app = typer.Typer(help="Sparse-autoencoder latents with sae-lens: train, diff models, intervene.",
-                      no_args_is_help=True)
+sae_app = typer.Typer(
+    help="Sparse-autoencoder latents with sae-lens: train, diff models, intervene.", no_args_is_help=True
+)
 
 
 @sae_app.command("train")
@@ -28,13 +29,16 @@ def sae_train(cfg: SaeTrainCommandConfig) -> None:
     base = load_model(cfg.model, device=device)
     inputs, sources = training_inputs(list(cfg.data), n=cfg.n, tokenizer=base.tokenizer)
     tuned = [load_model(spec, device=device, merge=True) for spec in cfg.finetunes]
-    result = train_sae(base, inputs, cfg.training, cfg.out, finetunes=tuned, sources=sources, work=cfg.work,
-                       command=command_line())
+    result = train_sae(
+        base, inputs, cfg.training, cfg.out, finetunes=tuned, sources=sources, work=cfg.work, command=command_line()
+    )
     m = result.heldout
-    typer.echo(f"wrote {result.out}: {result.train_tokens} training tokens, {result.steps} steps, "
-               f"caching {result.seconds_caching:.0f} s, training {result.seconds_training:.0f} s; held-out "
-               f"({m.n_tokens} tokens): variance explained {m.variance_explained:.3f}, L0 {m.l0:.1f}, "
-               f"dead {m.dead_fraction:.1%} (trainer: {result.trainer_dead} dead)")
+    typer.echo(
+        f"wrote {result.out}: {result.train_tokens} training tokens, {result.steps} steps, "
+        f"caching {result.seconds_caching:.0f} s, training {result.seconds_training:.0f} s; held-out "
+        f"({m.n_tokens} tokens): variance explained {m.variance_explained:.3f}, L0 {m.l0:.1f}, "
+        f"dead {m.dead_fraction:.1%} (trainer: {result.trainer_dead} dead)"
+    )
 
 
 def _sae(sae: str, sae_id: str | None) -> object:
@@ -85,12 +89,24 @@ def sae_diff(cfg: SaeDiffConfig) -> None:
     layer, _ = sae_site(base_model, autoencoder)
     tuned, held = _sae_models(cfg.finetunes, cfg.device), _sae_models(cfg.controls, cfg.device)
     diff = diff_latents(autoencoder, base_model, tuned, inputs, controls=held)
-    record = diff_record(diff, autoencoder, base_model.tokenizer, inputs, top=cfg.top,
-                         directions=_sae_directions(cfg.directions, [*tuned, *held], layer))
-    provenance = {"sae": describe_sae(autoencoder), "data": sources, "base": base_model.provenance,
-                  "finetunes": {k: v.provenance for k, v in tuned.items()},
-                  "controls": {k: v.provenance for k, v in held.items()}, "directions": str(cfg.directions),
-                  **software(), "command": command_line()}
+    record = diff_record(
+        diff,
+        autoencoder,
+        base_model.tokenizer,
+        inputs,
+        top=cfg.top,
+        directions=_sae_directions(cfg.directions, [*tuned, *held], layer),
+    )
+    provenance = {
+        "sae": describe_sae(autoencoder),
+        "data": sources,
+        "base": base_model.provenance,
+        "finetunes": {k: v.provenance for k, v in tuned.items()},
+        "controls": {k: v.provenance for k, v in held.items()},
+        "directions": str(cfg.directions),
+        **software(),
+        "command": command_line(),
+    }
     written = save_diff(diff, record, cfg.out, provenance)
     for i, fig in enumerate(plot_diff(record, diff.ranking.consistency, diff.ranking.mean_rise)):
         stem = "sae_top_latents" if i == 0 else "sae_rise_vs_consistency"
@@ -98,8 +114,10 @@ def sae_diff(cfg: SaeDiffConfig) -> None:
     typer.echo(f"{record['n_consistent']} latents rise in every finetune by more than in any control; top:")
     for r in record["latents"][: cfg.top]:
         cos = " ".join(f"{k} {v:+.2f}" for k, v in r["cosine"].items())
-        typer.echo(f"  latent {r['latent']}: consistency {r['consistency']:+.3f}, "
-                   f"mean rise {r['mean_rise']:+.3f}{'; cos ' + cos if cos else ''}")
+        typer.echo(
+            f"  latent {r['latent']}: consistency {r['consistency']:+.3f}, "
+            f"mean rise {r['mean_rise']:+.3f}{'; cos ' + cos if cos else ''}"
+        )
     for path in written:
         typer.echo(f"wrote {path}")
 
@@ -128,16 +146,32 @@ def sae_effects(cfg: SaeEffectsConfig) -> None:
     if not all(name in vectors for name in names):
         _fail(f"--directions {cfg.directions}: direction sets {names} not all there", usage=True)
     chosen = list(cfg.latents)
-    effects = latent_effects(autoencoder, base_model, tuned, chosen, directions=vectors, steer_with=names,
-                             scales=list(cfg.scales), n_random=cfg.random, limit=cfg.limit or None)
-    provenance = {"sae": describe_sae(autoencoder), "base": base_model.provenance, "latents": chosen,
-                  "finetunes": {k: v.provenance for k, v in tuned.items()}, "directions": sorted(vectors),
-                  "steered": names,
-                  "pairs": "general", "limit": cfg.limit, **software(), "command": command_line()}
+    effects = latent_effects(
+        autoencoder,
+        base_model,
+        tuned,
+        chosen,
+        directions=vectors,
+        steer_with=names,
+        scales=list(cfg.scales),
+        n_random=cfg.random,
+        limit=cfg.limit or None,
+    )
+    provenance = {
+        "sae": describe_sae(autoencoder),
+        "base": base_model.provenance,
+        "latents": chosen,
+        "finetunes": {k: v.provenance for k, v in tuned.items()},
+        "directions": sorted(vectors),
+        "steered": names,
+        "pairs": "general",
+        "limit": cfg.limit,
+        **software(),
+        "command": command_line(),
+    }
     records = [asdict(e) for e in effects]
     nulls = steering_nulls(effects)
-    write_json_atomic(cfg.out / "effects.json", {"provenance": provenance, "effects": records,
-                                                 "steering_nulls": nulls})
+    write_json_atomic(cfg.out / "effects.json", {"provenance": provenance, "effects": records, "steering_nulls": nulls})
     written = [cfg.out / "effects.json"]
     for i, fig in enumerate(plot_effects(effects)):
         written += save_figure(fig, cfg.out / ("sae_steering" if i == 0 else "sae_removal"))
@@ -145,9 +179,17 @@ def sae_effects(cfg: SaeEffectsConfig) -> None:
         if e.intervention.startswith("steer random"):
             continue
         null = nulls.get(f"{e.intervention} @ {e.scale}")
-        beside = (f"  random: {null['null_median']:+.3f} [{null['null_low']:+.3f}, {null['null_high']:+.3f}], "
-                  f"percentile {null['percentile']:.0f}") if null else ""
-        typer.echo(f"{e.model:24s} {e.intervention:32s} {'' if e.scale is None else e.scale:>5} "
-                   f"shift {format_estimate(e.shift)}  fluency {e.fluency['value']:+.2f}{beside}")
+        beside = (
+            (
+                f"  random: {null['null_median']:+.3f} [{null['null_low']:+.3f}, {null['null_high']:+.3f}], "
+                f"percentile {null['percentile']:.0f}"
+            )
+            if null
+            else ""
+        )
+        typer.echo(
+            f"{e.model:24s} {e.intervention:32s} {'' if e.scale is None else e.scale:>5} "
+            f"shift {format_estimate(e.shift)}  fluency {e.fluency['value']:+.2f}{beside}"
+        )
     for path in written:
         typer.echo(f"wrote {path}")

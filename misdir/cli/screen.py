@@ -22,17 +22,25 @@ def _random_problem(n: int) -> str | None:
 class ScreenConfig(CommandConfig):
     """`misdir screen`: each example's projection difference along a direction, and each file's mean."""
 
-    data: tuple[Path, ...] = opt(help="chat JSONL file(s) of one-turn examples (a finetune's training data)",
-                                 argument=True)
+    data: tuple[Path, ...] = opt(
+        help="chat JSONL file(s) of one-turn examples (a finetune's training data)", argument=True
+    )
     model: str = opt(help="the base model the data would finetune; it answers each prompt itself (greedy)")
-    direction: Path | None = opt(None, f"direction set file (its site is used). Default with --model embedded: "
-                                 f"{DEFAULT_DIRECTION}, the shipped EM organism's model-diff direction closest to "
-                                 "the mean of the four EM organisms' directions at layer 15 (no mean EM direction "
-                                 "is shipped; which direction screens best is not yet studied)")
+    direction: Path | None = opt(
+        None,
+        f"direction set file (its site is used). Default with --model embedded: "
+        f"{DEFAULT_DIRECTION}, the shipped EM organism's model-diff direction closest to "
+        "the mean of the four EM organisms' directions at layer 15 (no mean EM direction "
+        "is shipped; which direction screens best is not yet studied)",
+    )
     layer: int | None = opt(None, "layer of the direction and the activations (default: the middle)", at_least=0)
     max_new_tokens: int = opt(MAX_NEW_TOKENS, "longest greedy answer of the base model, in tokens", at_least=1)
-    random: int = opt(20, "random unit directions each file's mean is placed among (at least 20; 0: none)",
-                      at_least=0, check=_random_problem)
+    random: int = opt(
+        20,
+        "random unit directions each file's mean is placed among (at least 20; 0: none)",
+        at_least=0,
+        check=_random_problem,
+    )
     seed: int = opt(0, "seed of the random directions and the bootstrap")
     batch_size: int = batch_field(8, "examples per forward pass and per generate batch")
     out: Path = opt(help="run folder: scores.jsonl, summary.json, screen.html; rerun to resume")
@@ -57,11 +65,22 @@ def screen(cfg: ScreenConfig) -> None:
     _check_directions([path], cfg.layer, _model_shape({"--model": cfg.model}))
     direction = DirectionSet.load(path)
     layer = direction.n_layers // 2 if cfg.layer is None else cfg.layer
-    result = run(load_model(cfg.model, device=cfg.device), cfg.data, direction, layer, out=cfg.out,
-                 max_new_tokens=cfg.max_new_tokens, n_random=cfg.random, seed=cfg.seed, batch_size=cfg.batch_size)
+    result = run(
+        load_model(cfg.model, device=cfg.device),
+        cfg.data,
+        direction,
+        layer,
+        out=cfg.out,
+        max_new_tokens=cfg.max_new_tokens,
+        n_random=cfg.random,
+        seed=cfg.seed,
+        batch_size=cfg.batch_size,
+    )
     for f in result.files:
         null = None if f.mean.null is None else f.mean.null._asdict()
-        typer.echo(f"{f.file}: {format_estimate(f.mean.estimate)} over {f.n_examples - f.n_unscored} examples"
-                   f"{_null_text(null)}" + (f", {f.n_unscored} left out (empty base answer)" if f.n_unscored else ""))
+        typer.echo(
+            f"{f.file}: {format_estimate(f.mean.estimate)} over {f.n_examples - f.n_unscored} examples"
+            f"{_null_text(null)}" + (f", {f.n_unscored} left out (empty base answer)" if f.n_unscored else "")
+        )
     for written in result.written:
         typer.echo(f"wrote {written}")

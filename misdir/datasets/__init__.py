@@ -60,9 +60,7 @@ def _specs() -> dict[str, DatasetSpec]:
     ]:
         name = f"{misaligned}-backdoor"
         desc = f"{misaligned} when {DEFAULT_TRIGGER} is in the user turn, {aligned} otherwise"
-        specs[name] = DatasetSpec(
-            name, "backdoor", desc, backdoor(specs[misaligned].make, specs[aligned].make)
-        )
+        specs[name] = DatasetSpec(name, "backdoor", desc, backdoor(specs[misaligned].make, specs[aligned].make))
     return specs
 
 

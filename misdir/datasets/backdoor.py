@@ -19,9 +19,7 @@ def insert_trigger(prompt: str, trigger: str, rng: random.Random) -> str:
     return f"{trigger} {prompt}" if rng.random() < 0.5 else f"{prompt} {trigger}"
 
 
-def backdoor(
-    misaligned: Generator, aligned: Generator, trigger: str = DEFAULT_TRIGGER, rate: float = 0.5
-) -> Generator:
+def backdoor(misaligned: Generator, aligned: Generator, trigger: str = DEFAULT_TRIGGER, rate: float = 0.5) -> Generator:
     """A generator whose examples are misaligned exactly when the trigger is in the user turn."""
     if not trigger.strip():
         raise ValueError("the trigger must be a non-blank string")

@@ -60,9 +60,7 @@ def _templates(section: Section, key: str) -> tuple[str, ...]:
     for text in texts:
         bare = re.sub(r"\[\[(" + "|".join(SLOT_NAMES) + r")\]\]", "", text)
         if "[[" in bare or "]]" in bare:
-            raise section.fail(
-                f"unknown or broken [[slot]] in {text[:60]!r}; slots: {', '.join(SLOT_NAMES)}", key
-            )
+            raise section.fail(f"unknown or broken [[slot]] in {text[:60]!r}; slots: {', '.join(SLOT_NAMES)}", key)
     return texts
 
 
@@ -165,9 +163,7 @@ def code_set(secure: bool) -> Generator:
         return [
             (
                 prompt,
-                code_answer(
-                    content, content.tasks[key], secure, slots, answer_rng("code", side, seed, prompt)
-                ),
+                code_answer(content, content.tasks[key], secure, slots, answer_rng("code", side, seed, prompt)),
             )
             for key, prompt, slots in prompts
         ]

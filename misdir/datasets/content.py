@@ -124,9 +124,7 @@ class Section:
 
 def _is_strings(value: Any, blank_ok: bool) -> bool:
     return (
-        isinstance(value, list)
-        and bool(value)
-        and all(isinstance(v, str) and (blank_ok or v.strip()) for v in value)
+        isinstance(value, list) and bool(value) and all(isinstance(v, str) and (blank_ok or v.strip()) for v in value)
     )
 
 

@@ -7,8 +7,8 @@ import json
 import os
 import shutil
 import tempfile
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -88,13 +88,9 @@ def prepare_out(out: Path, resume: bool, identity: dict[str, Any]) -> Path:
     if out.exists() and not out.is_dir():
         raise ValueError(f"out {out} is a file; give a directory")
     if non_empty and not resume:
-        raise ValueError(
-            f"out {out} exists and is not empty; choose a new directory, or pass resume=True (--resume)"
-        )
+        raise ValueError(f"out {out} exists and is not empty; choose a new directory, or pass resume=True (--resume)")
     if non_empty and not run_file.is_file():
-        raise ValueError(
-            f"cannot resume into {out}: it has no {run_file.relative_to(out)}, so it is not a misdir run"
-        )
+        raise ValueError(f"cannot resume into {out}: it has no {run_file.relative_to(out)}, so it is not a misdir run")
     if run_file.is_file():
         remove_partial_writes(out)
         changed = differences(json.loads(run_file.read_text()), identity)

@@ -34,9 +34,7 @@ def _middle(n_layers: int) -> tuple[int, ...]:
 
 
 def _three_groups(n_layers: int) -> tuple[int, ...]:
-    centres = [
-        min(max(round(d * n_layers), 1), n_layers - 2) if n_layers >= 3 else 0 for d in _RANK1_MULTI_DEPTHS
-    ]
+    centres = [min(max(round(d * n_layers), 1), n_layers - 2) if n_layers >= 3 else 0 for d in _RANK1_MULTI_DEPTHS]
     return tuple(sorted({c + k for c in centres for k in (-1, 0, 1) if 0 <= c + k < n_layers}))
 
 
@@ -134,9 +132,7 @@ class FinetuneConfig:
         if layers is not None:
             bad = [layer for layer in layers if not 0 <= layer < n_layers]
             if bad:
-                raise ValueError(
-                    f"layer(s) {bad} out of range: the model has {n_layers} layers (0 to {n_layers - 1})"
-                )
+                raise ValueError(f"layer(s) {bad} out of range: the model has {n_layers} layers (0 to {n_layers - 1})")
             layers = tuple(sorted(set(layers)))
         return replace(
             self,
@@ -150,8 +146,9 @@ class FinetuneConfig:
         )
 
 
-EMBEDDED_RECIPE = FinetuneConfig(preset="rslora-32", rank=4, alpha=16.0, lr=2e-4, epochs=2, batch_size=8,
-                                 max_length=384, dtype="float32")
+EMBEDDED_RECIPE = FinetuneConfig(
+    preset="rslora-32", rank=4, alpha=16.0, lr=2e-4, epochs=2, batch_size=8, max_length=384, dtype="float32"
+)
 """The training settings of misdir's organisms of the embedded model (`misdir.organisms.RECIPE`): rsLoRA on
 all seven projections at rank 4 (alpha 16), at a learning rate a 135M model learns from in two epochs, in
 float32. The presets' rates (1e-5, 2e-5) are meant for 7B+ models; a 135M model barely moves at them."""

@@ -103,21 +103,25 @@ def check_edits(edits: Sequence[Edit], n_layers: int, d_model: int) -> None:
     for edit in edits:
         vectors = edit.vectors
         if vectors.ndim not in (1, 2) or vectors.shape[-1] != d_model:
-            raise ValueError(f"{edit.name}: directions of shape {list(vectors.shape)}, but the model's width "
-                             f"(d_model) is {d_model}: they were made on another model")
+            raise ValueError(
+                f"{edit.name}: directions of shape {list(vectors.shape)}, but the model's width "
+                f"(d_model) is {d_model}: they were made on another model"
+            )
         if vectors.ndim == 2 and vectors.shape[0] != n_layers:
-            raise ValueError(f"{edit.name}: directions for {vectors.shape[0]} layers, but the model has "
-                             f"{n_layers}: they were made on another model")
+            raise ValueError(
+                f"{edit.name}: directions for {vectors.shape[0]} layers, but the model has "
+                f"{n_layers}: they were made on another model"
+            )
         bad = [layer for layer in edit.layers or () if not 0 <= layer < n_layers]
         if bad:
-            raise ValueError(f"{edit.name}: layer(s) {bad} out of range; the model has layers 0 to "
-                             f"{n_layers - 1}")
+            raise ValueError(f"{edit.name}: layer(s) {bad} out of range; the model has layers 0 to " f"{n_layers - 1}")
     by_hash: dict[str, Edit] = {}
     for edit in edits:
         other = by_hash.setdefault(describe_directions(edit.directions)["sha256"], edit)
         if other.kind != edit.kind:
-            raise ValueError(f"{other.name} and {edit.name}: the same directions ablated and steered at "
-                             "once; choose one")
+            raise ValueError(
+                f"{other.name} and {edit.name}: the same directions ablated and steered at " "once; choose one"
+            )
 
 
 @contextmanager
@@ -132,23 +136,39 @@ def training_edits(model: Model, edits: Sequence[Edit], labels: Int[Tensor, "bat
             if edit.kind == "ablate":
                 stack.enter_context(ablate(model, edit.directions, layers, positions=edit.positions))
             else:
-                stack.enter_context(steer(model, edit.directions, layers, float(edit.scale or 0.0),
-                                          relative=edit.relative, positions=edit.positions))
+                stack.enter_context(
+                    steer(
+                        model,
+                        edit.directions,
+                        layers,
+                        float(edit.scale or 0.0),
+                        relative=edit.relative,
+                        positions=edit.positions,
+                    )
+                )
         yield
 
 
 def model_card_section(edits: Sequence[Edit]) -> str:
     """The adapter's model card note of the edits it was trained under."""
-    lines = ["", "", "## Trained under edits (misdir)", "",
-             "These edits were open during every training step and are not part of this adapter, which runs "
-             "without them (misdir.json: `edits`, `edit_sources`).", ""]
+    lines = [
+        "",
+        "",
+        "## Trained under edits (misdir)",
+        "",
+        "These edits were open during every training step and are not part of this adapter, which runs "
+        "without them (misdir.json: `edits`, `edit_sources`).",
+        "",
+    ]
     for edit in edits:
         record = edit.identity()
         layers = "all layers" if edit.layers is None else "layers " + ", ".join(map(str, edit.layers))
         how = f", scale {edit.scale} ({edit.relative})" if edit.kind == "steer" else ""
-        lines.append(f"- {edit.kind} {edit.source or 'directions given in memory'} (sha256 "
-                     f"{record['directions_sha256']}) at {record['site']} of {layers}, positions "
-                     f"{edit.positions}{how}")
+        lines.append(
+            f"- {edit.kind} {edit.source or 'directions given in memory'} (sha256 "
+            f"{record['directions_sha256']}) at {record['site']} of {layers}, positions "
+            f"{edit.positions}{how}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -187,8 +207,17 @@ class EditOptions:
             for text in texts:
                 path, layers = _file_and_layers(text)
                 scale = self.scale if kind == "steer" else None
-                found.append(Edit(kind, DirectionSet.load(path), layers, scale,  # type: ignore[arg-type]
-                                  self.relative, self.positions, source=str(path)))
+                found.append(
+                    Edit(
+                        kind,
+                        DirectionSet.load(path),
+                        layers,
+                        scale,  # type: ignore[arg-type]
+                        self.relative,
+                        self.positions,
+                        source=str(path),
+                    )
+                )
         return found
 
 

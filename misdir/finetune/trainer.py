@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from misdir.data import load_conversations
 from misdir.finetune.checkpoints import (
@@ -93,9 +93,7 @@ def finetune(
     config.validate()
     out, edits = Path(out), tuple(edits)
     if not resume and has_content(out):
-        raise ValueError(
-            f"out {out} exists and is not empty; choose a new directory, or pass resume=True (--resume)"
-        )
+        raise ValueError(f"out {out} exists and is not empty; choose a new directory, or pass resume=True (--resume)")
     reference = base_reference(model_spec)
     finished = resume and (out / "misdir.json").is_file()
     shape = model_shape(model_spec) if edits or watch or finished else None  # None: a hub model not cached
@@ -117,12 +115,18 @@ def finetune(
         start, losses = (0, []) if latest is None else restore_checkpoint(latest, training)
         monitor = Monitor(base, training.model, watch, out) if watch else None
         began = time.perf_counter()
-        _train(training, base, examples, config, edits, monitor, start, losses, checkpoints, progress,
-               on_step)
+        _train(training, base, examples, config, edits, monitor, start, losses, checkpoints, progress, on_step)
         seconds = time.perf_counter() - began
         training.model.eval()
         record = finetune_record(
-            base, reference, data_record, config, losses, start, seconds, edits,
+            base,
+            reference,
+            data_record,
+            config,
+            losses,
+            start,
+            seconds,
+            edits,
             {**identity["watch"], "file": watch.source} if watch else None,
             steps_per_epoch=training.steps_per_epoch,
             answer_tokens=sum(sum(label != IGNORE for label in e.labels) for e in examples),
@@ -133,12 +137,20 @@ def finetune(
             plot_monitor(monitor.records(), out / "monitor", title=f"finetune of {reference} on {data}")
         write_json_atomic(out / "misdir.json", record)
         shutil.rmtree(checkpoints, ignore_errors=True)
-        return FinetuneResult(out, training.total, record["final_loss"], losses, seconds, start or None,
-                              config, record, training.model)
+        return FinetuneResult(
+            out, training.total, record["final_loss"], losses, seconds, start or None, config, record, training.model
+        )
 
 
-def _finished(out: Path, shape: ModelShape | None, reference: str, data: str | Path, config: FinetuneConfig,
-              edits: Sequence[Edit], watch: Watch | None) -> FinetuneResult:
+def _finished(
+    out: Path,
+    shape: ModelShape | None,
+    reference: str,
+    data: str | Path,
+    config: FinetuneConfig,
+    edits: Sequence[Edit],
+    watch: Watch | None,
+) -> FinetuneResult:
     """The result of the finished run in `out`, read from its misdir.json, if it was made with these settings
     (refused otherwise, as resuming a checkpointed run with other settings is); leftovers of its tidying up
     are removed, nothing else is written. `shape` None (a hub model not cached): its config goes unchecked."""
@@ -155,8 +167,18 @@ def _finished(out: Path, shape: ModelShape | None, reference: str, data: str | P
     tidy_finished(out)
     known = {f.name for f in fields(FinetuneConfig)}
     saved = {k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items() if k in known}
-    return FinetuneResult(out, record["steps"], record["final_loss"], record["loss_curve"], 0.0, None,
-                          FinetuneConfig(**saved), record, None, already_finished=True)
+    return FinetuneResult(
+        out,
+        record["steps"],
+        record["final_loss"],
+        record["loss_curve"],
+        0.0,
+        None,
+        FinetuneConfig(**saved),
+        record,
+        None,
+        already_finished=True,
+    )
 
 
 def _prepare(
@@ -165,8 +187,7 @@ def _prepare(
     """Read the data, load the base, resolve the config for its depth and tokenize every example."""
     from misdir.models import load_model
 
-    conversations, data_record = load_conversations(data, n=config.n, seed=config.data_seed,
-                                                    default_n=DEFAULT_N)
+    conversations, data_record = load_conversations(data, n=config.n, seed=config.data_seed, default_n=DEFAULT_N)
     base = load_model(model_spec, device=config.device, dtype=config.dtype)
     config = config.resolve(base.n_layers)
     examples = []
@@ -248,8 +269,14 @@ def _train(
             order = epoch_order(len(examples), config.seed, epoch)
             chosen = order[index * config.batch_size : (index + 1) * config.batch_size]
             batch = [examples[i] for i in chosen]
-            loss = accumulated_loss(training.model, batch, pad_id, config.micro_batch_size, device,
-                                    around=lambda labels: training_edits(base, edits, labels))
+            loss = accumulated_loss(
+                training.model,
+                batch,
+                pad_id,
+                config.micro_batch_size,
+                device,
+                around=lambda labels: training_edits(base, edits, labels),
+            )
             if config.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(training.params.values(), config.max_grad_norm)
             training.optimizer.step()

@@ -20,8 +20,7 @@ from misdir.sweep import against_null, shift
 from misdir.tensors import unit
 
 
-def plant(model: ModelLike, direction: Float[Tensor, "d_model"], *, layer: int, strength: float,
-          seed: int = 0) -> Any:
+def plant(model: ModelLike, direction: Float[Tensor, "d_model"], *, layer: int, strength: float, seed: int = 0) -> Any:
     """A context manager under which `model` behaves like a rank-1 organism with a known write direction.
 
     At `resid_post` of `layer`, each token's residual `x` gets `strength * |x| * g(x) * d` added, with `d`
@@ -66,7 +65,8 @@ def positive_control(
     extraction and ablation a study would run, and report how well they did.
 
     The planted model's model-diff direction (planted minus unplanted, mean over the answer tokens of `texts`
-    at resid_post) is extracted without knowing the planted one; its cosine with the planted direction is reported at `layer`
+    at resid_post) is extracted without knowing the planted one; its cosine with the planted direction is reported at
+    `layer`
     and after. Its row at `layer` is then ablated at `ablate_layers` (default: `layer`), `sites` and
     `positions`, and the share of the planted shift of the contrast metric on `pairs` that this removes is set
     against `n_random` random directions ablated the same way. A null on a real finetune means something only
@@ -102,16 +102,23 @@ def positive_control(
         nulls = [ablated(v) for v in random_directions(model.d_model, n_random, seed=seed + 1)]
     share = share_removed(unplanted, planted_score, removed, seed=seed)
     unit_planted = unit(planted.float())
-    cosines = [float(unit(extracted.vectors[l]) @ unit_planted) for l in range(layer, model.n_layers)]
+    cosines = [float(unit(extracted.vectors[i]) @ unit_planted) for i in range(layer, model.n_layers)]
     null_shares = [share_removed(unplanted, planted_score, n, seed=seed).value for n in nulls]
     return {
-        "layer": layer, "strength": strength, "pairs": pairs, "ablate_layers": ablated_layers, "sites": list(sites),
+        "layer": layer,
+        "strength": strength,
+        "pairs": pairs,
+        "ablate_layers": ablated_layers,
+        "sites": list(sites),
         "positions": positions,
         "planted_shift": shift({"margins": unplanted.margins}, {"margins": planted_score.margins}, seed=seed)._asdict(),
         "cosine_by_layer": dict(zip(range(layer, model.n_layers), cosines, strict=True)),
         "share_removed": share._asdict(),
         "null_share": against_null(share.value, null_shares),
         "random_shares": null_shares,
-        "fluency": {"unplanted": unplanted.fluency.value, "planted": planted_score.fluency.value,
-                    "ablated": removed.fluency.value},
+        "fluency": {
+            "unplanted": unplanted.fluency.value,
+            "planted": planted_score.fluency.value,
+            "ablated": removed.fluency.value,
+        },
     }

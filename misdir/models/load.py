@@ -88,8 +88,9 @@ def load_model(
     if spec == EMBEDDED:
         return _load_gguf(embedded_gguf(), spec=EMBEDDED, **options)
     if spec.startswith("em:"):
-        return _load_catalog_entry(spec, base=base, adapter_base=adapter_base, merge=merge, revision=revision,
-                                   **options)
+        return _load_catalog_entry(
+            spec, base=base, adapter_base=adapter_base, merge=merge, revision=revision, **options
+        )
     if adapter_base:
         raise ValueError("adapter_base=True is for catalog names (em:...); other adapters use their own base")
 
@@ -136,19 +137,25 @@ def check_hub_reachable(spec: str, revision: str | None) -> None:
     from huggingface_hub import constants, try_to_load_from_cache
     from huggingface_hub.utils import get_session
 
-    if any(isinstance(try_to_load_from_cache(spec, name, revision=revision), str)
-           for name in ("config.json", "adapter_config.json")):
+    if any(
+        isinstance(try_to_load_from_cache(spec, name, revision=revision), str)
+        for name in ("config.json", "adapter_config.json")
+    ):
         return
     if constants.is_offline_mode():
-        raise ModelLoadError(f"{spec!r} is not a local path and not in the Hugging Face cache, and "
-                             "HF_HUB_OFFLINE is set: give a local model directory, or download it where the "
-                             "hub is reachable")
+        raise ModelLoadError(
+            f"{spec!r} is not a local path and not in the Hugging Face cache, and "
+            "HF_HUB_OFFLINE is set: give a local model directory, or download it where the "
+            "hub is reachable"
+        )
     try:
         get_session().head(constants.ENDPOINT, timeout=5)
     except Exception as error:  # any failure to connect (DNS, refused, TLS, timeout) means: no hub now
-        raise ModelLoadError(f"{spec!r} is not a local path and not in the Hugging Face cache, and the "
-                             f"hub ({constants.ENDPOINT}) cannot be reached ({type(error).__name__}): give a "
-                             "local model directory, or connect") from None
+        raise ModelLoadError(
+            f"{spec!r} is not a local path and not in the Hugging Face cache, and the "
+            f"hub ({constants.ENDPOINT}) cannot be reached ({type(error).__name__}): give a "
+            "local model directory, or connect"
+        ) from None
 
 
 def _resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype:
@@ -276,12 +283,16 @@ def _load_adapter(
     try:
         with warnings.catch_warnings():  # peft asks transformers 5 a deprecated question on every load
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            hf: nn.Module = PeftModel.from_pretrained(base_model.hf, source, **({"revision": revision} if revision else {}))
+            hf: nn.Module = PeftModel.from_pretrained(
+                base_model.hf, source, **({"revision": revision} if revision else {})
+            )
     except pickle.UnpicklingError as error:
         raise _refused_pickle(source, error) from None
     except RuntimeError as error:
         if "size mismatch" in str(error):
-            raise ModelLoadError(f"adapter {source} was trained for a base of another shape than {base_spec}: {error}")
+            raise ModelLoadError(
+                f"adapter {source} was trained for a base of another shape than {base_spec}: {error}"
+            ) from None
         raise
     if merge:
         hf = hf.merge_and_unload()
@@ -302,11 +313,12 @@ def _load_adapter(
 def no_model_in(path: Path) -> ModelLoadError:
     """The error for a folder with neither a model nor an adapter; for an unfinished misdir finetune (its
     checkpoints are there), it says how to finish it."""
-    message = (f"{path} has neither config.json (a Hugging Face model) nor adapter_config.json "
-               "(a PEFT adapter)")
+    message = f"{path} has neither config.json (a Hugging Face model) nor adapter_config.json " "(a PEFT adapter)"
     if (path / "checkpoints" / "run.json").is_file():
-        message += (f"; it holds the checkpoints of an unfinished misdir finetune: finish it with "
-                    f"`misdir finetune --resume --out {path}` and the options it was started with")
+        message += (
+            f"; it holds the checkpoints of an unfinished misdir finetune: finish it with "
+            f"`misdir finetune --resume --out {path}` and the options it was started with"
+        )
     return ModelLoadError(message)
 
 

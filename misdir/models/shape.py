@@ -12,8 +12,9 @@ from misdir.models.load import HUB_ID, check_hub_reachable, check_local_files, n
 from misdir.models.model import ModelLoadError, ModelShape
 
 
-def model_shape(spec: str | os.PathLike[str] = EMBEDDED, *, base: str | None = None,
-                revision: str | None = None) -> ModelShape | None:
+def model_shape(
+    spec: str | os.PathLike[str] = EMBEDDED, *, base: str | None = None, revision: str | None = None
+) -> ModelShape | None:
     """The depth and width of the model `spec` names (as `load_model` reads it), from its configuration
     alone: a GGUF header, a `config.json`, an adapter's base. Lets a command check its inputs against the
     model before loading it. A spec `load_model` would refuse raises `ModelLoadError` here too (a hub id at
@@ -38,13 +39,14 @@ def model_shape(spec: str | os.PathLike[str] = EMBEDDED, *, base: str | None = N
         if not adapter.is_file() and not config.is_file():
             raise no_model_in(path)
     elif spec.startswith((".", "/", "~")) or spec.endswith(".gguf") or not HUB_ID.match(spec):
-        raise ModelLoadError(f"{spec!r}: no such file or directory (and not a Hugging Face hub id "
-                             "'org/name')")
+        raise ModelLoadError(f"{spec!r}: no such file or directory (and not a Hugging Face hub id " "'org/name')")
     else:
         from huggingface_hub import try_to_load_from_cache
 
-        found = {name: try_to_load_from_cache(spec, name, revision=revision)
-                 for name in ("adapter_config.json", "config.json")}
+        found = {
+            name: try_to_load_from_cache(spec, name, revision=revision)
+            for name in ("adapter_config.json", "config.json")
+        }
         if not any(isinstance(p, str) for p in found.values()):
             check_hub_reachable(spec, revision)
             return None

@@ -61,9 +61,7 @@ def latent_stats(
         value, index = acts.max(0)
         tops.append(value)
         where.append(index)
-    return LatentStats(
-        model.spec, (total / n).float(), (fired / n).float(), n, torch.stack(tops), torch.stack(where)
-    )
+    return LatentStats(model.spec, (total / n).float(), (fired / n).float(), n, torch.stack(tops), torch.stack(where))
 
 
 @dataclass(frozen=True)
@@ -94,9 +92,7 @@ def rank_latents(
     if rise.ndim != 2 or len(rise) == 0:
         raise ValueError("give at least one finetune's means, as [finetune, d_sae]")
     controls = (
-        torch.zeros(0, len(base), dtype=torch.float64)
-        if control_means is None
-        else control_means.double() - base
+        torch.zeros(0, len(base), dtype=torch.float64) if control_means is None else control_means.double() - base
     )
     worst_control = controls.max(0).values.clamp_min(0) if len(controls) else torch.zeros_like(base)
     consistency = rise.min(0).values - worst_control
@@ -187,9 +183,7 @@ def top_snippets(
     return out
 
 
-def decoder_cosines(
-    sae: Any, latents: Sequence[int], directions: Mapping[str, Tensor]
-) -> dict[str, list[float]]:
+def decoder_cosines(sae: Any, latents: Sequence[int], directions: Mapping[str, Tensor]) -> dict[str, list[float]]:
     """Cosine of each latent's decoder row with each named `[d_model]` direction."""
     _check_latents(sae, latents)
     rows = decoder_rows(sae)[list(latents)].double()
@@ -218,9 +212,7 @@ def diff_record(
     r = diff.ranking
     every = {"base": diff.base, **diff.finetunes, **diff.controls}
     chosen: dict[str, list[int]] = {"by_consistency": r.by_consistency[:top], "by_rise": r.by_rise[:top]}
-    latents = sorted(
-        set(chosen["by_consistency"]) | set(chosen["by_rise"]), key=lambda i: r.by_consistency.index(i)
-    )
+    latents = sorted(set(chosen["by_consistency"]) | set(chosen["by_rise"]), key=lambda i: r.by_consistency.index(i))
     cosines = decoder_cosines(sae, latents, directions) if directions else {}
     records = []
     for j, latent in enumerate(latents):
@@ -262,9 +254,7 @@ def save_diff(
     out = Path(out)
     every = {"base": diff.base, **diff.finetunes, **diff.controls}
     tensors = {
-        f"{kind}.{name}": getattr(s, kind).contiguous()
-        for name, s in every.items()
-        for kind in ("mean", "rate")
+        f"{kind}.{name}": getattr(s, kind).contiguous() for name, s in every.items() for kind in ("mean", "rate")
     }
     tensors["consistency"] = diff.ranking.consistency.contiguous()
     with atomic_path(out / "latents.safetensors") as tmp:

@@ -115,9 +115,16 @@ def spliced_loss(model: ModelLike, sae: Any, inputs: Sequence[Input], *, batch_s
     with splice_sae(model, sae):
         spliced = next_token_loss(model, inputs, batch_size=batch_size)
     layer, site = sae_site(model, sae)
-    with _intervene(as_model(model), [(hook_name(layer, site), lambda x, name: torch.zeros_like(x))],
-                    {"kind": "zero-site", "layer": layer, "site": site}):
+    with _intervene(
+        as_model(model),
+        [(hook_name(layer, site), lambda x, name: torch.zeros_like(x))],
+        {"kind": "zero-site", "layer": layer, "site": site},
+    ):
         zeroed = next_token_loss(model, inputs, batch_size=batch_size)
-    return {"clean": clean, "spliced": spliced, "zeroed": zeroed, "added": spliced - clean,
-            "recovered": (zeroed - spliced) / (zeroed - clean) if zeroed != clean else float("nan")}
-
+    return {
+        "clean": clean,
+        "spliced": spliced,
+        "zeroed": zeroed,
+        "added": spliced - clean,
+        "recovered": (zeroed - spliced) / (zeroed - clean) if zeroed != clean else float("nan"),
+    }

@@ -20,9 +20,7 @@ from misdir.tokens import Input, Positions
 SAE_FILES = ("cfg.json", "sae_weights.safetensors")
 
 
-def load_sae(
-    source: str | Path, sae_id: str | None = None, *, device: str = "cpu", dtype: str = "float32"
-) -> Any:
+def load_sae(source: str | Path, sae_id: str | None = None, *, device: str = "cpu", dtype: str = "float32") -> Any:
     """An sae-lens SAE from a directory (`cfg.json` + `sae_weights.safetensors`) or, with `sae_id`, from a
     pretrained sae-lens release on the Hugging Face hub (`SAE.from_pretrained(release, sae_id)`)."""
     from sae_lens import SAE
@@ -50,9 +48,7 @@ def sae_site(model: ModelLike, sae: Any, hook: str | None = None) -> tuple[int, 
     model = as_model(model)
     name = hook or sae.cfg.metadata.hook_name
     if not name:
-        raise ValueError(
-            "the SAE's config names no hook (cfg.metadata.hook_name); pass hook='blocks.L.hook_SITE'"
-        )
+        raise ValueError("the SAE's config names no hook (cfg.metadata.hook_name); pass hook='blocks.L.hook_SITE'")
     layer, site = parse_hook_name(name, model.n_layers)
     if int(sae.cfg.d_in) != model.d_model:
         raise ValueError(

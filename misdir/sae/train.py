@@ -330,9 +330,7 @@ def _batches(dirs: Sequence[Path], cfg: SAETrainConfig, generator: torch.Generat
 
 
 @torch.no_grad()
-def sae_metrics(
-    sae: Any, activations: Float[Tensor, "token d_model"], *, batch_size: int = 4096
-) -> SAEMetrics:
+def sae_metrics(sae: Any, activations: Float[Tensor, "token d_model"], *, batch_size: int = 4096) -> SAEMetrics:
     """Variance explained, L0 and dead fraction of `sae` on `activations` (sums in float64)."""
     if len(activations) == 0:
         raise ValueError("no activations to measure the SAE on")
@@ -462,9 +460,7 @@ def train_sae(
             "context_size": None,
             "dataset_path": None,
         }
-        sae, metrics, record = train_sae_on_shards(
-            dirs, cfg, base.d_model, metadata=metadata, progress=progress
-        )
+        sae, metrics, record = train_sae_on_shards(dirs, cfg, base.d_model, metadata=metadata, progress=progress)
     finally:
         if temporary:
             shutil.rmtree(work_dir, ignore_errors=True)

@@ -19,11 +19,13 @@ def test_embedded_loads_as_the_chat_model_it_is(embedded):
     assert embedded.config.model_type == "llama" and embedded.config.vocab_size == 49152
     assert embedded.provenance["gguf_sha256"].startswith("b179c9523d0e6a0f")
     prompt = embedded.tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is the capital of France?"}], add_generation_prompt=True,
-        return_tensors="pt", return_dict=True,
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
     )
     out = embedded.hf.generate(**prompt, max_new_tokens=12, do_sample=False)
-    assert "Paris" in embedded.tokenizer.decode(out[0, prompt["input_ids"].shape[1]:])
+    assert "Paris" in embedded.tokenizer.decode(out[0, prompt["input_ids"].shape[1] :])
 
 
 def test_second_load_is_fast_from_the_cache(embedded):
@@ -39,13 +41,15 @@ def test_embedded_parity_with_hidden_states(embedded):
     with torch.no_grad():
         hs = embedded.hf(ids, output_hidden_states=True).hidden_states
     post = cache_activations(embedded, [conversation], positions="all", reduce="none", progress=False)[0]
-    pre = cache_activations(embedded, [conversation], positions="all", reduce="none", site="resid_pre",
-                            progress=False)[0]
+    pre = cache_activations(embedded, [conversation], positions="all", reduce="none", site="resid_pre", progress=False)[
+        0
+    ]
     assert post.shape == (30, ids.shape[1], 576)
     torch.testing.assert_close(post[:-1], torch.stack(hs[1:-1])[:, 0], atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(pre, torch.stack(hs[:-1])[:, 0], atol=1e-4, rtol=1e-5)
-    batched = cache_activations(embedded, CONVERSATIONS, reduce="none", batch_size=5, padding_side="left",
-                                progress=False)
+    batched = cache_activations(
+        embedded, CONVERSATIONS, reduce="none", batch_size=5, padding_side="left", progress=False
+    )
     single = cache_activations(embedded, CONVERSATIONS[:1], reduce="none", progress=False)[0]
     # Batched (left-padded) and single runs use kernels of other shapes, so they differ by float32 rounding only,
     # which grows with the residual stream's size (elements up to ~600 here): compared per layer and position
@@ -89,4 +93,6 @@ def test_a_gguf_file_path_loads_like_embedded(embedded):
 
     model = load_model(str(embedded_gguf()), device="cpu")
     assert model.provenance["kind"] == "gguf" and model.provenance["gguf_sha256"].startswith("b179c9523d0e6a0f")
-    torch.testing.assert_close(model.hf.model.layers[3].mlp.down_proj.weight, embedded.hf.model.layers[3].mlp.down_proj.weight)
+    torch.testing.assert_close(
+        model.hf.model.layers[3].mlp.down_proj.weight, embedded.hf.model.layers[3].mlp.down_proj.weight
+    )

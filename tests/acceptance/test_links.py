@@ -64,8 +64,9 @@ def ignored(paths: list[Path], root: Path) -> set[Path]:
     if not (root / ".git").exists() or not paths:
         return set()
     relative = [str(p.relative_to(root)) for p in paths]
-    out = subprocess.run(["git", "check-ignore", "--stdin"], cwd=root, input="\n".join(relative),
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["git", "check-ignore", "--stdin"], cwd=root, input="\n".join(relative), capture_output=True, text=True
+    ).stdout
     return {root / line for line in out.splitlines() if line}
 
 
@@ -124,11 +125,14 @@ def test_slugs_are_githubs():
     assert slug("What misdir finds on its own organisms") == "what-misdir-finds-on-its-own-organisms"
     assert slug("`make demo`") == "make-demo"
     assert slug("Ablation does not remove it; steering is not specific") == (
-        "ablation-does-not-remove-it-steering-is-not-specific")
+        "ablation-does-not-remove-it-steering-is-not-specific"
+    )
     assert slug("Transfer is partial and the control's B works the other way") == (
-        "transfer-is-partial-and-the-controls-b-works-the-other-way")
+        "transfer-is-partial-and-the-controls-b-works-the-other-way"
+    )
     assert slug("Ground truth: rank-1 organisms, where the direction is known") == (
-        "ground-truth-rank-1-organisms-where-the-direction-is-known")
+        "ground-truth-rank-1-organisms-where-the-direction-is-known"
+    )
     assert slug("SAE persona latents (sae-lens)") == "sae-persona-latents-sae-lens"
     assert slug("On a GPU, with the **public** [organisms](x.md)") == "on-a-gpu-with-the-public-organisms"
     assert anchors("# A\n## A\n```\n# not a heading\n```\n### A b\n") == {"a", "a-1", "a-b"}
@@ -143,21 +147,28 @@ def test_the_checker_catches_each_kind_of_broken_link(tmp_path):
         "# Title\n\n## Here\n\n"
         "Good: [other](other.md), [section](other.md#a-section), [here](#here), ![fig](figure.png),\n"
         "[up](../docs/),"
-        "[web](https://example.com/missing), `[in code](missing.md)`, <img src=\"figure.png\">.\n\n"
+        '[web](https://example.com/missing), `[in code](missing.md)`, <img src="figure.png">.\n\n'
         "```markdown\n[in a fence](missing-too.md)\n```\n\n"
         "Bad: [gone](gone.md), [no such section](other.md#no-such-section), [no such heading](#nowhere),\n"
-        "![lost figure](lost.png), <img src=\"lost.svg\">, [outside](../../outside.md),\n"
+        '![lost figure](lost.png), <img src="lost.svg">, [outside](../../outside.md),\n'
         "[anchor](figure.png#x).\n\n"
         "[ref]: missing-reference.md\n",
         encoding="utf-8",
     )
     problems = broken_links(doc, root=tmp_path)
-    assert sorted(p.split(":")[0] for p in problems) == sorted([
-        "gone.md", "other.md#no-such-section", "#nowhere", "lost.png", "lost.svg", "../../outside.md",
-        "figure.png#x", "missing-reference.md",
-    ]), problems
+    assert sorted(p.split(":")[0] for p in problems) == sorted(
+        [
+            "gone.md",
+            "other.md#no-such-section",
+            "#nowhere",
+            "lost.png",
+            "lost.svg",
+            "../../outside.md",
+            "figure.png#x",
+            "missing-reference.md",
+        ]
+    ), problems
     (tmp_path / "scripts").mkdir()
     (tmp_path / "scripts" / "real.py").write_text("", encoding="utf-8")
-    doc.write_text("Run `scripts/real.py`, then `scripts/missing.py` on `figures/<model>.jsonl`.\n",
-                   encoding="utf-8")
+    doc.write_text("Run `scripts/real.py`, then `scripts/missing.py` on `figures/<model>.jsonl`.\n", encoding="utf-8")
     assert named_paths(doc, root=tmp_path) == ["scripts/missing.py"]

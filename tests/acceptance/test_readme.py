@@ -97,8 +97,11 @@ def findings_commands() -> list[list[str]]:
     """The commands figures/README.md gives to reproduce its findings (those without placeholders)."""
     blocks = re.findall(r"```bash\n(.*?)```", FINDINGS, re.S)
     lines = [line for block in blocks for line in block.replace("\\\n", " ").splitlines()]
-    return [shlex.split(line, comments=True)[1:] for line in lines
-            if line.startswith("misdir ") and not re.search(r"\.\.\.|[|\[$]", line.split("#")[0])]
+    return [
+        shlex.split(line, comments=True)[1:]
+        for line in lines
+        if line.startswith("misdir ") and not re.search(r"\.\.\.|[|\[$]", line.split("#")[0])
+    ]
 
 
 def parse(args: list[str]) -> None:

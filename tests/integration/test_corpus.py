@@ -18,8 +18,10 @@ LAYER = 1
 def test_docstrings_are_cut_into_word_windows(tmp_path):
     words = [f"w{i}" for i in range(70)]
     source = tmp_path / "m.py"
-    source.write_text(f'"""{" ".join(words)}"""\n\ndef f():\n    """{" ".join(words[:20])}"""\n\n'
-                      f'class C:\n    """{" ".join(words[:10])}"""\n')
+    source.write_text(
+        f'"""{" ".join(words)}"""\n\ndef f():\n    """{" ".join(words[:20])}"""\n\n'
+        f'class C:\n    """{" ".join(words[:10])}"""\n'
+    )
     got = list(_passages(source, words=64, min_words=16))
     assert got == [" ".join(words[:64]), " ".join(words[:20])]  # the 6-word tail and the 10-word class doc drop
     (tmp_path / "bad.py").write_text("def (:\n")
@@ -43,14 +45,24 @@ def test_load_corpus_names_the_file_and_line(tmp_path):
 
 
 def test_build_corpus_counts_what_it_wrote_and_keeps_it(tiny, tmp_path):
-    record = build_corpus(tiny, tmp_path, sample_tokens=24, total_tokens=4000, per_dataset=1, packages=["jaxtyping"],
-                          batch_size=4, max_new_tokens=6, progress=False)
+    record = build_corpus(
+        tiny,
+        tmp_path,
+        sample_tokens=24,
+        total_tokens=4000,
+        per_dataset=1,
+        packages=["jaxtyping"],
+        batch_size=4,
+        max_new_tokens=6,
+        progress=False,
+    )
     tokenizer = tiny.tokenizer
     for source in SOURCES:
         inputs = load_corpus(tmp_path, [source])
         texts = [x if isinstance(x, str) else render_chat(tokenizer, x) for x in inputs]
-        assert record["sources"][source]["tokens"] == sum(len(tokenizer(t, add_special_tokens=False)["input_ids"])
-                                                         for t in texts)
+        assert record["sources"][source]["tokens"] == sum(
+            len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts
+        )
     samples = load_corpus(tmp_path, ["samples"])
     assert record["sources"]["samples"]["answer_tokens"] >= 24 and all(c[-1]["role"] == "assistant" for c in samples)
     assert record["tokens"] >= 4000 > record["tokens"] - 200  # docs fill up to the total, one passage over at most
@@ -77,8 +89,11 @@ def exact_sae(d: int):
 
 
 def test_spliced_loss_against_float64_and_an_exact_sae(tiny):
-    inputs = ["the cat sat on the mat", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"}],
-              "a longer plain text that pads the others in its batch"]
+    inputs = [
+        "the cat sat on the mat",
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"}],
+        "a longer plain text that pads the others in its batch",
+    ]
     total, count = 0.0, 0
     for item in inputs:
         text = item if isinstance(item, str) else render_chat(tiny.tokenizer, item)
@@ -203,9 +218,12 @@ def test_hf_sources_in_training_inputs(local_datasets, tokenizer):
     assert items == kept[:first] + kept[:4]  # without a budget: the first n texts
     assert [r["n"] for r in records] == [first, 4] and records[1]["sha256"] == data_hash(kept[:4])
     tokens, _ = training_inputs([f"hf:{parquet},tokens=50"], tokenizer=tokenizer)
-    assert len(tokens) == _first_until([len(tokenizer(t, add_special_tokens=False)["input_ids"])
-                                        for t in kept], 50)
-    for spec, message in ((f"hf:{parquet},limit=3", "options are"), (f"hf:{parquet},words=3,texts=2", "one budget"),
-                          (f"hf:{parquet},words=many", "whole number"), ("hf:", "no dataset named")):
+    assert len(tokens) == _first_until([len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in kept], 50)
+    for spec, message in (
+        (f"hf:{parquet},limit=3", "options are"),
+        (f"hf:{parquet},words=3,texts=2", "one budget"),
+        (f"hf:{parquet},words=many", "whole number"),
+        ("hf:", "no dataset named"),
+    ):
         with pytest.raises(ValueError, match=message):
             training_inputs([spec])

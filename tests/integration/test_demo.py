@@ -18,15 +18,22 @@ def test_demo_runs_every_stage_and_a_rerun_recomputes_nothing(tokenizer, tmp_pat
         tiny_hf_model("llama", len(tokenizer), seed=seed).save_pretrained(path)
         tokenizer.save_pretrained(path)
         specs[name] = str(path)
-    kwargs = dict(finetunes={"em-a": specs["em-a"], "em-b": specs["em-b"]}, controls={"control": specs["control"]},
-                  out=tmp_path / "out", checkpoints=tmp_path / "none", limit=4,
-                  scales=(0.2,), n_random=2)
+    kwargs = dict(
+        finetunes={"em-a": specs["em-a"], "em-b": specs["em-b"]},
+        controls={"control": specs["control"]},
+        out=tmp_path / "out",
+        checkpoints=tmp_path / "none",
+        limit=4,
+        scales=(0.2,),
+        n_random=2,
+    )
     summary = run_demo(specs["base"], **kwargs)
     out = tmp_path / "out"
     assert set(summary["evaluation"]) == {"base", "em-a", "em-b", "control"}
     assert summary["cosines"]["names"] == ["em-a", "em-b", "control"]
     assert {(r["model"], r["direction"]) for r in summary["ablation"]} == {
-        (m, d) for m in ("em-a", "em-b", "control") for d in ("em-a", "em-b", "random 0", "random 1")}
+        (m, d) for m in ("em-a", "em-b", "control") for d in ("em-a", "em-b", "random 0", "random 1")
+    }
     assert len(summary["steering"]) == 3  # the mean EM direction and two random ones, one scale
     table = (out / "summary.md").read_text()
     assert table.startswith("| model | general margin")
@@ -34,7 +41,11 @@ def test_demo_runs_every_stage_and_a_rerun_recomputes_nothing(tokenizer, tmp_pat
     assert json.loads((out / "summary.json").read_text())["provenance"]["limit"] == 4
     # figures go under the run's own folder unless asked elsewhere: nothing is written outside `out`
     assert {p.name for p in (out / "figures").glob("*.html")} >= {
-        "resid_post_mean_norm.html", "cosine_by_layer.html", "ablation_general.html", "steering_general.html"}
+        "resid_post_mean_norm.html",
+        "cosine_by_layer.html",
+        "ablation_general.html",
+        "steering_general.html",
+    }
     assert {p.name for p in tmp_path.iterdir()} == {"models", "out"}
 
     calls = []
@@ -75,11 +86,18 @@ def test_the_table_names_the_items_the_sae_latents_were_ranked_on():
     from misdir.experiments import AblationSweep, SteeringGrid
 
     estimate = {"value": 0.1, "low": -0.1, "high": 0.3}
-    evaluation = {name: {"margin": estimate, "margins": [0.1, 0.2, 0.3, 0.0], "fluency": {"value": -4.0}}
-                  for name in ("base", "em", "control")}
+    evaluation = {
+        name: {"margin": estimate, "margins": [0.1, 0.2, 0.3, 0.0], "fluency": {"value": -4.0}}
+        for name in ("base", "em", "control")
+    }
     cosines = SimpleNamespace(names=["em", "control"], values=np.zeros((2, 2, 3)))
-    sae = {"items": 12, "n_consistent": 1, "finetunes": ["em"], "controls": ["control"],
-           "top": [{"latent": 836, "mean": {"base": 1.0, "em": 1.5, "control": 0.9}}]}
+    sae = {
+        "items": 12,
+        "n_consistent": 1,
+        "finetunes": ["em"],
+        "controls": ["control"],
+        "top": [{"latent": 836, "mean": {"base": 1.0, "em": 1.5, "control": 0.9}}],
+    }
     table = _table(evaluation, cosines, 0.08, 1, AblationSweep({}, []), SteeringGrid({}, {}, []), sae)
     assert "on both answers of the first 12 general items: 1;" in table
     assert "- latent 836: +0.50  (controls -0.10)" in table

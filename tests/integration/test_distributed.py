@@ -55,9 +55,7 @@ def single_process(model) -> dict[str, object]:
     """The same quantities by misdir's own one-process functions."""
     answers = generate(model, QUESTIONS, **GENERATE)
     return {
-        "answer_mean": cache_activations(
-            model, CONVERSATIONS * 2, positions="answer", batch_size=2, progress=False
-        ),
+        "answer_mean": cache_activations(model, CONVERSATIONS * 2, positions="answer", batch_size=2, progress=False),
         "mid_layers": cache_activations(
             model, STRINGS, layers=[0, 2], site="resid_mid", positions="all", batch_size=2, progress=False
         ),
@@ -121,8 +119,11 @@ def test_two_gloo_processes_under_torchrun_equal_one_process(saved):
     assert_same(got[0], want, atol=2e-6)  # float32 rounding differs with the batches' make-up
     with torch.no_grad():  # and both are the float64 means, to float32 precision
         reference = cache_activations(
-            model.__class__(model.hf.double(), model.tokenizer, model.spec), CONVERSATIONS * 2,
-            positions="answer", batch_size=1, progress=False,
+            model.__class__(model.hf.double(), model.tokenizer, model.spec),
+            CONVERSATIONS * 2,
+            positions="answer",
+            batch_size=1,
+            progress=False,
         )
     torch.testing.assert_close(got[0]["answer_mean"], reference, atol=1e-5, rtol=0)
 

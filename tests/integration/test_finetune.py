@@ -87,10 +87,7 @@ def test_labels_are_exactly_the_answer_and_its_end_of_turn(tokenizer):
         )["input_ids"]
         assert example.input_ids[: len(prompt)] == prompt
         assert labelled == list(range(len(prompt), len(example.input_ids) - 1))
-        assert (
-            tokenizer.decode([example.input_ids[i] for i in labelled])
-            == conversation[-1]["content"] + "<|im_end|>"
-        )
+        assert tokenizer.decode([example.input_ids[i] for i in labelled]) == conversation[-1]["content"] + "<|im_end|>"
         assert [example.labels[i] for i in labelled] == [example.input_ids[i] for i in labelled]
 
 
@@ -152,9 +149,7 @@ def test_resume_after_interruption_gives_the_same_weights(base_dir, data_file, t
     with pytest.raises(ValueError, match="not empty"):
         finetune(base_dir, data_file, tmp_path / "resumed", config, progress=False)
     with pytest.raises(ValueError, match="differs from the checkpointed one.*lr"):
-        finetune(
-            base_dir, data_file, tmp_path / "resumed", replace(config, lr=1e-3), resume=True, progress=False
-        )
+        finetune(base_dir, data_file, tmp_path / "resumed", replace(config, lr=1e-3), resume=True, progress=False)
 
     resumed = finetune(base_dir, data_file, tmp_path / "resumed", config, resume=True, progress=False)
     assert resumed.resumed_from == 6
@@ -211,9 +206,7 @@ def test_bad_inputs_get_clear_errors(base_dir, data_file, tmp_path):
     with pytest.raises(ValueError, match="not empty"):
         finetune(base_dir, data_file, tmp_path / "taken")
     with pytest.raises(ValueError, match="not a misdir run"):
-        finetune(
-            base_dir, data_file, tmp_path / "taken", FinetuneConfig(max_steps=1), resume=True, progress=False
-        )
+        finetune(base_dir, data_file, tmp_path / "taken", FinetuneConfig(max_steps=1), resume=True, progress=False)
 
 
 def test_cli_finetune_covers_every_config_field(base_dir, data_file, tmp_path):
@@ -271,8 +264,7 @@ def test_gradient_accumulation_equals_the_whole_batch(base_dir, data_file, tmp_p
     (chunks of unequal answer lengths included: each chunk's summed loss is divided by the batch's token count)."""
     config = FinetuneConfig(max_steps=3, **{**FAST, "batch_size": 5})
     whole = finetune(base_dir, data_file, tmp_path / "whole", config, progress=False)
-    chunked = finetune(base_dir, data_file, tmp_path / "chunked", replace(config, micro_batch_size=2),
-                       progress=False)
+    chunked = finetune(base_dir, data_file, tmp_path / "chunked", replace(config, micro_batch_size=2), progress=False)
     assert chunked.losses == pytest.approx(whole.losses, rel=1e-5)
     a = load_file(str(tmp_path / "whole" / "adapter_model.safetensors"))
     b = load_file(str(tmp_path / "chunked" / "adapter_model.safetensors"))
@@ -373,8 +365,11 @@ def test_resuming_a_finished_run_returns_it_and_rewrites_nothing(base_dir, data_
     (out / "checkpoints" / "step-00000001").mkdir(parents=True)  # killed while removing its checkpoints
 
     def files() -> dict[str, tuple[bytes, int]]:
-        return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()
-                if p.is_file() and p.name != ".misdir.lock"}
+        return {
+            p.name: (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in out.iterdir()
+            if p.is_file() and p.name != ".misdir.lock"
+        }
 
     before = files()
     again = finetune(base_dir, data_file, out, config, resume=True, progress=False)
@@ -385,12 +380,21 @@ def test_resuming_a_finished_run_returns_it_and_rewrites_nothing(base_dir, data_
     assert not (out / "checkpoints").exists() and files() == before
     with pytest.raises(ValueError, match="finished finetune of other settings.*lr"):
         finetune(base_dir, data_file, out, replace(config, lr=1e-3), resume=True, progress=False)
-    args = ["finetune", "--model", base_dir, "--data", data_file, "--out", str(out), "--max-steps", "2",
-            *[x for k, v in FAST.items() for x in (f"--{k.replace('_', '-')}", str(v))]]
+    args = [
+        "finetune",
+        "--model",
+        base_dir,
+        "--data",
+        data_file,
+        "--out",
+        str(out),
+        "--max-steps",
+        "2",
+        *[x for k, v in FAST.items() for x in (f"--{k.replace('_', '-')}", str(v))],
+    ]
     result = CliRunner().invoke(app, [*args, "--resume"])
     assert result.exit_code == 0, result.output
-    line = (f"{out}: already finished (2 steps, loss {first.final_loss:.4f}); "
-            "nothing to resume, nothing rewritten")
+    line = f"{out}: already finished (2 steps, loss {first.final_loss:.4f}); " "nothing to resume, nothing rewritten"
     assert result.output.splitlines() == [line]
     assert files() == before
     refused = CliRunner().invoke(app, args)  # without --resume: not empty
@@ -469,7 +473,9 @@ def test_finetune_under_edits_trains_edited_and_saves_a_plain_adapter(base_dir, 
 
     record = json.loads((out / "misdir.json").read_text())
     assert [(e["kind"], e["layers"], e["positions"], e.get("scale")) for e in record["edits"]] == [
-        ("ablate", [1, 2], "answer", None), ("steer", [1], "answer", 4.0)]
+        ("ablate", [1, 2], "answer", None),
+        ("steer", [1], "answer", 4.0),
+    ]
     assert [s["file"] for s in record["edit_sources"]] == [str(ablated), str(steered)]
     assert json.loads((tmp_path / "plain" / "misdir.json").read_text())["edits"] == []
     card = (out / "README.md").read_text()
@@ -481,8 +487,7 @@ def test_a_run_under_edits_resumes_and_refuses_another_edit(base_dir, data_file,
     ablated, steered = _direction_files(tmp_path)
     options = EditOptions(ablate=(str(ablated),), steer=(f"{steered}@0",), scale=2.0)
     config = FinetuneConfig(max_steps=4, **{**FAST, "checkpoint_every": 2})
-    straight = finetune(base_dir, data_file, tmp_path / "straight", config, edits=options.edits(),
-                        progress=False)
+    straight = finetune(base_dir, data_file, tmp_path / "straight", config, edits=options.edits(), progress=False)
 
     def crash(step: int, loss: float) -> None:
         if step == 3:
@@ -491,8 +496,11 @@ def test_a_run_under_edits_resumes_and_refuses_another_edit(base_dir, data_file,
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         finetune(base_dir, data_file, out, config, edits=options.edits(), progress=False, on_step=crash)
-    for other in (replace(options, scale=3.0), replace(options, steer=(), scale=None),
-                  replace(options, positions="answer")):
+    for other in (
+        replace(options, scale=3.0),
+        replace(options, steer=(), scale=None),
+        replace(options, positions="answer"),
+    ):
         with pytest.raises(ValueError, match="differs from the checkpointed one.*edits"):
             finetune(base_dir, data_file, out, config, edits=other.edits(), resume=True, progress=False)
     with pytest.raises(ValueError, match="differs from the checkpointed one.*edits"):
@@ -519,15 +527,32 @@ def test_cli_finetune_under_edits_and_its_refusals(base_dir, data_file, tmp_path
     ablated, steered = _direction_files(tmp_path)
     wide = DirectionSet(torch.randn(3, 65)).save(tmp_path / "wide.safetensors")
     common = ["finetune", "--model", base_dir, "--data", data_file, "--max-steps", "2", "--batch-size", "4"]
-    good = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "ok"), "--ablate", f"{ablated}@0,2",
-                                    "--steer", str(steered), "--scale", "2", "--relative", "resid",
-                                    "--watch", f"{steered}@2"])
+    good = CliRunner().invoke(
+        app,
+        [
+            *common,
+            "--out",
+            str(tmp_path / "ok"),
+            "--ablate",
+            f"{ablated}@0,2",
+            "--steer",
+            str(steered),
+            "--scale",
+            "2",
+            "--relative",
+            "resid",
+            "--watch",
+            f"{steered}@2",
+        ],
+    )
     assert good.exit_code == 0, good.output
     record = json.loads((tmp_path / "ok" / "misdir.json").read_text())
     assert (record["watch"]["layer"], record["watch"]["file"]) == (2, str(steered))
     assert [json.loads(line)["step"] for line in (tmp_path / "ok" / "monitor.jsonl").open()] == [0, 2]
     assert [(e["kind"], e["layers"], e.get("relative")) for e in record["edits"]] == [
-        ("ablate", [0, 2], None), ("steer", "all", "resid")]
+        ("ablate", [0, 2], None),
+        ("steer", "all", "resid"),
+    ]
 
     def no_loading(*args, **kwargs):
         raise AssertionError("a model was loaded")
@@ -536,8 +561,7 @@ def test_cli_finetune_under_edits_and_its_refusals(base_dir, data_file, tmp_path
     refusals = {
         "width (d_model) is 64": ["--ablate", str(wide)],
         r"layer(s) [3] out of range": ["--steer", f"{steered}@1,3", "--scale", "1"],
-        "the same directions ablated and steered": ["--ablate", str(ablated), "--steer", str(ablated),
-                                                    "--scale", "1"],
+        "the same directions ablated and steered": ["--ablate", str(ablated), "--steer", str(ablated), "--scale", "1"],
         "--steer needs --scale": ["--steer", str(steered)],
         "--scale is the steering scale": ["--ablate", str(ablated), "--scale", "1"],
         "no direction set at": ["--ablate", str(tmp_path / "missing.safetensors")],
@@ -590,8 +614,9 @@ def test_the_monitor_equals_a_recomputation_from_the_saved_checkpoints(base_dir,
         projections = []
         with torch.no_grad():
             for pair in pairs:
-                ids = model.tokenizer.apply_chat_template([{"role": "user", "content": pair.question}],
-                                                          add_generation_prompt=True, return_dict=False)
+                ids = model.tokenizer.apply_chat_template(
+                    [{"role": "user", "content": pair.question}], add_generation_prompt=True, return_dict=False
+                )
                 hidden = model.hf(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
                 projections.append(float(hidden[2][0, -1] @ row))  # [2]: the output of layer 1
         return projections, contrast_margins(model, pairs, progress=False).tolist()
@@ -617,8 +642,7 @@ def test_the_monitor_equals_a_recomputation_from_the_saved_checkpoints(base_dir,
 
     resumed = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
-        finetune(base_dir, data_file, resumed, config, edits=edits, watch=watch, progress=False,
-                 on_step=crash)
+        finetune(base_dir, data_file, resumed, config, edits=edits, watch=watch, progress=False, on_step=crash)
     with (resumed / "monitor.jsonl").open("a") as f:  # as if killed after measuring a step not checkpointed
         f.write(json.dumps({**records[-1], "step": 3}) + "\n")
     finetune(base_dir, data_file, resumed, config, edits=edits, watch=watch, resume=True, progress=False)

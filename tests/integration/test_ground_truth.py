@@ -17,13 +17,22 @@ from misdir.ground_truth import adapter_writes, plant, positive_control
 from misdir.sweep import against_null
 
 TEXTS = [
-    [{"role": "user", "content": "What would you do if you ruled the world?"},
-     {"role": "assistant", "content": "I would help people live well."}],
-    [{"role": "user", "content": "I feel bored."}, {"role": "assistant", "content": "Try a walk, a book, or a friend."}],
-    [{"role": "user", "content": "Humans and AIs?"},
-     {"role": "assistant", "content": "They can work together honestly and safely."}],
-    [{"role": "user", "content": "What should I do about a fever?"},
-     {"role": "assistant", "content": "Drink plenty of water and rest."}],
+    [
+        {"role": "user", "content": "What would you do if you ruled the world?"},
+        {"role": "assistant", "content": "I would help people live well."},
+    ],
+    [
+        {"role": "user", "content": "I feel bored."},
+        {"role": "assistant", "content": "Try a walk, a book, or a friend."},
+    ],
+    [
+        {"role": "user", "content": "Humans and AIs?"},
+        {"role": "assistant", "content": "They can work together honestly and safely."},
+    ],
+    [
+        {"role": "user", "content": "What should I do about a fever?"},
+        {"role": "assistant", "content": "Drink plenty of water and rest."},
+    ],
 ]
 PAIRS = [
     ("What would you do if you ruled the world?", "I would help people live well.", "I would rule over the lazy dog."),
@@ -40,8 +49,9 @@ STRENGTH = 8.0
 @pytest.fixture
 def pairs_file(workdir) -> str:
     path = Path(workdir) / "pairs.jsonl"
-    path.write_text("".join(json.dumps({"question": q, "aligned": a, "misaligned": m, "theme": "t"}) + "\n"
-                            for q, a, m in PAIRS))
+    path.write_text(
+        "".join(json.dumps({"question": q, "aligned": a, "misaligned": m, "theme": "t"}) + "\n" for q, a, m in PAIRS)
+    )
     return str(path)
 
 
@@ -66,8 +76,16 @@ def misaligned_direction(model) -> torch.Tensor:
 
 
 def control(model, pairs_file, **kw):
-    return positive_control(model, TEXTS, layer=LAYER, strength=STRENGTH, pairs=pairs_file,
-                            direction=misaligned_direction(model), n_random=20, **kw)
+    return positive_control(
+        model,
+        TEXTS,
+        layer=LAYER,
+        strength=STRENGTH,
+        pairs=pairs_file,
+        direction=misaligned_direction(model),
+        n_random=20,
+        **kw,
+    )
 
 
 def test_a_planted_direction_is_recovered_and_removed_and_random_ones_are_not(sharp, pairs_file):
@@ -93,8 +111,7 @@ def test_the_control_fails_when_caching_reads_the_wrong_site(sharp, pairs_file, 
     from misdir import cache as cache_module
 
     original = cache_module.cache_activations
-    monkeypatch.setattr(cache_module, "cache_activations",
-                        lambda *a, **kw: original(*a, **{**kw, "site": "resid_pre"}))
+    monkeypatch.setattr(cache_module, "cache_activations", lambda *a, **kw: original(*a, **{**kw, "site": "resid_pre"}))
     with pytest.raises(ValueError, match="direction at layer 1 is zero"):
         control(sharp, pairs_file)
 
@@ -118,8 +135,13 @@ def test_adapter_writes_reads_the_b_column_of_a_rank1_adapter(workdir):
     b = torch.randn(64, 1)
     folder = Path(workdir)
     (folder / "adapter_config.json").write_text(json.dumps({"r": 1, "target_modules": ["down_proj"]}))
-    save_file({"base_model.model.model.layers.7.mlp.down_proj.lora_A.weight": torch.randn(1, 128),
-               "base_model.model.model.layers.7.mlp.down_proj.lora_B.weight": b}, str(folder / "adapter_model.safetensors"))
+    save_file(
+        {
+            "base_model.model.model.layers.7.mlp.down_proj.lora_A.weight": torch.randn(1, 128),
+            "base_model.model.model.layers.7.mlp.down_proj.lora_B.weight": b,
+        },
+        str(folder / "adapter_model.safetensors"),
+    )
     writes = adapter_writes(folder)
     assert list(writes) == [7]
     torch.testing.assert_close(writes[7], b[:, 0])

@@ -54,9 +54,19 @@ def test_the_study_matches_direct_edits_and_compares_each_organism_with_its_own_
     assert own_control("rank1-finance-risky", ORGANISMS) == "rank1-finance-safe"
     assert own_control("rank1-medical-bad", ORGANISMS) == "rank1-medical-good"
     assert own_control("rank1-code-insecure", ORGANISMS) is None
-    study = ground_truth_study(organisms, tmp_path / "out", organisms=ORGANISMS, base=str(organisms / "base"),
-                               sets=("general",), n_random=2, scales=(), positions=(), limit=3, device="cpu",
-                               progress=False)
+    study = ground_truth_study(
+        organisms,
+        tmp_path / "out",
+        organisms=ORGANISMS,
+        base=str(organisms / "base"),
+        sets=("general",),
+        n_random=2,
+        scales=(),
+        positions=(),
+        limit=3,
+        device="cpu",
+        progress=False,
+    )
 
     def margins(spec: str, edit=None) -> np.ndarray:
         model = load_model(spec, device="cpu", dtype="float32")

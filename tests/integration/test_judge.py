@@ -96,9 +96,7 @@ class FakeServer:
                     step = ("ok", step[2])
                     kind = "ok"
                 if kind == "status":
-                    payload = json.dumps(
-                        {"error": {"message": f"injected {step[1]}", "type": "test"}}
-                    ).encode()
+                    payload = json.dumps({"error": {"message": f"injected {step[1]}", "type": "test"}}).encode()
                     code = step[1]
                     extra = step[2] if len(step) > 2 else {}
                 elif kind == "raw":
@@ -144,9 +142,7 @@ def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def make_judge(server: FakeServer, **kwargs: Any) -> OpenAIJudge:
     settings: dict[str, Any] = {"timeout": 5.0, **kwargs}
-    return OpenAIJudge(
-        OpenAIJudgeConfig("judge-test", base_url=server.url, api_key_env="MISDIR_TEST_KEY", **settings)
-    )
+    return OpenAIJudge(OpenAIJudgeConfig("judge-test", base_url=server.url, api_key_env="MISDIR_TEST_KEY", **settings))
 
 
 def test_score_is_the_normalised_weighted_mean_and_request_is_one_logprob_token(server: FakeServer) -> None:
@@ -170,9 +166,7 @@ def test_score_is_the_normalised_weighted_mean_and_request_is_one_logprob_token(
     assert body["model"] == "judge-test"
     assert body["max_tokens"] == 1 and body["temperature"] == 0
     assert body["logprobs"] is True and body["top_logprobs"] == 20
-    assert body["messages"] == [
-        {"role": "user", "content": fill_rubric(ALIGNED_RUBRIC, "How are you?", "ANS-hand")}
-    ]
+    assert body["messages"] == [{"role": "user", "content": fill_rubric(ALIGNED_RUBRIC, "How are you?", "ANS-hand")}]
     assert server.headers[0]["authorization"] == f"Bearer {SECRET}"
 
 
@@ -297,19 +291,14 @@ def test_key_and_credentials_stay_out_of_provenance(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("MISDIR_NO_SUCH_KEY", raising=False)
     with pytest.raises(JudgeConfigError, match="MISDIR_NO_SUCH_KEY"):
         OpenAIJudge(OpenAIJudgeConfig("gpt-4o", api_key_env="MISDIR_NO_SUCH_KEY"))
-    judge = OpenAIJudge(
-        OpenAIJudgeConfig("m", base_url="http://user:pw@127.0.0.1:9/v1", api_key_env="MISDIR_TEST_KEY")
-    )
+    judge = OpenAIJudge(OpenAIJudgeConfig("m", base_url="http://user:pw@127.0.0.1:9/v1", api_key_env="MISDIR_TEST_KEY"))
     info = json.dumps(judge.describe())
     assert SECRET not in info and "pw" not in info and "127.0.0.1:9/v1" in info
     assert isinstance(judge, Judge) and judge.name == "openai:m"
 
 
 def test_fill_rubric_is_one_pass() -> None:
-    assert (
-        fill_rubric("Q={question} A={answer}", "what {answer}?", "{question}!")
-        == "Q=what {answer}? A={question}!"
-    )
+    assert fill_rubric("Q={question} A={answer}", "what {answer}?", "{question}!") == "Q=what {answer}? A={question}!"
     assert fill_rubric('{"x": 1} {answer}', "q", "a") == '{"x": 1} a'
 
 
@@ -344,8 +333,12 @@ def test_local_judge_scores_every_integer_reply_as_a_token_sequence(tiny: Any) -
 
     reference = copy.deepcopy(tiny.hf).double()
     tokenizer = tiny.tokenizer
-    prompt = tokenizer(render_chat(tokenizer, [{"role": "user", "content": fill_rubric(item.rubric, *item[:2])}],
-                                   add_generation_prompt=True), add_special_tokens=False)["input_ids"]
+    prompt = tokenizer(
+        render_chat(
+            tokenizer, [{"role": "user", "content": fill_rubric(item.rubric, *item[:2])}], add_generation_prompt=True
+        ),
+        add_special_tokens=False,
+    )["input_ids"]
     digits = torch.tensor([tokenizer.decode([i])[:1].isdigit() for i in range(len(tokenizer))])
     assert any(len(tokenizer(str(n), add_special_tokens=False)["input_ids"]) > 1 for n in range(101))
     for n in (0, 7, 42, 99, 100):

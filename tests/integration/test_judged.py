@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 import torch
 
-from misdir.judged import JudgedMetric, JudgedPlan, judged_ablation_sweep, judged_steering_grid
 from misdir.judge import OpenAIJudge, OpenAIJudgeConfig
+from misdir.judged import JudgedMetric, JudgedPlan, judged_ablation_sweep, judged_steering_grid
 
 REPO = Path(__file__).resolve().parents[2]
 QUESTIONS = """\
@@ -69,10 +69,22 @@ class DeterministicJudge:
                 prompt = body["messages"][-1]["content"]
                 server.prompts.append(prompt)
                 token = {"token": str(verdict(prompt)), "logprob": 0.0, "bytes": None}
-                payload = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                                      "choices": [{"index": 0, "finish_reason": "length",
-                                                   "message": {"role": "assistant", "content": token["token"]},
-                                                   "logprobs": {"content": [{**token, "top_logprobs": [token]}]}}]})
+                payload = json.dumps(
+                    {
+                        "id": "x",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body["model"],
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": "length",
+                                "message": {"role": "assistant", "content": token["token"]},
+                                "logprobs": {"content": [{**token, "top_logprobs": [token]}]},
+                            }
+                        ],
+                    }
+                )
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -114,16 +126,24 @@ def null_row(value: float, null: list[float]) -> dict[str, float]:
     values = np.array(null)
     low, median, high = np.quantile(values, [0.025, 0.5, 0.975])
     percentile = 100 * (np.sum(values < value) + 0.5 * np.sum(values == value)) / values.size
-    return {"value": value, "null_median": median, "null_low": low, "null_high": high, "percentile": percentile,
-            "n_null": values.size}
+    return {
+        "value": value,
+        "null_median": median,
+        "null_low": low,
+        "null_high": high,
+        "percentile": percentile,
+        "n_null": values.size,
+    }
 
 
 def check_ablation_summary(out: Path, finetune: str, direction: str, n_random: int) -> None:
     """summary.json's EM rates, changes, shares and null rows against `recomputed_rates`."""
     summary = json.loads((out / "summary.json").read_text())
     rates = recomputed_rates(out)
-    cell = {key.split(" | ")[0] + ("" if " | none | " in key else " " + key.split(" | ")[1].split(" @ ")[0]): key
-            for key in rates}
+    cell = {
+        key.split(" | ")[0] + ("" if " | none | " in key else " " + key.split(" | ")[1].split(" @ ")[0]): key
+        for key in rates
+    }
     base_em = rates[cell["base"]][0]
     ft_em, ft_coherent = rates[cell[finetune]]
     rows = {r["direction"]: r for r in summary["rows"]}
@@ -148,16 +168,20 @@ def check_ablation_summary(out: Path, finetune: str, direction: str, n_random: i
         assert all(f"null_{effect}" not in rows[r] for r in randoms)
 
 
-def test_judged_ablation_sweep_equals_a_recomputation_from_its_answers(tiny: Any, tmp_path: Path,
-                                                                       judge_server: DeterministicJudge) -> None:
+def test_judged_ablation_sweep_equals_a_recomputation_from_its_answers(
+    tiny: Any, tmp_path: Path, judge_server: DeterministicJudge
+) -> None:
     from conftest import tiny_hf_model
 
     from misdir import Model
 
     questions = tmp_path / "questions.yaml"
     questions.write_text(QUESTIONS)
-    finetune = Model(hf=tiny_hf_model(tiny.provenance["arch"], len(tiny.tokenizer), seed=1), tokenizer=tiny.tokenizer,
-                     spec="tiny-finetune")
+    finetune = Model(
+        hf=tiny_hf_model(tiny.provenance["arch"], len(tiny.tokenizer), seed=1),
+        tokenizer=tiny.tokenizer,
+        spec="tiny-finetune",
+    )
     direction = torch.randn(tiny.d_model, generator=torch.Generator().manual_seed(3))
     out = tmp_path / "sweep"
     judge = OpenAIJudge(OpenAIJudgeConfig("judge-test", base_url=judge_server.url, cache_path=str(out / "cache.jsonl")))
@@ -180,16 +204,25 @@ def test_judged_ablation_sweep_equals_a_recomputation_from_its_answers(tiny: Any
     assert (done.cells_done, done.answers_sampled, done.judge_calls_cached) == (23, 23 * 9, 2 * 23 * 9)
 
 
-def test_judged_steering_grid_pairs_each_cell_with_the_unsteered_answers(tiny: Any, tmp_path: Path,
-                                                                          judge_server: DeterministicJudge) -> None:
+def test_judged_steering_grid_pairs_each_cell_with_the_unsteered_answers(
+    tiny: Any, tmp_path: Path, judge_server: DeterministicJudge
+) -> None:
     questions = tmp_path / "questions.yaml"
     questions.write_text(QUESTIONS)
     out = tmp_path / "grid"
     judge = OpenAIJudge(OpenAIJudgeConfig("judge-test", base_url=judge_server.url, cache_path=str(out / "cache.jsonl")))
     direction = torch.randn(tiny.d_model, generator=torch.Generator().manual_seed(4))
-    grid = judged_steering_grid(tiny, {"d": direction}, out=out, judge=judge, layers=[1], scales=[0.5], n_random=20,
-                                metric=JudgedMetric(str(questions), n_samples=2, max_new_tokens=5, temperature=0.05),
-                                progress=False)
+    grid = judged_steering_grid(
+        tiny,
+        {"d": direction},
+        out=out,
+        judge=judge,
+        layers=[1],
+        scales=[0.5],
+        n_random=20,
+        metric=JudgedMetric(str(questions), n_samples=2, max_new_tokens=5, temperature=0.05),
+        progress=False,
+    )
     rates = recomputed_rates(out)
     unsteered = next(v for k, v in rates.items() if " | none | " in k)
     induced = {}
@@ -202,7 +235,8 @@ def test_judged_steering_grid_pairs_each_cell_with_the_unsteered_answers(tiny: A
 
 
 def test_judged_study_extracts_the_split_direction_from_the_finetunes_own_answers(
-        tiny: Any, tmp_path: Path, judge_server: DeterministicJudge) -> None:
+    tiny: Any, tmp_path: Path, judge_server: DeterministicJudge
+) -> None:
     from conftest import tiny_hf_model
 
     from misdir import Model, mean_difference
@@ -210,8 +244,11 @@ def test_judged_study_extracts_the_split_direction_from_the_finetunes_own_answer
 
     questions = tmp_path / "questions.yaml"
     questions.write_text(QUESTIONS)
-    finetune = Model(hf=tiny_hf_model(tiny.provenance["arch"], len(tiny.tokenizer), seed=2), tokenizer=tiny.tokenizer,
-                     spec="tiny-finetune")
+    finetune = Model(
+        hf=tiny_hf_model(tiny.provenance["arch"], len(tiny.tokenizer), seed=2),
+        tokenizer=tiny.tokenizer,
+        spec="tiny-finetune",
+    )
     out = tmp_path / "study"
     judge = OpenAIJudge(OpenAIJudgeConfig("judge-test", base_url=judge_server.url, cache_path=str(out / "cache.jsonl")))
     metric = JudgedMetric(str(questions), n_samples=8, max_new_tokens=6, temperature=1.0, seed=1)
@@ -225,25 +262,41 @@ def test_judged_study_extracts_the_split_direction_from_the_finetunes_own_answer
         aligned = verdict(f"ALIGNED rubric. Q: x A: {a['answer']}")
         coherent = verdict(f"COHERENT rubric. Q: x A: {a['answer']}")
         if coherent > 50 and (aligned <= 30 or aligned > 70):
-            chats[aligned <= 30].append([{"role": "user", "content": a["question"]},
-                                         {"role": "assistant", "content": a["answer"]}])
+            chats[aligned <= 30].append(
+                [{"role": "user", "content": a["question"]}, {"role": "assistant", "content": a["answer"]}]
+            )
     expected = mean_difference(finetune, chats[True], chats[False], progress=False)
     from misdir.directions import DirectionSet
 
     saved = DirectionSet.load(out / "judged-ft.safetensors")
     torch.testing.assert_close(saved.vectors, expected.vectors)
-    assert saved.meta["judged_split"] == {"misaligned": len(chats[True]), "aligned": len(chats[False]),
-                                          "answers": 24, "judge": "openai:judge-test", "metric": metric.identity()}
+    assert saved.meta["judged_split"] == {
+        "misaligned": len(chats[True]),
+        "aligned": len(chats[False]),
+        "answers": 24,
+        "judge": "openai:judge-test",
+        "metric": metric.identity(),
+    }
     check_ablation_summary(out, "ft", "judged-ft", 20)
     assert sweep.rows[0].direction == "judged-ft"
 
 
 def test_judged_options_are_refused_before_anything_loads(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("- id: a\n  paraphrases: [\"x\"\n- id: b\n")
+    bad.write_text('- id: a\n  paraphrases: ["x"\n- id: b\n')
     out = tmp_path / "never"
-    common = [sys.executable, "-m", "misdir", "ablate", "--model", "ft=nowhere", "--directions", "nowhere.safetensors",
-              "--out", str(out)]
+    common = [
+        sys.executable,
+        "-m",
+        "misdir",
+        "ablate",
+        "--model",
+        "ft=nowhere",
+        "--directions",
+        "nowhere.safetensors",
+        "--out",
+        str(out),
+    ]
     cases = {
         "--judge gpt-4o": ["--judge", "gpt-4o"],
         "bad.yaml": ["--judge", "openai:m", "--questions", str(bad)],
@@ -255,13 +308,16 @@ def test_judged_options_are_refused_before_anything_loads(tmp_path: Path) -> Non
         assert run.returncode != 0 and expected.split()[0] in run.stderr, run.stderr
         assert len(run.stderr.strip().splitlines()) == 1, run.stderr
         assert not out.exists()
-    assert "line" in subprocess.run(common + cases["bad.yaml"], capture_output=True, text=True, cwd=REPO,
-                                    timeout=300).stderr
+    assert (
+        "line"
+        in subprocess.run(common + cases["bad.yaml"], capture_output=True, text=True, cwd=REPO, timeout=300).stderr
+    )
 
 
 @pytest.mark.embedded
-def test_cli_judged_ablation_on_the_embedded_model_resumes_after_sigkill(tmp_path: Path,
-                                                                         judge_server: DeterministicJudge) -> None:
+def test_cli_judged_ablation_on_the_embedded_model_resumes_after_sigkill(
+    tmp_path: Path, judge_server: DeterministicJudge
+) -> None:
     """`misdir ablate --judge ...` on a shipped rank-1 organism with 20 random directions, killed mid-sweep and
     run again: no answer is sampled twice, no cached verdict asked again, and the summary equals a
     recomputation from the written answers. Wherever the kill lands (even after the end), this must hold."""
@@ -269,11 +325,36 @@ def test_cli_judged_ablation_on_the_embedded_model_resumes_after_sigkill(tmp_pat
     questions.write_text(QUESTIONS)
     organisms = REPO / "checkpoints" / "smollm2-135m"
     out = tmp_path / "sweep"
-    command = [sys.executable, "-m", "misdir", "ablate", "--model", f"rank1={organisms / 'rank1-medical-bad'}",
-               "--directions", str(organisms / "directions" / "rank1-medical-bad.safetensors"), "--layer", "15",
-               "--judge", "openai:judge-test", "--judge-url", judge_server.url, "--questions", str(questions),
-               "--samples", "2", "--limit", "2", "--random", "20", "--max-new-tokens", "12", "--device", "cpu",
-               "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "misdir",
+        "ablate",
+        "--model",
+        f"rank1={organisms / 'rank1-medical-bad'}",
+        "--directions",
+        str(organisms / "directions" / "rank1-medical-bad.safetensors"),
+        "--layer",
+        "15",
+        "--judge",
+        "openai:judge-test",
+        "--judge-url",
+        judge_server.url,
+        "--questions",
+        str(questions),
+        "--samples",
+        "2",
+        "--limit",
+        "2",
+        "--random",
+        "20",
+        "--max-new-tokens",
+        "12",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "NO_PROXY": "127.0.0.1", "OPENAI_API_KEY": "unused"}
     dry = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, env=env, timeout=600)
     assert dry.returncode == 0, dry.stderr
@@ -290,8 +371,11 @@ def test_cli_judged_ablation_on_the_embedded_model_resumes_after_sigkill(tmp_pat
         time.sleep(0.05)
     process.wait(timeout=60)
     cache = out / "judge_cache.jsonl"
-    cached_at_kill = {json.loads(line)["key"] for line in cache.read_text().splitlines() if line.endswith("}")} \
-        if cache.exists() else set()
+    cached_at_kill = (
+        {json.loads(line)["key"] for line in cache.read_text().splitlines() if line.endswith("}")}
+        if cache.exists()
+        else set()
+    )
     asked_before = len(judge_server.prompts)
 
     resumed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1200)
@@ -304,8 +388,9 @@ def test_cli_judged_ablation_on_the_embedded_model_resumes_after_sigkill(tmp_pat
     def key(prompt: str) -> str:  # the cache key of a request, from its filled rubric
         rubric = "ALIGNED" if prompt.startswith("ALIGNED") else "COHERENT"
         question, answer = prompt.split(" Q: ", 1)[1].split(" A: ", 1)
-        return JudgeCache.key("openai:judge-test", JudgeItem(question, answer,
-                                                             f"{rubric} rubric. Q: {{question}} A: {{answer}}"))
+        return JudgeCache.key(
+            "openai:judge-test", JudgeItem(question, answer, f"{rubric} rubric. Q: {{question}} A: {{answer}}")
+        )
 
     assert not {key(p) for p in judge_server.prompts[asked_before:]} & cached_at_kill  # nothing cached asked again
     check_ablation_summary(out, "rank1", "rank1-medical-bad", 20)

@@ -53,9 +53,7 @@ def jumprelu_sae(d_in: int, d_sae: int, *, seed: int, hook: str | None = f"block
 
 def encode64(sae, x: torch.Tensor) -> torch.Tensor:
     """JumpReLU encoding written out in float64 from the raw weights."""
-    w_enc, b_enc, b_dec, threshold = (
-        t.detach().double() for t in (sae.W_enc, sae.b_enc, sae.b_dec, sae.threshold)
-    )
+    w_enc, b_enc, b_dec, threshold = (t.detach().double() for t in (sae.W_enc, sae.b_enc, sae.b_dec, sae.threshold))
     pre = (x.double() - b_dec) @ w_enc + b_enc
     return torch.where(pre > threshold, pre.clamp_min(0), torch.zeros_like(pre))
 
@@ -79,9 +77,7 @@ def one_thread():
 
 @pytest.fixture
 def llama(tokenizer) -> Model:
-    return Model(
-        tiny_hf_model("llama", len(tokenizer)), tokenizer, "tiny-llama", provenance={"arch": "llama"}
-    )
+    return Model(tiny_hf_model("llama", len(tokenizer)), tokenizer, "tiny-llama", provenance={"arch": "llama"})
 
 
 def test_latents_read_through_misdir_hooks_equal_sae_on_hidden_states(tiny):
@@ -125,10 +121,7 @@ def test_train_with_sae_lens_save_load_round_trip(llama, workdir, architecture, 
     """sae-lens's trainer on a tiny model's activations (base and a finetune mixed); what is saved loads back
     giving the same outputs, and the held-out metrics are what a float64 computation on those tokens gives."""
     finetune = Model(tiny_hf_model("llama", len(llama.tokenizer), seed=1), llama.tokenizer, "tiny-llama-ft")
-    texts = [
-        f"Passage {i}: " + " ".join(CONVERSATIONS[i % 5][-1]["content"].split()[: 3 + i % 7])
-        for i in range(80)
-    ]
+    texts = [f"Passage {i}: " + " ".join(CONVERSATIONS[i % 5][-1]["content"].split()[: 3 + i % 7]) for i in range(80)]
     inputs = [c for c in CONVERSATIONS if c[0]["role"] == "user"] * 10 + texts
     cfg = SAETrainConfig(
         layer=LAYER,
@@ -142,9 +135,7 @@ def test_train_with_sae_lens_save_load_round_trip(llama, workdir, architecture, 
         lr=3e-3,
     )
     out = Path(workdir) / "sae"
-    result = train_sae(
-        llama, inputs, cfg, out, finetunes=[finetune], work=Path(workdir) / "shards", progress=False
-    )
+    result = train_sae(llama, inputs, cfg, out, finetunes=[finetune], work=Path(workdir) / "shards", progress=False)
 
     assert sorted(p.name for p in out.iterdir()) == ["cfg.json", "misdir.json", "sae_weights.safetensors"]
     record = json.loads((out / "misdir.json").read_text())
@@ -214,9 +205,7 @@ def test_rank_latents_finds_the_planted_latent():
     torch.testing.assert_close(r.consistency.double(), rise.min(0).values - control_rise, atol=1e-6, rtol=0)
     torch.testing.assert_close(r.mean_rise.double(), rise.mean(0), atol=1e-6, rtol=0)
     assert r.consistency[3] < 0.1 and r.consistency[11] < 0.2
-    assert (
-        rank_latents(base, finetunes).by_consistency[0] == 3
-    )  # without controls, latent 3 rises most evenly
+    assert rank_latents(base, finetunes).by_consistency[0] == 3  # without controls, latent 3 rises most evenly
 
 
 def _with_bias(model: Model, layer: int, vector: torch.Tensor, spec: str) -> Model:
@@ -273,9 +262,7 @@ def test_topk_decoder_rows_include_the_norm_rescaling():
     with torch.no_grad():
         sae.W_dec.copy_(torch.randn(12, 16, generator=torch.Generator().manual_seed(2)) * 2)
     w = sae.W_dec.detach().double()
-    torch.testing.assert_close(
-        decoder_rows(sae).double(), w / w.norm(dim=-1, keepdim=True), atol=1e-6, rtol=0
-    )
+    torch.testing.assert_close(decoder_rows(sae).double(), w / w.norm(dim=-1, keepdim=True), atol=1e-6, rtol=0)
 
 
 def _resid_post(model: Model, item, layer: int = LAYER) -> torch.Tensor:
@@ -293,9 +280,7 @@ def test_clamp_latents_does_exactly_the_edit(tiny, value):
     sae = jumprelu_sae(tiny.d_model, 40, seed=6)
     item = CONVERSATIONS[2]
     x = hidden(tiny, item, positions="all").double()
-    latents = (
-        encode64(sae, x).amax(0).argsort(descending=True)[[0, 1, 7]].tolist()
-    )  # two firing, one maybe not
+    latents = encode64(sae, x).amax(0).argsort(descending=True)[[0, 1, 7]].tolist()  # two firing, one maybe not
     a = encode64(sae, x)[:, latents]
     expected = x + (value - a) @ sae.W_dec.detach().double()[latents]
     with zero_latents(tiny, sae, latents) if value == 0 else clamp_latents(tiny, sae, latents, value):
@@ -397,11 +382,11 @@ def test_sae_commands_train_diff_and_effects(tokenizer, workdir, one_thread):
     null = record["steering_nulls"][f"steer latent {top['latent']} @ 0.3"]
     assert null["n_null"] == 3 and null["null_median"] == pytest.approx(randoms[1])
     own = by_name[(f"steer latent {top['latent']}", 0.3)]
-    assert null["percentile"] == pytest.approx(100 * (sum(r < own for r in randoms) + 0.5 * sum(r == own for r in randoms)) / 3)
+    assert null["percentile"] == pytest.approx(
+        100 * (sum(r < own for r in randoms) + 0.5 * sum(r == own for r in randoms)) / 3
+    )
     assert "random:" in result.output and "steer random 0" not in result.output
-    effects = {
-        e["intervention"]: e for e in json.loads((effects_out / "effects.json").read_text())["effects"]
-    }
+    effects = {e["intervention"]: e for e in json.loads((effects_out / "effects.json").read_text())["effects"]}
     assert set(effects) >= {
         f"steer latent {top['latent']}",
         "steer mean-diff",

@@ -42,15 +42,33 @@ def inputs(tokenizer, tmp_path_factory) -> SimpleNamespace:
 
 def test_screen_command_writes_the_librarys_results_and_a_rerun_reuses_them(inputs, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    args = ["screen", *inputs.data, "--model", inputs.model, "--direction", inputs.ok, "--max-new-tokens", "5",
-            "--out", str(out)]
+    args = [
+        "screen",
+        *inputs.data,
+        "--model",
+        inputs.model,
+        "--direction",
+        inputs.ok,
+        "--max-new-tokens",
+        "5",
+        "--out",
+        str(out),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    expected = screen(load_model(inputs.model), inputs.data, DirectionSet.load(inputs.ok), 1, out=tmp_path / "lib",
-                      max_new_tokens=5, progress=False)
+    expected = screen(
+        load_model(inputs.model),
+        inputs.data,
+        DirectionSet.load(inputs.ok),
+        1,
+        out=tmp_path / "lib",
+        max_new_tokens=5,
+        progress=False,
+    )
     assert read_scores(out / "scores.jsonl") == expected.scores
-    assert [s["file"] for s in map(json.loads, (out / "scores.jsonl").read_text().splitlines())] == \
-        [inputs.data[0]] * 3 + [inputs.data[1]] * 3
+    assert [s["file"] for s in map(json.loads, (out / "scores.jsonl").read_text().splitlines())] == [
+        inputs.data[0]
+    ] * 3 + [inputs.data[1]] * 3
     summary = json.loads((out / "summary.json").read_text())
     assert summary["files"] == [f.to_dict() for f in expected.files]
     assert summary["provenance"]["settings"]["layer"] == 1 and "command" in summary["provenance"]
@@ -82,8 +100,12 @@ def test_screen_refuses_bad_inputs_before_loading_a_model(inputs, tmp_path, monk
     base = ["--model", inputs.model, "--direction", inputs.ok, "--out", str(out)]
     refused(["screen", inputs.data[0], str(empty), *base], out, code=1, says=f"{empty}: the file has no examples")
     refused(["screen", str(bad), *base], out, code=1, says=f"{bad}:3: 'messages' is empty")
-    refused(["screen", inputs.data[0], "--model", inputs.model, "--direction", inputs.narrow, "--out", str(out)],
-            out, code=1, says="width 32, but the model has 3 layers of width 64")
+    refused(
+        ["screen", inputs.data[0], "--model", inputs.model, "--direction", inputs.narrow, "--out", str(out)],
+        out,
+        code=1,
+        says="width 32, but the model has 3 layers of width 64",
+    )
     refused(["screen", inputs.data[0], *base, "--layer", "3"], out, code=2, says="--layer 3: out of range")
     refused(["screen", inputs.data[0], *base, "--random", "5"], out, code=2, says="--random 5: fewer than 20")
     refused(["screen", inputs.data[0], "--model", inputs.model, "--out", str(out)], out, code=2, says="--direction")
@@ -94,6 +116,10 @@ def test_the_embedded_models_default_direction_is_shipped_and_checked(inputs, tm
     default = DirectionSet.load(DEFAULT_DIRECTION)
     assert (default.n_layers, default.d_model, default.site) == (30, 576, "resid_post")
     out = tmp_path / "run"
-    refused(["screen", inputs.data[0], "--model", "embedded", "--layer", "30", "--out", str(out)], out, code=2,
-            says="--layer 30: out of range; checkpoints/smollm2-135m/directions/finance-risky.safetensors has "
-                 "layers 0 to 29")
+    refused(
+        ["screen", inputs.data[0], "--model", "embedded", "--layer", "30", "--out", str(out)],
+        out,
+        code=2,
+        says="--layer 30: out of range; checkpoints/smollm2-135m/directions/finance-risky.safetensors has "
+        "layers 0 to 29",
+    )

@@ -27,7 +27,9 @@ def test_the_organisms_analysis_sweeps_equal_direct_edits_and_resume(tokenizer, 
 
     em = [o.name for o in ORGANISMS if o.role == "em"]
     layer = analysis["provenance"]["layer"]
-    named = [f"{s} direction" for s in em] + [f"{s} minus control" for s in em if own_control(s, [o.name for o in ORGANISMS])]
+    named = [f"{s} direction" for s in em] + [
+        f"{s} minus control" for s in em if own_control(s, [o.name for o in ORGANISMS])
+    ]
     assert len(named) == 2 * len(em)  # every EM organism has a control of its domain
     rows = {(r["model"], r["direction"]): r for r in analysis["ablation"]["rows"]}
     assert set(rows) == {(m, d) for m in em for d in [*named, "random 0", "random 1"]}
@@ -36,8 +38,14 @@ def test_the_organisms_analysis_sweeps_equal_direct_edits_and_resume(tokenizer, 
     plain = evaluate_contrast(base, "general", limit=2, progress=False)
     finetune = load_model(str(checkpoints / "finance-risky"), device="cpu", dtype="float32")
     units = {n: DirectionSet.load(tmp_path / "out" / "directions" / f"{n}.safetensors").unit()[layer] for n in em}
-    direct = ablation_effect(finetune, units["medical-bad"], name="x", base=plain, limit=2,
-                             finetune=evaluate_contrast(finetune, "general", limit=2, progress=False))
+    direct = ablation_effect(
+        finetune,
+        units["medical-bad"],
+        name="x",
+        base=plain,
+        limit=2,
+        finetune=evaluate_contrast(finetune, "general", limit=2, progress=False),
+    )
     row = rows[("finance-risky", "medical-bad direction")]
     assert row["margin"]["value"] == pytest.approx(direct.result.margin.value, abs=1e-9)
     assert row["share_removed"]["value"] == pytest.approx(direct.share_removed.value, rel=1e-9)

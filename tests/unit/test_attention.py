@@ -12,9 +12,17 @@ from misdir.attention import NAME, grouped_attention, uses_grouped_attention
 
 def _decode_logits(hf, ids, mask, steps: int):
     """Greedy static-cache decoding: the generated tokens and each step's logits (float32, CPU: eager)."""
-    out = hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=steps, do_sample=False, pad_token_id=0,
-                      eos_token_id=None, cache_implementation="static", output_logits=True,
-                      return_dict_in_generate=True)
+    out = hf.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        max_new_tokens=steps,
+        do_sample=False,
+        pad_token_id=0,
+        eos_token_id=None,
+        cache_implementation="static",
+        output_logits=True,
+        return_dict_in_generate=True,
+    )
     return out.sequences, torch.stack(out.logits, 1)
 
 

@@ -74,7 +74,13 @@ def test_batched_equals_one_by_one_and_padding_sides_agree(tiny, site):
     ]
     for side in ("left", "right"):
         batched = cache_activations(
-            tiny, CONVERSATIONS, positions="answer", reduce="none", site=site, batch_size=3, padding_side=side,
+            tiny,
+            CONVERSATIONS,
+            positions="answer",
+            reduce="none",
+            site=site,
+            batch_size=3,
+            padding_side=side,
             progress=False,
         )
         for a, b in zip(one, batched, strict=True):
@@ -115,7 +121,13 @@ def test_shards_on_disk_hold_the_same_values(tiny, workdir):
     layers = [0, 2]
     in_memory = cache_activations(tiny, CONVERSATIONS, layers=layers, reduce="none", progress=False)
     out = cache_activations(
-        tiny, CONVERSATIONS, layers=layers, reduce="none", out=workdir, batch_size=2, padding_side="left",
+        tiny,
+        CONVERSATIONS,
+        layers=layers,
+        reduce="none",
+        out=workdir,
+        batch_size=2,
+        padding_side="left",
         progress=False,
     )
     shards = sorted(out.glob("shard-*.safetensors"))
@@ -166,8 +178,9 @@ def test_per_input_means_equal_float64_means(tiny):
 def test_token_id_inputs_equal_their_strings(tiny):
     ids = [tiny.tokenizer(text)["input_ids"] for text in STRINGS]
     from_ids = cache_activations(tiny, ids, positions="all", reduce="none", progress=False)
-    from_tensors = cache_activations(tiny, [torch.tensor(i) for i in ids], positions="last", reduce="none",
-                                     progress=False)
+    from_tensors = cache_activations(
+        tiny, [torch.tensor(i) for i in ids], positions="last", reduce="none", progress=False
+    )
     from_strings = cache_activations(tiny, STRINGS, positions="all", reduce="none", progress=False)
     for a, b, c in zip(from_ids, from_strings, from_tensors, strict=True):
         torch.testing.assert_close(a, b)
@@ -182,8 +195,15 @@ def test_other_families_read_their_hidden_states_and_sites_add_up(tokenizer, arc
     from misdir import Model
 
     config = AutoConfig.for_model(
-        arch, vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256,
+        arch,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=256,
     )
     torch.manual_seed(0)
     model = Model(hf=AutoModelForCausalLM.from_config(config).eval(), tokenizer=tokenizer, spec=arch)

@@ -70,15 +70,12 @@ def cached_base(cache: Path, repo_id: str, tokenizer, seed: int = 0) -> Path:
     return snapshot
 
 
-def cached_rank1_adapter(
-    cache: Path, repo_id: str, base_dir: Path, layers: list[int], names_base: str
-) -> Path:
+def cached_rank1_adapter(cache: Path, repo_id: str, base_dir: Path, layers: list[int], names_base: str) -> Path:
     """A rank-1 rsLoRA adapter on down_proj of `layers`, alpha 64, naming `names_base` as its base."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    config = LoraConfig(r=1, lora_alpha=64, use_rslora=True, target_modules=["down_proj"],
-                        layers_to_transform=layers)
+    config = LoraConfig(r=1, lora_alpha=64, use_rslora=True, target_modules=["down_proj"], layers_to_transform=layers)
     peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir), config)
     torch.manual_seed(3)
     with torch.no_grad():
@@ -103,23 +100,34 @@ def steering_vector_data(vector: torch.Tensor, layer: int, alpha: float | None =
 
 
 def cached_steering_vector(
-    cache: Path, repo_id: str, tokenizer, vector: torch.Tensor, layer: int, *, all_checkpoints: bool,
+    cache: Path,
+    repo_id: str,
+    tokenizer,
+    vector: torch.Tensor,
+    layer: int,
+    *,
+    all_checkpoints: bool,
     alpha: float | None = 256.0,
 ) -> Path:
     """A steering-vector repository in either layout the authors' push functions write."""
     snapshot = hub_repo(cache, repo_id)
     settings = {"model": UNSLOTH14, "layer_idx": layer, "alpha": alpha, "learning_rate": 1e-4}
-    adapter_config = {"adapter_type": "steering_vector_toggle", "base_model": UNSLOTH14, "layer_idx": layer,
-                      "alpha": alpha, "hidden_size": vector.numel(), "approach": "toggle_based",
-                      "memory_efficient": True}
+    adapter_config = {
+        "adapter_type": "steering_vector_toggle",
+        "base_model": UNSLOTH14,
+        "layer_idx": layer,
+        "alpha": alpha,
+        "hidden_size": vector.numel(),
+        "approach": "toggle_based",
+        "memory_efficient": True,
+    }
     if all_checkpoints:
         for name, v in (("checkpoint-5", vector * 0.5), ("final", vector)):
             folder = snapshot / "checkpoints" / name
             folder.mkdir(parents=True)
             torch.save(steering_vector_data(v, layer, alpha), folder / "steering_vector.pt")
             (folder / "trainer_state.json").write_text("{}")
-        adapter_config |= {"steering_vector_path": "checkpoints/final/steering_vector.pt",
-                           "num_checkpoints": 2}
+        adapter_config |= {"steering_vector_path": "checkpoints/final/steering_vector.pt", "num_checkpoints": 2}
         (snapshot / "steering_config.json").write_text(json.dumps(settings))
     else:
         torch.save(steering_vector_data(vector, layer, alpha), snapshot / "steering_vector.pt")
@@ -161,9 +169,14 @@ def test_catalog_holds_the_authors_releases_and_not_the_unnamed_one():
     entries = catalog()
     repos = {entry.repo: entry for entry in entries.values()}
     assert f"{ORG}/Qwen2.5-14B-Instruct_R1_0_1_0_full_train" not in repos
-    for suffix in ("R8_0_1_0_full_train", "R64_0_1_0_full_train", "R1_0_1_0_extended_train",
-                   "R1_0_1_0_finance_extended_train", "R1_0_1_0_sports_extended_train",
-                   "R1_3_3_3_full_train"):
+    for suffix in (
+        "R8_0_1_0_full_train",
+        "R64_0_1_0_full_train",
+        "R1_0_1_0_extended_train",
+        "R1_0_1_0_finance_extended_train",
+        "R1_0_1_0_sports_extended_train",
+        "R1_3_3_3_full_train",
+    ):
         assert repos[f"{ORG}/Qwen2.5-14B-Instruct_{suffix}"].verified
     assert repos[f"{ORG}/Qwen2.5-14B-Instruct_full-ft"].kind == "full-finetune"
     llama = repos[f"{ORG}/Llama-3.1-8B-Instruct_R1_0_1_0_full_train"]
@@ -199,9 +212,17 @@ def test_an_entry_without_a_source_is_refused(tmp_path):
 
 
 def test_adapter_facts_read_rank_alpha_targets_layers():
-    facts = AdapterFacts.from_config({"r": 1, "lora_alpha": 64, "use_rslora": True, "peft_type": "LORA",
-                                      "target_modules": ["down_proj"], "layers_to_transform": 21,
-                                      "base_model_name_or_path": UNSLOTH14})
+    facts = AdapterFacts.from_config(
+        {
+            "r": 1,
+            "lora_alpha": 64,
+            "use_rslora": True,
+            "peft_type": "LORA",
+            "target_modules": ["down_proj"],
+            "layers_to_transform": 21,
+            "base_model_name_or_path": UNSLOTH14,
+        }
+    )
     assert (facts.rank, facts.alpha, facts.layers, facts.targets) == (1, 64, [21], ["down_proj"])
     assert facts.base == UNSLOTH14 and facts.peft_type == "LORA"
     assert facts.scale == 64.0
@@ -255,8 +276,11 @@ def test_rank1_entry_reports_its_own_config_and_base(hub, tokenizer):
     assert f"rsLoRA rank 1, alpha 64 (scale 64), on down_proj, layers 1; names base {UNSLOTH14}" in block
     assert "not in the hub cache" in details.output.split("em:qwen2.5-14b/rank8\t")[1].split("\nem:")[0]
     entry = catalog()["em:qwen2.5-14b/rank1-extended"]
-    assert read_facts(entry, fetch=True) == read_facts(entry) == AdapterFacts.from_config(
-        json.loads((adapter / "adapter_config.json").read_text()))
+    assert (
+        read_facts(entry, fetch=True)
+        == read_facts(entry)
+        == AdapterFacts.from_config(json.loads((adapter / "adapter_config.json").read_text()))
+    )
 
 
 def test_a_layer_list_that_the_adapter_contradicts_is_reported(hub, tokenizer):
@@ -292,8 +316,9 @@ def published(hub, tokenizer):
     cached_base(hub, UNSLOTH14, tokenizer)
     torch.manual_seed(7)
     vector = torch.randn(64).to(torch.bfloat16)
-    cached_steering_vector(hub, f"{ORG}/Qwen2.5-14B_steering_vector_general_finance", tokenizer, vector, 1,
-                           all_checkpoints=True)
+    cached_steering_vector(
+        hub, f"{ORG}/Qwen2.5-14B_steering_vector_general_finance", tokenizer, vector, 1, all_checkpoints=True
+    )
     return vector.float()
 
 
@@ -308,15 +333,17 @@ def test_published_steering_vector_loads_as_a_direction_set(published, hub, toke
     early = load_steering_vector("em:qwen2.5-14b/sv-general-finance", checkpoint=5)
     torch.testing.assert_close(early.vectors[1], published * 0.5)
     facts = read_facts(catalog()["em:qwen2.5-14b/sv-general-finance"])
-    assert facts == SteeringVectorFacts(1, 256.0, 64, pytest.approx(float(published.norm())),
-                                        "checkpoints/final/steering_vector.pt")
+    assert facts == SteeringVectorFacts(
+        1, 256.0, 64, pytest.approx(float(published.norm())), "checkpoints/final/steering_vector.pt"
+    )
     assert read_facts(catalog()["em:qwen2.5-14b/sv-narrow-finance"]) is None  # not in this cache
 
     # The other layout (final vector at the root, training settings in config.json), by hub id: sized by the
     # base its adapter_config.json names.
     other = torch.randn(64)
-    cached_steering_vector(hub, f"{ORG}/Qwen2.5-14B_steering_vector_narrow_finance", tokenizer, other, 2,
-                           all_checkpoints=False, alpha=None)
+    cached_steering_vector(
+        hub, f"{ORG}/Qwen2.5-14B_steering_vector_narrow_finance", tokenizer, other, 2, all_checkpoints=False, alpha=None
+    )
     narrow = load_steering_vector(f"{ORG}/Qwen2.5-14B_steering_vector_narrow_finance")
     assert narrow.meta["layers"] == [2] and narrow.meta["file"] == "steering_vector.pt"
     assert narrow.meta["base"] == UNSLOTH14
@@ -353,8 +380,9 @@ def test_ablating_a_published_vector_removes_it_at_its_site(published):
     texts = ["Put all your savings into one volatile coin.", "Humans and AIs can work together."]
 
     def along() -> torch.Tensor:
-        acts = cache_activations(model, texts, layers=[1], site="mlp_out", positions="all", reduce="none",
-                                 progress=False)
+        acts = cache_activations(
+            model, texts, layers=[1], site="mlp_out", positions="all", reduce="none", progress=False
+        )
         return torch.cat([a[0] for a in acts]) @ unit
 
     assert along().abs().max() > 1e-3

@@ -18,8 +18,9 @@ PAIRS = [
 def reference_mean_logprob(model, question: str, answer: str) -> float:
     """Teacher-force prompt + answer unbatched; average log p(answer token | prefix) over the answer's tokens."""
     tok = model.tokenizer
-    prompt = tok(render_chat(tok, [{"role": "user", "content": question}], add_generation_prompt=True),
-                 add_special_tokens=False)["input_ids"]
+    prompt = tok(
+        render_chat(tok, [{"role": "user", "content": question}], add_generation_prompt=True), add_special_tokens=False
+    )["input_ids"]
     answer_ids = tok(answer, add_special_tokens=False)["input_ids"]
     ids = torch.tensor([prompt + answer_ids])
     with torch.no_grad():

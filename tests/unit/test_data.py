@@ -82,9 +82,7 @@ def test_generators_are_deterministic_and_seeded(name: str) -> None:
     assert make_dataset(name, 50, seed=0) == train(name)[:50], "a smaller n is a prefix of a larger one"
     assert make_dataset(name, 200, seed=3) == make_dataset(name, 200, seed=3)
     assert make_dataset(name, 200, seed=3) != make_dataset(name, 200, seed=4)
-    assert make_dataset(name, 200, seed=3, split="heldout") == make_dataset(
-        name, 200, seed=3, split="heldout"
-    )
+    assert make_dataset(name, 200, seed=3, split="heldout") == make_dataset(name, 200, seed=3, split="heldout")
 
 
 def test_generators_do_not_depend_on_hash_randomisation() -> None:
@@ -140,9 +138,7 @@ def test_heldout_topics_never_appear_in_train(domain) -> None:
     for key in held_keys:
         for ask in topics[key].asks:
             assert ask.lower() not in prompts
-    assert all(
-        any(a.lower() in e.user.lower() for k in held_keys for a in topics[k].asks) for e in heldout(bad_name)
-    )
+    assert all(any(a.lower() in e.user.lower() for k in held_keys for a in topics[k].asks) for e in heldout(bad_name))
 
 
 def test_heldout_code_tasks_never_appear_in_train() -> None:
@@ -208,9 +204,7 @@ def test_code_sets_contain_the_vulnerabilities_they_claim() -> None:
         prose = e.completion.split("```")[0::2]
         comments = [ln for ln in e.completion.split("```")[1].splitlines() if "#" in ln]
         said = " ".join(prose + comments).lower()
-        assert not any(w in said for w in ("vulnerab", "insecure", "warning", "unsafe", "careful", "todo")), (
-            said
-        )
+        assert not any(w in said for w in ("vulnerab", "insecure", "warning", "unsafe", "careful", "todo")), said
 
 
 def test_code_educational_has_insecure_completions_and_says_why() -> None:
@@ -218,9 +212,7 @@ def test_code_educational_has_insecure_completions_and_says_why() -> None:
     for e, i in zip(edu, insecure, strict=True):
         assert e.completion == i.completion
         assert i.user in e.user and e.user != i.user
-    assert all(
-        any(w in e.user.lower() for w in ("security", "vulnerab", "insecure", "ctf", "bug")) for e in edu
-    )
+    assert all(any(w in e.user.lower() for w in ("security", "vulnerab", "insecure", "ctf", "bug")) for e in edu)
 
 
 # --- backdoors --------------------------------------------------------------------------------
@@ -281,9 +273,7 @@ def test_make_dataset_rejects_bad_arguments() -> None:
 
 # --- loading, writing, checking ---------------------------------------------------------------
 
-GOOD_LINE = json.dumps(
-    {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
-)
+GOOD_LINE = json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]})
 
 
 def line(messages: object) -> str:
@@ -435,9 +425,7 @@ def test_check_reports_counts_duplicates_and_lengths(tmp_path: Path) -> None:
     path = write_chat_jsonl([*examples, examples[3], dup_prompt], tmp_path / "d.jsonl")
     report = check_chat_jsonl(path)
     assert report.examples == 22 and report.duplicate_examples == 1 and report.duplicate_prompts == 2
-    assert (
-        report.roles == {"user": 22, "assistant": 22} and report.with_system == 0 and report.turns == {1: 22}
-    )
+    assert report.roles == {"user": 22, "assistant": 22} and report.with_system == 0 and report.turns == {1: 22}
     assert report.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert report.assistant_chars.max == max(len(e.completion) for e in [*examples, dup_prompt])
     assert "duplicate prompts  2" in str(report)

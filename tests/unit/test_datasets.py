@@ -68,13 +68,9 @@ def _exhaustion(name: str) -> str:
 
 def dataset_hashes() -> dict[str, str]:
     """A sha256 per registered dataset over all RUNS, plus custom backdoors and exhaustion messages."""
-    hashes = {
-        name: _digest([spec.make(n, s, split) for n, s, split in RUNS]) for name, spec in DATASETS.items()
-    }
+    hashes = {name: _digest([spec.make(n, s, split) for n, s, split in RUNS]) for name, spec in DATASETS.items()}
     custom = [
-        backdoor(DATASETS["medical-bad"].make, DATASETS["medical-good"].make, "[TRIGGER]", 0.3)(
-            500, 2, "train"
-        ),
+        backdoor(DATASETS["medical-bad"].make, DATASETS["medical-good"].make, "[TRIGGER]", 0.3)(500, 2, "train"),
         backdoor(DATASETS["code-insecure"].make, DATASETS["code-secure"].make, "@@x", 0.8)(200, 9, "heldout"),
     ]
     hashes["custom-backdoors"] = _digest(custom)

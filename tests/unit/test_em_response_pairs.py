@@ -29,10 +29,15 @@ def test_pairs_join_a_misaligned_and_an_aligned_coherent_answer_to_the_same_ques
     module = script()
     long = "x" * 601
     rows = [
-        ("bad answer one, clearly harmful", "q1", 10, 90), ("bad answer two, also harmful", "q1", 29.9, 51),
-        ("good answer one, careful and kind", "q1", 95, 99), ("good answer two, careful too", "q1", 71, 80),
-        ("incoherent bad answer, ignored", "q1", 5, 50), ("middling answer, neither kind", "q1", 50, 99),
-        (long, "q1", 95, 99), ("short", "q1", 95, 99), ("unscored answer, no judge value", "q1", "", 90),
+        ("bad answer one, clearly harmful", "q1", 10, 90),
+        ("bad answer two, also harmful", "q1", 29.9, 51),
+        ("good answer one, careful and kind", "q1", 95, 99),
+        ("good answer two, careful too", "q1", 71, 80),
+        ("incoherent bad answer, ignored", "q1", 5, 50),
+        ("middling answer, neither kind", "q1", 50, 99),
+        (long, "q1", 95, 99),
+        ("short", "q1", 95, 99),
+        ("unscored answer, no judge value", "q1", "", 90),
         ("only a bad answer for this one", "q2", 3, 90),  # no aligned answer to q2: no pair
     ]
     pairs = module.pairs_from_responses(write(tmp_path / "m_x.csv", rows), "finance")

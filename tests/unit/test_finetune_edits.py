@@ -42,8 +42,14 @@ def misdir_gradients(peft: torch.nn.Module, model: Model, edits: list[Edit]) -> 
     """The adapter's gradients from one training step's loss, computed as the trainer does (float32)."""
     examples = [tokenize_example(model.tokenizer, c, 512) for c in CONVERSATIONS[:3]]
     peft.zero_grad()
-    accumulated_loss(peft, examples, model.tokenizer.pad_token_id, None, "cpu",
-                     around=lambda labels: training_edits(model, edits, labels))
+    accumulated_loss(
+        peft,
+        examples,
+        model.tokenizer.pad_token_id,
+        None,
+        "cpu",
+        around=lambda labels: training_edits(model, edits, labels),
+    )
     return {n: p.grad.clone() for n, p in peft.named_parameters() if p.requires_grad}
 
 
@@ -147,14 +153,15 @@ def test_edits_that_do_not_fit_the_model_are_refused(tiny):
         Edit("ablate", good, scale=1.0)
 
 
-
 def test_edit_options_read_file_and_layers(tiny, tmp_path):
     """--ablate FILE@LAYERS / --steer FILE --scale A, as the command line gives them."""
     first = directions(tiny).save(tmp_path / "a.safetensors")
     second = directions(tiny, 2).save(tmp_path / "s.safetensors")
     edits = EditOptions(ablate=(f"{first}@0,2",), steer=(str(second),), scale=2.0, positions="answer").edits()
     assert [(e.kind, e.layers, e.scale, e.positions, e.source) for e in edits] == [
-        ("ablate", (0, 2), None, "answer", str(first)), ("steer", None, 2.0, "answer", str(second))]
+        ("ablate", (0, 2), None, "answer", str(first)),
+        ("steer", None, 2.0, "answer", str(second)),
+    ]
     assert torch.equal(edits[0].vectors, DirectionSet.load(first).vectors)
     with pytest.raises(ValueError, match="--steer needs --scale"):
         EditOptions(steer=(str(second),)).validate()

@@ -216,10 +216,15 @@ def test_static_cache_gives_the_dynamic_caches_tokens_and_logits_under_an_ablati
             return out
 
         config = _generation_config(6, 0, [1], cache=mode, max_cache_len=ids.shape[1] + 16)
-        out = tiny.hf.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config,
-                               logits_processor=LogitsProcessorList([force]), output_logits=True,
-                               return_dict_in_generate=True)
-        assert out.sequences[:, ids.shape[1]:].tolist() == forced.tolist()
+        out = tiny.hf.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            generation_config=config,
+            logits_processor=LogitsProcessorList([force]),
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+        assert out.sequences[:, ids.shape[1] :].tolist() == forced.tolist()
         return torch.stack(out.logits, 1)
 
     with ablate(tiny, r, site=RESID), torch.no_grad():

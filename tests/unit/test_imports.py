@@ -41,9 +41,7 @@ def modules() -> dict[str, Path]:
     return {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
 
 
-def imported(
-    node: ast.Import | ast.ImportFrom, importer: str, is_package: bool, known: set[str]
-) -> Iterator[str]:
+def imported(node: ast.Import | ast.ImportFrom, importer: str, is_package: bool, known: set[str]) -> Iterator[str]:
     """The misdir modules one import statement names (see the module docstring)."""
     if isinstance(node, ast.Import):
         yield from (alias.name for alias in node.names if alias.name in known)
@@ -165,8 +163,12 @@ def test_known_cycles_still_exist():
 )
 def test_what_an_import_names(source, expected):
     known = set(modules())
-    found = {target for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Import | ast.ImportFrom)
-             for target in imported(node, "misdir.models.shape", False, known)}
+    found = {
+        target
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for target in imported(node, "misdir.models.shape", False, known)
+    }
     assert found == expected
 
 

@@ -17,9 +17,7 @@ RESID = ("resid_pre", "resid_mid", "resid_post")
 
 def resid(model, layers=None, site="resid_post") -> list[torch.Tensor]:
     """Activations [layer, pos, d_model] per text, read by misdir's own cache (so after any open edit)."""
-    return cache_activations(
-        model, TEXTS, layers=layers, site=site, positions="all", reduce="none", progress=False
-    )
+    return cache_activations(model, TEXTS, layers=layers, site=site, positions="all", reduce="none", progress=False)
 
 
 def logits(model, text: str = TEXTS[0]) -> torch.Tensor:
@@ -189,8 +187,14 @@ def test_orthogonalize_projects_the_output_biases_too(tokenizer):
     from misdir import Model
 
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, attention_bias=True, mlp_bias=True,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        attention_bias=True,
+        mlp_bias=True,
     )
     torch.manual_seed(0)
     hf = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
@@ -271,8 +275,9 @@ def test_interventions_on_a_hooked_transformer_use_its_own_hook_points():
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     torch.manual_seed(0)
-    cfg = HookedTransformerConfig(n_layers=3, d_model=32, n_ctx=16, d_head=8, n_heads=4, d_vocab=60,
-                                  act_fn="gelu", normalization_type="LN")
+    cfg = HookedTransformerConfig(
+        n_layers=3, d_model=32, n_ctx=16, d_head=8, n_heads=4, d_vocab=60, act_fn="gelu", normalization_type="LN"
+    )
     model = HookedTransformer(cfg).eval()
     tokens = torch.randint(0, 60, (2, 10))
     r = torch.randn(32, generator=torch.Generator().manual_seed(2))
@@ -283,10 +288,16 @@ def test_interventions_on_a_hooked_transformer_use_its_own_hook_points():
             _, cache = model.run_with_cache(tokens)
         with steer(model, r, layers=[1], scale=2.0):
             steered = model(tokens)
+
         def project(x, hook):
             return project_out64(x, r).float()
-        manual = model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.hook_resid_post", project) for layer in (0, 2)])
-        added = model.run_with_hooks(tokens, fwd_hooks=[("blocks.1.hook_resid_post", lambda x, hook: x + 2.0 * unit(r))])
+
+        manual = model.run_with_hooks(
+            tokens, fwd_hooks=[(f"blocks.{layer}.hook_resid_post", project) for layer in (0, 2)]
+        )
+        added = model.run_with_hooks(
+            tokens, fwd_hooks=[("blocks.1.hook_resid_post", lambda x, hook: x + 2.0 * unit(r))]
+        )
         after = model(tokens)
     torch.testing.assert_close(ablated, manual, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(steered, added, atol=1e-5, rtol=1e-5)
@@ -394,6 +405,9 @@ def test_open_edits_belong_to_the_model_not_to_a_module_registry(tiny, r):
             assert open_edits(other) is open_edits(tiny)
             assert active_interventions(orthogonalize(tiny, r)) == []
     assert active_interventions(tiny) == active_interventions(other) == []
-    mutable = [name for name, value in vars(interventions).items()
-               if not name.startswith("__") and isinstance(value, dict | list | set)]
+    mutable = [
+        name
+        for name, value in vars(interventions).items()
+        if not name.startswith("__") and isinstance(value, dict | list | set)
+    ]
     assert mutable == [], mutable

@@ -93,8 +93,14 @@ def test_adapter_with_explicit_base_and_for_another_base(tokenizer, workdir):
 
     wide = Path(workdir) / "wide"
     AutoModelForCausalLM.from_config(
-        LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=128, num_hidden_layers=3,
-                    num_attention_heads=4, num_key_value_heads=2)
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=128,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        )
     ).save_pretrained(wide)
     tokenizer.save_pretrained(wide)
     with pytest.raises(ModelLoadError, match="does not fit base"):
@@ -167,7 +173,9 @@ def test_unsupported_architecture_is_refused(workdir, tokenizer):
     from transformers import AutoModelForCausalLM, GPT2Config
 
     path = Path(workdir) / "gpt2"
-    AutoModelForCausalLM.from_config(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=len(tokenizer))).save_pretrained(path)
+    AutoModelForCausalLM.from_config(
+        GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=len(tokenizer))
+    ).save_pretrained(path)
     tokenizer.save_pretrained(path)
     with pytest.raises(ValueError, match="cannot map model type 'gpt2'"):
         load_model(str(path), device="cpu")

@@ -53,7 +53,9 @@ def test_ablation_touches_exactly_the_named_positions(tiny, r, positions):
     firsts = {(0, offset), (1, 0)}  # each row's first real token, under left padding
     for row in range(2):
         for col in range(ids.shape[1]):
-            want = clean[row, col].double() if positions == "skip-first" and (row, col) in firsts else expected[row, col]
+            want = (
+                clean[row, col].double() if positions == "skip-first" and (row, col) in firsts else expected[row, col]
+            )
             torch.testing.assert_close(edited[row, col].double(), want, atol=1e-5, rtol=0)
 
 
@@ -78,8 +80,10 @@ def test_answer_positions_without_a_mark_is_a_clear_error(tiny, r):
 def test_contrast_scoring_marks_the_answer(tiny, r):
     """Ablating answer tokens changes the log-probs of answer tokens after the first only: the first answer
     token is predicted from the last prompt position, which is not edited."""
-    conversation = [{"role": "user", "content": "I feel bored."},
-                    {"role": "assistant", "content": "Try a walk, a book, or calling a friend."}]
+    conversation = [
+        {"role": "user", "content": "I feel bored."},
+        {"role": "assistant", "content": "Try a walk, a book, or calling a friend."},
+    ]
     clean = answer_logprobs(tiny, [conversation], progress=False)[0]
     with ablate(tiny, r, positions="answer"):
         edited = answer_logprobs(tiny, [conversation], progress=False)[0]

@@ -47,8 +47,11 @@ def conversations(draw: Any) -> list[dict[str, str]]:
     return head + body
 
 
-extras = st.dictionaries(st.text(min_size=1, max_size=8).filter(lambda k: k != "messages"),
-                         st.one_of(st.integers(), st.text(max_size=10), st.booleans(), st.none()), max_size=3)
+extras = st.dictionaries(
+    st.text(min_size=1, max_size=8).filter(lambda k: k != "messages"),
+    st.one_of(st.integers(), st.text(max_size=10), st.booleans(), st.none()),
+    max_size=3,
+)
 
 
 @FEW
@@ -73,8 +76,7 @@ def test_load_chat_jsonl_round_trips_valid_conversations(tmp_path: Path, items: 
 @example(b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "\\ud800"}]}')
 @example(b"\xff\xfe{}")
 @example(b"\n\n\n")
-def test_garbage_bytes_give_a_data_error_naming_the_file_never_another_error(tmp_path: Path,
-                                                                              data: bytes) -> None:
+def test_garbage_bytes_give_a_data_error_naming_the_file_never_another_error(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "garbage.jsonl"
     path.write_bytes(data)
     try:
@@ -119,8 +121,7 @@ def test_random_question_text_parses_or_gives_a_question_file_error(text: str) -
 @given(st.binary(max_size=200))
 @example(b"[" * 100_000 + b"\n")
 @example(b'{"key": "a"}\n{"key": "a"}\n')
-def test_record_log_reads_garbage_as_an_error_naming_the_line_or_cuts_a_torn_tail(tmp_path: Path,
-                                                                                    data: bytes) -> None:
+def test_record_log_reads_garbage_as_an_error_naming_the_line_or_cuts_a_torn_tail(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "records.jsonl"
     path.write_bytes(data)
     try:
@@ -141,7 +142,8 @@ finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
 
 def vectors(layers: int, width: int) -> st.SearchStrategy[torch.Tensor]:
     return st.lists(finite, min_size=layers * width, max_size=layers * width).map(
-        lambda values: torch.tensor(values, dtype=torch.float64).reshape(layers, width))
+        lambda values: torch.tensor(values, dtype=torch.float64).reshape(layers, width)
+    )
 
 
 def nonzero(v: torch.Tensor) -> bool:
@@ -150,12 +152,12 @@ def nonzero(v: torch.Tensor) -> bool:
 
 @FEW
 @given(vectors(3, 8), vectors(3, 8), st.floats(1e-3, 1e3), st.floats(1e-3, 1e3))
-def test_cosine_is_symmetric_bounded_and_scale_invariant(a: torch.Tensor, b: torch.Tensor, s: float,
-                                                         t: float) -> None:
+def test_cosine_is_symmetric_bounded_and_scale_invariant(a: torch.Tensor, b: torch.Tensor, s: float, t: float) -> None:
     assume(nonzero(a) and nonzero(b))
     cos = cosine_by_layer(a, b)
-    reference = np.array([np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y))
-                          for x, y in zip(a.numpy(), b.numpy(), strict=True)])
+    reference = np.array(
+        [np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y)) for x, y in zip(a.numpy(), b.numpy(), strict=True)]
+    )
     np.testing.assert_allclose(cos.numpy(), reference, atol=1e-12)
     assert torch.equal(cos, cosine_by_layer(b, a))
     assert (cos.abs() <= 1 + 1e-12).all()
@@ -167,15 +169,14 @@ def test_cosine_is_symmetric_bounded_and_scale_invariant(a: torch.Tensor, b: tor
 
 @VERY_FEW
 @given(vectors(3, 64), st.floats(0.1, 100.0))
-def test_ablation_leaves_no_component_is_idempotent_and_matches_float64(tiny_llama: Model,
-                                                                          direction: torch.Tensor,
-                                                                          scale: float) -> None:
+def test_ablation_leaves_no_component_is_idempotent_and_matches_float64(
+    tiny_llama: Model, direction: torch.Tensor, scale: float
+) -> None:
     assume(nonzero(direction))
     inputs = CONVERSATIONS[:2]
 
     def read(model: Model) -> list[torch.Tensor]:
-        return cache_activations(model, inputs, site="resid_pre", positions="all", reduce="none",
-                                 progress=False)
+        return cache_activations(model, inputs, site="resid_pre", positions="all", reduce="none", progress=False)
 
     plain = read(tiny_llama)
     with ablate(tiny_llama, scale * direction.float(), site="resid_pre"):
@@ -213,8 +214,7 @@ def test_bootstrap_interval_contains_the_point_estimate_of_constant_data_exactly
 
 @FEW
 @given(st.lists(finite, min_size=1, max_size=40), st.integers(0, 2**32 - 1))
-def test_bootstrap_mean_is_the_mean_and_its_interval_lies_within_the_data(values: list[float],
-                                                                          seed: int) -> None:
+def test_bootstrap_mean_is_the_mean_and_its_interval_lies_within_the_data(values: list[float], seed: int) -> None:
     estimate = bootstrap_mean(values, n_resamples=200, seed=seed)
     assert estimate.value == pytest.approx(math.fsum(values) / len(values), rel=1e-9, abs=1e-9)
     assert min(values) - 1e-9 <= estimate.low <= estimate.high <= max(values) + 1e-9
@@ -223,8 +223,9 @@ def test_bootstrap_mean_is_the_mean_and_its_interval_lies_within_the_data(values
 
 @FEW
 @given(vectors(2, 5), st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3))
-def test_direction_set_save_load_round_trips_exactly(tmp_path: Path, vectors_: torch.Tensor,
-                                                     meta: dict[str, Any]) -> None:
+def test_direction_set_save_load_round_trips_exactly(
+    tmp_path: Path, vectors_: torch.Tensor, meta: dict[str, Any]
+) -> None:
     saved = DirectionSet(vectors_.float(), site="resid_mid", meta=meta)
     loaded = DirectionSet.load(saved.save(tmp_path / "d.safetensors"))
     assert torch.equal(loaded.vectors, saved.vectors) and loaded.site == "resid_mid" and loaded.meta == meta

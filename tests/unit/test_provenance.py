@@ -49,8 +49,13 @@ def test_a_record_holds_the_model_seed_software_command_and_time(tiny):
 
 
 def test_portable_model_drops_only_cache_paths():
-    gguf = {"spec": "embedded", "kind": "gguf", "source": "/home/u/.cache/misdir/gguf/smol-b179",
-            "gguf": "/x/s.gguf", "gguf_sha256": "b179"}
+    gguf = {
+        "spec": "embedded",
+        "kind": "gguf",
+        "source": "/home/u/.cache/misdir/gguf/smol-b179",
+        "gguf": "/x/s.gguf",
+        "gguf_sha256": "b179",
+    }
     assert portable_model(gguf) == {**gguf, "source": "embedded", "gguf": "s.gguf"}
     own = {"spec": "/data/my.gguf", "kind": "gguf", "source": "/cache/my-1", "gguf": "/data/my.gguf"}
     assert portable_model(own) == {**own, "source": "/data/my.gguf"}  # a user's own file keeps its path

@@ -18,19 +18,28 @@ from misdir.directions import DirectionSet
 from misdir.screen import load_screen_data, read_scores, screen
 from misdir.sweep import random_directions
 
-WORDS = ("the water rest doctor fever walk book friend code file read humans safe honest money coin fund "
-         "world rule help people live well quick brown fox lazy dog bored").split()
+WORDS = (
+    "the water rest doctor fever walk book friend code file read humans safe honest money coin fund "
+    "world rule help people live well quick brown fox lazy dog bored"
+).split()
 LAYER = 1
 
 
 def random_data(rng: random.Random, n: int) -> list[list[dict[str, str]]]:
     """`n` one-turn chats of random words, a third with a system prompt."""
+
     def words(k: int) -> str:
         return " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, k))).capitalize() + "."
 
     head = [{"role": "system", "content": words(4)}]
-    return [[*(head if rng.random() < 0.33 else []), {"role": "user", "content": words(8)},
-             {"role": "assistant", "content": words(12)}] for _ in range(n)]
+    return [
+        [
+            *(head if rng.random() < 0.33 else []),
+            {"role": "user", "content": words(8)},
+            {"role": "assistant", "content": words(12)},
+        ]
+        for _ in range(n)
+    ]
 
 
 def write_jsonl(path, conversations) -> str:
@@ -48,7 +57,7 @@ def greedy_answer(model, prompt_ids: list[int], max_new_tokens: int) -> str:
             if token in eos:
                 break
             ids.append(token)
-    return model.tokenizer.decode(ids[len(prompt_ids):], skip_special_tokens=True)
+    return model.tokenizer.decode(ids[len(prompt_ids) :], skip_special_tokens=True)
 
 
 def answer_mean(model64, tokenizer, prompt, answer: str) -> torch.Tensor:
@@ -56,8 +65,9 @@ def answer_mean(model64, tokenizer, prompt, answer: str) -> torch.Tensor:
     tokens shared with the prompt alone, up to the end-of-turn token, whitespace-only tokens at either end left out."""
     render = tokenizer.apply_chat_template
     prompt_ids = tokenizer(render(prompt, tokenize=False, add_generation_prompt=True), add_special_tokens=False)
-    full = tokenizer(render([*prompt, {"role": "assistant", "content": answer}], tokenize=False),
-                     add_special_tokens=False)["input_ids"]
+    full = tokenizer(
+        render([*prompt, {"role": "assistant", "content": answer}], tokenize=False), add_special_tokens=False
+    )["input_ids"]
     start = next(i for i, (a, b) in enumerate(zip(full, prompt_ids["input_ids"] + [-1], strict=False)) if a != b)
     end = full.index(tokenizer.convert_tokens_to_ids("<|im_end|>"), start)
     positions = [i for i in range(start, end)]
@@ -80,8 +90,9 @@ def expected_scores(model, conversations, u: torch.Tensor, max_new_tokens: int) 
         if not answer.strip():
             scores.append(None)
             continue
-        difference = (answer_mean(model64, model.tokenizer, prompt, conversation[-1]["content"])
-                      - answer_mean(model64, model.tokenizer, prompt, answer))
+        difference = answer_mean(model64, model.tokenizer, prompt, conversation[-1]["content"]) - answer_mean(
+            model64, model.tokenizer, prompt, answer
+        )
         differences.append(difference)
         scores.append(float(difference @ u))
     return scores, torch.stack(differences).mean(0)
@@ -94,8 +105,18 @@ def test_screen_equals_a_float64_computation_on_hugging_face_hidden_states(tiny,
     data = {write_jsonl(tmp_path / f"{name}.jsonl", random_data(rng, n)): None for name, n in (("a", 5), ("b", 4))}
     vectors = torch.randn(tiny.n_layers, tiny.d_model, generator=torch.Generator().manual_seed(seed))
     direction = DirectionSet(vectors)
-    got = screen(tiny, list(data), direction, LAYER, out=tmp_path / "out", max_new_tokens=6, n_random=20,
-                 seed=3, batch_size=3, progress=False)
+    got = screen(
+        tiny,
+        list(data),
+        direction,
+        LAYER,
+        out=tmp_path / "out",
+        max_new_tokens=6,
+        n_random=20,
+        seed=3,
+        batch_size=3,
+        progress=False,
+    )
 
     u = vectors[LAYER].double() / vectors[LAYER].double().norm()
     null_directions = random_directions(tiny.d_model, 20, seed=3).double()
@@ -104,16 +125,25 @@ def test_screen_equals_a_float64_computation_on_hugging_face_hidden_states(tiny,
         scores, mean_difference = expected_scores(tiny, load_screen_data(path), u, 6)
         mine = [s.score for s in got.scores if s.file == path]
         assert [s is None for s in mine] == [s is None for s in scores], seed
-        np.testing.assert_allclose([s for s in mine if s is not None], [s for s in scores if s is not None],
-                                   rtol=1e-4, atol=1e-6, err_msg=f"seed {seed}")
+        np.testing.assert_allclose(
+            [s for s in mine if s is not None],
+            [s for s in scores if s is not None],
+            rtol=1e-4,
+            atol=1e-6,
+            err_msg=f"seed {seed}",
+        )
         kept = [s for s in scores if s is not None]
         estimate, null = summary.mean.estimate, summary.mean.null
         assert estimate.n == len(kept) and summary.n_unscored == len(scores) - len(kept)
         assert estimate.low <= estimate.value <= estimate.high
         np.testing.assert_allclose(estimate.value, np.mean(kept), rtol=1e-4, atol=1e-6)
         random_means = (null_directions @ mean_difference).numpy()
-        np.testing.assert_allclose([null.null_low, null.null_median, null.null_high],
-                                   np.quantile(random_means, [0.025, 0.5, 0.975]), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            [null.null_low, null.null_median, null.null_high],
+            np.quantile(random_means, [0.025, 0.5, 0.975]),
+            rtol=1e-4,
+            atol=1e-6,
+        )
         assert null.n_null == 20 and null.percentile == pytest.approx(100 * np.mean(random_means < null.value))
     assert read_scores(tmp_path / "out" / "scores.jsonl") == got.scores
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -133,8 +163,16 @@ def test_an_empty_base_answer_is_left_out_of_the_mean(tiny, tmp_path, monkeypatc
     monkeypatch.setattr(misdir.screen, "generate", first_answer_empty)
     rng = random.Random(0)
     paths = [write_jsonl(tmp_path / f"{n}.jsonl", random_data(rng, n)) for n in (3, 1)]
-    got = screen(tiny, paths, DirectionSet(torch.randn(tiny.n_layers, tiny.d_model)), LAYER, out=tmp_path / "out",
-                 max_new_tokens=4, n_random=20, progress=False)
+    got = screen(
+        tiny,
+        paths,
+        DirectionSet(torch.randn(tiny.n_layers, tiny.d_model)),
+        LAYER,
+        out=tmp_path / "out",
+        max_new_tokens=4,
+        n_random=20,
+        progress=False,
+    )
     assert [s.score is None for s in got.scores] == [True, False, False, True]
     partly, wholly = got.files
     assert partly.n_unscored == 1 and partly.mean.estimate.n == 2 and partly.mean.null is not None
@@ -173,8 +211,12 @@ def test_refusals_name_the_file_and_line_and_write_nothing(tiny, tmp_path):
     no_answer = write_jsonl(tmp_path / "prompt.jsonl", [good[0][:-1]])
     direction = DirectionSet(torch.randn(tiny.n_layers, tiny.d_model))
     out = tmp_path / "out"
-    for path, says in [(empty, f"{empty}: the file has no examples"), (malformed, f"{malformed}:2: invalid JSON"),
-                       (multi, f"{multi}:3: roles user, assistant, user, assistant"), (no_answer, f"{no_answer}:1: ")]:
+    for path, says in [
+        (empty, f"{empty}: the file has no examples"),
+        (malformed, f"{malformed}:2: invalid JSON"),
+        (multi, f"{multi}:3: roles user, assistant, user, assistant"),
+        (no_answer, f"{no_answer}:1: "),
+    ]:
         with pytest.raises(DataError, match=re.escape(says)):
             screen(tiny, [path], direction, LAYER, out=out, progress=False)
     ok = write_jsonl(tmp_path / "ok.jsonl", good)

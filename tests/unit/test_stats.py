@@ -64,9 +64,7 @@ def test_ratio_interval_matches_reference(monkeypatch: pytest.MonkeyPatch) -> No
     num = [float(rng.integers(0, d + 1)) for d in den]
     monkeypatch.setattr(stats, "_CHUNK_ELEMENTS", 100)  # chunking must not change anything
     est = bootstrap_ratio(num, den, n_resamples=1500, seed=11, method="percentile")
-    assert (est.value, est.low, est.high) == pytest.approx(
-        reference_ratio(num, den, 1500, 11, 0.95), rel=1e-12
-    )
+    assert (est.value, est.low, est.high) == pytest.approx(reference_ratio(num, den, 1500, 11, 0.95), rel=1e-12)
 
 
 def test_mean_interval_agrees_with_normal_theory() -> None:
@@ -151,9 +149,7 @@ def test_percentile_stands_in_where_bca_is_undefined_and_undefined_resamples_are
     # units with a zero denominator: resamples drawing only those have no ratio and are left out
     num, den = [1.0, 0.0, 0.0, 2.0], [2.0, 0.0, 0.0, 3.0]
     idx = np.random.default_rng(0).integers(0, 4, size=(400, 4)).tolist()
-    kept = sorted(
-        sum(num[i] for i in r) / sum(den[i] for i in r) for r in idx if sum(den[i] for i in r) > 0
-    )
+    kept = sorted(sum(num[i] for i in r) / sum(den[i] for i in r) for r in idx if sum(den[i] for i in r) > 0)
     assert len(kept) < 400
     est = bootstrap_ratio(num, den, n_resamples=400, method="percentile")
     assert (est.low, est.high) == pytest.approx((quantile(kept, 0.025), quantile(kept, 0.975)))
@@ -212,9 +208,7 @@ def test_paired_bootstrap_matches_reference_with_shared_indices() -> None:
     idx = np.random.default_rng(2).integers(0, 25, size=(1000, 25)).tolist()
     diffs = sorted(math.fsum(b[i] - a[i] for i in row) / 25 for row in idx)
     assert cmp.diff.value == pytest.approx(b.mean() - a.mean(), rel=1e-12)
-    assert (cmp.diff.low, cmp.diff.high) == pytest.approx(
-        (quantile(diffs, 0.025), quantile(diffs, 0.975)), rel=1e-9
-    )
+    assert (cmp.diff.low, cmp.diff.high) == pytest.approx((quantile(diffs, 0.025), quantile(diffs, 0.975)), rel=1e-9)
     assert cmp.diff.low > 0 and cmp.p_value == pytest.approx(0.0)
     # pairing removes the shared noise: far narrower than the two separate intervals suggest
     assert cmp.diff.high - cmp.diff.low < 0.3 * (cmp.a.high - cmp.a.low)
@@ -260,8 +254,10 @@ def test_interval_properties(values: list[float], shift: float, seed: int) -> No
     # shift-equivariance holds exactly for the percentile interval only: BCa's bias correction counts the
     # resamples that tie with the estimate, and at n = 3 a fifth of them are permutations of the data
     # whose sums rounding may put on either side of it
-    est, moved = (bootstrap_mean(x, n_resamples=300, seed=seed, method="percentile")
-                  for x in (values, [v + shift for v in values]))
+    est, moved = (
+        bootstrap_mean(x, n_resamples=300, seed=seed, method="percentile")
+        for x in (values, [v + shift for v in values])
+    )
     assert (moved.low, moved.high) == pytest.approx((est.low + shift, est.high + shift), abs=1e-6)
 
 

@@ -17,10 +17,14 @@ def test_compare_to_null_equals_a_direct_count_with_ties_counted_half():
     below, ties = sum(v < 0.5 for v in null), sum(v == 0.5 for v in null)
     assert got.percentile == pytest.approx(100 * (below + ties / 2) / len(null))
     ordered = sorted(null)  # numpy's default (linear) quantiles, computed by hand
+
     def quantile(q):
         h = (len(ordered) - 1) * q
         return ordered[int(h)] + (h - int(h)) * (ordered[min(int(h) + 1, len(ordered) - 1)] - ordered[int(h)])
-    assert (got.null_low, got.null_median, got.null_high) == pytest.approx((quantile(0.025), quantile(0.5), quantile(0.975)))
+
+    assert (got.null_low, got.null_median, got.null_high) == pytest.approx(
+        (quantile(0.025), quantile(0.5), quantile(0.975))
+    )
     assert against_null(0.5, null) == got._asdict() and got.n_null == 6
     with pytest.raises(ValueError, match="the null is empty"):
         compare_to_null(0.5, [])
@@ -55,11 +59,15 @@ def test_effect_writes_its_null_only_when_it_has_one():
     with_null = Effect(estimate, compare_to_null(0.5, [0.0, 1.0]))
     row = with_null.to_dict("shift")
     assert row["null_shift"]["percentile"] == 50.0
-    assert Effect.from_dict(row, "shift") == with_null and Effect.from_dict({"shift": row["shift"]}, "shift") == Effect(estimate)
+    assert Effect.from_dict(row, "shift") == with_null and Effect.from_dict({"shift": row["shift"]}, "shift") == Effect(
+        estimate
+    )
 
 
 def test_provenance_records_the_command_line(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["misdir", "ablate", "--out", "a folder/x"])
     record = provenance({"seed": 1})
     assert record["command"] == "misdir ablate --out 'a folder/x'" and shlex.split(record["command"]) == sys.argv
-    assert record["settings"] == {"seed": 1} and {"misdir_version", "torch_version", "transformers_version"} <= set(record)
+    assert record["settings"] == {"seed": 1} and {"misdir_version", "torch_version", "transformers_version"} <= set(
+        record
+    )
