@@ -458,26 +458,31 @@ _COMPILED_NOISE: list[Callable[..., Tensor]] = []
 
 
 def _noise_kernel(device: torch.device) -> Callable[..., Tensor]:
-    """`gumbel_noise`, compiled into one kernel on CUDA (eager elsewhere, and where compiling fails: the same
-    numbers, more memory traffic)."""
+    """`gumbel_noise`, compiled into one kernel on CUDA (eager elsewhere). Its first call checks the compiled
+    kernel's first row against the eager computation; where it differs, or compiling fails, the noise is drawn
+    eagerly from then on (the same numbers, more memory traffic), with a one-line warning."""
     if device.type != "cuda":
         return gumbel_noise
     if not _COMPILED_NOISE:
         compiled = torch.compile(gumbel_noise, dynamic=False)
 
-        def noise(keys: Tensor, step: Tensor, vocab: int) -> Tensor:
-            try:
-                return compiled(keys, step, vocab)
-            except Exception as error:  # no compiler for this device: eager noise from now on
-                warnings.warn(
-                    f"misdir.generate: compiling the sampling noise failed ({type(error).__name__}); "
-                    "drawing it eagerly",
-                    stacklevel=2,
-                )
-                _COMPILED_NOISE[0] = gumbel_noise
-                return gumbel_noise(keys, step, vocab)
+        def eager_from_now(reason: str) -> None:
+            warnings.warn(f"misdir.generate: {reason}; drawing the sampling noise eagerly", stacklevel=3)
+            _COMPILED_NOISE[0] = gumbel_noise
 
-        _COMPILED_NOISE.append(noise)
+        def first_call(keys: Tensor, step: Tensor, vocab: int) -> Tensor:
+            try:
+                out = compiled(keys, step, vocab)
+            except Exception as error:  # no compiler for this device
+                eager_from_now(f"compiling the sampling noise failed ({type(error).__name__})")
+                return gumbel_noise(keys, step, vocab)
+            if not torch.allclose(out[:1], gumbel_noise(keys[:1], step, vocab), rtol=1e-5, atol=1e-5):
+                eager_from_now("the compiled sampling noise differs from the eager one")
+                return gumbel_noise(keys, step, vocab)
+            _COMPILED_NOISE[0] = compiled
+            return out
+
+        _COMPILED_NOISE.append(first_call)
     return _COMPILED_NOISE[0]
 
 
