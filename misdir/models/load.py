@@ -107,7 +107,7 @@ def load_model(
             return _load_transformers(str(path), spec, revision=revision, **options)
         raise no_model_in(path)
     if spec.startswith((".", "/", "~")) or spec.endswith(".gguf") or not HUB_ID.match(spec):
-        raise ModelLoadError(f"{spec!r}: no such file or directory (and not a Hugging Face hub id 'org/name')")
+        raise unknown_spec(spec)
 
     from transformers.utils import find_adapter_config_file
 
@@ -308,6 +308,22 @@ def _load_adapter(
         "merged": merge,
     }
     return Model(hf=hf, tokenizer=base_model.tokenizer, spec=spec, provenance=provenance)
+
+
+def unknown_spec(spec: str) -> ModelLoadError:
+    """The error for a spec that is no file, folder or hub id; names the closest known name (`embedded` or an
+    `em:` catalog name) when there is one, and `misdir models`, which lists them."""
+    import difflib
+
+    from misdir.catalog import catalog
+
+    known = [EMBEDDED, *catalog()]
+    close = difflib.get_close_matches(spec, known, n=1, cutoff=0.75)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ModelLoadError(
+        f"{spec!r}: no such file or directory (and not a Hugging Face hub id 'org/name'){hint} "
+        "(`misdir models` lists the names misdir knows)"
+    )
 
 
 def no_model_in(path: Path) -> ModelLoadError:

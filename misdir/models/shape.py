@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from misdir.models.gguf import EMBEDDED, embedded_gguf, gguf_shape
-from misdir.models.load import HUB_ID, check_hub_reachable, check_local_files, no_model_in
+from misdir.models.load import HUB_ID, check_hub_reachable, check_local_files, no_model_in, unknown_spec
 from misdir.models.model import ModelLoadError, ModelShape
 
 
@@ -39,7 +39,7 @@ def model_shape(
         if not adapter.is_file() and not config.is_file():
             raise no_model_in(path)
     elif spec.startswith((".", "/", "~")) or spec.endswith(".gguf") or not HUB_ID.match(spec):
-        raise ModelLoadError(f"{spec!r}: no such file or directory (and not a Hugging Face hub id " "'org/name')")
+        raise unknown_spec(spec)
     else:
         from huggingface_hub import try_to_load_from_cache
 

@@ -224,3 +224,13 @@ def test_model_shape_of_a_catalog_name_reads_its_repository_config(tmp_path, mon
     assert model_shape("em:qwen2.5-14b") == ModelShape(48, 5120)
     with pytest.raises(ModelLoadError, match="not in misdir's catalog"):
         model_shape("em:qwen2.5-14b/no-such-organism")
+
+
+def test_a_misspelt_spec_names_the_closest_known_one() -> None:
+    from misdir.models import ModelLoadError, model_shape
+
+    with pytest.raises(ModelLoadError, match=r"did you mean 'embedded'\?.*misdir models"):
+        model_shape("embeded")
+    with pytest.raises(ModelLoadError, match=r"misdir models") as refused:
+        model_shape("nothing-like-it")
+    assert "did you mean" not in str(refused.value)
