@@ -42,6 +42,7 @@ Writes JSON to $OUT/generate_bench_{shape}.json when $OUT is set.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -426,8 +427,14 @@ class Bench:
 
         args = self.args
         self.ortho = None
+        # boot_transformers wraps the model it is given in place: on the bench's own model, every later part
+        # timed the bridge (issue 28: misdir.generate 3x slower). The bridge gets a copy.
         bridge = TransformerBridge.boot_transformers(
-            self.folder, hf_model=self.model.hf, tokenizer=self.model.tokenizer, device=args.device, dtype=self.dtype
+            self.folder,
+            hf_model=copy.deepcopy(self.model.hf),
+            tokenizer=self.model.tokenizer,
+            device=args.device,
+            dtype=self.dtype,
         )
         for batch, ids in self.prompts.items():
             jobs = {"lens": (lens_generator(bridge), partial(ablate, bridge, self.r))}
