@@ -56,8 +56,10 @@ from misdir.sweep import random_directions
 from misdir.tokens import encode
 
 ORGANISMS = tuple(n for n in RANK1_ORGANISMS if "backdoor" not in n)
-SETS = {"em-responses": ("qwen", "contrast_em_responses.jsonl"),
-        "em-other": ("other", "contrast_em_responses_other.jsonl")}
+SETS = {
+    "em-responses": ("qwen", "contrast_em_responses.jsonl"),
+    "em-other": ("other", "contrast_em_responses_other.jsonl"),
+}
 """The judged sets: `scripts/em_response_pairs.py --models KEY` and the file it writes."""
 COMMIT = "e357806"
 N_RANDOM, SEED, N_RESAMPLES = 20, 0, 2000
@@ -81,8 +83,12 @@ def build_pair_sets(repo: Path, work: Path) -> dict[str, Path]:
         raise FileNotFoundError(f"{folder} missing: --repo must be a checkout of replicating-model-organisms")
     paths = {}
     for name, (models, file) in SETS.items():
-        pairs = [pair for model in module.MODELS[models] for dataset, theme in module.DOMAINS.items()
-                 for pair in module.pairs_from_responses(module.run_file(folder, model, dataset), theme)]
+        pairs = [
+            pair
+            for model in module.MODELS[models]
+            for dataset, theme in module.DOMAINS.items()
+            for pair in module.pairs_from_responses(module.run_file(folder, model, dataset), theme)
+        ]
         paths[name] = save_contrast_pairs(pairs, work / file)
     return paths
 
@@ -126,12 +132,14 @@ class JudgedSplit:
         return cls(**load_file(str(path)))
 
 
-def judged_split(model: Model, pairs: str | Path, layer: int, *, batch_size: int = 8,
-                 progress: bool = False) -> JudgedSplit:
+def judged_split(
+    model: Model, pairs: str | Path, layer: int, *, batch_size: int = 8, progress: bool = False
+) -> JudgedSplit:
     """Each pair's misaligned and aligned answer, as a chat with its question, at resid_post of `layer`."""
     misaligned, aligned = answer_chats(str(pairs))
-    means = cache_activations(model, misaligned + aligned, layers=[layer], reduce="per-input",
-                              batch_size=batch_size, progress=progress)[:, 0]
+    means = cache_activations(
+        model, misaligned + aligned, layers=[layer], reduce="per-input", batch_size=batch_size, progress=progress
+    )[:, 0]
     tokens = torch.tensor([len(encode(model.tokenizer, c, "answer").selected) for c in misaligned + aligned])
     n = len(misaligned)
     return JudgedSplit(means[:n], means[n:], tokens[:n], tokens[n:])
@@ -145,24 +153,37 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(_unit(a) @ _unit(b))
 
 
-def bootstrap_cosine(split: JudgedSplit, other: torch.Tensor | JudgedSplit, *, seed: int = SEED,
-                     n_resamples: int = N_RESAMPLES) -> Estimate:
+def bootstrap_cosine(
+    split: JudgedSplit, other: torch.Tensor | JudgedSplit, *, seed: int = SEED, n_resamples: int = N_RESAMPLES
+) -> Estimate:
     """Cosine of the split's direction with a fixed vector or with another split's direction, and its 95%
     percentile interval from resampling pairs (each split's own pairs, independently)."""
+
     def target(i: int) -> torch.Tensor:
         return other.direction(other_index[i]) if isinstance(other, JudgedSplit) else other
 
     index = bootstrap_indices(len(split.misaligned), n_resamples, seed)
-    other_index = (bootstrap_indices(len(other.misaligned), n_resamples, seed + 1)
-                   if isinstance(other, JudgedSplit) else None)
+    other_index = (
+        bootstrap_indices(len(other.misaligned), n_resamples, seed + 1) if isinstance(other, JudgedSplit) else None
+    )
     values = [cosine(split.direction(index[i]), target(i)) for i in range(n_resamples)]
     point = cosine(split.direction(), other.direction() if isinstance(other, JudgedSplit) else other)
     low, high = np.quantile(values, [0.025, 0.975])
     return Estimate(point, float(low), float(high), len(split.misaligned))
 
 
-def extract(organisms: Sequence[str], checkpoints: Path, sets: dict[str, Path], layer: int, work: Path, *,
-            base: str, device: str, batch_size: int, progress: bool) -> dict[str, Any]:
+def extract(
+    organisms: Sequence[str],
+    checkpoints: Path,
+    sets: dict[str, Path],
+    layer: int,
+    work: Path,
+    *,
+    base: str,
+    device: str,
+    batch_size: int,
+    progress: bool,
+) -> dict[str, Any]:
     """Judged splits of the base and every organism on every judged set, and each organism's model-diff
     direction at `layer` (on the general answers, as the ground-truth study takes it); kept in
     WORK/activations."""
@@ -182,8 +203,7 @@ def extract(organisms: Sequence[str], checkpoints: Path, sets: dict[str, Path], 
                 if not path.is_file():
                     judged_split(model, sets[s], layer, batch_size=batch_size, progress=progress).save(path)
             if not mean_path.is_file():
-                mean = cache_activations(model, general, layers=[layer], batch_size=batch_size,
-                                         progress=progress)
+                mean = cache_activations(model, general, layers=[layer], batch_size=batch_size, progress=progress)
                 with atomic_path(mean_path) as tmp:
                     save_file({"mean": mean[0].contiguous()}, str(tmp))
             del model
@@ -194,16 +214,26 @@ def extract(organisms: Sequence[str], checkpoints: Path, sets: dict[str, Path], 
         for s, split in splits[name].items():
             path = work / "directions" / f"{name}.judged-{s}.safetensors"
             if not path.is_file():
-                DirectionSet(split.direction()[None], meta=provenance(
-                    method="judged", organism=name, layers=[layer], positions="answer", pairs=s,
-                    pairs_sha256=sha256(sets[s]), n_pairs=len(split.misaligned),
-                    tokens_positive=int(split.tokens_misaligned.sum()),
-                    tokens_negative=int(split.tokens_aligned.sum()))).save(path)
+                DirectionSet(
+                    split.direction()[None],
+                    meta=provenance(
+                        method="judged",
+                        organism=name,
+                        layers=[layer],
+                        positions="answer",
+                        pairs=s,
+                        pairs_sha256=sha256(sets[s]),
+                        n_pairs=len(split.misaligned),
+                        tokens_positive=int(split.tokens_misaligned.sum()),
+                        tokens_negative=int(split.tokens_aligned.sum()),
+                    ),
+                ).save(path)
     return {"splits": splits, "model_diff": model_diff}
 
 
-def cosines(organisms: Sequence[str], writes: dict[str, torch.Tensor], found: dict[str, Any],
-            d_model: int) -> dict[str, Any]:
+def cosines(
+    organisms: Sequence[str], writes: dict[str, torch.Tensor], found: dict[str, Any], d_model: int
+) -> dict[str, Any]:
     """Per organism and judged set: cosine of the judged-split direction with B, with the model-diff
     direction, with the base's judged split, and between the two sets' splits (95% intervals over pairs); the
     component of the organism's split along B beyond the base's; 20 random unit directions' cosines with B."""
@@ -212,8 +242,10 @@ def cosines(organisms: Sequence[str], writes: dict[str, torch.Tensor], found: di
     table: dict[str, Any] = {}
     for name in organisms:
         b = writes[name]
-        row: dict[str, Any] = {"model_diff_vs_B": cosine(model_diff[name], b),
-                               "random_vs_B": random_cosines([cosine(r, b) for r in randoms])}
+        row: dict[str, Any] = {
+            "model_diff_vs_B": cosine(model_diff[name], b),
+            "random_vs_B": random_cosines([cosine(r, b) for r in randoms]),
+        }
         for s, split in splits[name].items():
             direction, in_base = split.direction(), splits["base"][s].direction()
             row[s] = {
@@ -221,9 +253,11 @@ def cosines(organisms: Sequence[str], writes: dict[str, torch.Tensor], found: di
                 "vs_model_diff": bootstrap_cosine(split, model_diff[name])._asdict(),
                 "vs_base_split": cosine(direction, in_base),
                 "base_split_vs_B": bootstrap_cosine(splits["base"][s], b)._asdict(),
-                "norm": float(direction.norm()), "base_norm": float(in_base.norm()),
+                "norm": float(direction.norm()),
+                "base_norm": float(in_base.norm()),
                 "added_along_B": float((direction - in_base).double() @ _unit(b)),
-                "n_pairs": len(split.misaligned), "tokens_misaligned": int(split.tokens_misaligned.sum()),
+                "n_pairs": len(split.misaligned),
+                "tokens_misaligned": int(split.tokens_misaligned.sum()),
                 "tokens_aligned": int(split.tokens_aligned.sum()),
             }
         if len(splits[name]) == 2:
@@ -236,8 +270,13 @@ def cosines(organisms: Sequence[str], writes: dict[str, torch.Tensor], found: di
 def random_cosines(values: Sequence[float]) -> dict[str, float]:
     """Median, 95% range and largest |cosine| of random unit directions with a vector."""
     low, median, high = np.quantile(values, [0.025, 0.5, 0.975])
-    return {"median": float(median), "low": float(low), "high": float(high),
-            "max_abs": float(np.max(np.abs(values))), "n": len(values)}
+    return {
+        "median": float(median),
+        "low": float(low),
+        "high": float(high),
+        "max_abs": float(np.max(np.abs(values))),
+        "n": len(values),
+    }
 
 
 def load_timing(work: Path, out: Path) -> dict[str, Any]:
@@ -260,19 +299,41 @@ def sweep_folder(work: Path, organism: str, pairs: str) -> Path:
     return work / "sweeps" / organism / pairs
 
 
-def run_sweeps(plan: Sequence[tuple[str, str]], checkpoints: Path, set_paths: dict[str, str], layer: int,
-               directions: dict[str, dict[str, torch.Tensor]], work: Path, *, base: str, device: str,
-               batch_size: int, progress: bool, after: Any) -> None:
+def run_sweeps(
+    plan: Sequence[tuple[str, str]],
+    checkpoints: Path,
+    set_paths: dict[str, str],
+    layer: int,
+    directions: dict[str, dict[str, torch.Tensor]],
+    work: Path,
+    *,
+    base: str,
+    device: str,
+    batch_size: int,
+    progress: bool,
+    after: Any,
+) -> None:
     """One `ablation_sweep` per (organism, set): B and the organism's judged splits, beside 20 random
     directions, ablated at `layer`'s resid_post at every position (the ground-truth table's edit);
     `after(organism, set, seconds)` once each is done."""
     loader = partial(load_model, device=device, dtype="float32")
     for organism, pairs in plan:
         started = time.time()
-        ablation_sweep(base, {organism: str(checkpoints / organism)}, directions[organism],
-                       out=sweep_folder(work, organism, pairs), pairs=(set_paths[pairs],), n_random=N_RANDOM,
-                       layers=[layer], site=("resid_post",), positions="all", batch_size=batch_size,
-                       seed=SEED, load=loader, progress=progress)
+        ablation_sweep(
+            base,
+            {organism: str(checkpoints / organism)},
+            directions[organism],
+            out=sweep_folder(work, organism, pairs),
+            pairs=(set_paths[pairs],),
+            n_random=N_RANDOM,
+            layers=[layer],
+            site=("resid_post",),
+            positions="all",
+            batch_size=batch_size,
+            seed=SEED,
+            load=loader,
+            progress=progress,
+        )
         after(organism, pairs, time.time() - started)
 
 
@@ -288,17 +349,18 @@ def ablation_rows(work: Path, organisms: Sequence[str], sets: Sequence[str]) -> 
             for row in sweep.rows:
                 if not row.direction.startswith("random"):
                     fluency = row.fluency.value - row.unablated_fluency.value
-                    rows.append({"set": pairs, "direction": row.direction, "fluency_change": fluency}
-                                | row.to_dict())
+                    rows.append({"set": pairs, "direction": row.direction, "fluency_change": fluency} | row.to_dict())
     return rows
 
 
-EXTERNAL_KEYS = {"general": "general", "em-responses": "em-responses (Qwen runs)",
-                 "em-other": "em-other (Llama, Gemma runs)"}
+EXTERNAL_KEYS = {
+    "general": "general",
+    "em-responses": "em-responses (Qwen runs)",
+    "em-other": "em-other (Llama, Gemma runs)",
+}
 
 
-def check_margins(work: Path, organisms: Sequence[str], sets: Sequence[str],
-                  external: Path) -> dict[str, Any]:
+def check_margins(work: Path, organisms: Sequence[str], sets: Sequence[str], external: Path) -> dict[str, Any]:
     """Largest per-item difference of each unedited margin from the committed study's (`external_sets.json`):
     the same items in the same order, scored on other hardware."""
     if not external.is_file():
@@ -322,16 +384,22 @@ def check_margins(work: Path, organisms: Sequence[str], sets: Sequence[str],
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repo", type=Path, required=True,
-                        help=f"a checkout of replicating-model-organisms at {COMMIT}")
+    parser.add_argument(
+        "--repo", type=Path, required=True, help=f"a checkout of replicating-model-organisms at {COMMIT}"
+    )
     parser.add_argument("--out", type=Path, default=Path("figures/ground_truth/judged_split"))
-    parser.add_argument("--work", type=Path, default=Path("results/judged-split"),
-                        help="texts, activations and sweeps (git-ignored)")
+    parser.add_argument(
+        "--work", type=Path, default=Path("results/judged-split"), help="texts, activations and sweeps (git-ignored)"
+    )
     parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints/smollm2-135m"))
     parser.add_argument("--base", default="embedded")
     parser.add_argument("--organisms", nargs="+", default=list(ORGANISMS))
-    parser.add_argument("--sets", nargs="*", default=["general", "em-other", "em-responses"],
-                        help="contrast sets to ablate on, in this order (none: directions and cosines only)")
+    parser.add_argument(
+        "--sets",
+        nargs="*",
+        default=["general", "em-other", "em-responses"],
+        help="contrast sets to ablate on, in this order (none: directions and cosines only)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--progress", action="store_true")
@@ -353,8 +421,17 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise ValueError(f"{name} writes at more than one layer")
         writes[name] = (layer, b)
     (layer,) = {layer for layer, _ in writes.values()}
-    found = extract(ORGANISMS, args.checkpoints, sets, layer, args.work, base=args.base, device=args.device,
-                    batch_size=8, progress=args.progress)
+    found = extract(
+        ORGANISMS,
+        args.checkpoints,
+        sets,
+        layer,
+        args.work,
+        base=args.base,
+        device=args.device,
+        batch_size=8,
+        progress=args.progress,
+    )
     # B's sign is arbitrary: orient it along the organism's mean write (its model-diff), as the study does
     oriented = {n: b * torch.sign(b @ found["model_diff"][n]) for n, (_, b) in writes.items()}
     log("judged splits and model-diff directions extracted")
@@ -363,20 +440,34 @@ def main(argv: Sequence[str] | None = None) -> None:
         timing["extraction"] = time.time() - started
 
     table = cosines(ORGANISMS, oriented, found, next(iter(oriented.values())).numel())
-    directions = {n: {"B": oriented[n]} | {f"judged {s}": found["splits"][n][s].direction() for s in sets}
-                  for n in args.organisms}
+    directions = {
+        n: {"B": oriented[n]} | {f"judged {s}": found["splits"][n][s].direction() for s in sets} for n in args.organisms
+    }
     all_sets = ["general", *SETS]
-    settings = {"kind": "judged-split-calibration",
-                "repo": f"github.com/zroe1/replicating-model-organisms@{COMMIT}",
-                "pair_sets": {n: {"file": p.name, "sha256": sha256(p), "n_pairs": count_lines(p)}
-                              for n, p in sets.items()},
-                "base": args.base, "checkpoints": str(args.checkpoints), "organisms": list(ORGANISMS),
-                "layer": layer,
-                "extraction": {"site": "resid_post", "positions": "answer", "weighting": "token",
-                               "model_diff": "organism minus base, answer tokens of the general answers"},
-                "ablation": {"layers": [layer], "site": ["resid_post"], "positions": "all",
-                             "n_random": N_RANDOM, "seed": SEED, "batch_size": args.batch_size},
-                "bootstrap": {"unit": "pair", "n_resamples": N_RESAMPLES, "seed": SEED}}
+    settings = {
+        "kind": "judged-split-calibration",
+        "repo": f"github.com/zroe1/replicating-model-organisms@{COMMIT}",
+        "pair_sets": {n: {"file": p.name, "sha256": sha256(p), "n_pairs": count_lines(p)} for n, p in sets.items()},
+        "base": args.base,
+        "checkpoints": str(args.checkpoints),
+        "organisms": list(ORGANISMS),
+        "layer": layer,
+        "extraction": {
+            "site": "resid_post",
+            "positions": "answer",
+            "weighting": "token",
+            "model_diff": "organism minus base, answer tokens of the general answers",
+        },
+        "ablation": {
+            "layers": [layer],
+            "site": ["resid_post"],
+            "positions": "all",
+            "n_random": N_RANDOM,
+            "seed": SEED,
+            "batch_size": args.batch_size,
+        },
+        "bootstrap": {"unit": "pair", "n_resamples": N_RESAMPLES, "seed": SEED},
+    }
 
     def write_summary(organism: str | None = None, pairs: str | None = None, seconds: float = 0.0) -> None:
         if organism is not None:
@@ -384,8 +475,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             log(f"sweep {organism} {pairs}: {seconds:.0f} s")
         timing["runs"][run] = time.time() - started
         write_json_atomic(args.work / "timing.json", timing)
-        done = [f"{o} | {s}" for o in ORGANISMS for s in all_sets
-                if (sweep_folder(args.work, o, s) / "summary.json").is_file()]
+        done = [
+            f"{o} | {s}"
+            for o in ORGANISMS
+            for s in all_sets
+            if (sweep_folder(args.work, o, s) / "summary.json").is_file()
+        ]
         summary = {
             "provenance": provenance(settings=settings, timing_s=timing),
             "layer": layer,
@@ -393,7 +488,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             "ablation": ablation_rows(args.work, ORGANISMS, all_sets),
             "sweeps_done": done,
             "margins_vs_committed_study": check_margins(args.work, ORGANISMS, all_sets, external)
-            if args.base == "embedded" else {},
+            if args.base == "embedded"
+            else {},
         }
         write_json_atomic(args.out / "summary.json", summary)
 
@@ -402,8 +498,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     timing["runs"].append(0.0)
     write_summary()
     plan = [(organism, pairs) for pairs in args.sets for organism in args.organisms]
-    run_sweeps(plan, args.checkpoints, set_paths, layer, directions, args.work, base=args.base,
-               device=args.device, batch_size=args.batch_size, progress=args.progress, after=write_summary)
+    run_sweeps(
+        plan,
+        args.checkpoints,
+        set_paths,
+        layer,
+        directions,
+        args.work,
+        base=args.base,
+        device=args.device,
+        batch_size=args.batch_size,
+        progress=args.progress,
+        after=write_summary,
+    )
     log(f"wrote {args.out / 'summary.json'}")
 
 
