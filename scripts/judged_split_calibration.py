@@ -14,7 +14,7 @@ known (its LoRA B column, `misdir.ground_truth.adapter_writes`), so the extracti
   `misdir.directions.mean_difference` takes it; the same in the base for reference;
 - its cosine with B (oriented along the organism's mean write, as the ground-truth study does), with the
   organism's model-diff direction (organism minus base on the general answers) and with the base's judged
-  split, each with a 95% bootstrap interval over pairs, beside 20 random unit directions' cosines with B;
+  split, each with a 95% BCa bootstrap interval over pairs, beside 20 random unit directions' cosines with B;
 - the share of the organism's contrast shift removed by ablating it at that layer (`resid_post`, every
   position: the ground-truth table's "own B" edit), with `misdir.experiments.ablation_sweep` and the same 20
   seeded random directions as the ground-truth study, B ablated in the same sweep.
@@ -51,7 +51,7 @@ from misdir.ground_truth import RANK1_ORGANISMS, adapter_writes, answer_chats
 from misdir.io import atomic_path, write_json_atomic
 from misdir.models import Model, load_model
 from misdir.provenance import provenance
-from misdir.stats import Estimate, bootstrap_indices
+from misdir.stats import Estimate
 from misdir.sweep import random_directions
 from misdir.tokens import encode
 
@@ -153,23 +153,55 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(_unit(a) @ _unit(b))
 
 
+def _token_sums(split: JudgedSplit) -> tuple[np.ndarray, ...]:
+    """Per pair: the misaligned answer's activation sum over its tokens and its token count, the same of the
+    aligned answer (float64): what any resample of pairs adds up."""
+    n_m, n_a = split.tokens_misaligned.double().numpy(), split.tokens_aligned.double().numpy()
+    return (split.misaligned.double().numpy() * n_m[:, None], n_m, split.aligned.double().numpy() * n_a[:, None], n_a)
+
+
+def _resampled_directions(sums: tuple[np.ndarray, ...], index: np.ndarray) -> np.ndarray:
+    """The split's direction for each resample of pairs: `index` `[..., n]` gives `[..., d_model]`."""
+    s_m, n_m, s_a, n_a = sums
+    misaligned = s_m[index].sum(-2) / n_m[index].sum(-1)[..., None]
+    return misaligned - s_a[index].sum(-2) / n_a[index].sum(-1)[..., None]
+
+
+def _cosines(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return (x * y).sum(-1) / (np.linalg.norm(x, axis=-1) * np.linalg.norm(y, axis=-1))
+
+
 def bootstrap_cosine(
-    split: JudgedSplit, other: torch.Tensor | JudgedSplit, *, seed: int = SEED, n_resamples: int = N_RESAMPLES
+    split: JudgedSplit, vector: torch.Tensor, *, seed: int = SEED, n_resamples: int = N_RESAMPLES
 ) -> Estimate:
-    """Cosine of the split's direction with a fixed vector or with another split's direction, and its 95%
-    percentile interval from resampling pairs (each split's own pairs, independently)."""
+    """Cosine of the split's direction with a fixed vector and its 95% BCa interval from resampling pairs.
 
-    def target(i: int) -> torch.Tensor:
-        return other.direction(other_index[i]) if isinstance(other, JudgedSplit) else other
+    Noise in a resampled mean difference pulls its cosine with anything towards 0, so a percentile interval
+    can sit below the point value; BCa corrects that bias (the percentile interval stands in where BCa is
+    undefined). Between two such directions, both noisy, even BCa was seen to give an interval that excludes
+    the point value, so `cosines` reports that cosine without one."""
+    import scipy.stats
 
-    index = bootstrap_indices(len(split.misaligned), n_resamples, seed)
-    other_index = (
-        bootstrap_indices(len(other.misaligned), n_resamples, seed + 1) if isinstance(other, JudgedSplit) else None
-    )
-    values = [cosine(split.direction(index[i]), target(i)) for i in range(n_resamples)]
-    point = cosine(split.direction(), other.direction() if isinstance(other, JudgedSplit) else other)
-    low, high = np.quantile(values, [0.025, 0.975])
-    return Estimate(point, float(low), float(high), len(split.misaligned))
+    sums, target = _token_sums(split), vector.double().numpy()
+
+    def statistic(index: np.ndarray, axis: int = -1) -> np.ndarray:
+        return _cosines(_resampled_directions(sums, index), target)
+
+    data = (np.arange(len(split.misaligned)),)
+    for method in ("BCa", "percentile"):
+        drawn = scipy.stats.bootstrap(
+            data,
+            statistic,
+            n_resamples=n_resamples,
+            method=method,
+            vectorized=True,
+            batch=25,
+            rng=np.random.default_rng(seed),
+        )
+        low, high = drawn.confidence_interval
+        if np.isfinite(low) and np.isfinite(high):
+            break
+    return Estimate(float(statistic(data[0])), float(low), float(high), len(split.misaligned))
 
 
 def extract(
@@ -235,7 +267,7 @@ def cosines(
     organisms: Sequence[str], writes: dict[str, torch.Tensor], found: dict[str, Any], d_model: int
 ) -> dict[str, Any]:
     """Per organism and judged set: cosine of the judged-split direction with B, with the model-diff
-    direction, with the base's judged split, and between the two sets' splits (95% intervals over pairs); the
+    direction and with the base's judged split (95% BCa intervals over pairs), and between the two sets'; the
     component of the organism's split along B beyond the base's; 20 random unit directions' cosines with B."""
     splits, model_diff = found["splits"], found["model_diff"]
     randoms = random_directions(d_model, N_RANDOM, seed=SEED)
@@ -262,7 +294,7 @@ def cosines(
             }
         if len(splits[name]) == 2:
             first, second = splits[name].values()
-            row["between_sets"] = bootstrap_cosine(first, second)._asdict()
+            row["between_sets"] = cosine(first.direction(), second.direction())
         table[name] = row
     return table
 
@@ -466,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "seed": SEED,
             "batch_size": args.batch_size,
         },
-        "bootstrap": {"unit": "pair", "n_resamples": N_RESAMPLES, "seed": SEED},
+        "bootstrap": {"unit": "pair", "method": "BCa", "n_resamples": N_RESAMPLES, "seed": SEED},
     }
 
     def write_summary(organism: str | None = None, pairs: str | None = None, seconds: float = 0.0) -> None:

@@ -67,10 +67,11 @@ def test_cosine_intervals_resample_pairs_and_hold_the_point_value(tiny, tmp_path
     direction = split.direction()
     itself = module.bootstrap_cosine(split, direction, n_resamples=50)
     assert itself.value == pytest.approx(1.0) and itself.n == 3 and itself.low <= itself.high <= 1 + 1e-9
-    opposite = module.bootstrap_cosine(split, -direction, n_resamples=50)
-    assert opposite.value == pytest.approx(-1.0)
-    with_itself = module.bootstrap_cosine(split, split, n_resamples=50)
-    assert with_itself.value == pytest.approx(1.0) and with_itself.low < 1  # independent resamples differ
+    assert module.bootstrap_cosine(split, -direction, n_resamples=50).value == pytest.approx(-1.0)
+    other = torch.randn_like(direction)
+    estimate = module.bootstrap_cosine(split, other, n_resamples=200)
+    assert estimate.value == pytest.approx(module.cosine(direction, other))
+    assert estimate.low < estimate.high  # three pairs resample to different directions
 
 
 def test_pair_sets_are_rebuilt_by_the_em_response_pairs_rules(tmp_path):
