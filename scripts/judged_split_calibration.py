@@ -414,11 +414,54 @@ def check_margins(work: Path, organisms: Sequence[str], sets: Sequence[str], ext
     return found
 
 
+def _short(name: str) -> str:
+    return name.removeprefix("rank1-")
+
+
+def tables(summary: dict[str, Any]) -> str:
+    """The two markdown tables of figures/README.md: cosines, and shares removed beside the random null."""
+    from misdir.stats import format_estimate
+
+    def f(estimate: dict[str, float]) -> str:
+        return format_estimate(estimate, "+.2f")
+
+    lines = [
+        "| rank-1 organism | em-responses split: cos with B | em-other split: cos with B | base's "
+        "split: cos with B (em-responses, em-other) | cos with the base's split | 20 random: max abs "
+        "cos with B |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in summary["cosines"].items():
+        r, o = row["em-responses"], row["em-other"]
+        base = f"{r['base_split_vs_B']['value']:+.2f}, {o['base_split_vs_B']['value']:+.2f}"
+        in_base = f"{r['vs_base_split']:.3f}, {o['vs_base_split']:.3f}"
+        lines.append(
+            f"| {_short(name)} | {f(r['vs_B'])} | {f(o['vs_B'])} | {base} | {in_base} | "
+            f"{row['random_vs_B']['max_abs']:.2f} |"
+        )
+    lines += [
+        "",
+        "| rank-1 organism | set | shift from base | ablate B | ablate em-responses split | "
+        "ablate em-other split | 20 random: median [95% range] |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    rows = summary["ablation"]
+    for name, pairs in dict.fromkeys((r["model"], r["set"]) for r in rows):
+        cell = {r["direction"]: r for r in rows if (r["model"], r["set"]) == (name, pairs)}
+        shares = [
+            f"{f(cell[d]['share_removed'])} ({cell[d]['null_share_removed']['percentile']:.0f})"
+            for d in ("B", "judged em-responses", "judged em-other")
+        ]
+        null = cell["B"]["null_share_removed"]
+        nulls = f"{null['null_median']:+.2f} [{null['null_low']:+.2f}, {null['null_high']:+.2f}]"
+        cells = " | ".join([_short(name), pairs, f(cell["B"]["excess"]), *shares, nulls])
+        lines.append(f"| {cells} |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--repo", type=Path, required=True, help=f"a checkout of replicating-model-organisms at {COMMIT}"
-    )
+    parser.add_argument("--repo", type=Path, help=f"a checkout of replicating-model-organisms at {COMMIT}")
     parser.add_argument("--out", type=Path, default=Path("figures/ground_truth/judged_split"))
     parser.add_argument(
         "--work", type=Path, default=Path("results/judged-split"), help="texts, activations and sweeps (git-ignored)"
@@ -435,7 +478,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--tables", action="store_true", help="print OUT/summary.json's tables; run nothing")
     args = parser.parse_args(argv)
+    if args.tables:
+        print(tables(json.loads((args.out / "summary.json").read_text())))
+        return
+    if args.repo is None:
+        parser.error("--repo is required (a checkout of replicating-model-organisms)")
     started = time.time()
 
     def log(message: str) -> None:
