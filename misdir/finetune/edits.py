@@ -178,7 +178,8 @@ class EditOptions:
 
     ablate: tuple[str, ...] = ()
     """Ablate a direction set (a misdir directions file) during training steps: FILE or FILE@LAYERS
-    (comma-separated; default every layer, each with its own row), at the set's site (CAFT). Repeatable."""
+    (comma-separated, ranges like 15-29; default every layer, each with its own row), at the set's site
+    (CAFT). Repeatable."""
     steer: tuple[str, ...] = ()
     """Add a direction set during training steps: FILE or FILE@LAYERS as for --ablate, by --scale
     (preventative steering). Repeatable."""
@@ -222,14 +223,19 @@ class EditOptions:
 
 
 def _file_and_layers(text: str) -> tuple[Path, tuple[int, ...] | None]:
-    """FILE or FILE@LAYERS (comma-separated integers) -> (FILE, LAYERS or None)."""
+    """FILE or FILE@LAYERS (comma-separated integers or inclusive ranges: `@15`, `@1,3`, `@15-29`) -> (FILE,
+    LAYERS or None)."""
     path, at, layers = text.rpartition("@")
     if not at or Path(text).exists():
         return Path(text), None
-    try:
-        parsed = tuple(int(part) for part in layers.split(",") if part.strip())
-    except ValueError:
-        raise ValueError(f"{text!r}: expected FILE or FILE@LAYERS, layers comma-separated integers") from None
+    parsed: list[int] = []
+    for part in filter(None, (p.strip() for p in layers.split(","))):
+        first, dash, last = part.partition("-")
+        if not (first.isdigit() and (not dash or last.isdigit())) or (dash and int(last) < int(first)):
+            raise ValueError(
+                f"{text!r}: expected FILE or FILE@LAYERS, layers comma-separated integers or ranges like 15-29"
+            )
+        parsed += range(int(first), int(last) + 1) if dash else [int(first)]
     if not parsed:
         raise ValueError(f"{text!r}: no layers after @")
-    return Path(path), parsed
+    return Path(path), tuple(parsed)

@@ -167,7 +167,10 @@ def test_edit_options_read_file_and_layers(tiny, tmp_path):
         EditOptions(steer=(str(second),)).validate()
     with pytest.raises(ValueError, match="--scale is the steering scale"):
         EditOptions(ablate=(str(first),), scale=1.0).validate()
-    with pytest.raises(ValueError, match="expected FILE or FILE@LAYERS"):
-        EditOptions(ablate=(f"{first}@x",)).validate()
+    ranged = EditOptions(ablate=(f"{first}@0-2,4",)).edits()
+    assert ranged[0].layers == (0, 1, 2, 4)
+    for bad in ("x", "2-0", "1-", "-1", "1.5"):
+        with pytest.raises(ValueError, match="expected FILE or FILE@LAYERS"):
+            EditOptions(ablate=(f"{first}@{bad}",)).validate()
     with pytest.raises(FileNotFoundError, match="no direction set at"):
         EditOptions(ablate=(str(tmp_path / "missing.safetensors"),)).edits()
