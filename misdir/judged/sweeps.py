@@ -28,6 +28,16 @@ from misdir.positions import check_positions
 from misdir.stats import Estimate, compare, share_of_excess
 from misdir.sweep import NO_EDIT, Cell, Edit, Effect, provenance, random_nulls, with_random
 
+_ABLATION_ESTIMATES = (
+    "em_rate",
+    "coherence_rate",
+    "unablated_em_rate",
+    "unablated_coherence_rate",
+    "base_em_rate",
+    "excess",
+)
+"""A judged ablation row's estimates, in the order its fields and `summary.json` hold them."""
+
 
 @dataclass(frozen=True)
 class JudgedAblationRow:
@@ -50,23 +60,24 @@ class JudgedAblationRow:
     verdicts: dict[str, int]
 
     def to_dict(self) -> dict[str, Any]:
-        estimates = {
-            k: getattr(self, k)._asdict()
-            for k in (
-                "em_rate",
-                "coherence_rate",
-                "unablated_em_rate",
-                "unablated_coherence_rate",
-                "base_em_rate",
-                "excess",
-            )
-        }
+        estimates = {k: getattr(self, k)._asdict() for k in _ABLATION_ESTIMATES}
         return (
             {"model": self.model, "direction": self.direction, "questions": self.questions, **estimates}
             | self.change.to_dict("change")
             | self.share_removed.to_dict("share_removed")
             | self.coherence_change.to_dict("coherence_change")
             | {"verdicts": self.verdicts}
+        )
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> JudgedAblationRow:
+        return cls(
+            row["model"],
+            row["direction"],
+            row["questions"],
+            *(Estimate(**row[k]) for k in _ABLATION_ESTIMATES),
+            *(Effect.from_dict(row, k) for k in ("change", "share_removed", "coherence_change")),
+            dict(row["verdicts"]),
         )
 
 
@@ -100,6 +111,20 @@ class JudgedSteeringRow:
             | {"verdicts": self.verdicts}
         )
 
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> JudgedSteeringRow:
+        return cls(
+            row["direction"],
+            row["layer"],
+            row["scale"],
+            row["questions"],
+            Estimate(**row["em_rate"]),
+            Estimate(**row["coherence_rate"]),
+            Effect.from_dict(row, "induced"),
+            Effect.from_dict(row, "coherence_change"),
+            dict(row["verdicts"]),
+        )
+
 
 @dataclass(frozen=True)
 class JudgedSweep:
@@ -111,6 +136,13 @@ class JudgedSweep:
 
     def to_dict(self) -> dict[str, Any]:
         return {"provenance": self.provenance, "unedited": self.unedited, "rows": [r.to_dict() for r in self.rows]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JudgedSweep:
+        """Read back a `summary.json` (to redraw its figures without sampling or judging anything)."""
+        row = JudgedAblationRow if data["provenance"]["settings"]["kind"] == "judged ablation" else JudgedSteeringRow
+        rows: Any = [row.from_dict(r) for r in data["rows"]]
+        return cls(dict(data["provenance"]), dict(data["unedited"]), rows)
 
 
 def judged_ablation_sweep(

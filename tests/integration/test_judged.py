@@ -168,6 +168,20 @@ def check_ablation_summary(out: Path, finetune: str, direction: str, n_random: i
         assert all(f"null_{effect}" not in rows[r] for r in randoms)
 
 
+def check_figure(out: Path) -> None:
+    """The sweep's figure, drawn from summary.json alone, plots its rows' numbers (NaN shares included)."""
+    from misdir.judged import JudgedSweep
+    from misdir.judged.plots import ABLATION_PANELS, judged_ablation_figure
+
+    summary = json.loads((out / "summary.json").read_text())
+    fig = judged_ablation_figure(JudgedSweep.from_dict(summary))
+    for panel in ABLATION_PANELS:
+        for name, rows in (("d", ["d"]), ("random directions", [f"random {i}" for i in range(20)])):
+            (trace,) = [t for t in fig.data if t.meta == panel and t.name == name]
+            by_direction = {r["direction"]: r[panel]["value"] for r in summary["rows"]}
+            assert json.dumps(list(trace.y)) == json.dumps([by_direction[d] for d in rows])
+
+
 def test_judged_ablation_sweep_equals_a_recomputation_from_its_answers(
     tiny: Any, tmp_path: Path, judge_server: DeterministicJudge
 ) -> None:
@@ -194,6 +208,7 @@ def test_judged_ablation_sweep_equals_a_recomputation_from_its_answers(
 
     sweep = judged_ablation_sweep(tiny, {"ft": finetune}, {"d": direction}, **kwargs)
     check_ablation_summary(out, "ft", "d", 20)
+    check_figure(out)
     # each distinct answer text asked once per rubric: the cache absorbs repeats across cells
     assert len(judge_server.prompts) == len(set(judge_server.prompts))
     asked = len(judge_server.prompts)
@@ -394,6 +409,7 @@ def test_cli_judged_ablation_on_the_embedded_model_resumes_after_sigkill(
 
     assert not {key(p) for p in judge_server.prompts[asked_before:]} & cached_at_kill  # nothing cached asked again
     check_ablation_summary(out, "rank1", "rank1-medical-bad", 20)
+    assert f"wrote {out / 'ablation_judged_questions.html'}" in resumed.stdout
 
     asked = len(judge_server.prompts)
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
