@@ -16,6 +16,9 @@ from misdir.cli.common import (
     _check_pairs,
     _check_random,
     _fail,
+    _judge_errors,
+    _judge_model,
+    _judged_metric,
     _model_shape,
     _named,
     _null_text,
@@ -295,10 +298,10 @@ def steer(cfg: SteerConfig) -> None:
 
 def _judged_study(cfg: AblateConfig, models: dict[str, str], metric: Any, shape: Any) -> None:
     """`misdir ablate --judge` without --directions: sample, judge, split, extract, then the judged ablation."""
-    from misdir.judged import JudgeFailures, judged_study
+    from misdir.judged import judged_study
 
     _check_layers("--layer", None if cfg.layer is None else [cfg.layer], shape)
-    try:
+    with _judge_errors():
         summary = judged_study(
             cfg.base,
             models,
@@ -313,39 +316,16 @@ def _judged_study(cfg: AblateConfig, models: dict[str, str], metric: Any, shape:
             judge_device=cfg.device,
             load=_loader(cfg.device),
         )
-    except (ConnectionError, JudgeFailures) as error:
-        _fail(error)
     for name in models:
         typer.echo(f"judged-split direction of {name}: {cfg.out / f'judged-{name}.safetensors'}")
     _print_judged(summary, cfg, cfg.figures or cfg.out / "ablation")
-
-
-def _judged_metric(cfg: SweepConfig) -> Any:
-    """The judged metric --judge asks for (None: the contrast metric), its question file read now: a file that
-    does not parse is refused before any model loads."""
-    if cfg.judge is None:
-        return None
-    from misdir.judged import JudgedMetric
-
-    with _refused():
-        metric = JudgedMetric(
-            cfg.questions, cfg.samples, cfg.max_new_tokens, cfg.temperature, cfg.seed, cfg.limit or None
-        )
-        metric.load()
-    return metric
-
-
-def _judge_model(cfg: SweepConfig) -> dict[str, str]:
-    """A local judge's spec, checked like the models' (`--judge local:SPEC`)."""
-    kind, _, name = (cfg.judge or "").partition(":")
-    return {"--judge": name} if kind == "local" else {}
 
 
 def _judged(sweep: Callable[..., Any], cfg: SweepConfig, metric: Any, figures: Path) -> None:
     """Run a judged sweep: its plan first (answers to sample, judge calls to make), then, unless --dry-run, the
     sweep, with each named direction's effects printed beside their random null, and its figure (stem
     `figures`)."""
-    from misdir.judged import JudgedPlan, JudgeFailures
+    from misdir.judged import JudgedPlan
 
     options = dict(out=cfg.out, judge=cfg.judge, metric=metric, judge_url=cfg.judge_url, judge_device=cfg.device)
     with _refused():
@@ -353,10 +333,8 @@ def _judged(sweep: Callable[..., Any], cfg: SweepConfig, metric: Any, figures: P
     typer.echo(f"judged sweep in {cfg.out}: {todo.describe()}")
     if cfg.dry_run:
         return
-    try:
+    with _judge_errors():
         summary = sweep(**options)
-    except (ConnectionError, JudgeFailures) as error:
-        _fail(error)
     assert not isinstance(summary, JudgedPlan)
     _print_judged(summary, cfg, figures)
 

@@ -43,8 +43,10 @@ from misdir.judged.sweeps import (
     JudgedAblationRow,
     JudgedSteeringRow,
     JudgedSweep,
+    ablation_cells,
     judged_ablation_sweep,
     judged_steering_grid,
+    steering_cells,
 )
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "JudgedScorer",
     "JudgedSteeringRow",
     "JudgedSweep",
+    "ablation_cells",
     "as_judge",
     "check_reachable",
     "judged_ablation_sweep",
@@ -67,4 +70,5 @@ __all__ = [
     "plan",
     "plot_judged_sweep",
     "scored_answers",
+    "steering_cells",
 ]

@@ -187,9 +187,7 @@ def judged_ablation_sweep(
         "positions": positions,
         "seed": seed,
     }
-    edit = Edit("ablate", "", None if layers is None else tuple(int(x) for x in layers), tuple(site), positions)
-    cells = [Cell(n, NO_EDIT, metric.questions) for n in ("base", *models)]
-    cells += [Cell(n, replace(edit, direction=d), metric.questions) for n in models for d in chosen]
+    cells = ablation_cells(list(models), list(chosen), metric, layers, site, positions)
     out = Path(out)
     todo = plan(cells, metric, judge, out)
     if dry_run:
@@ -294,18 +292,8 @@ def judged_steering_grid(
         "positions": positions,
         "seed": seed,
     }
-    cells = [Cell(model.spec, NO_EDIT, metric.questions)]
-    cells += [
-        Cell(
-            model.spec,
-            Edit("steer", d, (int(layer),), (getattr(v, "site", "resid_post"),), positions, float(s), relative),
-            metric.questions,
-        )
-        for d, v in chosen.items()
-        for layer in layers
-        for s in scales
-        if s != 0
-    ]
+    sites = {d: getattr(v, "site", "resid_post") for d, v in chosen.items()}
+    cells = steering_cells(model.spec, sites, metric, layers, scales, relative, positions)
     out = Path(out)
     todo = plan(cells, metric, judge, out)
     if dry_run:
@@ -361,6 +349,42 @@ def judged_steering_grid(
         )
         write_json_atomic(out / "summary.json", sweep.to_dict())
     return sweep
+
+
+def ablation_cells(
+    models: Sequence[str],
+    directions: Sequence[str],
+    metric: JudgedMetric,
+    layers: Sequence[int] | None = None,
+    site: Sequence[str] = RESIDUAL_SITES,
+    positions: str = SWEEP_POSITIONS,
+) -> list[Cell]:
+    """The cells of `judged_ablation_sweep`: the base and each model unedited, then each direction (by name)
+    ablated in each model. Known before any direction is computed, so a run can be planned (`plan`) first."""
+    edit = Edit("ablate", "", None if layers is None else tuple(int(x) for x in layers), tuple(site), positions)
+    cells = [Cell(n, NO_EDIT, metric.questions) for n in ("base", *models)]
+    return cells + [Cell(n, replace(edit, direction=d), metric.questions) for n in models for d in directions]
+
+
+def steering_cells(
+    model: str,
+    sites: Mapping[str, str],
+    metric: JudgedMetric,
+    layers: Sequence[int],
+    scales: Sequence[float],
+    relative: str = "resid",
+    positions: str = SWEEP_POSITIONS,
+) -> list[Cell]:
+    """The cells of `judged_steering_grid`: `model` unsteered, then each direction (by name, with the site it is
+    added at) at each layer and nonzero scale."""
+    cells = [Cell(model, NO_EDIT, metric.questions)]
+    return cells + [
+        Cell(model, Edit("steer", d, (int(layer),), (site,), positions, float(s), relative), metric.questions)
+        for d, site in sites.items()
+        for layer in layers
+        for s in scales
+        if s != 0
+    ]
 
 
 def _result_dict(result: JudgedResult) -> dict[str, Any]:
