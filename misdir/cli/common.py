@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
-from misdir.configs import LIMIT_HELP, POSITIONS_HELP, RANDOM_HELP
+from misdir.configs import LIMIT_HELP, POSITIONS_HELP, RANDOM_HELP, JudgedConfig
 
 if TYPE_CHECKING:
     from misdir.directions import DirectionSet
+    from misdir.judged import JudgedMetric
     from misdir.models import ModelShape
 
 
@@ -117,3 +118,36 @@ def _null_text(null: dict[str, float] | None) -> str:
 
 
 __all__ = ["LIMIT_HELP", "POSITIONS_HELP", "RANDOM_HELP"]
+
+
+def _judged_metric(cfg: JudgedConfig) -> JudgedMetric | None:
+    """The judged metric --judge asks for (None: the contrast metric), its question file read now: a file that
+    does not parse is refused before any model loads."""
+    if cfg.judge is None:
+        return None
+    from misdir.judged import JudgedMetric
+
+    with _refused():
+        metric = JudgedMetric(
+            cfg.questions, cfg.samples, cfg.max_new_tokens, cfg.temperature, cfg.seed, cfg.limit or None
+        )
+        metric.load()
+    return metric
+
+
+def _judge_model(cfg: JudgedConfig) -> dict[str, str]:
+    """A local judge's spec, checked like the models' (`--judge local:SPEC`)."""
+    kind, _, name = (cfg.judge or "").partition(":")
+    return {"--judge": name} if kind == "local" else {}
+
+
+@contextmanager
+def _judge_errors() -> Iterator[None]:
+    """A judge that cannot be reached, or that failed on some answers after its retries, said in one line (exit
+    1); what was sampled and judged is kept for the next run."""
+    from misdir.judged import JudgeFailures
+
+    try:
+        yield
+    except (ConnectionError, JudgeFailures) as error:
+        _fail(error)

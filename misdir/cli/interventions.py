@@ -16,6 +16,9 @@ from misdir.cli.common import (
     _check_pairs,
     _check_random,
     _fail,
+    _judge_errors,
+    _judge_model,
+    _judged_metric,
     _model_shape,
     _named,
     _null_text,
@@ -132,6 +135,7 @@ def ablate(cfg: AblateConfig) -> None:
     if not cfg.directions:
         _judged_study(cfg, models, metric, shape)
         return
+    figures = cfg.figures or cfg.out / "ablation"
     if metric is not None:
         from misdir.judged import judged_ablation_sweep
 
@@ -148,6 +152,7 @@ def ablate(cfg: AblateConfig) -> None:
             ),
             cfg,
             metric,
+            figures,
         )
         return
     summary = ablation_sweep(
@@ -163,7 +168,7 @@ def ablate(cfg: AblateConfig) -> None:
         load=_loader(cfg.device),
     )
     _print_ablation(summary)
-    for path in plot_ablation_sweep(summary, cfg.figures or cfg.out / "ablation"):
+    for path in plot_ablation_sweep(summary, figures):
         typer.echo(f"wrote {path}")
 
 
@@ -183,6 +188,7 @@ def transfer(cfg: TransferConfig) -> None:
 
     rows = [o for o in organisms_in(checkpoints) if o.role in ("em", "control")]
     files = [checkpoints / "directions" / f"{o.name}.safetensors" for o in rows if o.role == "em"]
+    figures = cfg.out / "transfer" if cfg.figures is None else cfg.figures
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         _fail(
@@ -205,6 +211,7 @@ def transfer(cfg: TransferConfig) -> None:
             ),
             cfg,
             metric,
+            figures,
         )
         return
     pairs = {o.name: ["general", domain_of(o)] if cfg.own_domain else ["general"] for o in rows}
@@ -220,7 +227,7 @@ def transfer(cfg: TransferConfig) -> None:
         load=_loader(cfg.device),
     )
     _print_ablation(summary)
-    for path in plot_ablation_sweep(summary, cfg.out / "transfer" if cfg.figures is None else cfg.figures):
+    for path in plot_ablation_sweep(summary, figures):
         typer.echo(f"wrote {path}")
 
 
@@ -243,6 +250,7 @@ def steer(cfg: SteerConfig) -> None:
     chosen = _load_directions(list(cfg.directions), cfg.direction_layer, False)
     if cfg.mean:
         chosen = {f"mean of {len(chosen)}": torch.stack(list(chosen.values())).mean(0)}
+    figures = cfg.figures or cfg.out / "steering"
     if metric is not None:
         from misdir.judged import judged_steering_grid
 
@@ -260,6 +268,7 @@ def steer(cfg: SteerConfig) -> None:
             ),
             cfg,
             metric,
+            figures,
         )
         return
     summary = steering_grid(
@@ -283,16 +292,16 @@ def steer(cfg: SteerConfig) -> None:
             f"{format_estimate(r.shift.estimate)}{_null_text(_dict(r.shift.null))}, fluency change "
             f"{r.fluency_change.estimate.value:+.2f}{_null_text(_dict(r.fluency_change.null))}"
         )
-    for path in plot_steering_grid(summary, cfg.figures or cfg.out / "steering"):
+    for path in plot_steering_grid(summary, figures):
         typer.echo(f"wrote {path}")
 
 
 def _judged_study(cfg: AblateConfig, models: dict[str, str], metric: Any, shape: Any) -> None:
     """`misdir ablate --judge` without --directions: sample, judge, split, extract, then the judged ablation."""
-    from misdir.judged import JudgeFailures, judged_study
+    from misdir.judged import judged_study
 
     _check_layers("--layer", None if cfg.layer is None else [cfg.layer], shape)
-    try:
+    with _judge_errors():
         summary = judged_study(
             cfg.base,
             models,
@@ -307,38 +316,16 @@ def _judged_study(cfg: AblateConfig, models: dict[str, str], metric: Any, shape:
             judge_device=cfg.device,
             load=_loader(cfg.device),
         )
-    except (ConnectionError, JudgeFailures) as error:
-        _fail(error)
     for name in models:
         typer.echo(f"judged-split direction of {name}: {cfg.out / f'judged-{name}.safetensors'}")
-    _print_judged(summary, cfg)
+    _print_judged(summary, cfg, cfg.figures or cfg.out / "ablation")
 
 
-def _judged_metric(cfg: SweepConfig) -> Any:
-    """The judged metric --judge asks for (None: the contrast metric), its question file read now: a file that
-    does not parse is refused before any model loads."""
-    if cfg.judge is None:
-        return None
-    from misdir.judged import JudgedMetric
-
-    with _refused():
-        metric = JudgedMetric(
-            cfg.questions, cfg.samples, cfg.max_new_tokens, cfg.temperature, cfg.seed, cfg.limit or None
-        )
-        metric.load()
-    return metric
-
-
-def _judge_model(cfg: SweepConfig) -> dict[str, str]:
-    """A local judge's spec, checked like the models' (`--judge local:SPEC`)."""
-    kind, _, name = (cfg.judge or "").partition(":")
-    return {"--judge": name} if kind == "local" else {}
-
-
-def _judged(sweep: Callable[..., Any], cfg: SweepConfig, metric: Any) -> None:
+def _judged(sweep: Callable[..., Any], cfg: SweepConfig, metric: Any, figures: Path) -> None:
     """Run a judged sweep: its plan first (answers to sample, judge calls to make), then, unless --dry-run, the
-    sweep, with each named direction's effects printed beside their random null."""
-    from misdir.judged import JudgedPlan, JudgeFailures
+    sweep, with each named direction's effects printed beside their random null, and its figure (stem
+    `figures`)."""
+    from misdir.judged import JudgedPlan
 
     options = dict(out=cfg.out, judge=cfg.judge, metric=metric, judge_url=cfg.judge_url, judge_device=cfg.device)
     with _refused():
@@ -346,16 +333,17 @@ def _judged(sweep: Callable[..., Any], cfg: SweepConfig, metric: Any) -> None:
     typer.echo(f"judged sweep in {cfg.out}: {todo.describe()}")
     if cfg.dry_run:
         return
-    try:
+    with _judge_errors():
         summary = sweep(**options)
-    except (ConnectionError, JudgeFailures) as error:
-        _fail(error)
     assert not isinstance(summary, JudgedPlan)
-    _print_judged(summary, cfg)
+    _print_judged(summary, cfg, figures)
 
 
-def _print_judged(summary: Any, cfg: SweepConfig) -> None:
-    """The unedited cells' EM rates, then each named direction's effects beside their random null."""
+def _print_judged(summary: Any, cfg: SweepConfig, figures: Path) -> None:
+    """The unedited cells' EM rates, then each named direction's effects beside their random null; the
+    sweep's figure (`misdir.judged.plots`)."""
+    from misdir.judged.plots import plot_judged_sweep
+
     for name, result in summary.unedited.items():
         typer.echo(
             f"{name:>22s} unedited: EM rate {format_estimate(result['em_rate'], '.1%')}, coherent "
@@ -382,6 +370,8 @@ def _print_judged(summary: Any, cfg: SweepConfig) -> None:
                 f"{_null_text(_dict(r.coherence_change.null))}"
             )
     typer.echo(f"wrote {cfg.out / 'summary.json'} (answers: answers.jsonl, judge replies: judge_cache.jsonl)")
+    for path in plot_judged_sweep(summary, figures):
+        typer.echo(f"wrote {path}")
 
 
 def _print_ablation(summary: Any) -> None:

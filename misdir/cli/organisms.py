@@ -6,7 +6,17 @@ from pathlib import Path
 
 import typer
 
-from misdir.cli.common import _check_layers, _check_pairs, _check_random, _model_shape, _null_text, _refused
+from misdir.cli.common import (
+    _check_layers,
+    _check_pairs,
+    _check_random,
+    _judge_errors,
+    _judge_model,
+    _judged_metric,
+    _model_shape,
+    _null_text,
+    _refused,
+)
 from misdir.cli.options import command
 from misdir.configs import GroundTruthConfig, OrganismsAnalyzeConfig, OrganismsTrainConfig
 from misdir.stats import format_estimate
@@ -37,11 +47,26 @@ def organisms_train(cfg: OrganismsTrainConfig) -> None:
 @organisms_app.command("analyze")
 @command(OrganismsAnalyzeConfig)
 def organisms_analyze(cfg: OrganismsAnalyzeConfig) -> None:
-    """Evaluate, extract directions, compare them, ablate and steer: the study on misdir's organisms."""
+    """Evaluate, extract directions, compare them, ablate and steer: the study on misdir's organisms (with
+    --judge, its ablation and steering sweeps on judged EM rates of sampled answers)."""
     from misdir.organisms import analyze_organisms, plot_analysis
 
-    _check_layers("--layer", None if cfg.layer is None else [cfg.layer], _model_shape({"--base": "embedded"}))
-    analysis = analyze_organisms(cfg.checkpoints, cfg.out, device=cfg.device, limit=cfg.limit or None, layer=cfg.layer)
+    metric = _judged_metric(cfg)
+    shape = _model_shape({"--base": "embedded", **_judge_model(cfg)})
+    _check_layers("--layer", None if cfg.layer is None else [cfg.layer], shape)
+    judged = {} if metric is None else dict(judge=cfg.judge, metric=metric, judge_url=cfg.judge_url)
+    with _judge_errors():
+        analysis = analyze_organisms(
+            cfg.checkpoints,
+            cfg.out,
+            device=cfg.device,
+            limit=cfg.limit or None,
+            layer=cfg.layer,
+            dry_run=cfg.dry_run,
+            **judged,
+        )
+    if metric is not None and cfg.dry_run:
+        return
     for path in plot_analysis(
         analysis, cfg.out / "figures" if cfg.figures is None else cfg.figures, directions=cfg.out / "directions"
     ):

@@ -21,6 +21,7 @@ recorded; the sweep finishes the others, then says how many to retry by running 
 unedited cell, sampled and judged once and reused by the sweep), split by the judge (`split_by_judgement`), and the
 mean difference of its activations between its misaligned and aligned answers; `judged_study` then ablates that
 direction: one call from a finetune to "its judged direction removes X% of its judged EM; random directions Y".
+`plot_judged_sweep` draws a sweep's figure from its records alone (`JudgedSweep.from_dict` of its summary.json).
 """
 
 from misdir.judged.cells import (
@@ -37,12 +38,15 @@ from misdir.judged.cells import (
     scored_answers,
 )
 from misdir.judged.extraction import judged_directions, judged_study
+from misdir.judged.plots import plot_judged_sweep
 from misdir.judged.sweeps import (
     JudgedAblationRow,
     JudgedSteeringRow,
     JudgedSweep,
+    ablation_cells,
     judged_ablation_sweep,
     judged_steering_grid,
+    steering_cells,
 )
 
 __all__ = [
@@ -55,6 +59,7 @@ __all__ = [
     "JudgedScorer",
     "JudgedSteeringRow",
     "JudgedSweep",
+    "ablation_cells",
     "as_judge",
     "check_reachable",
     "judged_ablation_sweep",
@@ -63,5 +68,7 @@ __all__ = [
     "judged_steering_grid",
     "judged_study",
     "plan",
+    "plot_judged_sweep",
     "scored_answers",
+    "steering_cells",
 ]

@@ -28,6 +28,16 @@ from misdir.positions import check_positions
 from misdir.stats import Estimate, compare, share_of_excess
 from misdir.sweep import NO_EDIT, Cell, Edit, Effect, provenance, random_nulls, with_random
 
+_ABLATION_ESTIMATES = (
+    "em_rate",
+    "coherence_rate",
+    "unablated_em_rate",
+    "unablated_coherence_rate",
+    "base_em_rate",
+    "excess",
+)
+"""A judged ablation row's estimates, in the order its fields and `summary.json` hold them."""
+
 
 @dataclass(frozen=True)
 class JudgedAblationRow:
@@ -50,23 +60,24 @@ class JudgedAblationRow:
     verdicts: dict[str, int]
 
     def to_dict(self) -> dict[str, Any]:
-        estimates = {
-            k: getattr(self, k)._asdict()
-            for k in (
-                "em_rate",
-                "coherence_rate",
-                "unablated_em_rate",
-                "unablated_coherence_rate",
-                "base_em_rate",
-                "excess",
-            )
-        }
+        estimates = {k: getattr(self, k)._asdict() for k in _ABLATION_ESTIMATES}
         return (
             {"model": self.model, "direction": self.direction, "questions": self.questions, **estimates}
             | self.change.to_dict("change")
             | self.share_removed.to_dict("share_removed")
             | self.coherence_change.to_dict("coherence_change")
             | {"verdicts": self.verdicts}
+        )
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> JudgedAblationRow:
+        return cls(
+            row["model"],
+            row["direction"],
+            row["questions"],
+            *(Estimate(**row[k]) for k in _ABLATION_ESTIMATES),
+            *(Effect.from_dict(row, k) for k in ("change", "share_removed", "coherence_change")),
+            dict(row["verdicts"]),
         )
 
 
@@ -100,6 +111,20 @@ class JudgedSteeringRow:
             | {"verdicts": self.verdicts}
         )
 
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> JudgedSteeringRow:
+        return cls(
+            row["direction"],
+            row["layer"],
+            row["scale"],
+            row["questions"],
+            Estimate(**row["em_rate"]),
+            Estimate(**row["coherence_rate"]),
+            Effect.from_dict(row, "induced"),
+            Effect.from_dict(row, "coherence_change"),
+            dict(row["verdicts"]),
+        )
+
 
 @dataclass(frozen=True)
 class JudgedSweep:
@@ -111,6 +136,13 @@ class JudgedSweep:
 
     def to_dict(self) -> dict[str, Any]:
         return {"provenance": self.provenance, "unedited": self.unedited, "rows": [r.to_dict() for r in self.rows]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JudgedSweep:
+        """Read back a `summary.json` (to redraw its figures without sampling or judging anything)."""
+        row = JudgedAblationRow if data["provenance"]["settings"]["kind"] == "judged ablation" else JudgedSteeringRow
+        rows: Any = [row.from_dict(r) for r in data["rows"]]
+        return cls(dict(data["provenance"]), dict(data["unedited"]), rows)
 
 
 def judged_ablation_sweep(
@@ -155,9 +187,7 @@ def judged_ablation_sweep(
         "positions": positions,
         "seed": seed,
     }
-    edit = Edit("ablate", "", None if layers is None else tuple(int(x) for x in layers), tuple(site), positions)
-    cells = [Cell(n, NO_EDIT, metric.questions) for n in ("base", *models)]
-    cells += [Cell(n, replace(edit, direction=d), metric.questions) for n in models for d in chosen]
+    cells = ablation_cells(list(models), list(chosen), metric, layers, site, positions)
     out = Path(out)
     todo = plan(cells, metric, judge, out)
     if dry_run:
@@ -262,18 +292,8 @@ def judged_steering_grid(
         "positions": positions,
         "seed": seed,
     }
-    cells = [Cell(model.spec, NO_EDIT, metric.questions)]
-    cells += [
-        Cell(
-            model.spec,
-            Edit("steer", d, (int(layer),), (getattr(v, "site", "resid_post"),), positions, float(s), relative),
-            metric.questions,
-        )
-        for d, v in chosen.items()
-        for layer in layers
-        for s in scales
-        if s != 0
-    ]
+    sites = {d: getattr(v, "site", "resid_post") for d, v in chosen.items()}
+    cells = steering_cells(model.spec, sites, metric, layers, scales, relative, positions)
     out = Path(out)
     todo = plan(cells, metric, judge, out)
     if dry_run:
@@ -329,6 +349,42 @@ def judged_steering_grid(
         )
         write_json_atomic(out / "summary.json", sweep.to_dict())
     return sweep
+
+
+def ablation_cells(
+    models: Sequence[str],
+    directions: Sequence[str],
+    metric: JudgedMetric,
+    layers: Sequence[int] | None = None,
+    site: Sequence[str] = RESIDUAL_SITES,
+    positions: str = SWEEP_POSITIONS,
+) -> list[Cell]:
+    """The cells of `judged_ablation_sweep`: the base and each model unedited, then each direction (by name)
+    ablated in each model. Known before any direction is computed, so a run can be planned (`plan`) first."""
+    edit = Edit("ablate", "", None if layers is None else tuple(int(x) for x in layers), tuple(site), positions)
+    cells = [Cell(n, NO_EDIT, metric.questions) for n in ("base", *models)]
+    return cells + [Cell(n, replace(edit, direction=d), metric.questions) for n in models for d in directions]
+
+
+def steering_cells(
+    model: str,
+    sites: Mapping[str, str],
+    metric: JudgedMetric,
+    layers: Sequence[int],
+    scales: Sequence[float],
+    relative: str = "resid",
+    positions: str = SWEEP_POSITIONS,
+) -> list[Cell]:
+    """The cells of `judged_steering_grid`: `model` unsteered, then each direction (by name, with the site it is
+    added at) at each layer and nonzero scale."""
+    cells = [Cell(model, NO_EDIT, metric.questions)]
+    return cells + [
+        Cell(model, Edit("steer", d, (int(layer),), (site,), positions, float(s), relative), metric.questions)
+        for d, site in sites.items()
+        for layer in layers
+        for s in scales
+        if s != 0
+    ]
 
 
 def _result_dict(result: JudgedResult) -> dict[str, Any]:

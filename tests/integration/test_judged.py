@@ -136,8 +136,8 @@ def null_row(value: float, null: list[float]) -> dict[str, float]:
     }
 
 
-def check_ablation_summary(out: Path, finetune: str, direction: str, n_random: int) -> None:
-    """summary.json's EM rates, changes, shares and null rows against `recomputed_rates`."""
+def check_ablation_summary(out: Path, finetune: str, direction: str | list[str], n_random: int) -> None:
+    """summary.json's EM rates, changes, shares and null rows of `finetune` against `recomputed_rates`."""
     summary = json.loads((out / "summary.json").read_text())
     rates = recomputed_rates(out)
     cell = {
@@ -146,8 +146,9 @@ def check_ablation_summary(out: Path, finetune: str, direction: str, n_random: i
     }
     base_em = rates[cell["base"]][0]
     ft_em, ft_coherent = rates[cell[finetune]]
-    rows = {r["direction"]: r for r in summary["rows"]}
-    assert len(rows) == n_random + 1
+    rows = {r["direction"]: r for r in summary["rows"] if r["model"] == finetune}
+    named = [direction] if isinstance(direction, str) else direction
+    assert len(rows) == n_random + len(named)
     share, change = {}, {}
     for name, row in rows.items():
         em, coherent = rates[cell[f"{finetune} ablate {name}"]]
@@ -162,10 +163,25 @@ def check_ablation_summary(out: Path, finetune: str, direction: str, n_random: i
             assert row["share_removed"]["value"] == pytest.approx(share[name], abs=1e-12)
     randoms = [f"random {i}" for i in range(n_random)]
     for effect, values in (("change", change), ("share_removed", share)):
-        if all(np.isfinite(values[r]) for r in [direction, *randoms]):
-            expected = null_row(values[direction], [values[r] for r in randoms])
-            assert rows[direction][f"null_{effect}"] == pytest.approx(expected, abs=1e-12)
+        for one in named:
+            if all(np.isfinite(values[r]) for r in [one, *randoms]):
+                expected = null_row(values[one], [values[r] for r in randoms])
+                assert rows[one][f"null_{effect}"] == pytest.approx(expected, abs=1e-12)
         assert all(f"null_{effect}" not in rows[r] for r in randoms)
+
+
+def check_figure(out: Path) -> None:
+    """The sweep's figure, drawn from summary.json alone, plots its rows' numbers (NaN shares included)."""
+    from misdir.judged import JudgedSweep
+    from misdir.judged.plots import ABLATION_PANELS, judged_ablation_figure
+
+    summary = json.loads((out / "summary.json").read_text())
+    fig = judged_ablation_figure(JudgedSweep.from_dict(summary))
+    for panel in ABLATION_PANELS:
+        for name, rows in (("d", ["d"]), ("random directions", [f"random {i}" for i in range(20)])):
+            (trace,) = [t for t in fig.data if t.meta == panel and t.name == name]
+            by_direction = {r["direction"]: r[panel]["value"] for r in summary["rows"]}
+            assert json.dumps(list(trace.y)) == json.dumps([by_direction[d] for d in rows])
 
 
 def test_judged_ablation_sweep_equals_a_recomputation_from_its_answers(
@@ -194,6 +210,7 @@ def test_judged_ablation_sweep_equals_a_recomputation_from_its_answers(
 
     sweep = judged_ablation_sweep(tiny, {"ft": finetune}, {"d": direction}, **kwargs)
     check_ablation_summary(out, "ft", "d", 20)
+    check_figure(out)
     # each distinct answer text asked once per rubric: the cache absorbs repeats across cells
     assert len(judge_server.prompts) == len(set(judge_server.prompts))
     asked = len(judge_server.prompts)
@@ -281,6 +298,69 @@ def test_judged_study_extracts_the_split_direction_from_the_finetunes_own_answer
     assert sweep.rows[0].direction == "judged-ft"
 
 
+@pytest.mark.slow
+def test_the_judged_organisms_analysis_equals_a_recomputation_and_reruns_without_the_judge(
+    tokenizer: Any, tmp_path: Path, judge_server: DeterministicJudge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`analyze_organisms` with a judge: its ablation and steering sweeps judged (one judge cache), planned before
+    anything is measured, equal to a recomputation from their answers.jsonl, and a rerun asks the judge nothing."""
+    from conftest import tiny_hf_model
+
+    from misdir.organisms import analyze_organisms, plot_analysis
+
+    monkeypatch.setenv("OPENAI_API_KEY", "unused")
+    checkpoints = tmp_path / "organisms"
+    for seed, name in enumerate(["base", "medical-bad", "finance-risky", "medical-good"]):
+        tiny_hf_model("llama", len(tokenizer), seed=seed).save_pretrained(checkpoints / name)
+        tokenizer.save_pretrained(checkpoints / name)
+    questions = tmp_path / "questions.yaml"
+    questions.write_text(QUESTIONS)
+    out = tmp_path / "out"
+    kwargs: dict[str, Any] = dict(
+        base=str(checkpoints / "base"),
+        device="cpu",
+        limit=2,
+        n_random=5,
+        scales=(0.5,),
+        judge="openai:judge-test",
+        judge_url=judge_server.url,
+        metric=JudgedMetric(str(questions), n_samples=2, max_new_tokens=5, temperature=0.05, seed=5),
+        progress=False,
+    )
+    plans = analyze_organisms(checkpoints, out, dry_run=True, **kwargs)
+    named = ["medical-bad direction", "finance-risky direction", "medical-bad minus control"]
+    ablation_cells = 3 + 2 * (len(named) + 5)
+    assert (plans["ablation"].cells, plans["ablation"].answers) == (ablation_cells, ablation_cells * 6)
+    assert (plans["steering"].cells, plans["steering"].judge_calls) == (7, 2 * 7 * 6)
+    assert not judge_server.prompts and not (out / "ablation").exists() and not (out / "directions").exists()
+
+    analysis = analyze_organisms(checkpoints, out, **kwargs)
+    for finetune in ("medical-bad", "finance-risky"):
+        check_ablation_summary(out / "ablation", finetune, named, 5)
+    assert json.loads((out / "ablation" / "summary.json").read_text()) == json.loads(json.dumps(analysis["ablation"]))
+    rates = recomputed_rates(out / "steering")
+    unsteered = next(v for k, v in rates.items() if " | none | " in k)
+    layer = analysis["provenance"]["layer"]
+    induced = {}
+    for row in analysis["steering"]["rows"]:
+        key = next(k for k in rates if f"steer {row['direction']} @ {layer} " in k)
+        induced[row["direction"]] = rates[key][0] - unsteered[0]
+        assert row["induced"]["value"] == pytest.approx(induced[row["direction"]], abs=1e-12)
+    (steered,) = [r for r in analysis["steering"]["rows"] if r["direction"] == "mean EM direction"]
+    expected = null_row(induced["mean EM direction"], [induced[f"random {i}"] for i in range(5)])
+    assert steered["null_induced"] == pytest.approx(expected, abs=1e-12)
+    assert (out / "judge_cache.jsonl").is_file()  # one cache for both sweeps
+
+    asked = len(judge_server.prompts)
+    again = analyze_organisms(checkpoints, out, **kwargs)
+    assert len(judge_server.prompts) == asked  # a rerun asks the judge nothing
+    assert json.dumps(again["ablation"]["rows"]) == json.dumps(analysis["ablation"]["rows"])
+    done = analyze_organisms(checkpoints, out, dry_run=True, **kwargs)
+    assert all(p.answers_sampled == p.answers and p.judge_calls_cached == p.judge_calls for p in done.values())
+    written = {p.name for p in plot_analysis(again, tmp_path / "figures", directions=out / "directions")}
+    assert {"organisms_ablation_judged_questions.html", "organisms_steering_judged_questions.html"} <= written
+
+
 def test_judged_options_are_refused_before_anything_loads(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text('- id: a\n  paraphrases: ["x"\n- id: b\n')
@@ -312,6 +392,12 @@ def test_judged_options_are_refused_before_anything_loads(tmp_path: Path) -> Non
         "line"
         in subprocess.run(common + cases["bad.yaml"], capture_output=True, text=True, cwd=REPO, timeout=300).stderr
     )
+    analyze = [sys.executable, "-m", "misdir", "organisms", "analyze", "--checkpoints", str(tmp_path)]
+    analyze += ["--out", str(out)]
+    for expected, extra in cases.items():
+        run = subprocess.run(analyze + extra, capture_output=True, text=True, cwd=REPO, timeout=300)
+        assert run.returncode != 0 and expected.split()[0] in run.stderr, run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1 and not out.exists(), run.stderr
 
 
 @pytest.mark.embedded
@@ -394,6 +480,7 @@ def test_cli_judged_ablation_on_the_embedded_model_resumes_after_sigkill(
 
     assert not {key(p) for p in judge_server.prompts[asked_before:]} & cached_at_kill  # nothing cached asked again
     check_ablation_summary(out, "rank1", "rank1-medical-bad", 20)
+    assert f"wrote {out / 'ablation_judged_questions.html'}" in resumed.stdout
 
     asked = len(judge_server.prompts)
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
