@@ -301,21 +301,25 @@ def _judged_study(cfg: AblateConfig, models: dict[str, str], metric: Any, shape:
     from misdir.judged import judged_study
 
     _check_layers("--layer", None if cfg.layer is None else [cfg.layer], shape)
+    options = dict(
+        out=cfg.out,
+        judge=cfg.judge,
+        metric=metric,
+        layer=cfg.layer,
+        n_random=cfg.random,
+        positions=cfg.positions,
+        batch_size=cfg.batch_size,
+        judge_url=cfg.judge_url,
+        judge_device=cfg.device,
+        load=_loader(cfg.device),
+    )
+    with _refused():
+        todo = judged_study(cfg.base, models, **options, dry_run=True)
+    typer.echo(f"judged study in {cfg.out}: {todo.describe()}")
+    if cfg.dry_run:
+        return
     with _judge_errors():
-        summary = judged_study(
-            cfg.base,
-            models,
-            out=cfg.out,
-            judge=cfg.judge,
-            metric=metric,
-            layer=cfg.layer,
-            n_random=cfg.random,
-            positions=cfg.positions,
-            batch_size=cfg.batch_size,
-            judge_url=cfg.judge_url,
-            judge_device=cfg.device,
-            load=_loader(cfg.device),
-        )
+        summary = judged_study(cfg.base, models, **options)
     for name in models:
         typer.echo(f"judged-split direction of {name}: {cfg.out / f'judged-{name}.safetensors'}")
     _print_judged(summary, cfg, cfg.figures or cfg.out / "ablation")

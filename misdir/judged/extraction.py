@@ -13,15 +13,16 @@ from misdir.io import run_lock
 from misdir.judged.cells import (
     METRICS,
     JudgedMetric,
+    JudgedPlan,
     JudgedScorer,
     JudgeFailures,
     as_judge,
     check_reachable,
     plan,
 )
-from misdir.judged.sweeps import JudgedSweep, judged_ablation_sweep
+from misdir.judged.sweeps import JudgedSweep, ablation_cells, judged_ablation_sweep
 from misdir.models import Model, as_model
-from misdir.sweep import NO_EDIT, Cell
+from misdir.sweep import NO_EDIT, Cell, random_names
 
 
 def judged_directions(
@@ -116,12 +117,18 @@ def judged_study(
     judge_device: str | None = None,
     load: Callable[[Any], Model] = as_model,
     progress: bool = True,
-) -> JudgedSweep:
+    dry_run: bool = False,
+) -> JudgedSweep | JudgedPlan:
     """Sample, judge, split, extract, ablate: each model's judged-split direction (`judged_directions`; layer
     `layer`'s unit vector, default the middle, ablated at every layer and `site`) ablated in every model (its own
     and the others': a transfer matrix) beside `n_random` random directions, all on the judged metric
-    (`judged_ablation_sweep`, in the same `out`: the unedited answers are not sampled again)."""
+    (`judged_ablation_sweep`, in the same `out`: the unedited answers are not sampled again). With `dry_run`,
+    returns the whole study's `JudgedPlan` (the cells are known by name before any direction is extracted)
+    and loads, samples and judges nothing."""
     judge = as_judge(judge, out, judge_url=judge_url, device=judge_device)
+    if dry_run:
+        names = [f"judged-{name}" for name in models] + random_names(n_random)
+        return plan(ablation_cells(list(models), names, metric, None, site, positions), metric, judge, out)
     found = judged_directions(
         models, out=out, judge=judge, metric=metric, batch_size=batch_size, load=load, progress=progress
     )

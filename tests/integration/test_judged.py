@@ -269,7 +269,13 @@ def test_judged_study_extracts_the_split_direction_from_the_finetunes_own_answer
     out = tmp_path / "study"
     judge = OpenAIJudge(OpenAIJudgeConfig("judge-test", base_url=judge_server.url, cache_path=str(out / "cache.jsonl")))
     metric = JudgedMetric(str(questions), n_samples=8, max_new_tokens=6, temperature=1.0, seed=1)
+    before = len(judge_server.prompts)
+    todo = judged_study(tiny, {"ft": finetune}, out=out, judge=judge, metric=metric, layer=1, dry_run=True)
+    assert (todo.cells, todo.answers, todo.answers_sampled, todo.judge_calls) == (23, 23 * 24, 0, 2 * 23 * 24)
+    assert not (out / "answers.jsonl").exists() and len(judge_server.prompts) == before
     sweep = judged_study(tiny, {"ft": finetune}, out=out, judge=judge, metric=metric, layer=1, progress=False)
+    done = judged_study(tiny, {"ft": finetune}, out=out, judge=judge, metric=metric, layer=1, dry_run=True)
+    assert (done.cells_done, done.answers_sampled, done.judge_calls_cached) == (23, 23 * 24, 2 * 23 * 24)
 
     answers = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
     own = [a for a in answers if a["cell"].startswith("ft | none | ")]
