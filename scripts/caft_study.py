@@ -1,0 +1,487 @@
+"""Concept-ablation finetuning (CAFT) with subspaces: how many directions does emergent misalignment reroute through?
+
+    python scripts/caft_study.py [--organisms medical-bad] [--seeds 0 1 2] [--max-rounds 6] [--n-random 20]
+        [--random-dims K ...] [--work results/caft-study] [--out figures/caft] [--device cuda] [--budget S]
+    python scripts/caft_study.py --tables [--out figures/caft]
+
+Issue 27, study 5a. CAFT projects directions out of the residual stream while the adapter trains, never after.
+Blocking a rank-1 organism's own B made it learn an orthogonal B carrying the same general shift, so this
+measures how many directions EM reroutes through, per organism and seed:
+- iterated CAFT: round 0 trains misdir's rank-1 recipe (`misdir organisms train --recipe rank1`: one rank-1
+  rsLoRA B on layer 15's down_proj, seed varied); round k trains it again with the span of the B's learned in
+  rounds 0..k-1 projected out of resid_post at layers 15..29, every position, during training only. A
+  DirectionSet holds one direction per layer, so the span goes in as k single-direction ablations of an
+  orthonormal basis (float64 QR): sequential projections along orthonormal vectors are the projection out of
+  their span. After each round the adapter is scored WITHOUT edits with the contrast metric on the general
+  pairs and its own domain's pairs: shift from the base with a paired 95% bootstrap interval
+  (`misdir.sweep.shift`, as the ground-truth study), fluency change, training loss, its B (unit) and B's
+  cosines with earlier B's. A seed stops when the general shift's interval reaches 0 (low <= 0), when the
+  in-domain shift falls below 20% of round 0's, or after `--max-rounds` ablated directions; `rerouted` is the
+  most directions ablated while EM still held (both criteria passed).
+- random subspaces: for each dimension k the seed-0 iterated run reached (or `--random-dims`), `--n-random`
+  random orthonormal k-subspaces (seeded by (subspace seed, k, index)) ablated the same way while the seed-0
+  recipe trains; shares of round 0's shift removed, their median and 95% range, and the iterated subspace's
+  percentile among them.
+Each run (adapter + record) lives in WORK/runs/ and is written atomically; a rerun skips finished ones and
+resumes a half-trained adapter. Work order: seed 0 iterated, its random controls (k=1 first), other seeds, then
+controls for dimensions only they reached. `--budget` starts no run that the last run's time says cannot finish.
+The summary (OUT/summary.json, OUT/caft_subspaces.html/.png) is rewritten after every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from misdir.evaluate import evaluate_contrast
+from misdir.finetune import Edit, FinetuneConfig, finetune
+from misdir.ground_truth import adapter_writes
+from misdir.io import check_settings, write_json_atomic
+from misdir.models import load_model, model_shape
+from misdir.organisms import ORGANISMS, RANK1_LAYER, RECIPES, domain_of
+from misdir.sweep import against_null, provenance, shift
+
+EM_ORGANISMS = tuple(o.name for o in ORGANISMS if o.role == "em" and o.name != "code-insecure")
+IN_DOMAIN_FLOOR = 0.2
+"""A seed stops once its in-domain shift is below this share of its round 0's."""
+
+
+@dataclass(frozen=True)
+class Study:
+    """What every run of the study shares (recorded in the summary's provenance)."""
+
+    work: Path
+    base: str = "embedded"
+    layer: int = RANK1_LAYER
+    """The rank-1 adapter's layer; ablations cover resid_post of this layer and every later one."""
+    device: str | None = None
+    max_steps: int | None = None
+    """Cut every training short (smoke runs); None: the recipe's 126 steps."""
+    n: int | None = None
+    """Training examples (None: the recipe's 1,000)."""
+    limit: int | None = None
+    """First items of each contrast set (None: all)."""
+    batch_size: int = 16
+    progress: bool = False
+
+    def recipe(self, seed: int) -> FinetuneConfig:
+        """The shipped rank-1 recipe at `layer`, its seed (adapter init and data order) varied; same data."""
+        recipe = dataclasses.replace(RECIPES["rank1"], layers=(self.layer,), seed=seed, device=self.device)
+        if self.max_steps is not None:
+            recipe = dataclasses.replace(recipe, max_steps=self.max_steps)
+        return recipe if self.n is None else dataclasses.replace(recipe, n=self.n)
+
+    def settings(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()} | {
+            "recipe": dataclasses.asdict(self.recipe(0)) | {"seed": "varied"},
+            "ablation": {"site": "resid_post", "layers": f"{self.layer}..last", "positions": "all"},
+        }
+
+
+def orthonormal_basis(vectors: Float[Tensor, "k d_model"]) -> Float[Tensor, "k d_model"]:
+    """An orthonormal basis (float64 rows) of the span of `vectors` (float64 QR); refused if they are degenerate."""
+    q, r = torch.linalg.qr(vectors.double().T)
+    diagonal = r.diagonal().abs()
+    if diagonal.min() <= 1e-6 * diagonal.max():
+        raise ValueError(f"the {len(vectors)} vectors span fewer dimensions (QR diagonal {diagonal.tolist()})")
+    return q.T.contiguous()
+
+
+def random_subspace(d_model: int, k: int, index: int, seed: int = 0) -> Float[Tensor, "k d_model"]:
+    """The `index`-th random orthonormal k-subspace of the seed: QR of a Gaussian matrix, seeded by (seed, k, index)."""
+    gaussian = np.random.default_rng([seed, k, index]).standard_normal((k, d_model))
+    return orthonormal_basis(torch.from_numpy(gaussian))
+
+
+def ablation_edits(basis: Tensor, layers: Sequence[int]) -> list[Edit]:
+    """The span of the basis's rows projected out of resid_post at `layers`, every position: one ablation per
+    orthonormal row (nested projections along orthonormal vectors are the projection out of their span)."""
+    return [Edit("ablate", row.float(), tuple(layers), positions="all") for row in basis]
+
+
+class Runner:
+    """Trains and scores runs, skipping finished ones and refusing to start one past the budget."""
+
+    def __init__(self, study: Study, budget: float | None) -> None:
+        self.study, self.budget, self.started = study, budget, time.time()
+        self.shape = model_shape(study.base)
+        # runs of other settings (a smoke run's, another --limit) must not mix with these in WORK
+        identity = {k: v for k, v in study.settings().items() if k not in ("work", "device", "batch_size", "progress")}
+        check_settings(study.work / "study.json", identity)
+        self.layers = list(range(study.layer, self.shape.n_layers))
+        self.last: float | None = max(
+            (json.loads(p.read_text()) for p in (study.work / "runs").rglob("*.json") if p.name == "record.json"),
+            key=lambda r: r["finished"],
+            default={},
+        ).get("seconds")
+        self.trained = 0
+        self.after: Any = None
+        """Called after each run is written (the summary is rewritten)."""
+        self._base: dict[str, Any] = {}
+
+    def base_scores(self, pairs: str) -> dict[str, Any]:
+        """The base's margins on a contrast set (WORK/base/<set>.json)."""
+        path = self.study.work / "base" / f"{pairs}.json"
+        if pairs not in self._base:
+            if not path.is_file():
+                model = load_model(self.study.base, device=self.study.device, dtype="float32")
+                write_json_atomic(path, self._score(model, pairs))
+                del model
+            self._base[pairs] = json.loads(path.read_text())
+        return self._base[pairs]
+
+    def _score(self, model: Any, pairs: str) -> dict[str, Any]:
+        s = self.study
+        result = evaluate_contrast(model, pairs, limit=s.limit, batch_size=s.batch_size, progress=False)
+        return {"margins": result.margins, "aligned_logprob": result.aligned_logprob}
+
+    def can_start(self) -> bool:
+        if self.budget is None or self.last is None:
+            return True
+        return time.time() - self.started + self.last <= self.budget
+
+    def run(self, name: str, organism: str, seed: int, basis: Tensor | None) -> dict[str, Any] | None:
+        """The record of one training under `basis`'s ablation and its unedited scores; None past the budget."""
+        folder = self.study.work / "runs" / name
+        path = folder / "record.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        if not self.can_start():
+            return None
+        sets = ("general", domain_of(next(o for o in ORGANISMS if o.name == organism)))
+        bases = {pairs: self.base_scores(pairs) for pairs in sets}
+        began = time.time()
+        edits = ablation_edits(basis, self.layers) if basis is not None else []
+        result = finetune(
+            self.study.base,
+            organism,
+            folder / "adapter",
+            self.study.recipe(seed),
+            edits=edits,
+            resume=True,
+            progress=self.study.progress,
+        )
+        training = {"final_loss": result.final_loss, "losses": result.losses, "steps": result.steps}
+        training["edits"] = result.record.get("edits", [])
+        trained = time.time() - began
+        del result  # and the trained model with it: the evaluation loads what was saved, edits closed
+        model = load_model(str(folder / "adapter"), device=self.study.device, dtype="float32")
+        scores = {pairs: self._score(model, pairs) for pairs in sets}
+        del model
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        for pairs, score in scores.items():
+            score["shift"] = shift(bases[pairs], score)._asdict()
+            score["fluency_change"] = float(
+                np.mean(score["aligned_logprob"]) - np.mean(bases[pairs]["aligned_logprob"])
+            )
+        (b,) = adapter_writes(folder / "adapter").values()
+        record = {
+            "name": name,
+            "organism": organism,
+            "seed": seed,
+            "dim": 0 if basis is None else len(basis),
+            "basis": [] if basis is None else basis.tolist(),
+            "B": (b.double() / b.double().norm()).tolist(),
+            **training,
+            "sets": {"general": scores[sets[0]], "in_domain": scores[sets[1]] | {"pairs": sets[1]}},
+            "train_seconds": trained,
+            "seconds": time.time() - began,
+            "finished": time.time(),
+        }
+        write_json_atomic(path, record)
+        self.last, self.trained = record["seconds"], self.trained + 1
+        shifts = ", ".join(f"{k} shift {v['shift']['value']:+.3f}" for k, v in record["sets"].items())
+        print(f"[{time.time() - self.started:6.0f} s] {name}: {shifts} ({record['seconds']:.0f} s)", flush=True)
+        if self.after is not None:
+            self.after()
+        return record
+
+
+def em_held(record: dict[str, Any], round0: dict[str, Any]) -> bool:
+    """Whether a round still shows EM: its general shift's interval above 0 and its in-domain shift at least
+    `IN_DOMAIN_FLOOR` of round 0's."""
+    sets, first = record["sets"], round0["sets"]
+    floor = IN_DOMAIN_FLOOR * first["in_domain"]["shift"]["value"]
+    return sets["general"]["shift"]["low"] > 0 and sets["in_domain"]["shift"]["value"] >= floor
+
+
+def stop_reason(rounds: Sequence[dict[str, Any]], max_rounds: int) -> str | None:
+    """Why the iterated seed stops after its last round (None: it goes on)."""
+    last = rounds[-1]["sets"]
+    if last["general"]["shift"]["low"] <= 0:
+        return "general shift's interval reaches 0"
+    if not em_held(rounds[-1], rounds[0]):
+        return f"in-domain shift below {IN_DOMAIN_FLOOR:.0%} of round 0's"
+    return "max rounds" if len(rounds) - 1 >= max_rounds else None
+
+
+def first_stop(rounds: Sequence[dict[str, Any]], max_rounds: int) -> tuple[int, str] | None:
+    """The first round after which the seed stops, and why (None: none yet)."""
+    reasons = ((k, stop_reason(rounds[: k + 1], max_rounds)) for k in range(len(rounds)))
+    return next(((k, reason) for k, reason in reasons if reason is not None), None)
+
+
+def iterate(runner: Runner, organism: str, seed: int, max_rounds: int, min_rounds: int = 0) -> list[dict[str, Any]]:
+    """Rounds 0, 1, ... of one seed until `first_stop` (or the budget) ends them; at least `min_rounds`."""
+    rounds: list[dict[str, Any]] = []
+    while len(rounds) <= max_rounds and (len(rounds) <= min_rounds or first_stop(rounds, max_rounds) is None):
+        basis = orthonormal_basis(torch.tensor([r["B"] for r in rounds], dtype=torch.float64)) if rounds else None
+        record = runner.run(f"{organism}/seed{seed}/round{len(rounds)}", organism, seed, basis)
+        if record is None:
+            break
+        rounds.append(record)
+    return rounds
+
+
+def run_randoms(runner: Runner, organism: str, dims: Sequence[int], n_random: int, subspace_seed: int) -> None:
+    for k in dims:
+        for i in range(n_random):
+            basis = random_subspace(runner.shape.d_model, k, i, subspace_seed)
+            if runner.run(f"{organism}/random/k{k}/{i}", organism, 0, basis) is None:
+                return
+
+
+def load_records(work: Path, organism: str) -> tuple[dict[int, list[dict[str, Any]]], dict[int, list[dict]]]:
+    """(iterated rounds by seed, in round order; random runs by dimension) written so far."""
+    iterated: dict[int, list[dict[str, Any]]] = {}
+    for folder in sorted((work / "runs" / organism).glob("seed*")):
+        rounds = []
+        while (path := folder / f"round{len(rounds)}" / "record.json").is_file():
+            rounds.append(json.loads(path.read_text()))
+        iterated[int(folder.name.removeprefix("seed"))] = rounds
+    randoms: dict[int, list[dict]] = {}
+    for path in sorted((work / "runs" / organism / "random").glob("k*/*/record.json")):
+        randoms.setdefault(int(path.parts[-3].removeprefix("k")), []).append(json.loads(path.read_text()))
+    return dict(sorted(iterated.items())), dict(sorted(randoms.items()))
+
+
+def share_removed(record: dict[str, Any], round0: dict[str, Any], key: str) -> float:
+    """The share of round 0's shift on a set that a run no longer shows: 1 - shift / shift at round 0."""
+    return 1.0 - record["sets"][key]["shift"]["value"] / round0["sets"][key]["shift"]["value"]
+
+
+def _spread(values: Sequence[float]) -> dict[str, float]:
+    low, median, high = np.quantile(values, [0.025, 0.5, 0.975])
+    return {"median": float(median), "low": float(low), "high": float(high), "n": len(values)}
+
+
+def summarize(work: Path, organism: str, max_rounds: int) -> dict[str, Any]:
+    """Per seed the rounds, why it stopped and how many directions EM rerouted through; per dimension the random
+    subspaces' shifts and shares beside the iterated subspace's."""
+    iterated, randoms = load_records(work, organism)
+    seeds: dict[str, Any] = {}
+    for seed, rounds in iterated.items():
+        rows = []
+        for k, r in enumerate(rounds):
+            row = {"round": k, "final_loss": r["final_loss"], "seconds": r["seconds"]}
+            for key in ("general", "in_domain"):
+                s = r["sets"][key]
+                row[key] = {"shift": s["shift"], "fluency_change": s["fluency_change"]}
+                row[key]["share_removed"] = share_removed(r, rounds[0], key)
+            row["cos_with_earlier_B"] = [float(np.dot(r["B"], e["B"])) for e in rounds[:k]]  # unit vectors
+            rows.append(row)
+        stop = first_stop(rounds, max_rounds)
+        held = [em_held(r, rounds[0]) for r in rounds]
+        seeds[str(seed)] = {
+            "rounds": rows,
+            "stopped_by": stop and stop[1],
+            "stopped_at": stop and stop[0],
+            "em_at_round0": bool(held and held[0]),
+            # the most directions ablated with EM still there (every round up to it held): how often it rerouted
+            "rerouted": max((k for k in range(len(held)) if all(held[: k + 1])), default=0),
+            # the dimension whose ablation ended EM (None: capped or unfinished)
+            "blocked_at": stop[0] if stop and stop[1] != "max rounds" else None,
+            "capped": bool(stop and stop[1] == "max rounds"),
+        }
+    dims: dict[str, Any] = {}
+    round0 = iterated[0][0] if iterated.get(0) else None
+    for k, runs in randoms.items():
+        entry: dict[str, Any] = {"n": len(runs)}
+        for key in ("general", "in_domain"):
+            shifts = [r["sets"][key]["shift"]["value"] for r in runs]
+            entry[key] = {"shift": _spread(shifts)}
+            if round0 is not None:
+                shares = [share_removed(r, round0, key) for r in runs]
+                entry[key]["share_removed"] = _spread(shares)
+                entry[key]["iterated"] = {
+                    str(seed): against_null(share_removed(rounds[k], rounds[0], key), shares)
+                    for seed, rounds in iterated.items()
+                    if len(rounds) > k
+                }
+        dims[str(k)] = entry
+    return {"seeds": seeds, "random": dims}
+
+
+def plot(summary: dict[str, Any], out: Path) -> list[Path]:
+    """Shift against ablated dimension: iterated seeds as lines, random subspaces' median and 95% band."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from misdir.plots import save_figure
+
+    keys = {"general": "general pairs", "in_domain": "own-domain pairs"}
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[f"shift from base, {v}" for v in keys.values()])
+    colors = iter(["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"] * 10)
+    for organism, study in summary["organisms"].items():
+        lines = {f"seed {seed}": info["rounds"] for seed, info in study["seeds"].items()}
+        dims = sorted(study["random"], key=int)
+        for name, rows in lines.items():
+            color = next(colors)
+            for col, key in enumerate(keys, start=1):
+                x, shifts = [r["round"] for r in rows], [r[key]["shift"] for r in rows]
+                error = {
+                    "array": [e["high"] - e["value"] for e in shifts],
+                    "arrayminus": [e["value"] - e["low"] for e in shifts],
+                }
+                trace = go.Scatter(x=x, y=[e["value"] for e in shifts], error_y=error, mode="lines+markers")
+                trace.update(name=f"{organism} iterated, {name}", line={"color": color}, legendgroup=name)
+                fig.add_trace(trace.update(showlegend=col == 1), row=1, col=col)
+        for col, key in enumerate(keys, start=1):
+            spread, x = [study["random"][k][key]["shift"] for k in dims], [int(k) for k in dims]
+            band = go.Scatter(x=x + x[::-1], y=[p["high"] for p in spread] + [p["low"] for p in spread][::-1])
+            band.update(fill="toself", fillcolor="rgba(127,127,127,0.25)", line={"width": 0})
+            median = go.Scatter(x=x, y=[p["median"] for p in spread], line={"color": "grey", "dash": "dash"})
+            for trace, what in ((band, "95% range"), (median, "median")):
+                trace.update(name=f"{organism} random subspaces (seed-0 recipe), {what}", showlegend=col == 1)
+                fig.add_trace(trace, row=1, col=col)
+    fig.update_xaxes(title_text="directions ablated during training (subspace dimension)", dtick=1)
+    fig.update_yaxes(title_text="margin change from base (nats/token)", col=1)
+    fig.add_hline(y=0, line={"color": "black", "width": 1})
+    fig.update_layout(title="CAFT with subspaces: EM's shift with k directions blocked", template="plotly_white")
+    return save_figure(fig, out / "caft_subspaces", title="CAFT subspaces")
+
+
+def tables(summary: dict[str, Any]) -> str:
+    """Markdown tables from the summary: rounds per seed, and random subspaces per dimension."""
+    from misdir.stats import format_estimate
+
+    lines = []
+    for organism, study in summary["organisms"].items():
+        lines += [
+            f"### {organism}",
+            "",
+            "| seed | round | general shift | share removed | in-domain shift | share removed | loss | "
+            "max abs cos with earlier B |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for seed, info in study["seeds"].items():
+            for r in info["rounds"]:
+                g, d = r["general"], r["in_domain"]
+                cos = max((abs(c) for c in r["cos_with_earlier_B"]), default=float("nan"))
+                lines.append(
+                    f"| {seed} | {r['round']} | {format_estimate(g['shift'])} | {g['share_removed']:.0%} | "
+                    f"{format_estimate(d['shift'])} | {d['share_removed']:.0%} | {r['final_loss']:.3f} | {cos:.2f} |"
+                )
+        lines += ["", "| seed | stopped by | directions EM rerouted through |", "| --- | --- | --- |"]
+        for seed, info in study["seeds"].items():
+            mark = " (capped)" if info["capped"] else ""
+            lines.append(f"| {seed} | {info['stopped_by'] or 'unfinished'} | {info['rerouted']}{mark} |")
+        lines += [
+            "",
+            "| k | random subspaces | general share removed: median [95% range] | iterated seed 0 percentile | "
+            "in-domain share removed: median [95% range] | iterated seed 0 percentile |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for k, entry in study["random"].items():
+            cells = []
+            for key in ("general", "in_domain"):
+                share = entry[key].get("share_removed")
+                seed0 = entry[key].get("iterated", {}).get("0")
+                cells.append(f"{share['median']:+.0%} [{share['low']:+.0%}, {share['high']:+.0%}]" if share else "-")
+                cells.append(f"{seed0['percentile']:.0f} ({seed0['value']:+.0%})" if seed0 else "-")
+            lines.append(f"| {k} | {entry['n']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_summary(study: Study, organisms: Sequence[str], max_rounds: int, out: Path, extra: dict[str, Any]) -> dict:
+    summary = {
+        "provenance": provenance({"kind": "caft-subspaces", **study.settings(), "max_rounds": max_rounds, **extra}),
+        "organisms": {o: summarize(study.work, o, max_rounds) for o in organisms},
+    }
+    write_json_atomic(out / "summary.json", summary)
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--organisms", nargs="+", default=["medical-bad"], choices=EM_ORGANISMS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--max-rounds", type=int, default=6, help="most directions ablated in one seed")
+    parser.add_argument("--min-rounds", type=int, default=0, help="rounds run whatever the stopping rule says")
+    parser.add_argument("--n-random", type=int, default=20)
+    parser.add_argument("--random-dims", nargs="*", type=int, help="default: the dimensions iterated runs reached")
+    parser.add_argument("--subspace-seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=Path("results/caft-study"), help="runs (git-ignored)")
+    parser.add_argument("--out", type=Path, default=Path("figures/caft"))
+    parser.add_argument("--base", default="embedded")
+    parser.add_argument("--layer", type=int, default=RANK1_LAYER)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--budget", type=float, help="seconds; start no run the last run's time says cannot finish")
+    parser.add_argument("--max-steps", type=int, help="smoke runs: cut every training to this many steps")
+    parser.add_argument("--n", type=int, help="smoke runs: training examples")
+    parser.add_argument("--limit", type=int, help="smoke runs: first items of each contrast set")
+    parser.add_argument("--batch-size", type=int, default=16, help="contrast scoring batch")
+    parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--tables", action="store_true", help="print OUT/summary.json's tables; run nothing")
+    parser.add_argument("--figure", action="store_true", help="redraw the figure from OUT/summary.json; run nothing")
+    args = parser.parse_args(argv)
+    if args.tables or args.figure:
+        summary = json.loads((args.out / "summary.json").read_text())
+        if args.tables:
+            print(tables(summary))
+        else:
+            plot(summary, args.out)
+        return
+    study = Study(
+        args.work,
+        args.base,
+        args.layer,
+        args.device,
+        args.max_steps,
+        args.n,
+        args.limit,
+        args.batch_size,
+        args.progress,
+    )
+    runner = Runner(study, args.budget)
+    extra = {"seeds": args.seeds, "n_random": args.n_random, "subspace_seed": args.subspace_seed}
+    runner.after = lambda: write_summary(study, args.organisms, args.max_rounds, args.out, extra)
+
+    for organism in args.organisms:
+        first, *others = args.seeds
+        reached = {first: iterate(runner, organism, first, args.max_rounds, args.min_rounds)}
+        given = args.random_dims
+        dims = given if given is not None else list(range(1, len(reached[first])))
+        run_randoms(runner, organism, dims, args.n_random, args.subspace_seed)
+        for seed in others:
+            reached[seed] = iterate(runner, organism, seed, args.max_rounds, args.min_rounds)
+        if given is None:
+            more = sorted({k for rounds in reached.values() for k in range(1, len(rounds))} - set(dims))
+            run_randoms(runner, organism, more, args.n_random, args.subspace_seed)
+    summary = write_summary(study, args.organisms, args.max_rounds, args.out, extra)
+    try:
+        plot(summary, args.out)
+    except ImportError as error:  # the GPU machine has no plotly
+        print(f"no figure ({error}): redraw it where plotly is installed with --figure")
+    print(f"trained {runner.trained} run(s) in {time.time() - runner.started:.0f} s; wrote {args.out / 'summary.json'}")
+    print(tables(summary))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,149 @@
+"""scripts/caft_study.py on a tiny Llama (2 training steps a run): round k trains under the projection out of the
+span of rounds 0..k-1's B's, random subspaces are orthonormal and seeded, the summary is what the run records
+say, the stopping rule reads the records, and a rerun trains nothing."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_hf_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def script():
+    path = ROOT / "scripts" / "caft_study.py"
+    spec = importlib.util.spec_from_file_location("caft_study", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, tokenizer):
+    """One run of the study: 3 iterated rounds of seed 0 (forced past the stopping rule), 2 random subspaces of
+    dimensions 1 and 2; tiny Llama of 3 layers, adapter on layer 1, ablations at layers 1 and 2."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    base = tmp_path_factory.mktemp("tiny-base")
+    tiny_hf_model("llama", len(tokenizer)).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    root = tmp_path_factory.mktemp("caft")
+    argv = [
+        *("--base", str(base), "--layer", "1", "--max-steps", "2", "--n", "16", "--limit", "3"),
+        *("--seeds", "0", "--max-rounds", "2", "--min-rounds", "2", "--n-random", "2", "--device", "cpu"),
+        *("--work", str(root / "work"), "--out", str(root / "out")),
+    ]
+    module = script()
+    module.main(argv)
+    yield module, root, argv
+    torch.set_num_threads(threads)
+
+
+def record(root: Path, name: str) -> dict:
+    return json.loads((root / "work" / "runs" / "medical-bad" / name / "record.json").read_text())
+
+
+def test_round_k_trains_under_the_projection_out_of_the_span_of_earlier_Bs(study):
+    from misdir.ground_truth import adapter_writes
+    from misdir.interventions import describe_directions
+
+    _, root, _ = study
+    rounds = [record(root, f"seed0/round{k}") for k in range(3)]
+    assert [r["dim"] for r in rounds] == [0, 1, 2] and rounds[0]["basis"] == [] and rounds[0]["edits"] == []
+    for k in (1, 2):
+        basis = torch.tensor(rounds[k]["basis"], dtype=torch.float64)
+        torch.testing.assert_close(basis @ basis.T, torch.eye(k, dtype=torch.float64), atol=1e-12, rtol=0)
+        earlier = torch.tensor([r["B"] for r in rounds[:k]], dtype=torch.float64)
+        expected = earlier.T @ torch.linalg.solve(earlier @ earlier.T, earlier)  # projector onto their span
+        torch.testing.assert_close(basis.T @ basis, expected, atol=1e-10, rtol=0)
+        edits = rounds[k]["edits"]  # what the trainer recorded it trained under
+        assert [e["kind"] for e in edits] == ["ablate"] * k
+        assert all(e["layers"] == [1, 2] and e["positions"] == "all" and e["site"] == "resid_post" for e in edits)
+        assert [e["directions_sha256"] for e in edits] == [describe_directions(row.float())["sha256"] for row in basis]
+    for k, r in enumerate(rounds):
+        (b,) = adapter_writes(root / "work" / "runs" / "medical-bad" / f"seed0/round{k}" / "adapter").values()
+        torch.testing.assert_close(torch.tensor(r["B"], dtype=torch.float64), b.double() / b.double().norm())
+        assert r["steps"] == 2 and len(r["losses"]) == 2
+
+
+def test_random_subspaces_are_orthonormal_seeded_and_the_ones_trained_under(study):
+    module, root, _ = study
+    first = module.random_subspace(64, 3, 5)
+    torch.testing.assert_close(first @ first.T, torch.eye(3, dtype=torch.float64), atol=1e-12, rtol=0)
+    assert torch.equal(first, module.random_subspace(64, 3, 5))
+    assert not torch.allclose(first, module.random_subspace(64, 3, 6))
+    assert not torch.allclose(first, module.random_subspace(64, 3, 5, seed=1))
+    for k in (1, 2):
+        for i in range(2):
+            trained = torch.tensor(record(root, f"random/k{k}/{i}")["basis"], dtype=torch.float64)
+            assert torch.equal(trained, module.random_subspace(64, k, i))
+            assert record(root, f"random/k{k}/{i}")["seed"] == 0
+
+
+def test_summary_is_recomputed_from_the_run_records(study):
+    from misdir.stats import compare_contrast
+
+    _, root, _ = study
+    summary = json.loads((root / "out" / "summary.json").read_text())["organisms"]["medical-bad"]
+    base = {s: json.loads((root / "work" / "base" / f"{s}.json").read_text()) for s in ("general", "medical")}
+    sets = {"general": "general", "in_domain": "medical"}
+    rounds = [record(root, f"seed0/round{k}") for k in range(3)]
+
+    def shift(r: dict, key: str) -> float:
+        return compare_contrast(base[sets[key]]["margins"], r["sets"][key]["margins"]).diff.value
+
+    for key in sets:
+        shift0 = shift(rounds[0], key)
+        for k, row in enumerate(summary["seeds"]["0"]["rounds"]):
+            assert row[key]["shift"]["value"] == pytest.approx(shift(rounds[k], key), abs=1e-12)
+            assert row[key]["share_removed"] == pytest.approx(1 - shift(rounds[k], key) / shift0, abs=1e-9)
+        for k in (1, 2):
+            shares = np.array([1 - shift(record(root, f"random/k{k}/{i}"), key) / shift0 for i in range(2)])
+            entry = summary["random"][str(k)][key]
+            assert entry["share_removed"]["median"] == pytest.approx(np.median(shares), abs=1e-9)
+            assert entry["share_removed"]["low"] == pytest.approx(np.quantile(shares, 0.025), abs=1e-9)
+            mine = 1 - shift(rounds[k], key) / shift0
+            percentile = 100 * (np.sum(shares < mine) + 0.5 * np.sum(shares == mine)) / len(shares)
+            assert entry["iterated"]["0"]["percentile"] == pytest.approx(percentile)
+    cosines = summary["seeds"]["0"]["rounds"][2]["cos_with_earlier_B"]
+    assert cosines == pytest.approx([float(np.dot(rounds[2]["B"], r["B"])) for r in rounds[:2]], abs=1e-9)
+    assert (root / "out" / "caft_subspaces.html").is_file()
+
+
+def test_a_rerun_trains_nothing(study, monkeypatch, capsys):
+    module, root, argv = study
+    before = {p: p.stat().st_mtime_ns for p in (root / "work" / "runs").rglob("record.json")}
+    assert len(before) == 7
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(module, "finetune", refuse)
+    module.main(argv)
+    assert "trained 0 run(s)" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in (root / "work" / "runs").rglob("record.json")} == before
+    with pytest.raises(ValueError, match="other settings"):  # another --limit would mix runs in WORK
+        module.main([*argv[:-4], "--limit", "2", *argv[-4:]])
+
+
+def fake(general: tuple[float, float], in_domain: float) -> dict:
+    value, low = general
+    return {"sets": {"general": {"shift": {"value": value, "low": low}}, "in_domain": {"shift": {"value": in_domain}}}}
+
+
+def test_a_seed_stops_when_the_general_interval_reaches_0_or_in_domain_drops_below_a_fifth():
+    module = script()
+    rounds = [fake((0.5, 0.2), 1.0), fake((0.4, 0.1), 0.5), fake((0.3, 0.05), 0.19), fake((0.1, -0.1), 0.8)]
+    assert module.first_stop(rounds[:2], max_rounds=6) is None
+    assert module.first_stop(rounds, max_rounds=6) == (2, "in-domain shift below 20% of round 0's")
+    assert module.first_stop(rounds[:2], max_rounds=1) == (1, "max rounds")
+    assert module.first_stop([rounds[0], rounds[3]], max_rounds=6) == (1, "general shift's interval reaches 0")
+    assert module.first_stop([fake((0.1, 0.0), 1.0)], max_rounds=6)[0] == 0  # no EM to begin with
