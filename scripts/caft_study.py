@@ -359,10 +359,15 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
             for trace, what in ((band, "95% range"), (median, "median")):
                 trace.update(name=f"{organism} random subspaces (seed-0 recipe), {what}", showlegend=col == 1)
                 fig.add_trace(trace, row=1, col=col)
-    fig.update_xaxes(title_text="directions ablated during training (subspace dimension)", dtick=1)
+    fig.update_xaxes(title_text="directions ablated in training (k)", dtick=1)
     fig.update_yaxes(title_text="margin change from base (nats/token)", col=1)
     fig.add_hline(y=0, line={"color": "black", "width": 1})
-    fig.update_layout(title="CAFT with subspaces: EM's shift with k directions blocked", template="plotly_white")
+    fig.update_layout(
+        title="CAFT with subspaces: EM's shift with k directions blocked",
+        template="plotly_white",
+        legend={"orientation": "h", "y": -0.25},
+        margin={"b": 140},
+    )
     return save_figure(fig, out / "caft_subspaces", title="CAFT subspaces")
 
 
