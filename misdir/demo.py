@@ -1,22 +1,30 @@
-"""The main job, `make demo`: the whole pipeline on a base model and its EM finetunes, resumable.
+"""The main job, `make demo`: a positive control, then the whole pipeline on a base model and its EM finetunes,
+resumable.
 
 Stages, each written to `out/` as it finishes (a rerun skips what is done):
-1. the base model's shape and the norm of its mean `resid_post` by layer;
-2. the contrast metric of the base, each EM finetune and each control on the general items (`misdir.evaluate`);
-3. each finetune's model-diff direction (finetune minus base on the answers of those items), or the shipped one;
-4. cosines between the directions by layer, with the random-direction baseline;
-5. ablation: two EM directions (one layer's, at every layer, every token but the first) in those two EM finetunes
+1. the positive control (`positive_control`): a rank-1 organism (default `rank1-finance-risky`), whose shift can
+   only ride on its LoRA B at one layer: the cosine of its model-diff direction with B, the share of its shift
+   removed by ablating B there and the shift of the base steered along B, each beside 20 random directions;
+   what a null in the later stages would look like where a direction is known to exist;
+2. the base model's norm of its mean `resid_post` by layer;
+3. the contrast metric of the base, each EM finetune and each control on the general items (`misdir.evaluate`);
+4. each finetune's model-diff direction (finetune minus base on the answers of those items), or the shipped one;
+5. cosines between the directions by layer, with the random-direction baseline;
+6. ablation: two EM directions (one layer's, at every layer, every token but the first) in those two EM finetunes
    and the first control, as the share of excess misalignment removed, beside 20 random directions ablated the same
    way (`misdir.experiments.ablation_sweep`);
-6. steering the base along the mean EM direction, beside 20 random directions (`misdir.experiments.steering_grid`);
-7. with the shipped SAE of that layer: the latents that rise in the EM finetunes and not in the controls;
-then a table (`out/summary.md`), `out/summary.json` with provenance, and figures (`out/figures/` unless
-`figures` names another folder: the committed `figures/demo/` is refreshed only on purpose, by `make figures`).
+7. steering the base along the mean EM direction, beside 20 random directions (`misdir.experiments.steering_grid`);
+8. with the shipped SAE of that layer: the latents that rise in the EM finetunes and not in the controls;
+then a table (`out/summary.md`, led by a line on how to read a null and by the positive control), `out/summary.json`
+with provenance, and figures (`out/figures/` unless `figures` names another folder: the committed `figures/demo/`
+is refreshed only on purpose, by `make figures`).
 
-Defaults: the embedded SmolLM2-135M-Instruct and misdir's shipped organisms on the first 24 general items, which
-takes about 24 minutes of a 2-core CPU (most of it the 20 random directions); the full study is
-`misdir organisms analyze`. With hub models
-(`--model Qwen/Qwen2.5-7B-Instruct --finetune em:qwen2.5-7b/bad-medical-advice ...`) the same runs on a GPU.
+Defaults: the embedded SmolLM2-135M-Instruct and misdir's shipped organisms on the first 24 general items. Contrast
+scoring shares each pair's prompt between its two answers and, in a sweep, the layers below a one-layer edit
+(`misdir.contrast`); estimated at about 17 minutes of an unloaded 2-core CPU (bench/NOTES.md, "Issue 28"), most of
+it the 70 cells of the all-layer ablation; the full study is `misdir organisms analyze`. With hub models
+(`--model Qwen/Qwen2.5-7B-Instruct --finetune em:qwen2.5-7b/bad-medical-advice ...`) the same runs on a GPU (the
+positive control only with `--positive` naming a rank-1 organism of that base).
 """
 
 from __future__ import annotations
@@ -110,7 +118,7 @@ def positive_control(
     remove the shift by ablating B there (share of the excess removed, `ablation_sweep`) and induce it by steering
     the base along B (`steering_grid`, `scale` of the residual norm), each beside `n_random` random directions
     treated the same way? Resumable under `out/` like the sweeps it runs."""
-    load = load or (lambda spec: load_model(str(spec), device=base.device))
+    load = load or (lambda spec: spec if isinstance(spec, Model) else load_model(str(spec), device=base.device))
     out, spec = Path(out), Path(organism)
     writes = adapter_writes(spec)
     if len(writes) != 1:
