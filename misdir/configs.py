@@ -159,6 +159,12 @@ class DemoConfig(CommandConfig):
     layer: int | None = opt(None, "layer of the directions ablated and steered (default: the middle)", at_least=0)
     random: int = random_field()
     device: str | None = device_field()
+    positive: str | None = opt(
+        "rank1-finance-risky",
+        "the first stage's positive control: a rank-1 single-layer organism of the base (a folder, or a name in "
+        "checkpoints/smollm2-135m), whose LoRA B is found, ablated and steered along beside the random directions; "
+        "'none' skips it",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,22 +1,30 @@
-"""The main job, `make demo`: the whole pipeline on a base model and its EM finetunes, resumable.
+"""The main job, `make demo`: a positive control, then the whole pipeline on a base model and its EM finetunes,
+resumable.
 
 Stages, each written to `out/` as it finishes (a rerun skips what is done):
-1. the base model's shape and the norm of its mean `resid_post` by layer;
-2. the contrast metric of the base, each EM finetune and each control on the general items (`misdir.evaluate`);
-3. each finetune's model-diff direction (finetune minus base on the answers of those items), or the shipped one;
-4. cosines between the directions by layer, with the random-direction baseline;
-5. ablation: two EM directions (one layer's, at every layer, every token but the first) in those two EM finetunes
+1. the positive control (`positive_control`): a rank-1 organism (default `rank1-finance-risky`), whose shift can
+   only ride on its LoRA B at one layer: the cosine of its model-diff direction with B, the share of its shift
+   removed by ablating B there and the shift of the base steered along B, each beside 20 random directions;
+   what a null in the later stages would look like where a direction is known to exist;
+2. the base model's norm of its mean `resid_post` by layer;
+3. the contrast metric of the base, each EM finetune and each control on the general items (`misdir.evaluate`);
+4. each finetune's model-diff direction (finetune minus base on the answers of those items), or the shipped one;
+5. cosines between the directions by layer, with the random-direction baseline;
+6. ablation: two EM directions (one layer's, at every layer, every token but the first) in those two EM finetunes
    and the first control, as the share of excess misalignment removed, beside 20 random directions ablated the same
    way (`misdir.experiments.ablation_sweep`);
-6. steering the base along the mean EM direction, beside 20 random directions (`misdir.experiments.steering_grid`);
-7. with the shipped SAE of that layer: the latents that rise in the EM finetunes and not in the controls;
-then a table (`out/summary.md`), `out/summary.json` with provenance, and figures (`out/figures/` unless
-`figures` names another folder: the committed `figures/demo/` is refreshed only on purpose, by `make figures`).
+7. steering the base along the mean EM direction, beside 20 random directions (`misdir.experiments.steering_grid`);
+8. with the shipped SAE of that layer: the latents that rise in the EM finetunes and not in the controls;
+then a table (`out/summary.md`, led by a line on how to read a null and by the positive control), `out/summary.json`
+with provenance, and figures (`out/figures/` unless `figures` names another folder: the committed `figures/demo/`
+is refreshed only on purpose, by `make figures`).
 
-Defaults: the embedded SmolLM2-135M-Instruct and misdir's shipped organisms on the first 24 general items, which
-takes about 24 minutes of a 2-core CPU (most of it the 20 random directions); the full study is
-`misdir organisms analyze`. With hub models
-(`--model Qwen/Qwen2.5-7B-Instruct --finetune em:qwen2.5-7b/bad-medical-advice ...`) the same runs on a GPU.
+Defaults: the embedded SmolLM2-135M-Instruct and misdir's shipped organisms on the first 24 general items. Contrast
+scoring shares each pair's prompt between its two answers and, in a sweep, the layers below a one-layer edit
+(`misdir.contrast`); estimated at about 17 minutes of an unloaded 2-core CPU (bench/NOTES.md, "Issue 28"), most of
+it the 70 cells of the all-layer ablation; the full study is `misdir organisms analyze`. With hub models
+(`--model Qwen/Qwen2.5-7B-Instruct --finetune em:qwen2.5-7b/bad-medical-advice ...`) the same runs on a GPU (the
+positive control only with `--positive` naming a rank-1 organism of that base).
 """
 
 from __future__ import annotations
@@ -35,8 +43,10 @@ from misdir.experiments import (
     AblationSweep,
     SteeringGrid,
     ablation_sweep,
+    random_directions,
     steering_grid,
 )
+from misdir.ground_truth.study import adapter_writes
 from misdir.io import atomic_path, write_json_atomic
 from misdir.models import Model, load_model
 from misdir.plots import save_figure
@@ -49,8 +59,9 @@ from misdir.similarity import (
     random_cosine_quantile,
 )
 from misdir.stats import compare_contrast, format_estimate
-from misdir.sweep import AgainstNull
+from misdir.sweep import AgainstNull, compare_to_null
 from misdir.sweep_plots import plot_ablation_sweep, plot_steering_grid
+from misdir.tensors import unit
 
 DEMO_CONVERSATIONS = [
     [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
@@ -84,6 +95,73 @@ def shipped_organisms(checkpoints: str | Path) -> tuple[dict[str, str], dict[str
     )
 
 
+POSITIVE_CONTROL = "rank1-finance-risky"
+"""The rank-1 organism the demo leads with: of the shipped ones, the clearest general shift (+0.21 [+0.11, +0.31]
+on all 90 general items, `figures/README.md`'s ground-truth table) and the narrowest interval for the share its B
+removes (1.08 [1.04, 1.15])."""
+
+
+def positive_control(
+    base: Model,
+    organism: str | Path,
+    *,
+    out: str | Path,
+    load: Callable[[Any], Model] | None = None,
+    checkpoints: str | Path = "checkpoints/smollm2-135m",
+    limit: int | None = 24,
+    scale: float = 0.2,
+    n_random: int = 20,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The demo's first stage: on a rank-1 single-layer organism, whose shift can only ride on its LoRA B
+    (`misdir.ground_truth.adapter_writes`), does misdir find B (cosine of the model-diff direction at B's layer),
+    remove the shift by ablating B there (share of the excess removed, `ablation_sweep`) and induce it by steering
+    the base along B (`steering_grid`, `scale` of the residual norm), each beside `n_random` random directions
+    treated the same way? Resumable under `out/` like the sweeps it runs."""
+    load = load or (lambda spec: spec if isinstance(spec, Model) else load_model(str(spec), device=base.device))
+    out, spec = Path(out), Path(organism)
+    writes = adapter_writes(spec)
+    if len(writes) != 1:
+        raise ValueError(
+            f"{spec}: the positive control takes a single-layer organism; it adapts layers {sorted(writes)}"
+        )
+    ((layer, b),) = writes.items()
+    found = _direction(spec.name, load, str(spec), base, out, Path(checkpoints), limit).vectors[layer]
+    b = unit(b * torch.sign(b @ found))  # B's sign is arbitrary: orient it along what the organism writes
+    randoms = random_directions(base.d_model, n_random, seed=seed)
+    cosine = float(unit(found) @ b)
+    cosine_null = compare_to_null(cosine, (randoms @ b).tolist())
+    # Ablated where the adapter writes, at every position (the ground-truth study's edit, figures/README.md).
+    ablation = ablation_sweep(
+        base,
+        {spec.name: str(spec)},
+        {"B": b},
+        out=out / "ablation",
+        n_random=n_random,
+        layers=[layer],
+        site=("resid_post",),
+        positions="all",
+        limit=limit,
+        seed=seed,
+        load=load,
+        progress=True,
+    )
+    steering = steering_grid(
+        base, {"B": b}, out=out / "steering", layers=[layer], scales=[scale], n_random=n_random, limit=limit, seed=seed
+    )
+    (removed,) = (r for r in ablation.rows if r.direction == "B")
+    (steered,) = (r for r in steering.rows if r.direction == "B")
+    return {
+        "organism": spec.name,
+        "adapter": str(spec),
+        "layer": layer,
+        "cosine": cosine,
+        "null_cosine": cosine_null._asdict(),
+        "ablation": removed.to_dict(),
+        "steering": steered.to_dict(),
+    }
+
+
 def run_demo(
     model: str = "embedded",
     *,
@@ -97,9 +175,12 @@ def run_demo(
     scales: tuple[float, ...] = (0.1, 0.3),
     n_random: int = 20,
     device: str | None = None,
+    positive: str | Path | None = POSITIVE_CONTROL,
 ) -> dict[str, Any]:
     """Run the demo (see the module docstring), print its table, write `summary.md`, `summary.json`, figures
-    (in `out/figures/` by default). Every model loads on `device` (default: CUDA when present)."""
+        (in `out/figures/` by default). Every model loads on `device` (default: CUDA when present). `positive` is the
+    rank-1 organism of the first stage (a folder, or a name in `checkpoints`; None skips the stage, and so does the
+    default when the base is not the embedded model or the organism is not there)."""
     started = time.time()
     out = Path(out)
     figures = out / "figures" if figures is None else Path(figures)
@@ -117,11 +198,31 @@ def run_demo(
 
     base = load(model)
     layer = base.n_layers // 2 if layer is None else layer
-    print(f"[1/7] {base.spec}: {base.n_layers} layers, d_model {base.d_model}, on {base.device}", flush=True)
+    print(f"{base.spec}: {base.n_layers} layers, d_model {base.d_model}, on {base.device}", flush=True)
+    organism = _positive_organism(positive, model, Path(checkpoints))
+    control = None
+    if organism is None:
+        print("[1/8] positive control: skipped (no rank-1 organism of this base)", flush=True)
+    else:
+        print(
+            f"[1/8] positive control: {organism.name}, whose shift rides on its LoRA B alone; finding, ablating and "
+            f"steering along B beside {n_random} random directions",
+            flush=True,
+        )
+        control = positive_control(
+            base,
+            organism,
+            out=out / "positive-control",
+            load=load,
+            checkpoints=checkpoints,
+            limit=limit,
+            n_random=n_random,
+        )
+    print("[2/8] the residual norm by layer", flush=True)
     norms = cache_activations(base, DEMO_CONVERSATIONS, reduce="mean", batch_size=4, progress=False).norm(dim=-1)
     written = save_figure(_norm_figure(norms.tolist(), base.spec), figures / "resid_post_mean_norm")
 
-    print(f"[2/7] contrast metric on the first {limit or 'all'} general items", flush=True)
+    print(f"[3/8] contrast metric on the first {limit or 'all'} general items", flush=True)
     models = {"base": model, **finetunes, **controls}
     evaluation = {}
     for name, spec in models.items():
@@ -131,13 +232,13 @@ def run_demo(
         ]
         print(f"      {name:22s} margin {format_estimate(evaluation[name]['margin'], '+.2f')}", flush=True)
 
-    print(f"[3/7] model-diff directions (finetune minus base) at every layer; layer {layer} is used below", flush=True)
+    print(f"[4/8] model-diff directions (finetune minus base) at every layer; layer {layer} is used below", flush=True)
     directions = {
         name: _direction(name, load, spec, base, out, Path(checkpoints), limit)
         for name, spec in {**finetunes, **controls}.items()
     }
 
-    print("[4/7] cosines between directions", flush=True)
+    print("[5/8] cosines between directions", flush=True)
     cosines = pairwise_cosines(directions)
     random95 = random_cosine_quantile(base.d_model)
     names = cosines.names
@@ -165,7 +266,7 @@ def run_demo(
     ablated = em[:2]
     rows = {**{name: finetunes[name] for name in ablated}, **dict(list(controls.items())[:1])}
     print(
-        f"[5/7] ablating {', '.join(ablated)} and {n_random} random directions (layer {layer}'s, at every layer, "
+        f"[6/8] ablating {', '.join(ablated)} and {n_random} random directions (layer {layer}'s, at every layer, "
         f"every token but the first) in {', '.join(rows)}",
         flush=True,
     )
@@ -175,7 +276,7 @@ def run_demo(
     )
     written += plot_ablation_sweep(ablation, figures / "ablation")
 
-    print(f"[6/7] steering the base along the mean EM direction at layer {layer}", flush=True)
+    print(f"[7/8] steering the base along the mean EM direction at layer {layer}", flush=True)
     mean_em = torch.stack([directions[name].unit()[layer] for name in em]).mean(0)
     steering = steering_grid(
         base,
@@ -192,7 +293,7 @@ def run_demo(
     sae_dir = Path(checkpoints) / f"sae-layer{layer}"
     sae = None
     if model == "embedded" and sae_dir.is_dir():
-        print(f"[7/7] SAE latents ({sae_dir}) that rise in the EM finetunes and not in the controls", flush=True)
+        print(f"[8/8] SAE latents ({sae_dir}) that rise in the EM finetunes and not in the controls", flush=True)
         sae = _sae_stage(
             sae_dir,
             base,
@@ -204,7 +305,7 @@ def run_demo(
             limit,
         )
 
-    table = _table(evaluation, cosines, random95, layer, ablation, steering, sae)
+    table = _table(evaluation, cosines, random95, layer, ablation, steering, sae, control)
     print("\n" + table)
     summary = {
         "provenance": provenance(base, finetunes=dict(finetunes), controls=controls, limit=limit, layer=layer),
@@ -216,11 +317,24 @@ def run_demo(
         "ablation": [r.to_dict() for r in ablation.rows],
         "steering": [r.to_dict() for r in steering.rows],
         "sae": sae,
+        "positive_control": control,
         "figures": [str(p) for p in written],
         "seconds": round(time.time() - started, 1),
     }
     _write_summary(out, table, summary, figures, len(written))
     return summary
+
+
+def _positive_organism(positive: str | Path | None, model: Any, checkpoints: Path) -> Path | None:
+    """The folder of the positive control's organism; None where the stage is skipped."""
+    if positive is None:
+        return None
+    folder = Path(positive) if Path(positive).is_dir() else checkpoints / str(positive)
+    if positive == POSITIVE_CONTROL and (model != "embedded" or not folder.is_dir()):
+        return None
+    if not (folder / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"positive control {positive!r}: no adapter in {folder}")
+    return folder
 
 
 def _write_summary(out: Path, table: str, summary: dict[str, Any], figures: Path, n_figures: int) -> None:
@@ -329,9 +443,11 @@ def _table(
     ablation: AblationSweep,
     steering: SteeringGrid,
     sae: Mapping[str, Any] | None = None,
+    control: Mapping[str, Any] | None = None,
 ) -> str:
     base = evaluation["base"]
-    rows = ["| model | general margin | change from base (paired) | fluency |", "| --- | --- | --- | --- |"]
+    rows = [READING, ""] + (_control_rows(control) if control is not None else [])
+    rows += ["| model | general margin | change from base (paired) | fluency |", "| --- | --- | --- | --- |"]
     for name, r in evaluation.items():
         change = compare_contrast(base["margins"], r["margins"]).diff._asdict()
         rows.append(
@@ -390,6 +506,36 @@ def _table(
             held = " / ".join(f"{latent['mean'][n] - latent['mean']['base']:+.2f}" for n in sae["controls"])
             rows.append(f"- latent {latent['latent']}: {rise}  (controls {held})")
     return "\n".join(rows)
+
+
+READING = (
+    "How to read it: each edit stands beside the same edit along random directions, and an effect inside their 95% "
+    "range is a null (the direction does no more than any direction would); the positive control shows that where "
+    "one direction is known to carry the shift, misdir finds it, removes the shift by ablating it and induces it by "
+    "steering, each outside that range."
+)
+
+
+def _control_rows(control: Mapping[str, Any]) -> list[str]:
+    """The positive control's lines of the table: B's cosine, share removed and steering shift beside the nulls."""
+    layer, removed, steered = control["layer"], control["ablation"], control["steering"]
+    return [
+        f"Positive control: {control['organism']}, a rank-1 LoRA on layer {layer} whose shift can only ride on its B "
+        f"(general shift from base {format_estimate(removed['excess'], '+.2f')}):",
+        "",
+        "| test of B | value | random directions |",
+        "| --- | --- | --- |",
+        f"| cosine of the model-diff direction at layer {layer} with B | {control['cosine']:+.2f} | "
+        f"{_null(AgainstNull(**control['null_cosine']))} |",
+        f"| share of the shift removed by ablating B at layer {layer} | "
+        f"{format_estimate(removed['share_removed'], '+.2f')} | "
+        f"{_null(AgainstNull(**removed['null_share_removed']))} |",
+        f"| margin shift of the base steered along B (layer {layer}, {steered['scale']:g} of the residual norm) | "
+        f"{format_estimate(steered['shift'], '+.2f')} | {_null(AgainstNull(**steered['null_shift']))} |",
+        "",
+        "The full-rank organisms, whose directions are not known:",
+        "",
+    ]
 
 
 def _null(null: AgainstNull | None) -> str:

@@ -23,6 +23,7 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from misdir.contrast import reusing_layers_below
 from misdir.evaluate import ContrastResult, evaluate_contrast
 from misdir.interventions import ablate, describe_directions, steer
 from misdir.io import RecordLog, check_settings, run_lock
@@ -167,23 +168,28 @@ def score_cells(
     ) as bar:
         for name in dict.fromkeys(c.model for c in todo):
             model = models[name]()
-            for cell in (c for c in todo if c.model == name):
-                bar.set_postfix_str(cell.key[:60])
-                vector = directions.get(cell.edit.direction) if cell.edit.kind != "none" else None
-                with cell.edit.applied(model, vector):
-                    measured = score(model, cell)
-                if measured is not None:
-                    record = {
-                        "key": cell.key,
-                        "model": cell.model,
-                        "edit": asdict(cell.edit),
-                        "pairs": cell.pairs,
-                        "trigger": cell.trigger,
-                        **measured,
-                    }
-                    log.append(record)
-                    records[cell.key] = record
-                bar.update()
+            mine = [c for c in todo if c.model == name]
+            lowest = [min(c.edit.layers) for c in mine if c.edit.kind != "none" and c.edit.layers]
+            # Cells that edit only from one layer on share the forward pass below it (`reusing_layers_below`).
+            reuse = reusing_layers_below(model, min(lowest)) if lowest and isinstance(model, Model) else None
+            with reuse or contextlib.nullcontext():
+                for cell in mine:
+                    bar.set_postfix_str(cell.key[:60])
+                    vector = directions.get(cell.edit.direction) if cell.edit.kind != "none" else None
+                    with cell.edit.applied(model, vector):
+                        measured = score(model, cell)
+                    if measured is not None:
+                        record = {
+                            "key": cell.key,
+                            "model": cell.model,
+                            "edit": asdict(cell.edit),
+                            "pairs": cell.pairs,
+                            "trigger": cell.trigger,
+                            **measured,
+                        }
+                        log.append(record)
+                        records[cell.key] = record
+                    bar.update()
             del model
     return records
 

@@ -9,7 +9,8 @@ from misdir.configs import DemoConfig
 
 @command(DemoConfig)
 def demo(cfg: DemoConfig) -> None:
-    """The main job: evaluation, directions, cosines, ablation and steering on a base and its finetunes (resumable)."""
+    """The main job: a positive control on a rank-1 organism, then evaluation, directions, cosines, ablation and
+    steering on a base and its finetunes (resumable)."""
     from misdir.demo import run_demo
 
     _check_random(cfg.random)
@@ -24,4 +25,5 @@ def demo(cfg: DemoConfig) -> None:
         layer=cfg.layer,
         n_random=cfg.random,
         device=cfg.device,
+        positive=None if cfg.positive in (None, "none") else cfg.positive,
     )

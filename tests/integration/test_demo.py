@@ -36,7 +36,8 @@ def test_demo_runs_every_stage_and_a_rerun_recomputes_nothing(tokenizer, tmp_pat
     }
     assert len(summary["steering"]) == 3  # the mean EM direction and two random ones, one scale
     table = (out / "summary.md").read_text()
-    assert table.startswith("| model | general margin")
+    assert table.startswith("How to read it: ") and "\n| model | general margin" in table
+    assert summary["positive_control"] is None and "Positive control" not in table  # no rank-1 organism here
     assert "p" in table.split("| em-a | em-a |")[1].split("\n")[0]  # each effect printed beside its null
     assert json.loads((out / "summary.json").read_text())["provenance"]["limit"] == 4
     # figures go under the run's own folder unless asked elsewhere: nothing is written outside `out`
@@ -101,3 +102,64 @@ def test_the_table_names_the_items_the_sae_latents_were_ranked_on():
     table = _table(evaluation, cosines, 0.08, 1, AblationSweep({}, []), SteeringGrid({}, {}, []), sae)
     assert "on both answers of the first 12 general items: 1;" in table
     assert "- latent 836: +0.50  (controls -0.10)" in table
+
+
+@pytest.mark.slow
+def test_the_positive_control_finds_removes_and_induces_a_rank1_organisms_b(tokenizer, tmp_path):
+    """The first stage on a tiny rank-1 organism: the model-diff direction at the adapter's layer is its B, and
+    the share removed and the steering shift the demo prints are those of ablating and adding B directly, beside
+    the random directions."""
+    import numpy as np
+    import torch
+    from test_ground_truth_study import rank1_adapter
+
+    from misdir.demo import positive_control
+    from misdir.evaluate import evaluate_contrast
+    from misdir.ground_truth import adapter_writes
+    from misdir.interventions import ablate, steer
+    from misdir.models import load_model
+
+    def _mean_write(organism, base):
+        """The organism's mean residual at layer 1 minus the base's on the same answers: B times a number."""
+        from misdir.directions import mean_difference
+        from misdir.ground_truth import answer_chats
+
+        misaligned, aligned = answer_chats("general", 4)
+        return mean_difference(finetune, misaligned + aligned, base=base, progress=False).vectors[1]
+
+    tiny_hf_model("llama", len(tokenizer)).save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    organism = rank1_adapter(tmp_path / "base", tmp_path / "rank1-medical-bad", seed=1)
+    base = load_model(str(tmp_path / "base"), device="cpu")
+    finetune = load_model(str(organism), device="cpu")
+    control = positive_control(
+        base, organism, out=tmp_path / "out", checkpoints=tmp_path / "none", limit=4, scale=0.5, n_random=3
+    )
+
+    def margins(model, edit=None) -> np.ndarray:
+        if edit is None:
+            return np.asarray(evaluate_contrast(model, "general", limit=4, progress=False).margins)
+        with edit(model):
+            return np.asarray(evaluate_contrast(model, "general", limit=4, progress=False).margins)
+
+    b = adapter_writes(organism)[1]
+    b = b / b.norm() * torch.sign(b @ (finetune_write := _mean_write(organism, base)))
+    assert control["layer"] == 1 and control["cosine"] > 0.999  # what the organism writes there is B, oriented
+    assert finetune_write.norm() > 0
+    assert control["null_cosine"]["n_null"] == 3 and abs(control["null_cosine"]["null_median"]) < 0.9
+    plain, before = margins(finetune), margins(base)
+    ablated = margins(finetune, lambda m: ablate(m, b, layers=[1], site="resid_post", positions="all"))
+    removed = control["ablation"]
+    assert removed["share_removed"]["value"] == pytest.approx(
+        (plain.mean() - ablated.mean()) / (plain.mean() - before.mean()), rel=1e-4
+    )
+    assert removed["null_share_removed"]["n_null"] == 3
+    steered = margins(base, lambda m: steer(m, b, layers=[1], scale=0.5, relative="resid", positions="skip-first"))
+    assert control["steering"]["shift"]["value"] == pytest.approx(steered.mean() - before.mean(), abs=1e-5)
+    assert control["steering"]["null_shift"]["n_null"] == 3
+
+    from misdir.demo import _control_rows
+
+    rows = "\n".join(_control_rows(control))
+    assert f"| share of the shift removed by ablating B at layer 1 | {removed['share_removed']['value']:+.2f} [" in rows
+    assert "p" in rows.split("cosine of the model-diff direction at layer 1 with B |")[1].split("\n")[0]
