@@ -178,7 +178,7 @@ def run_demo(
     positive: str | Path | None = POSITIVE_CONTROL,
 ) -> dict[str, Any]:
     """Run the demo (see the module docstring), print its table, write `summary.md`, `summary.json`, figures
-        (in `out/figures/` by default). Every model loads on `device` (default: CUDA when present). `positive` is the
+    (in `out/figures/` by default). Every model loads on `device` (default: CUDA when present). `positive` is the
     rank-1 organism of the first stage (a folder, or a name in `checkpoints`; None skips the stage, and so does the
     default when the base is not the embedded model or the organism is not there)."""
     started = time.time()
