@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from misdir.cache import cache_activations
 from misdir.directions import DirectionSet, mean_difference
@@ -95,6 +96,9 @@ def shipped_organisms(checkpoints: str | Path) -> tuple[dict[str, str], dict[str
     )
 
 
+CHECKPOINTS = Path("checkpoints/smollm2-135m")
+"""Where misdir's organisms of the embedded model are shipped (relative to the repository root)."""
+
 POSITIVE_CONTROL = "rank1-finance-risky"
 """The rank-1 organism the demo leads with: of the shipped ones, the clearest general shift (+0.21 [+0.11, +0.31]
 on all 90 general items, `figures/README.md`'s ground-truth table) and the narrowest interval for the share its B
@@ -107,7 +111,7 @@ def positive_control(
     *,
     out: str | Path,
     load: Callable[[Any], Model] | None = None,
-    checkpoints: str | Path = "checkpoints/smollm2-135m",
+    checkpoints: str | Path = CHECKPOINTS,
     limit: int | None = 24,
     scale: float = 0.2,
     n_random: int = 20,
@@ -120,12 +124,7 @@ def positive_control(
     treated the same way? Resumable under `out/` like the sweeps it runs."""
     load = load or (lambda spec: spec if isinstance(spec, Model) else load_model(str(spec), device=base.device))
     out, spec = Path(out), Path(organism)
-    writes = adapter_writes(spec)
-    if len(writes) != 1:
-        raise ValueError(
-            f"{spec}: the positive control takes a single-layer organism; it adapts layers {sorted(writes)}"
-        )
-    ((layer, b),) = writes.items()
+    layer, b = _single_write(spec)
     found = _direction(spec.name, load, str(spec), base, out, Path(checkpoints), limit).vectors[layer]
     b = unit(b * torch.sign(b @ found))  # B's sign is arbitrary: orient it along what the organism writes
     randoms = random_directions(base.d_model, n_random, seed=seed)
@@ -169,7 +168,7 @@ def run_demo(
     controls: Mapping[str, str] | None = None,
     out: str | Path = "results/demo",
     figures: str | Path | None = None,
-    checkpoints: str | Path = "checkpoints/smollm2-135m",
+    checkpoints: str | Path = CHECKPOINTS,
     limit: int | None = 24,
     layer: int | None = None,
     scales: tuple[float, ...] = (0.1, 0.3),
@@ -196,10 +195,10 @@ def run_demo(
     def load(spec: Any) -> Model:
         return spec if isinstance(spec, Model) else load_model(str(spec), device=device)
 
+    organism = positive_organism(positive, model, checkpoints)
     base = load(model)
     layer = base.n_layers // 2 if layer is None else layer
     print(f"{base.spec}: {base.n_layers} layers, d_model {base.d_model}, on {base.device}", flush=True)
-    organism = _positive_organism(positive, model, Path(checkpoints))
     control = None
     if organism is None:
         print("[1/8] positive control: skipped (no rank-1 organism of this base)", flush=True)
@@ -325,16 +324,30 @@ def run_demo(
     return summary
 
 
-def _positive_organism(positive: str | Path | None, model: Any, checkpoints: Path) -> Path | None:
-    """The folder of the positive control's organism; None where the stage is skipped."""
+def positive_organism(positive: str | Path | None, model: Any, checkpoints: str | Path = CHECKPOINTS) -> Path | None:
+    """The folder of the positive control's organism (`positive`: a folder, or a name in `checkpoints`), checked
+    to be a single-layer adapter before any model loads; None where the stage is skipped (`positive` None, or
+    the default organism with a base other than the embedded model or not shipped)."""
     if positive is None:
         return None
-    folder = Path(positive) if Path(positive).is_dir() else checkpoints / str(positive)
+    folder = Path(positive) if Path(positive).is_dir() else Path(checkpoints) / str(positive)
     if positive == POSITIVE_CONTROL and (model != "embedded" or not folder.is_dir()):
         return None
     if not (folder / "adapter_config.json").is_file():
         raise FileNotFoundError(f"positive control {positive!r}: no adapter in {folder}")
+    _single_write(folder)
     return folder
+
+
+def _single_write(adapter: Path) -> tuple[int, Tensor]:
+    """The layer and LoRA B vector of a rank-1 single-layer organism (refused for any other adapter)."""
+    writes = adapter_writes(adapter)
+    if len(writes) != 1:
+        raise ValueError(
+            f"{adapter}: the positive control takes a single-layer organism; it adapts layers {sorted(writes)}"
+        )
+    ((layer, b),) = writes.items()
+    return layer, b
 
 
 def _write_summary(out: Path, table: str, summary: dict[str, Any], figures: Path, n_figures: int) -> None:

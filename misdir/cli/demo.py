@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from misdir.cli.common import _check_layers, _check_random, _model_shape, _named
+from misdir.cli.common import _check_layers, _check_random, _model_shape, _named, _refused
 from misdir.cli.options import command
 from misdir.configs import DemoConfig
 
@@ -11,9 +11,12 @@ from misdir.configs import DemoConfig
 def demo(cfg: DemoConfig) -> None:
     """The main job: a positive control on a rank-1 organism, then evaluation, directions, cosines, ablation and
     steering on a base and its finetunes (resumable)."""
-    from misdir.demo import run_demo
+    from misdir.demo import positive_organism, run_demo
 
     _check_random(cfg.random)
+    positive = None if cfg.positive in (None, "none") else cfg.positive
+    with _refused():
+        positive_organism(positive, cfg.model)
     _check_layers("--layer", None if cfg.layer is None else [cfg.layer], _model_shape({"--model": cfg.model}))
     run_demo(
         cfg.model,
@@ -25,5 +28,5 @@ def demo(cfg: DemoConfig) -> None:
         layer=cfg.layer,
         n_random=cfg.random,
         device=cfg.device,
-        positive=None if cfg.positive in (None, "none") else cfg.positive,
+        positive=positive,
     )

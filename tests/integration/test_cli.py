@@ -444,6 +444,18 @@ def test_ground_truth_refuses_no_random_directions_and_non_rank1_folders(tmp_pat
     )
 
 
+def test_demo_refuses_a_positive_control_that_is_not_a_single_layer_organism(tmp_path):
+    """--positive is read before any model loads: a missing folder, a rank-4 adapter, a rank-1 one on several
+    layers."""
+    out = tmp_path / "run"
+    for positive, says in [
+        (str(tmp_path / "missing"), "no adapter in"),
+        ("medical-bad", "rank 4"),
+        ("rank1-multi-medical-bad", "single-layer organism"),
+    ]:
+        refused(["demo", "--positive", positive, "--out", str(out)], out, code=1, says=says)
+
+
 # --- The command line is derived from the config dataclasses (misdir.configs), so it cannot drift ---
 
 
