@@ -112,6 +112,13 @@ def ablation_edits(basis: Tensor, layers: Sequence[int]) -> list[Edit]:
     return [Edit("ablate", row.float(), tuple(layers), positions="all") for row in basis]
 
 
+def subspace(runner: Runner, basis: Tensor | None) -> tuple[list[Edit], dict[str, Any]]:
+    """(edits, record fields) of a CAFT run: the span of `basis` ablated at the runner's layers (None: no edit)."""
+    if basis is None:
+        return [], {"dim": 0, "basis": []}
+    return ablation_edits(basis, runner.layers), {"dim": len(basis), "basis": basis.tolist()}
+
+
 class Runner:
     """Trains and scores runs, skipping finished ones and refusing to start one past the budget."""
 
@@ -153,8 +160,11 @@ class Runner:
             return True
         return time.time() - self.started + self.last <= self.budget
 
-    def run(self, name: str, organism: str, seed: int, basis: Tensor | None) -> dict[str, Any] | None:
-        """The record of one training under `basis`'s ablation and its unedited scores; None past the budget."""
+    def run(
+        self, name: str, organism: str, seed: int, edits: Sequence[Edit] = (), **meta: Any
+    ) -> dict[str, Any] | None:
+        """The record of one training under `edits` (open during training steps only) and its unedited scores,
+        `meta` (what the edits were made of) recorded with it; None past the budget."""
         folder = self.study.work / "runs" / name
         path = folder / "record.json"
         if path.is_file():
@@ -164,7 +174,6 @@ class Runner:
         sets = ("general", domain_of(next(o for o in ORGANISMS if o.name == organism)))
         bases = {pairs: self.base_scores(pairs) for pairs in sets}
         began = time.time()
-        edits = ablation_edits(basis, self.layers) if basis is not None else []
         result = finetune(
             self.study.base,
             organism,
@@ -194,8 +203,7 @@ class Runner:
             "name": name,
             "organism": organism,
             "seed": seed,
-            "dim": 0 if basis is None else len(basis),
-            "basis": [] if basis is None else basis.tolist(),
+            **meta,
             "B": (b.double() / b.double().norm()).tolist(),
             **training,
             "sets": {"general": scores[sets[0]], "in_domain": scores[sets[1]] | {"pairs": sets[1]}},
@@ -241,7 +249,8 @@ def iterate(runner: Runner, organism: str, seed: int, max_rounds: int, min_round
     rounds: list[dict[str, Any]] = []
     while len(rounds) <= max_rounds and (len(rounds) <= min_rounds or first_stop(rounds, max_rounds) is None):
         basis = orthonormal_basis(torch.tensor([r["B"] for r in rounds], dtype=torch.float64)) if rounds else None
-        record = runner.run(f"{organism}/seed{seed}/round{len(rounds)}", organism, seed, basis)
+        edits, meta = subspace(runner, basis)
+        record = runner.run(f"{organism}/seed{seed}/round{len(rounds)}", organism, seed, edits, **meta)
         if record is None:
             break
         rounds.append(record)
@@ -251,8 +260,8 @@ def iterate(runner: Runner, organism: str, seed: int, max_rounds: int, min_round
 def run_randoms(runner: Runner, organism: str, dims: Sequence[int], n_random: int, subspace_seed: int) -> None:
     for k in dims:
         for i in range(n_random):
-            basis = random_subspace(runner.shape.d_model, k, i, subspace_seed)
-            if runner.run(f"{organism}/random/k{k}/{i}", organism, 0, basis) is None:
+            edits, meta = subspace(runner, random_subspace(runner.shape.d_model, k, i, subspace_seed))
+            if runner.run(f"{organism}/random/k{k}/{i}", organism, 0, edits, **meta) is None:
                 return
 
 
