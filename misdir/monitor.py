@@ -19,15 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from jaxtyping import Float
+from torch import Tensor, nn
 
+from misdir.cache import cache_activations
 from misdir.contrast import contrast_margins
-from misdir.directions import DirectionSet, project
+from misdir.directions import DirectionSet
 from misdir.interventions import describe_directions
 from misdir.io import atomic_path
 from misdir.models import Model
 from misdir.questions import load_contrast_pairs
 from misdir.stats import bootstrap_mean
+from misdir.sweep import random_directions
 
 MONITOR_FILE = "monitor.jsonl"
 
@@ -44,6 +47,14 @@ class Watch:
     margin."""
     source: str | None = None
     """The file the directions came from, for errors and the record."""
+    n_random: int = 0
+    """Random unit directions (`misdir.sweep.random_directions`) whose projections are recorded beside the
+    watched one's: the control an early warning is read against."""
+    random_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_random < 0:
+            raise ValueError(f"n_random must be >= 0, got {self.n_random}")
 
     @classmethod
     def from_option(cls, text: str) -> Watch:
@@ -79,22 +90,34 @@ class Watch:
             "site": self.directions.site,
             "layer": self.at(n_layers),
             "pairs": self.pairs,
+            **({"n_random": self.n_random, "random_seed": self.random_seed} if self.n_random else {}),
         }
 
 
 def measure(model: Model, watch: Watch, step: int) -> dict[str, Any]:
-    """One monitor record of `model` as it is now (under whatever edits are open: the trainer has none)."""
+    """One monitor record of `model` as it is now (under whatever edits are open: the trainer has none): the
+    mean projection and margin with their intervals, each item's values (`items`, for paired comparisons
+    between steps) and, with `n_random`, each item's projection on each random direction."""
     pairs = load_contrast_pairs(watch.pairs)
     questions = [[{"role": "user", "content": pair.question}] for pair in pairs]
     layer = watch.at(model.n_layers)
-    projections = project(model, questions, watch.directions, layer, positions="last", progress=False)
-    margins = contrast_margins(model, pairs, progress=False)
-    return {
+    site = watch.directions.site
+    options = {"layers": [layer], "site": site, "positions": "last", "reduce": "per-input", "progress": False}
+    last = cache_activations(model, questions, **options)
+    activations: Float[Tensor, "item d_model"] = last[:, 0].double()
+    projections = activations @ watch.directions.unit()[layer].double()
+    margins = contrast_margins(model, pairs, progress=False).double()
+    found = {
         "step": step,
         "layer": layer,
-        "projection": bootstrap_mean(projections.double().numpy())._asdict(),
+        "projection": bootstrap_mean(projections.numpy())._asdict(),
         "margin": bootstrap_mean(margins.numpy())._asdict(),
+        "items": {"projection": projections.tolist(), "margin": margins.tolist()},
     }
+    if watch.n_random:
+        randoms = random_directions(activations.shape[-1], watch.n_random, seed=watch.random_seed).double()
+        found["random_projections"] = (randoms @ activations.T).tolist()
+    return found
 
 
 class Monitor:

@@ -590,9 +590,10 @@ def test_the_monitor_equals_a_recomputation_from_the_saved_checkpoints(base_dir,
     from misdir.monitor import Watch
     from misdir.questions import load_contrast_pairs
     from misdir.stats import bootstrap_mean
+    from misdir.sweep import random_directions
 
     watched, ablated = _direction_files(tmp_path)
-    watch = Watch(DirectionSet.load(watched), layer=1, source=str(watched))
+    watch = Watch(DirectionSet.load(watched), layer=1, source=str(watched), n_random=3)
     edits = EditOptions(ablate=(f"{ablated}@0,1",)).edits()  # open while training, closed while watching
     config = FinetuneConfig(max_steps=4, **{**FAST, "checkpoint_every": 2})
     out, kept = tmp_path / "ft", tmp_path / "kept"
@@ -610,16 +611,20 @@ def test_the_monitor_equals_a_recomputation_from_the_saved_checkpoints(base_dir,
     pairs = load_contrast_pairs("general")
     row = watch.directions.vectors[1] / watch.directions.vectors[1].norm()
 
-    def recomputed(model: misdir.Model) -> tuple[list[float], list[float]]:
-        projections = []
+    randoms = random_directions(row.shape[0], 3, seed=0)
+
+    def recomputed(model: misdir.Model) -> tuple[list[float], list[float], list[list[float]]]:
+        last = []
         with torch.no_grad():
             for pair in pairs:
                 ids = model.tokenizer.apply_chat_template(
                     [{"role": "user", "content": pair.question}], add_generation_prompt=True, return_dict=False
                 )
                 hidden = model.hf(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
-                projections.append(float(hidden[2][0, -1] @ row))  # [2]: the output of layer 1
-        return projections, contrast_margins(model, pairs, progress=False).tolist()
+                last.append(hidden[2][0, -1])  # [2]: the output of layer 1
+        activations = torch.stack(last)
+        margins = contrast_margins(model, pairs, progress=False).tolist()
+        return (activations @ row).tolist(), margins, (randoms @ activations.T).tolist()
 
     checkpoint = misdir.load_model(str(out), device="cpu")
     saved = load_file(str(kept / "step-00000002" / "adapter.safetensors"))
@@ -629,11 +634,14 @@ def test_the_monitor_equals_a_recomputation_from_the_saved_checkpoints(base_dir,
                 p.copy_(saved[name])
     models = {0: misdir.load_model(base_dir, device="cpu"), 2: checkpoint, 4: misdir.load_model(str(out))}
     for record in records:
-        projections, margins = recomputed(models[record["step"]])
+        projections, margins, random_projections = recomputed(models[record["step"]])
         for key, values in (("projection", projections), ("margin", margins)):
             expected = bootstrap_mean(values)
             for part in ("value", "low", "high"):
                 assert record[key][part] == pytest.approx(getattr(expected, part), abs=2e-5), (record, key)
+            assert record["items"][key] == pytest.approx(values, abs=2e-5)  # each item, for paired comparisons
+        for recorded, expected in zip(record["random_projections"], random_projections, strict=True):
+            assert recorded == pytest.approx(expected, abs=2e-5)
     assert records[0]["margin"]["value"] != records[-1]["margin"]["value"]
 
     def crash(step: int, loss: float) -> None:
