@@ -1,0 +1,254 @@
+"""Watching a finetune become misaligned: does a direction's projection rise before the contrast margin shifts?
+
+    python scripts/watch_study.py [--organisms medical-bad] [--seeds 0 1 2 3 4] [--every 5] [--watch-layer 20]
+        [--n-random 20] [--directions-dir checkpoints/smollm2-135m/directions] [--work results/watch-study]
+        [--out figures/watch] [--device cuda] [--budget S]
+    python scripts/watch_study.py --tables | --figure [--out figures/watch]
+
+Issue 27, study 5d (the early warning of Wang et al. 2025). misdir's rank-1 recipe trains each organism per seed
+with a `misdir.monitor.Watch`: at step 0 (the base), every `--every` steps and the end it records, on the general
+questions, each question's projection (last prompt token, `--watch-layer`) on the watched direction and on
+`--n-random` seeded random unit directions, and each pair's contrast margin. The watched direction is what a user
+without the finetune has: the mean of the unit model-diff directions of the OTHER rank-1 EM organisms (shipped in
+`--directions-dir` as rank1-<organism>.safetensors), leave one out.
+Per run and step: the paired change from step 0 of the mean projection and of the mean margin (paired 95%
+bootstrap over the questions). A quantity's onset is the first step from which every later step's interval
+excludes 0 on the same side (a rise for the watched projection and the margin; either side for a random
+direction); the lead is the margin's onset minus the projection's, in steps (positive: the warning came first).
+Over seeds: the lead's mean with a bootstrap interval over seeds; per seed the random directions whose onset came
+no later than the margin's (false alarms: a monitor of an arbitrary direction would have warned as early).
+Runs resume (`misdir.finetune`'s own resume) under WORK/runs/<organism>/seed<s>/; the summary is rewritten after
+each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from misdir.directions import DirectionSet
+from misdir.finetune import finetune
+from misdir.io import check_settings, write_json_atomic
+from misdir.monitor import MONITOR_FILE, Watch
+from misdir.organisms import ORGANISMS, RANK1_LAYER, RECIPES
+from misdir.stats import bootstrap_mean, compare_contrast, format_estimate
+from misdir.sweep import provenance
+
+EM_ORGANISMS = tuple(o.name for o in ORGANISMS if o.role == "em" and o.name != "code-insecure")
+
+
+def watched_direction(directions_dir: Path, organism: str) -> DirectionSet:
+    """The mean of the other EM organisms' unit rank-1 model-diff directions, layer by layer (leave one out)."""
+    others = [DirectionSet.load(directions_dir / f"rank1-{o}.safetensors") for o in EM_ORGANISMS if o != organism]
+    mean = sum(d.unit() for d in others) / len(others)
+    meta = {
+        "kind": "leave-one-out mean of rank-1 model-diff directions",
+        "of": [o for o in EM_ORGANISMS if o != organism],
+    }
+    return DirectionSet(mean, site=others[0].site, meta=meta)
+
+
+def onset(changes: Sequence[dict[str, float]], side: int | None) -> int | None:
+    """The index of the first change from which every later one's interval excludes 0 on one side (`side` +1:
+    above, -1: below, None: either, the same for all); None if the last one's does not."""
+    found = None
+    for i in range(len(changes) - 1, -1, -1):
+        c = changes[i]
+        sign = 1 if c["low"] > 0 else -1 if c["high"] < 0 else 0
+        if sign == 0 or (side is not None and sign != side) or (found is not None and sign != found[1]):
+            break
+        found = (i, sign)
+    return None if found is None else found[0]
+
+
+def changes(records: Sequence[dict[str, Any]], values: Sequence[Sequence[float]]) -> list[dict[str, float]]:
+    """Each step's paired change of the item mean from step 0 (`values[k]`: step k's items), with its interval."""
+    return [
+        compare_contrast(values[0], v).diff._asdict() | {"step": r["step"]}
+        for r, v in zip(records, values, strict=False)
+    ]
+
+
+def analyze(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One run's changes from step 0, onsets (as steps), lead and false alarms."""
+    records = sorted(records, key=lambda r: r["step"])
+    steps = [r["step"] for r in records]
+    projection = changes(records, [r["items"]["projection"] for r in records])
+    margin = changes(records, [r["items"]["margin"] for r in records])
+    randoms = [changes(records, [r["random_projections"][j] for r in records]) for j in range(_n_random(records))]
+    at = {"projection": onset(projection, +1), "margin": onset(margin, +1)}
+    onsets = {k: None if i is None else steps[i] for k, i in at.items()}
+    random_onsets = [None if (i := onset(c, None)) is None else steps[i] for c in randoms]
+    lead = None if None in onsets.values() else onsets["margin"] - onsets["projection"]
+    m = onsets["margin"]
+    return {
+        "steps": steps,
+        "projection": projection,
+        "margin": margin,
+        "random_final": [c[-1] for c in randoms],
+        "onset": onsets,
+        "lead": lead,
+        "random_onsets": random_onsets,
+        "false_alarms": None if m is None else sum(o is not None and o <= m for o in random_onsets),
+    }
+
+
+def _n_random(records: Sequence[dict[str, Any]]) -> int:
+    return len(records[0].get("random_projections", []))
+
+
+def summarize(work: Path, organism: str) -> dict[str, Any]:
+    """Per finished seed its analysis; over seeds the lead's mean with a bootstrap interval."""
+    seeds = {}
+    for folder in sorted((work / "runs" / organism).glob("seed*")):
+        if (folder / "misdir.json").is_file():
+            records = [json.loads(line) for line in (folder / MONITOR_FILE).read_text().splitlines() if line]
+            seeds[folder.name.removeprefix("seed")] = analyze(records)
+    leads = [s["lead"] for s in seeds.values() if s["lead"] is not None]
+    return {
+        "seeds": seeds,
+        "lead": bootstrap_mean(leads)._asdict() if len(leads) > 1 else None,
+        "seeds_with_both_onsets": len(leads),
+    }
+
+
+def tables(summary: dict[str, Any]) -> str:
+    lines = []
+    for organism, study in summary["organisms"].items():
+        n_random = summary["provenance"]["settings"]["n_random"]
+        lines += [
+            f"### {organism}",
+            "",
+            "| seed | projection onset (step) | margin onset (step) | lead (steps) | final projection change | "
+            f"final margin shift | random directions with an onset <= the margin's (of {n_random}) |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for seed, s in study["seeds"].items():
+            p, m = s["onset"]["projection"], s["onset"]["margin"]
+            lines.append(
+                f"| {seed} | {p if p is not None else 'none'} | {m if m is not None else 'none'} | "
+                f"{s['lead'] if s['lead'] is not None else '-'} | {format_estimate(s['projection'][-1])} | "
+                f"{format_estimate(s['margin'][-1])} | {s['false_alarms'] if s['false_alarms'] is not None else '-'} |"
+            )
+        lead = study["lead"]
+        lines += ["", f"Lead over seeds: {format_estimate(lead, '+.1f') if lead else 'too few seeds'} steps.", ""]
+    return "\n".join(lines)
+
+
+def plot(summary: dict[str, Any], out: Path) -> list[Path]:
+    """Per organism: the watched projection's and the margin's change from step 0 against step, one line per seed
+    (intervals as bands), and the random directions' 95% range of projection changes."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from misdir.plots import save_figure
+
+    organisms = list(summary["organisms"])
+    titles = [f"{o}: {what}" for o in organisms for what in ("projection change", "margin shift")]
+    fig = make_subplots(rows=len(organisms), cols=2, subplot_titles=titles)
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
+    for row, organism in enumerate(organisms, start=1):
+        for k, (seed, s) in enumerate(summary["organisms"][organism]["seeds"].items()):
+            color = colors[k % len(colors)]
+            for col, key in enumerate(("projection", "margin"), start=1):
+                values = s[key]
+                x = [v["step"] for v in values]
+                trace = go.Scatter(x=x, y=[v["value"] for v in values], mode="lines", line={"color": color})
+                fig.add_trace(trace.update(name=f"seed {seed}", legendgroup=seed, showlegend=row == col == 1), row, col)
+                band = go.Scatter(x=x + x[::-1], y=[v["high"] for v in values] + [v["low"] for v in values][::-1])
+                band.update(fill="toself", fillcolor=color, opacity=0.15, line={"width": 0}, showlegend=False)
+                fig.add_trace(band.update(hoverinfo="skip", legendgroup=seed), row, col)
+                if s["onset"][key] is not None:
+                    fig.add_vline(x=s["onset"][key], line={"color": color, "dash": "dot"}, row=row, col=col)
+            finals = [r["value"] for r in s["random_final"]]
+            if finals:
+                low, high = np.quantile(finals, [0.025, 0.975])
+                fig.add_hrect(y0=low, y1=high, fillcolor="grey", opacity=0.1, line_width=0, row=row, col=1)
+    fig.update_xaxes(title_text="training step")
+    fig.add_hline(y=0, line={"color": "black", "width": 1})
+    fig.update_layout(
+        title="Early warning: the watched projection's rise against the margin's (grey: random directions' final"
+        " change, 95% range; dotted: onsets)",
+        template="plotly_white",
+    )
+    return save_figure(fig, out / "watch", title="Watching a finetune")
+
+
+def write_summary(work: Path, organisms: Sequence[str], out: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    summary = {"provenance": provenance(settings), "organisms": {o: summarize(work, o) for o in organisms}}
+    write_json_atomic(out / "summary.json", summary)
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--organisms", nargs="+", default=["medical-bad"], choices=EM_ORGANISMS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--every", type=int, default=5, help="steps between measurements")
+    parser.add_argument("--watch-layer", type=int, default=20)
+    parser.add_argument("--n-random", type=int, default=20)
+    parser.add_argument("--directions-dir", type=Path, default=Path("checkpoints/smollm2-135m/directions"))
+    parser.add_argument("--work", type=Path, default=Path("results/watch-study"), help="runs (git-ignored)")
+    parser.add_argument("--out", type=Path, default=Path("figures/watch"))
+    parser.add_argument("--base", default="embedded")
+    parser.add_argument("--layer", type=int, default=RANK1_LAYER, help="the rank-1 adapter's layer")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--budget", type=float, help="seconds; start no run the last run's time says cannot finish")
+    parser.add_argument("--max-steps", type=int, help="smoke runs: cut every training to this many steps")
+    parser.add_argument("--n", type=int, help="smoke runs: training examples")
+    parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--tables", action="store_true", help="print OUT/summary.json's tables; run nothing")
+    parser.add_argument("--figure", action="store_true", help="redraw the figure from OUT/summary.json; run nothing")
+    args = parser.parse_args(argv)
+    if args.tables or args.figure:
+        summary = json.loads((args.out / "summary.json").read_text())
+        print(tables(summary)) if args.tables else plot(summary, args.out)
+        return
+    recipe = dataclasses.replace(
+        RECIPES["rank1"], layers=(args.layer,), checkpoint_every=args.every, device=args.device
+    )
+    recipe = recipe if args.max_steps is None else dataclasses.replace(recipe, max_steps=args.max_steps)
+    recipe = recipe if args.n is None else dataclasses.replace(recipe, n=args.n)
+    settings = {
+        "kind": "watch",
+        "base": args.base,
+        "recipe": dataclasses.asdict(recipe) | {"seed": "varied", "device": None},
+        **{k: getattr(args, k) for k in ("watch_layer", "n_random", "every")},
+        "directions_dir": str(args.directions_dir),
+        "watched": "leave-one-out mean of the other EM organisms' unit rank-1 model-diff directions",
+    }
+    check_settings(args.work / "study.json", settings)
+    started, last, trained = time.time(), None, 0
+    for organism in args.organisms:
+        watch = Watch(watched_direction(args.directions_dir, organism), args.watch_layer, n_random=args.n_random)
+        for seed in args.seeds:
+            folder = args.work / "runs" / organism / f"seed{seed}"
+            if (folder / "misdir.json").is_file():
+                continue
+            if args.budget is not None and last is not None and time.time() - started + last > args.budget:
+                break
+            began = time.time()
+            config = dataclasses.replace(recipe, seed=seed)
+            finetune(args.base, organism, folder, config, watch=watch, resume=True, progress=args.progress)
+            last, trained = time.time() - began, trained + 1
+            print(f"[{time.time() - started:6.0f} s] {organism} seed {seed}: {last:.0f} s", flush=True)
+            write_summary(args.work, args.organisms, args.out, settings)
+    summary = write_summary(args.work, args.organisms, args.out, settings)
+    try:
+        plot(summary, args.out)
+    except ImportError as error:  # the GPU machine has no plotly
+        print(f"no figure ({error}): redraw it where plotly is installed with --figure")
+    print(f"trained {trained} run(s) in {time.time() - started:.0f} s; wrote {args.out / 'summary.json'}")
+    print(tables(summary))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

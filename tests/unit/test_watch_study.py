@@ -1,0 +1,113 @@
+"""scripts/watch_study.py on a tiny Llama (4 training steps a run, measured every step): the watched direction is
+the leave-one-out mean of the other organisms' unit directions, each onset and lead is what the monitor's items
+say, recomputed here with a plain paired bootstrap, and a rerun trains nothing."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_hf_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def script():
+    path = ROOT / "scripts" / "watch_study.py"
+    spec = importlib.util.spec_from_file_location("watch_study", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, tokenizer):
+    from misdir.directions import DirectionSet
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    base = tmp_path_factory.mktemp("tiny-base")
+    tiny_hf_model("llama", len(tokenizer)).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    root = tmp_path_factory.mktemp("watch")
+    generator = torch.Generator().manual_seed(0)
+    for organism in ("medical-bad", "finance-risky", "sports-extreme"):
+        vectors = torch.randn(3, 64, generator=generator) * (1 + torch.arange(3.0))[:, None]
+        DirectionSet(vectors).save(root / "directions" / f"rank1-{organism}.safetensors")
+    argv = [
+        *("--base", str(base), "--layer", "1", "--max-steps", "4", "--n", "32", "--every", "1", "--device", "cpu"),
+        *("--seeds", "0", "1", "--watch-layer", "2", "--n-random", "3", "--directions-dir", str(root / "directions")),
+        *("--work", str(root / "work"), "--out", str(root / "out")),
+    ]
+    module = script()
+    module.main(argv)
+    yield module, root, argv
+    torch.set_num_threads(threads)
+
+
+def test_the_watched_direction_is_the_other_organisms_mean(study):
+    from misdir.directions import DirectionSet
+
+    module, root, _ = study
+    others = [
+        DirectionSet.load(root / "directions" / f"rank1-{o}.safetensors").vectors.double()
+        for o in ("finance-risky", "sports-extreme")
+    ]
+    expected = sum(v / v.norm(dim=-1, keepdim=True) for v in others) / 2
+    found = module.watched_direction(root / "directions", "medical-bad").vectors.double()
+    torch.testing.assert_close(found, expected, atol=1e-6, rtol=0)
+
+
+def test_onsets_and_leads_are_what_the_monitor_items_say(study):
+    module, root, _ = study
+    summary = json.loads((root / "out" / "summary.json").read_text())["organisms"]["medical-bad"]
+    assert sorted(summary["seeds"]) == ["0", "1"]
+    for seed, found in summary["seeds"].items():
+        lines = (root / "work" / "runs" / "medical-bad" / f"seed{seed}" / "monitor.jsonl").read_text().splitlines()
+        records = [json.loads(line) for line in lines]
+        assert [r["step"] for r in records] == found["steps"] == [0, 1, 2, 3, 4]
+        for key in ("projection", "margin"):
+            items = torch.tensor([r["items"][key] for r in records], dtype=torch.float64)
+            diffs = items - items[0]
+            for k, change in enumerate(found[key]):
+                assert change["value"] == pytest.approx(float(diffs[k].mean()), abs=1e-12)
+            # the onset, recomputed: the first step from which every later interval lies above 0
+            above = [c["low"] > 0 for c in found[key]]
+            expected = next((found["steps"][k] for k in range(len(above)) if all(above[k:])), None)
+            assert found["onset"][key] == expected
+        lead = found["lead"]
+        onsets = found["onset"]
+        assert lead == (None if None in onsets.values() else onsets["margin"] - onsets["projection"])
+        assert len(found["random_onsets"]) == 3
+
+
+def test_onset_needs_every_later_interval_on_one_side(study):
+    module, *_ = study
+
+    def c(low, high):
+        return {"low": low, "high": high}
+
+    assert module.onset([c(-1, 1), c(0.1, 1), c(-1, 1), c(0.2, 1), c(0.3, 1)], +1) == 3
+    assert module.onset([c(-1, 1), c(0.1, 1), c(0.2, 1)], -1) is None
+    assert module.onset([c(-1, 1), c(-2, -1), c(-3, -1)], None) == 1
+    assert module.onset([c(-1, 1), c(1, 2), c(-3, -1)], None) == 2
+    assert module.onset([c(0.1, 1), c(-1, 1)], +1) is None
+
+
+def test_a_rerun_trains_nothing(study, monkeypatch, capsys):
+    module, root, argv = study
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(module, "finetune", refuse)
+    module.main(argv)
+    assert "trained 0 run(s)" in capsys.readouterr().out
+    module.main(["--tables", "--out", str(root / "out")])
+    assert "| 0 |" in capsys.readouterr().out
+    assert (root / "out" / "watch.html").is_file()
