@@ -196,6 +196,12 @@ class FinetuneCommandConfig(CommandConfig):
         "questions onto it and the contrast margin go to OUT/monitor.jsonl and "
         "OUT/monitor.html",
     )
+    watch_random: int = opt(
+        0,
+        "with --watch: also record each question's projection on this many seeded random directions, the "
+        "control an early warning is read against (20 or more)",
+        at_least=0,
+    )
 
 
 def _finetune_base(outer: dict[str, Any], given: dict[str, Any]) -> FinetuneConfig:

@@ -57,14 +57,14 @@ class Watch:
             raise ValueError(f"n_random must be >= 0, got {self.n_random}")
 
     @classmethod
-    def from_option(cls, text: str) -> Watch:
+    def from_option(cls, text: str, n_random: int = 0) -> Watch:
         """`--watch FILE` or `FILE@LAYER`: the direction file read (refused naming it if it cannot be)."""
         path, at, layer = text.rpartition("@")
         if not at or Path(text).exists():
             path, layer = text, ""
         elif not layer.strip().isdigit():
             raise ValueError(f"--watch {text!r}: expected FILE or FILE@LAYER, LAYER a whole number")
-        return cls(DirectionSet.load(path), int(layer) if layer else None, source=path)
+        return cls(DirectionSet.load(path), int(layer) if layer else None, source=path, n_random=n_random)
 
     def at(self, n_layers: int) -> int:
         return n_layers // 2 if self.layer is None else self.layer

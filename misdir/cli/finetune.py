@@ -20,7 +20,9 @@ def finetune(cfg: FinetuneCommandConfig) -> None:
     shape = _model_shape({"--model": cfg.model})
     with _refused():  # the direction files read
         edits = cfg.edits.edits()
-        watch = Watch.from_option(cfg.watch) if cfg.watch else None
+        watch = Watch.from_option(cfg.watch, n_random=cfg.watch_random) if cfg.watch else None
+        if cfg.watch_random and not cfg.watch:
+            raise ValueError("--watch-random needs --watch")
     if shape is not None:
         try:
             cfg.training.resolve(shape.n_layers)  # --layers in range

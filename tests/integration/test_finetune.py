@@ -568,6 +568,7 @@ def test_cli_finetune_under_edits_and_its_refusals(base_dir, data_file, tmp_path
         "layers of width 65, but the model has 3 of width 64": ["--watch", str(wide)],
         "layer 3 out of range": ["--watch", f"{ablated}@3"],
         "expected FILE or FILE@LAYER": ["--watch", f"{ablated}@1,2"],
+        "--watch-random needs --watch": ["--watch-random", "20"],
     }
     for message, args in refusals.items():
         refused = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "refused"), *args])
