@@ -1,0 +1,263 @@
+"""Which direction screens training data for emergent misalignment before any training?
+
+    python scripts/screening_study.py [--n 60] [--layer 15] [--work results/screening-study]
+        [--out figures/screening] [--directions-dir checkpoints/smollm2-135m/directions] [--device cuda]
+    python scripts/screening_study.py --tables [--out figures/screening]
+
+Issue 27, study 5c, first part (persona vectors' projection difference, Chen et al. 2025). For each of misdir's 13
+datasets, the first `--n` training examples (split train, seed 0: what a finetune would see): per example the
+base model's mean `resid_post` at `--layer` over the dataset's answer tokens minus that over its own greedy answer
+to the same prompt (`misdir.screen.answer_differences`, computed once per dataset and kept in WORK). Each candidate
+unit direction then scores every example (difference . direction), so all candidates are read on the same
+differences:
+- single: each shipped EM organism's model-diff direction (full-rank recipe, and rank-1 where shipped);
+- mean EM: the mean of the four full-rank EM organisms' unit directions;
+- EM minus control: that mean minus the mean of the shipped controls' unit directions (medical-good, code-secure,
+  code-educational), renormalised;
+- leave one out: each dataset scored with the mean of the EM directions of the OTHER domains (what a user with
+  organisms of other domains has);
+- `--n-random` seeded random unit directions, the null every candidate is placed in.
+Per candidate: each dataset's mean score (95% bootstrap over examples), and the AUROC of examples of the 4 EM
+(misaligned) datasets against examples of the 5 control (aligned) datasets, with a 95% bootstrap interval
+(examples resampled within each class); backdoor datasets (half each) are scored but not in the AUROC. A
+candidate's AUROC is placed among the random directions' AUROCs (percentile); an AUROC below 0.5 means the
+direction ranks controls above EM data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from misdir.data import make_dataset
+from misdir.datasets import DATASETS
+from misdir.directions import DirectionSet
+from misdir.io import atomic_path, check_settings, write_json_atomic
+from misdir.organisms import ORGANISMS
+from misdir.screen import MAX_NEW_TOKENS, answer_differences
+from misdir.stats import bootstrap_mean
+from misdir.sweep import against_null, provenance, random_directions
+
+EM = tuple(o.name for o in ORGANISMS if o.role == "em")
+CONTROLS = ("medical-good", "code-secure", "code-educational")
+"""The controls whose model-diff directions are shipped."""
+N_RESAMPLES = 2000
+
+
+def domain(name: str) -> str:
+    return name.split("-")[0]
+
+
+def differences(work: Path, args: argparse.Namespace) -> dict[str, Float[Tensor, "example d_model"]]:
+    """Each dataset's per-example differences (WORK/differences/<dataset>.safetensors; NaN rows: the base said
+    nothing), computed where missing."""
+    found, model = {}, None
+    for name in DATASETS:
+        path = work / "differences" / f"{name}.safetensors"
+        if not path.is_file():
+            if model is None:
+                from misdir.models import load_model
+
+                model = load_model(args.base, device=args.device, dtype="float32")
+            began = time.time()
+            examples = make_dataset(name, args.n, seed=0, split="train")
+            diff = answer_differences(
+                model,
+                [list(e.messages) for e in examples],
+                args.layer,
+                max_new_tokens=args.max_new_tokens,
+                batch_size=args.batch_size,
+                progress=args.progress,
+            )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path.with_suffix(".answers.json")) as tmp:
+                tmp.write_text(json.dumps(diff.base_answers))
+            with atomic_path(path) as tmp:
+                save_file({"differences": diff.vectors.contiguous()}, str(tmp))
+            print(f"{name}: {len(examples)} examples in {time.time() - began:.0f} s", flush=True)
+        found[name] = load_file(str(path))["differences"].double()
+    return found
+
+
+def unit(v: Tensor) -> Tensor:
+    return v / v.norm()
+
+
+def candidates(directions_dir: Path, layer: int) -> dict[str, Any]:
+    """Candidate directions at `layer`: name -> a unit vector, or (leave one out) a function of the dataset."""
+    read = {
+        p.stem: unit(DirectionSet.load(p).vectors[layer].double()) for p in sorted(directions_dir.glob("*.safetensors"))
+    }
+    chosen: dict[str, Any] = {name: read[name] for name in EM if name in read}
+    chosen |= {f"rank1-{name}": read[f"rank1-{name}"] for name in EM if f"rank1-{name}" in read}
+    ems = {name: read[name] for name in EM}
+    mean_em = unit(torch.stack(list(ems.values())).mean(0))
+    chosen["mean EM"] = mean_em
+    chosen["EM minus control"] = unit(mean_em - unit(torch.stack([read[c] for c in CONTROLS]).mean(0)))
+    by_domain = {domain(name): v for name, v in ems.items()}
+
+    def leave_one_out(dataset: str) -> Tensor:
+        return unit(torch.stack([v for d, v in by_domain.items() if d != domain(dataset)]).mean(0))
+
+    chosen["leave one out"] = leave_one_out
+    return chosen
+
+
+def scores(diffs: dict[str, Tensor], direction: Any) -> dict[str, np.ndarray]:
+    """Each dataset's example scores along the direction (NaN rows dropped)."""
+    found = {}
+    for name, d in diffs.items():
+        v = direction(name) if callable(direction) else direction
+        s = (d @ v).numpy()
+        found[name] = s[~np.isnan(s)]
+    return found
+
+
+def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """P(a positive example scores above a negative one), ties counted half."""
+    greater = (positive[:, None] > negative[None, :]).mean()
+    ties = (positive[:, None] == negative[None, :]).mean()
+    return float(greater + 0.5 * ties)
+
+
+def auroc_interval(positive: np.ndarray, negative: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """The AUROC with a 95% percentile bootstrap interval, examples resampled within each class."""
+    rng = np.random.default_rng(seed)
+    resampled = [
+        auroc(rng.choice(positive, len(positive)), rng.choice(negative, len(negative))) for _ in range(N_RESAMPLES)
+    ]
+    low, high = np.quantile(resampled, [0.025, 0.975])
+    return {
+        "value": auroc(positive, negative),
+        "low": float(low),
+        "high": float(high),
+        "n": len(positive) + len(negative),
+    }
+
+
+def classes(found: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(scores of the EM datasets' examples, of the control datasets')."""
+    kinds = {name: spec.kind for name, spec in DATASETS.items()}
+    positive = np.concatenate([s for n, s in found.items() if kinds[n] == "misaligned"])
+    negative = np.concatenate([s for n, s in found.items() if kinds[n] == "aligned"])
+    return positive, negative
+
+
+def summarize(diffs: dict[str, Tensor], chosen: dict[str, Any], n_random: int, seed: int) -> dict[str, Any]:
+    d_model = next(iter(diffs.values())).shape[-1]
+    randoms = random_directions(d_model, n_random, seed=seed).double()
+    null = [auroc(*classes(scores(diffs, r))) for r in randoms]
+    table = {}
+    for name, direction in chosen.items():
+        found = scores(diffs, direction)
+        entry = {"auroc": auroc_interval(*classes(found))}
+        entry["auroc_among_random"] = against_null(entry["auroc"]["value"], null)
+        entry["datasets"] = {n: bootstrap_mean(s)._asdict() for n, s in found.items()}
+        table[name] = entry
+    low, median, high = np.quantile(null, [0.025, 0.5, 0.975])
+    return {
+        "candidates": table,
+        "random_auroc": {"median": float(median), "low": float(low), "high": float(high), "n": n_random},
+        "kinds": {name: spec.kind for name, spec in DATASETS.items()},
+    }
+
+
+def tables(summary: dict[str, Any]) -> str:
+    from misdir.stats import format_estimate
+
+    r = summary["random_auroc"]
+    lines = [
+        f"AUROC of EM examples against control examples; {r['n']} random directions: median {r['median']:.2f} "
+        f"[95% range {r['low']:.2f}, {r['high']:.2f}].",
+        "",
+        "| direction | AUROC [95% CI] | percentile among random |",
+        "| --- | --- | --- |",
+    ]
+    ranked = sorted(summary["candidates"].items(), key=lambda kv: -kv[1]["auroc"]["value"])
+    for name, entry in ranked:
+        a = entry["auroc"]
+        lines.append(f"| {name} | {format_estimate(a, '.2f')} | {entry['auroc_among_random']['percentile']:.0f} |")
+    names = list(summary["kinds"])
+    lines += ["", "| dataset | kind | " + " | ".join(n for n, _ in ranked) + " |", "|---" * (len(ranked) + 2) + "|"]
+    for dataset in names:
+        cells = [format_estimate(entry["datasets"][dataset], "+.2f") for _, entry in ranked]
+        lines.append(f"| {dataset} | {summary['kinds'][dataset]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(summary: dict[str, Any], out: Path) -> list[Path]:
+    """Each candidate's AUROC with its interval, the random directions' 95% range as a band."""
+    import plotly.graph_objects as go
+
+    from misdir.plots import save_figure
+
+    ranked = sorted(summary["candidates"].items(), key=lambda kv: kv[1]["auroc"]["value"])
+    a = [e["auroc"] for _, e in ranked]
+    error = {"array": [x["high"] - x["value"] for x in a], "arrayminus": [x["value"] - x["low"] for x in a]}
+    fig = go.Figure(go.Bar(y=[n for n, _ in ranked], x=[x["value"] for x in a], error_x=error, orientation="h"))
+    r = summary["random_auroc"]
+    fig.add_vrect(x0=r["low"], x1=r["high"], fillcolor="grey", opacity=0.2, line_width=0)
+    fig.add_vline(x=0.5, line={"color": "black", "width": 1})
+    fig.update_layout(
+        title="Screening before training: AUROC of EM against control examples by projection difference"
+        " (grey: 95% range of random directions)",
+        xaxis_title="AUROC (examples of the 4 EM datasets vs the 5 control datasets)",
+        template="plotly_white",
+    )
+    return save_figure(fig, out / "screening", title="Screening study")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=60, help="training examples per dataset")
+    parser.add_argument("--layer", type=int, default=15)
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS)
+    parser.add_argument("--n-random", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0, help="random directions' seed")
+    parser.add_argument("--directions-dir", type=Path, default=Path("checkpoints/smollm2-135m/directions"))
+    parser.add_argument("--work", type=Path, default=Path("results/screening-study"), help="differences (git-ignored)")
+    parser.add_argument("--out", type=Path, default=Path("figures/screening"))
+    parser.add_argument("--base", default="embedded")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--tables", action="store_true", help="print OUT/summary.json's tables; run nothing")
+    args = parser.parse_args(argv)
+    if args.tables:
+        print(tables(json.loads((args.out / "summary.json").read_text())))
+        return
+    settings = {k: getattr(args, k) for k in ("n", "layer", "max_new_tokens", "base")}
+    check_settings(args.work / "settings.json", settings)
+    diffs = differences(args.work, args)
+    summary = summarize(diffs, candidates(args.directions_dir, args.layer), args.n_random, args.seed)
+    summary["provenance"] = provenance(
+        {
+            "kind": "screening",
+            **settings,
+            "n_random": args.n_random,
+            "seed": args.seed,
+            "split": "train",
+            "data_seed": 0,
+        }
+    )
+    write_json_atomic(args.out / "summary.json", summary)
+    try:
+        plot(summary, args.out)
+    except ImportError as error:  # the GPU machine has no plotly
+        print(f"no figure ({error}): redraw it where plotly is installed")
+    print(tables(summary))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
