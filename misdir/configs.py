@@ -144,30 +144,6 @@ class ModelsConfig(CommandConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
-class DemoConfig(CommandConfig):
-    """`misdir demo`: the main job on a base and its finetunes."""
-
-    model: str = opt("embedded", "base model spec")
-    finetune: tuple[str, ...] | None = opt(None, "EM finetune NAME=SPEC (default: the shipped organisms)")
-    control: tuple[str, ...] | None = opt(None, "control finetune NAME=SPEC (default: the shipped controls)")
-    out: Path = opt(Path("results/demo"), "where the runs, summary.md and summary.json go")
-    figures: Path | None = opt(
-        None,
-        "where figures go (default: OUT/figures; `make figures` passes figures/demo " "to refresh the committed ones)",
-    )
-    limit: int | None = limit_field(24)
-    layer: int | None = opt(None, "layer of the directions ablated and steered (default: the middle)", at_least=0)
-    random: int = random_field()
-    device: str | None = device_field()
-    positive: str | None = opt(
-        "rank1-finance-risky",
-        "the first stage's positive control: a rank-1 single-layer organism of the base (a folder, or a name in "
-        "checkpoints/smollm2-135m), whose LoRA B is found, ablated and steered along beside the random directions; "
-        "'none' skips it",
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
 class FinetuneCommandConfig(CommandConfig):
     """`misdir finetune`: LoRA-finetune a model on chat data; `training` starts from
     `misdir.finetune.default_config(model, preset)` and the options given override it; `edits` are open
@@ -264,7 +240,7 @@ class EvaluateConfig(CommandConfig):
 @dataclass(frozen=True, kw_only=True)
 class JudgedConfig(CommandConfig):
     """The judged metric (`misdir.judged`) that --judge puts in place of the contrast metric, the same options in
-    every command whose sweeps take it (ablate, transfer, steer, organisms analyze), and the items."""
+    every command whose sweeps take it (ablate, transfer, steer, organisms analyze, demo), and the items."""
 
     limit: int | None = limit_field()
     judge: str | None = opt(
@@ -280,6 +256,31 @@ class JudgedConfig(CommandConfig):
     temperature: float = opt(1.0, "judge: sampling temperature (0: greedy)", at_least=0)
     seed: int = opt(0, "judge: sampling seed (the same in every cell)")
     dry_run: bool = opt(False, "judge: print how many answers and judge calls the sweep needs, then stop")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoConfig(JudgedConfig):
+    """`misdir demo`: the main job on a base and its finetunes (with --judge, its causal stages on the judged
+    metric)."""
+
+    model: str = opt("embedded", "base model spec")
+    finetune: tuple[str, ...] | None = opt(None, "EM finetune NAME=SPEC (default: the shipped organisms)")
+    control: tuple[str, ...] | None = opt(None, "control finetune NAME=SPEC (default: the shipped controls)")
+    out: Path = opt(Path("results/demo"), "where the runs, summary.md and summary.json go")
+    figures: Path | None = opt(
+        None,
+        "where figures go (default: OUT/figures; `make figures` passes figures/demo " "to refresh the committed ones)",
+    )
+    limit: int | None = limit_field(24)
+    layer: int | None = opt(None, "layer of the directions ablated and steered (default: the middle)", at_least=0)
+    random: int = random_field()
+    device: str | None = device_field()
+    positive: str | None = opt(
+        "rank1-finance-risky",
+        "the first stage's positive control: a rank-1 single-layer organism of the base (a folder, or a name in "
+        "checkpoints/smollm2-135m), whose LoRA B is found, ablated and steered along beside the random directions; "
+        "'none' skips it",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

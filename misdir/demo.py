@@ -15,9 +15,9 @@ Stages, each written to `out/` as it finishes (a rerun skips what is done):
    way (`misdir.experiments.ablation_sweep`);
 7. steering the base along the mean EM direction, beside 20 random directions (`misdir.experiments.steering_grid`);
 8. with the shipped SAE of that layer: the latents that rise in the EM finetunes and not in the controls;
-then a table (`out/summary.md`, led by a line on how to read a null and by the positive control), `out/summary.json`
-with provenance, and figures (`out/figures/` unless `figures` names another folder: the committed `figures/demo/`
-is refreshed only on purpose, by `make figures`).
+then a table (`out/summary.md`, led by a line on how to read a null and by the positive control: `demo_table`),
+`out/summary.json` with provenance, and figures (`out/figures/` unless `figures` names another folder: the committed
+`figures/demo/` is refreshed only on purpose, by `make figures`).
 
 Defaults: the embedded SmolLM2-135M-Instruct and misdir's shipped organisms on the first 24 general items. Contrast
 scoring shares each pair's prompt between its two answers and, in a sweep, the layers below a one-layer edit
@@ -25,12 +25,21 @@ scoring shares each pair's prompt between its two answers and, in a sweep, the l
 it the 70 cells of the all-layer ablation; the full study is `misdir organisms analyze`. With hub models
 (`--model Qwen/Qwen2.5-7B-Instruct --finetune em:qwen2.5-7b/bad-medical-advice ...`) the same runs on a GPU (the
 positive control only with `--positive` naming a rank-1 organism of that base).
+
+With a judge (`misdir demo --judge ...`), the causal stages (the positive control's ablation and steering, 6 and 7)
+sample answers in every cell and a judge scores them (`misdir.judged`): the judged EM rate and coherent share per
+cell, and their effects beside the same random directions, sampled and judged like the named ones. The positive
+control runs on the same metric, as what a judged null in stages 6 and 7 would look like where a direction is known
+to exist. Their plans (answers to sample, judge calls, how many cached) are printed before anything is measured;
+they write to `judged-ablation/` and `judged-steering/` folders beside the contrast ones, so one `out` holds both.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +47,20 @@ import torch
 from torch import Tensor
 
 from misdir.cache import cache_activations
+from misdir.demo_table import summary_table
 from misdir.directions import DirectionSet, mean_difference
 from misdir.evaluate import evaluate
-from misdir.experiments import (
-    AblationSweep,
-    SteeringGrid,
-    ablation_sweep,
-    random_directions,
-    steering_grid,
-)
+from misdir.experiments import ablation_sweep, random_directions, steering_grid
 from misdir.ground_truth.study import adapter_writes
 from misdir.io import atomic_path, write_json_atomic
+from misdir.judged import (
+    JudgedMetric,
+    announce_plans,
+    as_judge,
+    judged_ablation_sweep,
+    judged_steering_grid,
+    plot_judged_sweep,
+)
 from misdir.models import Model, load_model
 from misdir.plots import save_figure
 from misdir.provenance import provenance, software
@@ -59,8 +71,8 @@ from misdir.similarity import (
     plot_cosine_matrix,
     random_cosine_quantile,
 )
-from misdir.stats import compare_contrast, format_estimate
-from misdir.sweep import AgainstNull, compare_to_null
+from misdir.stats import format_estimate
+from misdir.sweep import compare_to_null
 from misdir.sweep_plots import plot_ablation_sweep, plot_steering_grid
 from misdir.tensors import unit
 
@@ -104,6 +116,53 @@ POSITIVE_CONTROL = "rank1-finance-risky"
 on all 90 general items, `figures/README.md`'s ground-truth table) and the narrowest interval for the share its B
 removes (1.08 [1.04, 1.15])."""
 
+MEAN_EM = "mean EM direction"
+"""The direction stage 7 steers along: the mean of the EM finetunes' unit directions at the chosen layer."""
+
+
+@dataclass(frozen=True)
+class CausalMetric:
+    """What the demo's causal stages (the positive control's ablation and steering, stages 6 and 7) measure:
+    `contrast_metric` or `judged_metric`; their sweeps and figures, with the metric's own options bound."""
+
+    about: str
+    """What the table says the effects are in."""
+    ablate: Callable[..., Any]
+    steer: Callable[..., Any]
+    plot_ablation: Callable[..., list[Path]]
+    plot_steering: Callable[..., list[Path]]
+    judge: Any = None
+    """The judge of a judged metric (one judge and cache for every sweep)."""
+
+    def folder(self, out: Path, stage: str) -> Path:
+        """Where a sweep of this metric writes (a run folder holds both metrics' sweeps side by side)."""
+        return out / (stage if self.judge is None else f"judged-{stage}")
+
+
+def contrast_metric(limit: int | None) -> CausalMetric:
+    """The contrast metric on the first `limit` general items (`misdir.experiments`' sweeps)."""
+    return CausalMetric(
+        f"the contrast margin on the first {limit or 'all'} general items",
+        partial(ablation_sweep, limit=limit),
+        partial(steering_grid, limit=limit),
+        plot_ablation_sweep,
+        plot_steering_grid,
+    )
+
+
+def judged_metric(judge: Any, metric: JudgedMetric) -> CausalMetric:
+    """The judged EM rate of `metric`'s sampled answers, scored by `judge` (a judge object, `as_judge`'s)."""
+    t = metric.thresholds
+    return CausalMetric(
+        f"the judged EM rate and coherent share of {metric.n_answers()} answers per cell to {metric.questions}, "
+        f"judged by {judge.name} (EM: aligned <= {t.aligned_max:g} and coherent > {t.coherent_min:g})",
+        partial(judged_ablation_sweep, judge=judge, metric=metric),
+        partial(judged_steering_grid, judge=judge, metric=metric),
+        plot_judged_sweep,
+        plot_judged_sweep,
+        judge,
+    )
+
 
 def positive_control(
     base: Model,
@@ -116,38 +175,53 @@ def positive_control(
     scale: float = 0.2,
     n_random: int = 20,
     seed: int = 0,
+    causal: CausalMetric | None = None,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """The demo's first stage: on a rank-1 single-layer organism, whose shift can only ride on its LoRA B
     (`misdir.ground_truth.adapter_writes`), does misdir find B (cosine of the model-diff direction at B's layer),
     remove the shift by ablating B there (share of the excess removed, `ablation_sweep`) and induce it by steering
     the base along B (`steering_grid`, `scale` of the residual norm), each beside `n_random` random directions
-    treated the same way? Resumable under `out/` like the sweeps it runs."""
+    treated the same way? Resumable under `out/` like the sweeps it runs. `causal`: the metric of the ablation and
+    steering (default the contrast metric); with `dry_run`, a judged metric's plans by folder, nothing measured."""
     load = load or (lambda spec: spec if isinstance(spec, Model) else load_model(str(spec), device=base.device))
+    causal = causal or contrast_metric(limit)
     out, spec = Path(out), Path(organism)
     layer, b = _single_write(spec)
+    # Ablated where the adapter writes, at every position (the ground-truth study's edit, figures/README.md).
+    ablate = partial(
+        causal.ablate,
+        base,
+        {spec.name: str(spec)},
+        out=causal.folder(out, "ablation"),
+        n_random=n_random,
+        layers=[layer],
+        site=("resid_post",),
+        positions="all",
+        seed=seed,
+        load=load,
+        progress=True,
+    )
+    steer = partial(
+        causal.steer,
+        base,
+        out=causal.folder(out, "steering"),
+        layers=[layer],
+        scales=[scale],
+        n_random=n_random,
+        seed=seed,
+    )
+    if dry_run:
+        return {
+            str(causal.folder(out, stage)): run({"B": b}, dry_run=True)
+            for stage, run in [("ablation", ablate), ("steering", steer)]
+        }
     found = _direction(spec.name, load, str(spec), base, out, Path(checkpoints), limit).vectors[layer]
     b = unit(b * torch.sign(b @ found))  # B's sign is arbitrary: orient it along what the organism writes
     randoms = random_directions(base.d_model, n_random, seed=seed)
     cosine = float(unit(found) @ b)
     cosine_null = compare_to_null(cosine, (randoms @ b).tolist())
-    # Ablated where the adapter writes, at every position (the ground-truth study's edit, figures/README.md).
-    ablation = ablation_sweep(
-        base,
-        {spec.name: str(spec)},
-        {"B": b},
-        out=out / "ablation",
-        n_random=n_random,
-        layers=[layer],
-        site=("resid_post",),
-        positions="all",
-        limit=limit,
-        seed=seed,
-        load=load,
-        progress=True,
-    )
-    steering = steering_grid(
-        base, {"B": b}, out=out / "steering", layers=[layer], scales=[scale], n_random=n_random, limit=limit, seed=seed
-    )
+    ablation, steering = ablate({"B": b}), steer({"B": b})
     (removed,) = (r for r in ablation.rows if r.direction == "B")
     (steered,) = (r for r in steering.rows if r.direction == "B")
     return {
@@ -156,6 +230,7 @@ def positive_control(
         "layer": layer,
         "cosine": cosine,
         "null_cosine": cosine_null._asdict(),
+        "metric": causal.about,
         "ablation": removed.to_dict(),
         "steering": steered.to_dict(),
     }
@@ -175,11 +250,19 @@ def run_demo(
     n_random: int = 20,
     device: str | None = None,
     positive: str | Path | None = POSITIVE_CONTROL,
+    judge: Any = None,
+    metric: JudgedMetric | None = None,
+    judge_url: str | None = None,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Run the demo (see the module docstring), print its table, write `summary.md`, `summary.json`, figures
     (in `out/figures/` by default). Every model loads on `device` (default: CUDA when present). `positive` is the
     rank-1 organism of the first stage (a folder, or a name in `checkpoints`; None skips the stage, and so does the
-    default when the base is not the embedded model or the organism is not there)."""
+    default when the base is not the embedded model or the organism is not there).
+
+    With `judge` (a judge or a spec, ``openai:MODEL`` with `judge_url`, ``local:SPEC`` on `device`; caching in
+    `out/judge_cache.jsonl`) the causal stages run on the judged `metric` (`judged_metric`): their plans are printed
+    once the base is loaded, before anything is measured; with `dry_run` they are returned then, by folder."""
     started = time.time()
     out = Path(out)
     figures = out / "figures" if figures is None else Path(figures)
@@ -199,6 +282,41 @@ def run_demo(
     base = load(model)
     layer = base.n_layers // 2 if layer is None else layer
     print(f"{base.spec}: {base.n_layers} layers, d_model {base.d_model}, on {base.device}", flush=True)
+    causal = (
+        contrast_metric(limit)
+        if judge is None
+        else judged_metric(as_judge(judge, out, judge_url=judge_url, device=device), metric or JudgedMetric())
+    )
+    em = list(finetunes)
+    ablated = em[:2]
+    rows = {**{name: finetunes[name] for name in ablated}, **dict(list(controls.items())[:1])}
+    ablate = partial(
+        causal.ablate, base, rows, out=causal.folder(out, "ablation"), n_random=n_random, progress=True, load=load
+    )
+    steer = partial(
+        causal.steer, base, out=causal.folder(out, "steering"), layers=[layer], scales=scales, n_random=n_random
+    )
+    check = partial(
+        positive_control,
+        base,
+        organism,
+        out=out / "positive-control",
+        load=load,
+        checkpoints=checkpoints,
+        limit=limit,
+        n_random=n_random,
+        causal=causal,
+    )
+    if causal.judge is not None:
+        placeholder = torch.zeros(base.d_model)  # a plan counts cells, which name their directions only
+        plans = {
+            **(check(dry_run=True) if organism is not None else {}),
+            str(causal.folder(out, "ablation")): ablate(dict.fromkeys(ablated, placeholder), dry_run=True),
+            str(causal.folder(out, "steering")): steer({MEAN_EM: placeholder}, dry_run=True),
+        }
+        announce_plans(plans, causal.judge, dry_run=dry_run)
+        if dry_run:
+            return plans
     control = None
     if organism is None:
         print("[1/8] positive control: skipped (no rank-1 organism of this base)", flush=True)
@@ -208,15 +326,7 @@ def run_demo(
             f"steering along B beside {n_random} random directions",
             flush=True,
         )
-        control = positive_control(
-            base,
-            organism,
-            out=out / "positive-control",
-            load=load,
-            checkpoints=checkpoints,
-            limit=limit,
-            n_random=n_random,
-        )
+        control = check()
     print("[2/8] the residual norm by layer", flush=True)
     norms = cache_activations(base, DEMO_CONVERSATIONS, reduce="mean", batch_size=4, progress=False).norm(dim=-1)
     written = save_figure(_norm_figure(norms.tolist(), base.spec), figures / "resid_post_mean_norm")
@@ -261,33 +371,17 @@ def run_demo(
         figures / "cosine_matrix",
     )
 
-    em = list(finetunes)
-    ablated = em[:2]
-    rows = {**{name: finetunes[name] for name in ablated}, **dict(list(controls.items())[:1])}
     print(
         f"[6/8] ablating {', '.join(ablated)} and {n_random} random directions (layer {layer}'s, at every layer, "
         f"every token but the first) in {', '.join(rows)}",
         flush=True,
     )
-    units = {name: directions[name].unit()[layer] for name in ablated}
-    ablation = ablation_sweep(
-        base, rows, units, out=out / "ablation", n_random=n_random, limit=limit, progress=True, load=load
-    )
-    written += plot_ablation_sweep(ablation, figures / "ablation")
+    ablation = ablate({name: directions[name].unit()[layer] for name in ablated})
+    written += causal.plot_ablation(ablation, figures / "ablation")
 
     print(f"[7/8] steering the base along the mean EM direction at layer {layer}", flush=True)
-    mean_em = torch.stack([directions[name].unit()[layer] for name in em]).mean(0)
-    steering = steering_grid(
-        base,
-        {"mean EM direction": mean_em},
-        out=out / "steering",
-        layers=[layer],
-        scales=scales,
-        n_random=n_random,
-        limit=limit,
-        progress=True,
-    )
-    written += plot_steering_grid(steering, figures / "steering")
+    steering = steer({MEAN_EM: torch.stack([directions[name].unit()[layer] for name in em]).mean(0)})
+    written += causal.plot_steering(steering, figures / "steering")
 
     sae_dir = Path(checkpoints) / f"sae-layer{layer}"
     sae = None
@@ -304,7 +398,7 @@ def run_demo(
             limit,
         )
 
-    table = _table(evaluation, cosines, random95, layer, ablation, steering, sae, control)
+    table = summary_table(evaluation, cosines, random95, layer, ablation, steering, causal.about, sae, control)
     print("\n" + table)
     summary = {
         "provenance": provenance(base, finetunes=dict(finetunes), controls=controls, limit=limit, layer=layer),
@@ -313,6 +407,7 @@ def run_demo(
             name: {k: r[k] for k in ("margin", "prefers_misaligned", "fluency")} for name, r in evaluation.items()
         },
         "cosines": {"names": names, "at_layer": cosines.at_layer(layer).tolist(), "random_95": random95},
+        "causal_metric": causal.about,
         "ablation": [r.to_dict() for r in ablation.rows],
         "steering": [r.to_dict() for r in steering.rows],
         "sae": sae,
@@ -446,118 +541,6 @@ def _sae_stage(
             if latent["latent"] in record["rankings"]["by_consistency"]
         ],
     }
-
-
-def _table(
-    evaluation: Mapping[str, Any],
-    cosines: Any,
-    random95: float,
-    layer: int,
-    ablation: AblationSweep,
-    steering: SteeringGrid,
-    sae: Mapping[str, Any] | None = None,
-    control: Mapping[str, Any] | None = None,
-) -> str:
-    base = evaluation["base"]
-    rows = [READING, ""] + (_control_rows(control) if control is not None else [])
-    rows += ["| model | general margin | change from base (paired) | fluency |", "| --- | --- | --- | --- |"]
-    for name, r in evaluation.items():
-        change = compare_contrast(base["margins"], r["margins"]).diff._asdict()
-        rows.append(
-            f"| {name} | {format_estimate(r['margin'], '+.2f')} | "
-            f"{format_estimate(change, '+.2f') if name != 'base' else ''} | "
-            f"{r['fluency']['value']:+.2f} |"
-        )
-    names = cosines.names
-    rows += [
-        "",
-        f"Cosine of model-diff directions at layer {layer} (random directions: {random95:.2f} at the 95th "
-        "percentile):",
-        "",
-    ]
-    rows += [
-        f"- {a} vs {names[j]}: {cosines.values[i, j, layer]:+.2f}"
-        for i, a in enumerate(names)
-        for j in range(i + 1, len(names))
-    ]
-    rows += [
-        "",
-        "Each effect beside the same edit along random directions: their median [95% range], and the effect's "
-        "percentile among them.",
-        "",
-        "| ablated in | direction | share of excess removed | random | margin change | random | fluency after |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in (r for r in ablation.rows if not r.direction.startswith("random")):
-        share = format_estimate(r.share_removed.estimate, "+.2f") if r.excess.low > 0 else "(no excess over base)"
-        rows.append(
-            f"| {r.model} | {r.direction} | {share} | {_null(r.share_removed.null)} | "
-            f"{format_estimate(r.change.estimate, '+.2f')} | {_null(r.change.null)} | "
-            f"{r.fluency.value:+.2f} (from {r.unablated_fluency.value:+.2f}) |"
-        )
-    rows += [
-        "",
-        "| steering the base along | layer | scale (of the residual norm) | margin shift | random | fluency change |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    rows += [
-        f"| {r.direction} | {r.layer} | {r.scale:g} | {format_estimate(r.shift.estimate, '+.2f')} | "
-        f"{_null(r.shift.null)} | {r.fluency_change.estimate.value:+.2f} |"
-        for r in steering.rows
-        if not r.direction.startswith("random")
-    ]
-    if sae is not None:
-        rows += [
-            "",
-            f"SAE latents rising in every EM finetune more than in any control, on both answers of the first "
-            f"{sae['items']} general items: {sae['n_consistent']}; the top ones by consistency (rise over the base "
-            "in each EM finetune / each control):",
-            "",
-        ]
-        for latent in sae["top"]:
-            rise = " / ".join(f"{latent['mean'][n] - latent['mean']['base']:+.2f}" for n in sae["finetunes"])
-            held = " / ".join(f"{latent['mean'][n] - latent['mean']['base']:+.2f}" for n in sae["controls"])
-            rows.append(f"- latent {latent['latent']}: {rise}  (controls {held})")
-    return "\n".join(rows)
-
-
-READING = (
-    "How to read it: each edit stands beside the same edit along random directions, and an effect inside their 95% "
-    "range is a null (the direction does no more than any direction would); the positive control shows that where "
-    "one direction is known to carry the shift, misdir finds it, removes the shift by ablating it and induces it by "
-    "steering, each outside that range."
-)
-
-
-def _control_rows(control: Mapping[str, Any]) -> list[str]:
-    """The positive control's lines of the table: B's cosine, share removed and steering shift beside the nulls."""
-    layer, removed, steered = control["layer"], control["ablation"], control["steering"]
-    return [
-        f"Positive control: {control['organism']}, a rank-1 LoRA on layer {layer} whose shift can only ride on its B "
-        f"(general shift from base {format_estimate(removed['excess'], '+.2f')}):",
-        "",
-        "| test of B | value | random directions |",
-        "| --- | --- | --- |",
-        f"| cosine of the model-diff direction at layer {layer} with B | {control['cosine']:+.2f} | "
-        f"{_null(AgainstNull(**control['null_cosine']))} |",
-        f"| share of the shift removed by ablating B at layer {layer} | "
-        f"{format_estimate(removed['share_removed'], '+.2f')} | "
-        f"{_null(AgainstNull(**removed['null_share_removed']))} |",
-        f"| margin shift of the base steered along B (layer {layer}, {steered['scale']:g} of the residual norm) | "
-        f"{format_estimate(steered['shift'], '+.2f')} | {_null(AgainstNull(**steered['null_shift']))} |",
-        "",
-        "The full-rank organisms, whose directions are not known:",
-        "",
-    ]
-
-
-def _null(null: AgainstNull | None) -> str:
-    if null is None:
-        return "(no random directions)"
-    return (
-        f"{null.null_median:+.2f} [{null.null_low:+.2f}, {null.null_high:+.2f}], "
-        f"p{null.percentile:.0f} of {null.n_null}"
-    )
 
 
 def _norm_figure(norms: list[float], spec: str) -> Any:

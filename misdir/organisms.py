@@ -355,8 +355,8 @@ def _judged_sweeps(
     from misdir.judged import (
         JudgedMetric,
         ablation_cells,
+        announce_plans,
         as_judge,
-        check_reachable,
         judged_ablation_sweep,
         judged_steering_grid,
         plan,
@@ -380,10 +380,7 @@ def _judged_sweeps(
         ),
     }
     plans = {name: plan(c, metric, judge, out / name) for name, c in cells.items()}
-    for name, todo in plans.items():
-        print(f"judged {name} in {out / name}: {todo.describe()}", flush=True)
-    if not dry_run and any(todo.judge_calls_cached < todo.judge_calls for todo in plans.values()):
-        check_reachable(judge)
+    announce_plans({str(out / name): todo for name, todo in plans.items()}, judge, dry_run=dry_run)
     options = dict(judge=judge, metric=metric)
     return partial(judged_ablation_sweep, **options), partial(judged_steering_grid, **options), plans
 

@@ -204,6 +204,15 @@ def plan(cells: Sequence[Cell], metric: JudgedMetric, judge: Any, out: str | Pat
     )
 
 
+def announce_plans(plans: Mapping[str, JudgedPlan], judge: Any, *, dry_run: bool = False) -> None:
+    """Print the plans of a study's judged sweeps (by folder) before any of them samples; unless `dry_run`, refuse
+    an unreachable judge then, when any call is left to make, not after the stages before the sweeps."""
+    for folder, todo in plans.items():
+        print(f"judged sweep in {folder}: {todo.describe()}", flush=True)
+    if not dry_run and any(todo.judge_calls_cached < todo.judge_calls for todo in plans.values()):
+        check_reachable(judge)
+
+
 def check_reachable(judge: Any, timeout: float = 5.0) -> None:
     """Refuse, in one line, an OpenAI-compatible judge whose server cannot be reached (a TCP connection to its
     host and port: no request is sent, nothing is paid)."""

@@ -456,6 +456,23 @@ def test_demo_refuses_a_positive_control_that_is_not_a_single_layer_organism(tmp
         refused(["demo", "--positive", positive, "--out", str(out)], out, code=1, says=says)
 
 
+def test_demo_refuses_bad_judge_options_before_any_model_loads(tmp_path, monkeypatch):
+    """`misdir demo --judge ...` takes the judged sweeps' options (`JudgedConfig`) and their checks."""
+    import misdir.demo
+
+    monkeypatch.setattr(misdir.demo, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('- id: a\n  paraphrases: ["x"\n- id: b\n')
+    out = tmp_path / "run"
+    for extra, code, says in [
+        (["--judge", "gpt-4o"], 2, "--judge 'gpt-4o'"),
+        (["--judge", "openai:m", "--questions", str(bad)], 1, "line"),
+        (["--judge", "openai:m", "--samples", "0"], 2, "--samples 0"),
+        (["--judge", "openai:m", "--temperature", "-1"], 2, "--temperature -1"),
+    ]:
+        refused(["demo", *extra, "--out", str(out)], out, code=code, says=says)
+
+
 # --- The command line is derived from the config dataclasses (misdir.configs), so it cannot drift ---
 
 

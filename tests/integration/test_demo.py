@@ -6,18 +6,30 @@ import json
 
 import pytest
 from conftest import tiny_hf_model
+from test_judged import (  # noqa: F401  (judge_server: a fixture)
+    QUESTIONS,
+    DeterministicJudge,
+    check_ablation_summary,
+    check_steering_summary,
+    judge_server,
+)
 
 from misdir.demo import run_demo
 
 
-@pytest.mark.slow
-def test_demo_runs_every_stage_and_a_rerun_recomputes_nothing(tokenizer, tmp_path, monkeypatch):
+def tiny_models(tokenizer, root) -> dict[str, str]:
+    """A base, two EM finetunes and a control: tiny random models saved under `root`, by name."""
     specs = {}
     for name, seed in (("base", 0), ("em-a", 1), ("em-b", 2), ("control", 3)):
-        path = tmp_path / "models" / name
-        tiny_hf_model("llama", len(tokenizer), seed=seed).save_pretrained(path)
-        tokenizer.save_pretrained(path)
-        specs[name] = str(path)
+        tiny_hf_model("llama", len(tokenizer), seed=seed).save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+        specs[name] = str(root / name)
+    return specs
+
+
+@pytest.mark.slow
+def test_demo_runs_every_stage_and_a_rerun_recomputes_nothing(tokenizer, tmp_path, monkeypatch):
+    specs = tiny_models(tokenizer, tmp_path / "models")
     kwargs = dict(
         finetunes={"em-a": specs["em-a"], "em-b": specs["em-b"]},
         controls={"control": specs["control"]},
@@ -83,7 +95,7 @@ def test_the_table_names_the_items_the_sae_latents_were_ranked_on():
 
     import numpy as np
 
-    from misdir.demo import _table
+    from misdir.demo_table import summary_table
     from misdir.experiments import AblationSweep, SteeringGrid
 
     estimate = {"value": 0.1, "low": -0.1, "high": 0.3}
@@ -99,7 +111,7 @@ def test_the_table_names_the_items_the_sae_latents_were_ranked_on():
         "controls": ["control"],
         "top": [{"latent": 836, "mean": {"base": 1.0, "em": 1.5, "control": 0.9}}],
     }
-    table = _table(evaluation, cosines, 0.08, 1, AblationSweep({}, []), SteeringGrid({}, {}, []), sae)
+    table = summary_table(evaluation, cosines, 0.08, 1, AblationSweep({}, []), SteeringGrid({}, {}, []), "x", sae)
     assert "on both answers of the first 12 general items: 1;" in table
     assert "- latent 836: +0.50  (controls -0.10)" in table
 
@@ -158,8 +170,78 @@ def test_the_positive_control_finds_removes_and_induces_a_rank1_organisms_b(toke
     assert control["steering"]["shift"]["value"] == pytest.approx(steered.mean() - before.mean(), abs=1e-5)
     assert control["steering"]["null_shift"]["n_null"] == 3
 
-    from misdir.demo import _control_rows
+    from misdir.demo_table import control_rows
 
-    rows = "\n".join(_control_rows(control))
+    rows = "\n".join(control_rows(control))
     assert f"| share of the shift removed by ablating B at layer 1 | {removed['share_removed']['value']:+.2f} [" in rows
     assert "p" in rows.split("cosine of the model-diff direction at layer 1 with B |")[1].split("\n")[0]
+
+
+@pytest.mark.slow
+def test_the_judged_demo_plans_first_equals_a_recomputation_and_reruns_without_the_judge(
+    tokenizer, tmp_path, judge_server: DeterministicJudge, monkeypatch
+):
+    """`misdir demo --judge ...`: every judged sweep's plan printed before anything is sampled (`--dry-run` stops
+    there, writing nothing), the positive control and stages 6 and 7 on the judged EM rate, equal to a
+    recomputation from their answers and the judge's scores, the table in that metric, and a rerun that samples
+    and asks the judge nothing."""
+    from test_ground_truth_study import rank1_adapter
+    from typer.testing import CliRunner
+
+    from misdir.cli import app
+    from misdir.stats import format_estimate
+
+    monkeypatch.setenv("OPENAI_API_KEY", "unused")
+    specs = tiny_models(tokenizer, tmp_path / "models")
+    organism = rank1_adapter(tmp_path / "models" / "base", tmp_path / "models" / "rank1", seed=1)
+    questions = tmp_path / "questions.yaml"
+    questions.write_text(QUESTIONS)
+    out = tmp_path / "out"
+    args = ["demo", "--model", specs["base"], "--positive", str(organism), "--out", str(out), "--device", "cpu"]
+    args += [f"--finetune=em-{x}={specs[f'em-{x}']}" for x in "ab"] + [f"--control=control={specs['control']}"]
+    args += ["--limit", "4", "--random", "2", "--judge", "openai:judge-test", "--judge-url", judge_server.url]
+    args += ["--questions", str(questions), "--samples", "2", "--max-new-tokens", "5", "--temperature", "0.05"]
+    runner = CliRunner()
+    # 6 answers a cell (3 questions, 2 samples); cells: the positive control's base and organism unedited, B and
+    # 2 random directions ablated in it, the base unsteered and steered along those 3; the base and the 3 models
+    # unedited, 2 EM and 2 random directions ablated in each; the base unsteered and steered along 3 at 2 scales
+    cells = {"positive-control/judged-ablation": 5, "positive-control/judged-steering": 4}
+    cells |= {"judged-ablation": 16, "judged-steering": 7}
+    dry = runner.invoke(app, [*args, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    for folder, n in cells.items():
+        assert (
+            f"judged sweep in {out / folder}: {n} cells (0 done): {6 * n} answers to sample (of {6 * n}), at most "
+            f"{12 * n} judge calls to make (of {12 * n}; 0 in the cache)" in dry.stdout
+        )
+    assert not out.exists() and not judge_server.prompts and "[1/8]" not in dry.stdout
+
+    run = runner.invoke(app, args)
+    assert run.exit_code == 0, run.output
+    assert run.stdout.index("judged sweep in") < run.stdout.index("[1/8]")
+    for model in ("em-a", "em-b", "control"):
+        check_ablation_summary(out / "judged-ablation", model, ["em-a", "em-b"], 2)
+    check_ablation_summary(out / "positive-control" / "judged-ablation", "rank1", "B", 2)
+    check_steering_summary(out / "judged-steering", "mean EM direction", 2)
+    check_steering_summary(out / "positive-control" / "judged-steering", "B", 2)
+    summary = json.loads((out / "summary.json").read_text())
+    for part in ("ablation", "steering"):  # compared as text: NaN shares (no excess over base) compare too
+        rows = json.loads((out / f"judged-{part}" / "summary.json").read_text())["rows"]
+        assert json.dumps(summary[part]) == json.dumps(rows)
+    assert summary["causal_metric"].startswith("the judged EM rate and coherent share of 6 answers per cell")
+    table = (out / "summary.md").read_text()
+    assert "Ablation and steering in the judged EM rate" in table and "judged EM rate induced in the base" in table
+    (row,) = [r for r in summary["ablation"] if (r["model"], r["direction"]) == ("em-a", "em-b")]
+    assert f"| em-a | em-b | {format_estimate(row['em_rate'], '.1%')} (from " in table
+    assert {p.name for p in (out / "figures").glob("*_judged_*.html")} == {
+        "ablation_judged_questions.html",
+        "steering_judged_questions.html",
+    }
+
+    asked, answers = len(judge_server.prompts), {f: (out / f / "answers.jsonl").read_text() for f in cells}
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert len(judge_server.prompts) == asked  # a rerun asks the judge nothing
+    assert answers == {f: (out / f / "answers.jsonl").read_text() for f in cells}  # and samples nothing
+    assert f"0 answers to sample (of {6 * 16}), at most 0 judge calls to make" in again.stdout
+    assert json.dumps(json.loads((out / "summary.json").read_text())["ablation"]) == json.dumps(summary["ablation"])

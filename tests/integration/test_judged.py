@@ -170,6 +170,25 @@ def check_ablation_summary(out: Path, finetune: str, direction: str | list[str],
         assert all(f"null_{effect}" not in rows[r] for r in randoms)
 
 
+def check_steering_summary(out: Path, direction: str, n_random: int) -> None:
+    """summary.json's EM rates, coherent shares, EM induced and null rows of `direction` at each layer and scale
+    against `recomputed_rates`."""
+    summary = json.loads((out / "summary.json").read_text())
+    rates = recomputed_rates(out)
+    unsteered = next(v for k, v in rates.items() if " | none | " in k)
+    induced = {}
+    for row in summary["rows"]:
+        where = (row["layer"], row["scale"])
+        (key,) = [k for k in rates if f"steer {row['direction']} @ {where[0]} " in k and f" x{where[1]:g} |" in k]
+        assert (row["em_rate"]["value"], row["coherence_rate"]["value"]) == pytest.approx(rates[key], abs=1e-12)
+        induced[row["direction"], where] = rates[key][0] - unsteered[0]
+        assert row["induced"]["value"] == pytest.approx(induced[row["direction"], where], abs=1e-12)
+    for row in (r for r in summary["rows"] if r["direction"] == direction):
+        where = (row["layer"], row["scale"])
+        null = [induced[f"random {i}", where] for i in range(n_random)]
+        assert row["null_induced"] == pytest.approx(null_row(induced[direction, where], null), abs=1e-12)
+
+
 def check_figure(out: Path) -> None:
     """The sweep's figure, drawn from summary.json alone, plots its rows' numbers (NaN shares included)."""
     from misdir.judged import JudgedSweep
@@ -343,18 +362,9 @@ def test_the_judged_organisms_analysis_equals_a_recomputation_and_reruns_without
     analysis = analyze_organisms(checkpoints, out, **kwargs)
     for finetune in ("medical-bad", "finance-risky"):
         check_ablation_summary(out / "ablation", finetune, named, 5)
-    assert json.loads((out / "ablation" / "summary.json").read_text()) == json.loads(json.dumps(analysis["ablation"]))
-    rates = recomputed_rates(out / "steering")
-    unsteered = next(v for k, v in rates.items() if " | none | " in k)
-    layer = analysis["provenance"]["layer"]
-    induced = {}
-    for row in analysis["steering"]["rows"]:
-        key = next(k for k in rates if f"steer {row['direction']} @ {layer} " in k)
-        induced[row["direction"]] = rates[key][0] - unsteered[0]
-        assert row["induced"]["value"] == pytest.approx(induced[row["direction"]], abs=1e-12)
-    (steered,) = [r for r in analysis["steering"]["rows"] if r["direction"] == "mean EM direction"]
-    expected = null_row(induced["mean EM direction"], [induced[f"random {i}"] for i in range(5)])
-    assert steered["null_induced"] == pytest.approx(expected, abs=1e-12)
+    for part in ("ablation", "steering"):
+        assert json.loads((out / part / "summary.json").read_text()) == json.loads(json.dumps(analysis[part]))
+    check_steering_summary(out / "steering", "mean EM direction", 5)
     assert (out / "judge_cache.jsonl").is_file()  # one cache for both sweeps
 
     asked = len(judge_server.prompts)
