@@ -124,6 +124,8 @@ def _judged_metric(cfg: JudgedConfig) -> JudgedMetric | None:
     """The judged metric --judge asks for (None: the contrast metric), its question file read now: a file that
     does not parse is refused before any model loads."""
     if cfg.judge is None:
+        if cfg.dry_run:
+            _fail("--dry-run plans a judged sweep's sampling and judge calls: give it with --judge", usage=True)
         return None
     from misdir.judged import JudgedMetric
 

@@ -469,6 +469,7 @@ def test_demo_refuses_bad_judge_options_before_any_model_loads(tmp_path, monkeyp
         (["--judge", "openai:m", "--questions", str(bad)], 1, "line"),
         (["--judge", "openai:m", "--samples", "0"], 2, "--samples 0"),
         (["--judge", "openai:m", "--temperature", "-1"], 2, "--temperature -1"),
+        (["--dry-run"], 2, "--dry-run plans a judged sweep"),  # without --judge there is nothing to plan
     ]:
         refused(["demo", *extra, "--out", str(out)], out, code=code, says=says)
 
