@@ -604,6 +604,7 @@ MODEL_COMMANDS = [
     ["steer"],
     ["control"],
     ["finetune"],
+    ["realign"],
     ["organisms", "train"],
     ["organisms", "analyze"],
     ["organisms", "ground-truth"],
