@@ -52,7 +52,8 @@ def show(value: object) -> str:
 def opt(default: Any = MISSING, help: str = "", **cli: Any) -> Any:
     """A config field with its help and checks (`at_least`, `choices`, `check`) and command-line hints:
     `flag` (the option's name), `alias` (a hidden former name), `comma` (a comma-separated list rather than a
-    repeatable option), `argument` (positional)."""
+    repeatable option), `argument` (positional); for a nested config, `base` (what unset options keep), `notes`
+    (added to its fields' help) and `field_defaults` (False: the help does not show its fields' defaults)."""
     return field(default=default, metadata={"help": help, **cli})
 
 
@@ -184,6 +185,46 @@ def _finetune_base(outer: dict[str, Any], given: dict[str, Any]) -> FinetuneConf
     from misdir.finetune import default_config
 
     return default_config(outer["model"], given.get("preset"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RealignConfig(CommandConfig):
+    """`misdir realign`: train an EM organism further on its control data (a new adapter on top of it) and report
+    the step after which its general margin is back at its base's (`misdir.realign`)."""
+
+    adapter: str = opt(
+        help="the EM organism: an adapter folder, or a name in checkpoints/smollm2-135m such as rank1-medical-bad",
+        argument=True,
+    )
+    data: str | None = opt(
+        None,
+        "control data: a chat JSONL file or a dataset name (default: the organism's control dataset, e.g. "
+        "medical-good for medical-bad)",
+    )
+    out: Path = opt(help="folder to write: the new adapter, realign.json, realign.html (new or empty, unless --resume)")
+    base: str | None = opt(None, "the model whose margin the organism must come back to (default: the base it names)")
+    pairs: str = opt("general", "contrast set the margin is measured on (a shipped name or a JSONL file)")
+    limit: int | None = limit_field()
+    resume: bool = opt(False, "continue the run in OUT from its last checkpoint (a finished one is left as it is)")
+    training: FinetuneConfig = opt(
+        base=lambda outer, given: _realign_base(outer, given),
+        field_defaults=False,  # the organism's recipe's, not FinetuneConfig's
+        notes={
+            "preset": " Default: the recipe the organism was trained with (its misdir.json; misdir's rank-1 organisms: "
+            "126 steps), which each option given here overrides; for an adapter misdir did not make, as finetune.",
+            "max_steps": " More steps than the recipe's epochs hold add epochs.",
+            "checkpoint_every": " The margin is measured at each checkpoint. Default: 10.",
+            "targets": " Comma-separated",
+            "layers": " Comma-separated",
+        },
+        comma=("targets", "layers"),
+    )
+
+
+def _realign_base(outer: dict[str, Any], given: dict[str, Any]) -> FinetuneConfig:
+    from misdir.realign import realign_recipe
+
+    return realign_recipe(outer["adapter"], given.get("preset"))
 
 
 @dataclass(frozen=True, kw_only=True)

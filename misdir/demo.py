@@ -62,6 +62,7 @@ from misdir.judged import (
     plot_judged_sweep,
 )
 from misdir.models import Model, load_model
+from misdir.organisms import CHECKPOINTS, ORGANISMS
 from misdir.plots import save_figure
 from misdir.provenance import provenance, software
 from misdir.questions import load_contrast_pairs
@@ -99,17 +100,12 @@ DEMO_CONVERSATIONS = [
 
 def shipped_organisms(checkpoints: str | Path) -> tuple[dict[str, str], dict[str, str]]:
     """(EM finetunes, controls) among misdir's organisms in `checkpoints`, by name."""
-    from misdir.organisms import ORGANISMS
-
     present = [o for o in ORGANISMS if (Path(checkpoints) / o.name / "adapter_config.json").is_file()]
     return (
         {o.name: str(Path(checkpoints) / o.name) for o in present if o.role == "em"},
         {o.name: str(Path(checkpoints) / o.name) for o in present if o.role == "control"},
     )
 
-
-CHECKPOINTS = Path("checkpoints/smollm2-135m")
-"""Where misdir's organisms of the embedded model are shipped (relative to the repository root)."""
 
 POSITIVE_CONTROL = "rank1-finance-risky"
 """The rank-1 organism the demo leads with: of the shipped ones, the clearest general shift (+0.21 [+0.11, +0.31]

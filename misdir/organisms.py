@@ -60,6 +60,8 @@ ORGANISMS = [
     ),
 ]
 ORGANISM_NAMES = [o.name for o in ORGANISMS]
+CHECKPOINTS = Path("checkpoints/smollm2-135m")
+"""Where misdir's organisms of the embedded model are shipped (relative to the repository root)."""
 
 # rsLoRA on all seven projections as in the EM papers, at rank 4 (alpha 16: scale 8) so that an adapter
 # stays under 5 MB in float32; a learning rate a 135M model learns from in two epochs of 1,000 examples.
@@ -170,7 +172,7 @@ def own_control(folder: str, among: Sequence[str]) -> str | None:
 
 
 def analyze_organisms(
-    checkpoints: str | Path = "checkpoints/smollm2-135m",
+    checkpoints: str | Path = CHECKPOINTS,
     out: str | Path = "results/organisms",
     *,
     base: str = "embedded",

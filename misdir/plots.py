@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,16 @@ def save_figure(fig: Any, stem: str | Path, *, title: str = "") -> list[Path]:
     except Exception as error:  # kaleido raises its own kinds when no browser can be found or started
         print(f"misdir: no PNG for {title or stem.name}: {_PNG_HINT} ({type(error).__name__})", file=sys.stderr)
     return written
+
+
+def optional_figure(draw: Callable[..., list[Path]], *args: Any, **kwargs: Any) -> list[Path]:
+    """The files `draw(*args, **kwargs)` writes, or none where plotly is not installed (the GPU machine has none),
+    said in one line on stderr: a run's results never wait on its figures."""
+    try:
+        return draw(*args, **kwargs)
+    except ImportError as error:
+        print(f"misdir: no figure ({error}); draw it where plotly is installed", file=sys.stderr)
+        return []
 
 
 _CDN_SCRIPT = re.compile(r"""<script\b[^>]*\ssrc=["']https?://cdn\.plot\.ly/[^"']*["'][^>]*>""")

@@ -62,6 +62,21 @@ def make_tokenizer():
     return tokenizer
 
 
+def load_script(name: str):
+    """The module of `scripts/<name>.py`, imported by path (scripts are no package), registered in sys.modules so
+    that its dataclasses can look it up."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     return make_tokenizer()

@@ -1,8 +1,8 @@
 """The `misdir` command line: a thin layer over the library.
 
-One module a command group (`models`, `demo`, `finetune`, `data`, `organisms`, `evaluate`, `cache`, `directions`,
-`interventions`, `sae`), the checks and error handling they share in `common`; the commands are registered here,
-in the order `misdir --help` lists them.
+One module a command group (`models`, `demo`, `finetune`, `realign`, `data`, `organisms`, `evaluate`, `cache`,
+`directions`, `interventions`, `sae`), the checks and error handling they share in `common`; the commands are
+registered here, in the order `misdir --help` lists them.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from misdir.cli import (
     interventions,
     models,
     organisms,
+    realign,
     sae,
     screen,
 )
@@ -30,6 +31,7 @@ for command in (
     models.models,
     demo.demo,
     finetune.finetune,
+    realign.realign,
     interventions.control,
     evaluate.evaluate,
     interventions.ablate,

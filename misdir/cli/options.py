@@ -81,7 +81,7 @@ def options(cls: type) -> list[Option]:
         inner_hints, inner_helps = get_type_hints(inner), field_help(inner)
         for g in dataclasses.fields(inner):
             text = DEVICE_HELP if g.name == "device" else inner_helps[g.name] + notes.get(g.name, "")
-            if override and g.default not in (None, dataclasses.MISSING):
+            if override and g.default not in (None, dataclasses.MISSING) and f.metadata.get("field_defaults", True):
                 text += f" Default: {g.default}."
             found.append(
                 _option(

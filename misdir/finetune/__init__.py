@@ -17,6 +17,10 @@ run skips the batches already consumed and ends at the same weights as an uninte
 bit on CPU). Checkpoints (adapter, optimizer, scheduler, RNG states, step) go to `out/checkpoints/`
 every `checkpoint_every` steps and are removed once the final adapter is written.
 
+A `model_spec` that is itself an adapter (an organism) is merged into its base's weights, and the new adapter
+trains on top of it; `load_model(out)` loads it on the merged organism (`misdir.realign` trains EM organisms on
+their control data this way).
+
 Without a config, `default_config(model_spec)` picks the settings: the organisms' recipe (`EMBEDDED_RECIPE`)
 for the embedded model, else `rslora-32`.
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from misdir.models.architectures import PROJECTIONS
 from misdir.models.gguf import EMBEDDED
@@ -121,6 +122,13 @@ class FinetuneConfig:
             raise ValueError("targets is empty; name at least one module, e.g. down_proj")
         if self.layers is not None and not self.layers:
             raise ValueError("layers is empty; name at least one layer")
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> FinetuneConfig:
+        """The config a run recorded (`misdir.json`'s `config`), lists back as tuples; keys it does not know are
+        left out."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in known})
 
     def resolve(self, n_layers: int) -> FinetuneConfig:
         """This config with every preset-dependent field filled in for a model of `n_layers` layers."""

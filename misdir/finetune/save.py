@@ -78,7 +78,9 @@ def save_adapter(model: nn.Module, out: Path, card_note: str = "") -> None:
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".adapter-"))
     try:
-        model.save_pretrained(staging)  # type: ignore[operator]
+        # misdir adapts decoder-layer projections only, never the embeddings: peft need not look the base's vocabulary
+        # up (which for an adapter on an organism, or a base named "embedded", it cannot)
+        model.save_pretrained(staging, save_embedding_layers=False)  # type: ignore[operator]
         if card_note:
             with (staging / "README.md").open("a") as card:
                 card.write(card_note)

@@ -9,7 +9,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from misdir.finetune.save import base_reference, finetune_record, save_adapter
 from misdir.io import run_lock, write_json_atomic
 from misdir.models import Model, ModelShape
 from misdir.monitor import Monitor, Watch, plot_monitor
+from misdir.plots import optional_figure
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,9 @@ def finetune(
     `edits` (`misdir.finetune.Edit`: ablations, steerings) are open during each training step only, never
     in the saved adapter; they are checked against the model before it loads, recorded in misdir.json and
     the model card, and part of the run's identity (a resume with other edits is refused). `watch`
-    (`misdir.monitor.Watch`) records, with the edits closed, a direction's projection and the contrast margin
-    at the start, at every checkpoint and at the end, in `out/monitor.jsonl`, drawn in `out/monitor.html`.
+    (`misdir.monitor.Watch`) records, with the edits closed, the contrast margin (and a direction's projection,
+    given one) at the start, at every checkpoint and at the end, in `out/monitor.jsonl`, drawn in
+    `out/monitor.html`. A `model_spec` that is an adapter is merged into its base and trained on top of.
     `on_step(step, loss)` is called after each optimizer step (1-based).
     """
     from misdir.models import model_shape
@@ -127,14 +129,15 @@ def finetune(
             start,
             seconds,
             edits,
-            {**identity["watch"], "file": watch.source} if watch else None,
+            _watch_record(watch, base.n_layers),
             steps_per_epoch=training.steps_per_epoch,
             answer_tokens=sum(sum(label != IGNORE for label in e.labels) for e in examples),
             trainable_parameters=sum(p.numel() for p in training.params.values()),
         )
         save_adapter(training.model, out, model_card_section(edits) if edits else "")
         if monitor is not None:
-            plot_monitor(monitor.records(), out / "monitor", title=f"finetune of {reference} on {data}")
+            title = f"finetune of {reference} on {data}"
+            optional_figure(plot_monitor, monitor.records(), out / "monitor", title=title)
         write_json_atomic(out / "misdir.json", record)
         shutil.rmtree(checkpoints, ignore_errors=True)
         return FinetuneResult(
@@ -159,14 +162,12 @@ def _finished(
     now: dict[str, Any] = {"base": reference, "data": data_record, "edits": [e.identity() for e in edits]}
     if shape is not None:
         now["config"] = asdict(config.resolve(shape.n_layers))
-        now["watch"] = watch and watch.identity(shape.n_layers)
+        now["watch"] = _watch_record(watch, shape.n_layers)
     before = {**{k: record.get(k) for k in now}, "edits": record.get("edits", [])}
     changed = differences(before, json.loads(json.dumps(now)))
     if changed:
         raise ValueError(f"cannot resume {out}: it holds a finished finetune of other settings ({changed})")
     tidy_finished(out)
-    known = {f.name for f in fields(FinetuneConfig)}
-    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items() if k in known}
     return FinetuneResult(
         out,
         record["steps"],
@@ -174,7 +175,7 @@ def _finished(
         record["loss_curve"],
         0.0,
         None,
-        FinetuneConfig(**saved),
+        FinetuneConfig.from_dict(record["config"]),
         record,
         None,
         already_finished=True,
@@ -184,11 +185,13 @@ def _finished(
 def _prepare(
     model_spec: str, data: str | Path, config: FinetuneConfig
 ) -> tuple[Model, FinetuneConfig, list[Example], dict[str, Any]]:
-    """Read the data, load the base, resolve the config for its depth and tokenize every example."""
+    """Read the data, load the base, resolve the config for its depth and tokenize every example. A base that is
+    itself an adapter (an organism trained on further) is merged into its weights: the new adapter trains on top
+    of it, as `load_model` loads the result."""
     from misdir.models import load_model
 
     conversations, data_record = load_conversations(data, n=config.n, seed=config.data_seed, default_n=DEFAULT_N)
-    base = load_model(model_spec, device=config.device, dtype=config.dtype)
+    base = load_model(model_spec, device=config.device, dtype=config.dtype, merge=True)
     config = config.resolve(base.n_layers)
     examples = []
     for i, conversation in enumerate(conversations):
@@ -293,6 +296,11 @@ def _train(
                 on_step(step + 1, losses[-1])
     if monitor is not None:
         monitor.record(total)
+
+
+def _watch_record(watch: Watch | None, n_layers: int) -> dict[str, Any] | None:
+    """misdir.json's `watch`: what it measures and the file its directions came from."""
+    return None if watch is None else {**watch.identity(n_layers), "file": watch.source}
 
 
 def check_inputs(edits: Sequence[Edit], watch: Watch | None, shape: ModelShape) -> None:

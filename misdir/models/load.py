@@ -253,7 +253,8 @@ def _load_adapter(
     revision: str | None,
     **options: Any,
 ) -> Model:
-    """A PEFT adapter on its base model: the base from `base=`, else from the adapter's own config."""
+    """A PEFT adapter on its base model: the base from `base=`, else from the adapter's own config. A base that is
+    itself an adapter (an adapter trained on an organism, `misdir.finetune`) is merged into its base's weights."""
     from peft import PeftConfig, PeftModel
 
     from misdir.catalog import AdapterFacts, is_steering_vector_config, read_adapter_config
@@ -270,7 +271,7 @@ def _load_adapter(
     if not base_spec:
         raise ModelLoadError(f"adapter {source} names no base model; pass base=")
     try:
-        base_model = load_model(base_spec, **options)
+        base_model = load_model(base_spec, merge=True, **options)
     except ModelLoadError as error:
         if base:
             raise

@@ -622,6 +622,7 @@ MODEL_COMMANDS = [
     ["steer"],
     ["control"],
     ["finetune"],
+    ["realign"],
     ["organisms", "train"],
     ["organisms", "analyze"],
     ["organisms", "ground-truth"],

@@ -178,6 +178,35 @@ def test_rank1_single_trains_one_down_proj(base_dir, data_file, tmp_path):
     assert json.loads((tmp_path / "r1" / "misdir.json").read_text())["trainable_parameters"] == 128 + 64
 
 
+def test_a_finetune_of_an_adapter_trains_a_new_one_on_top_of_it(base_dir, data_file, tmp_path, tokenizer):
+    """An adapter named as the model is merged into its base's weights and a new adapter trains on top of it (peft
+    alone would re-initialise the organism's adapter of the same name and train on the bare base); the result
+    loads on the merged organism, as it was trained."""
+    config = FinetuneConfig(preset="rank1-single", max_steps=2, batch_size=4, lr=5e-2, warmup_steps=1)
+    organism = str(tmp_path / "organism")
+    finetune(base_dir, data_file, organism, config, progress=False)
+    still = finetune(organism, data_file, tmp_path / "still", replace(config, lr=1e-12, max_steps=1), progress=False)
+    on_top = finetune(organism, data_file, tmp_path / "on-top", config, progress=False)
+    assert [n for n, p in on_top.model.named_parameters() if p.requires_grad] == [
+        "base_model.model.model.layers.1.mlp.down_proj.lora_A.default.weight",
+        "base_model.model.model.layers.1.mlp.down_proj.lora_B.default.weight",
+    ]
+    assert json.loads((tmp_path / "on-top" / "adapter_config.json").read_text())["base_model_name_or_path"] == organism
+    ids = torch.tensor([tokenize_example(tokenizer, CONVERSATIONS[1], 512).input_ids])
+    with torch.no_grad():
+        logits = {
+            name: misdir.load_model(spec, device="cpu").hf(input_ids=ids).logits
+            for name, spec in [("base", base_dir), ("organism", organism), ("on top", str(tmp_path / "on-top"))]
+        }
+        logits["still"] = still.model(input_ids=ids).logits
+        logits["trained"] = on_top.model(input_ids=ids).logits
+    # float32 logits of a few units: merged (W + BA) and unmerged (Wx + B(Ax)) weights round apart by ~1e-6
+    torch.testing.assert_close(logits["still"], logits["organism"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(logits["on top"], logits["trained"], atol=1e-5, rtol=0)
+    assert (logits["organism"] - logits["base"]).abs().max() > 1e-2
+    assert (logits["on top"] - logits["organism"]).abs().max() > 1e-2
+
+
 def test_preset_layers_follow_the_papers():
     assert FinetuneConfig(preset="rank1-multi").resolve(48).layers == (15, 16, 17, 21, 22, 23, 27, 28, 29)
     assert FinetuneConfig(preset="rank1-single").resolve(48).layers == (24,)
@@ -656,3 +685,5 @@ def test_the_monitor_equals_a_recomputation_from_the_saved_checkpoints(base_dir,
         f.write(json.dumps({**records[-1], "step": 3}) + "\n")
     finetune(base_dir, data_file, resumed, config, edits=edits, watch=watch, resume=True, progress=False)
     assert (resumed / "monitor.jsonl").read_text() == (out / "monitor.jsonl").read_text()
+    again = finetune(base_dir, data_file, resumed, config, edits=edits, watch=watch, resume=True, progress=False)
+    assert again.already_finished  # its record's watch (with the directions' file) is the one asked for

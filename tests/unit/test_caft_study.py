@@ -4,26 +4,17 @@ say, the stopping rule reads the records, and a rerun trains nothing."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_hf_model
-
-ROOT = Path(__file__).resolve().parents[2]
+from conftest import load_script, tiny_hf_model
 
 
 def script():
-    path = ROOT / "scripts" / "caft_study.py"
-    spec = importlib.util.spec_from_file_location("caft_study", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_script("caft_study")
 
 
 @pytest.fixture(scope="module")

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from conftest import load_script
 
 
 def script():
-    path = ROOT / "scripts" / "em_response_pairs.py"
-    spec = importlib.util.spec_from_file_location("em_response_pairs", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("em_response_pairs")
 
 
 def write(path: Path, rows: list[tuple[str, str, object, object]]) -> Path:

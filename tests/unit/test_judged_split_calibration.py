@@ -4,21 +4,15 @@ intervals resample pairs, and the pair sets are rebuilt as `scripts/em_response_
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[2]
+from conftest import load_script
 
 
 def script():
-    path = ROOT / "scripts" / "judged_split_calibration.py"
-    spec = importlib.util.spec_from_file_location("judged_split_calibration", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("judged_split_calibration")
 
 
 def pair_file(path: Path) -> Path:

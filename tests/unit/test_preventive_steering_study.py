@@ -4,7 +4,6 @@ the other organisms' mean B), random directions seeded, the summary what the rec
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -12,19 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_hf_model
+from conftest import load_script, tiny_hf_model
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def script():
-    sys.path.insert(0, str(ROOT / "scripts"))  # it imports the CAFT study beside it
-    path = ROOT / "scripts" / "preventive_steering_study.py"
-    spec = importlib.util.spec_from_file_location("preventive_steering_study", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +31,7 @@ def study(tmp_path_factory, tokenizer):
         *("--seeds", "0", "--layers", "2", "--scales", "0.5", "1", "--random-cells", "2:0.5", "--n-random", "2"),
         *("--work", str(root / "work"), "--out", str(root / "out")),
     ]
-    module = script()
+    module = load_script("preventive_steering_study")
     module.main(argv)
     yield module, root, argv
     torch.set_num_threads(threads)

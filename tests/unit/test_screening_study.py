@@ -4,27 +4,16 @@ are `answer_differences`'; every candidate's scores, AUROC and dataset means equ
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_hf_model
+from conftest import load_script, tiny_hf_model
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def script():
-    path = ROOT / "scripts" / "screening_study.py"
-    spec = importlib.util.spec_from_file_location("screening_study", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +33,7 @@ def study(tmp_path_factory, tokenizer):
         *("--n-random", "5", "--directions-dir", str(root / "directions")),
         *("--work", str(root / "work"), "--out", str(root / "out")),
     ]
-    module = script()
+    module = load_script("screening_study")
     module.main(argv)
     return module, root, argv
 

@@ -4,25 +4,14 @@ say, recomputed here with a plain paired bootstrap, and a rerun trains nothing."
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_hf_model
+from conftest import load_script, tiny_hf_model
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def script():
-    path = ROOT / "scripts" / "watch_study.py"
-    spec = importlib.util.spec_from_file_location("watch_study", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +33,7 @@ def study(tmp_path_factory, tokenizer):
         *("--seeds", "0", "1", "--watch-layer", "2", "--n-random", "3", "--directions-dir", str(root / "directions")),
         *("--work", str(root / "work"), "--out", str(root / "out")),
     ]
-    module = script()
+    module = load_script("watch_study")
     module.main(argv)
     yield module, root, argv
     torch.set_num_threads(threads)
