@@ -41,11 +41,12 @@ from misdir.stats import Estimate, bootstrap_mean
 from misdir.sweep import Effect, compare_to_null, random_directions
 from misdir.tokens import Conversation
 
-DEFAULT_DIRECTION = Path("checkpoints/smollm2-135m/directions/finance-risky.safetensors")
-"""The direction `misdir screen --model embedded` uses unless told otherwise. No mean EM direction is shipped;
-this is the shipped EM organism's model-diff direction closest to the mean of the four EM organisms' unit
-directions at the middle layer 15 (cosine 0.85; medical-bad 0.81, sports-extreme 0.85, code-insecure 0.71). Which
-direction screens best has not been studied."""
+DEFAULT_DIRECTION = Path("checkpoints/smollm2-135m/directions/em-minus-control.safetensors")
+"""The direction `misdir screen --model embedded` uses unless told otherwise: the mean of the four EM organisms'
+unit model-diff directions minus the mean of the three shipped controls', per layer, the best of the candidates
+`scripts/screening_study.py` compared (figures/README.md, "Screening"): at layer 15, AUROC 0.69 [0.65, 0.74] of the
+EM datasets' examples against the controls', above all 20 random directions (0.39-0.61). In-sample for misdir's own
+datasets (the directions come from finetunes on them); with the other domains' directions only, 0.63 [0.58, 0.67]."""
 
 MAX_NEW_TOKENS = 128
 """Longest greedy answer of the base model, in tokens, unless told otherwise."""

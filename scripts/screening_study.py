@@ -91,27 +91,53 @@ def differences(work: Path, args: argparse.Namespace) -> dict[str, Float[Tensor,
 
 
 def unit(v: Tensor) -> Tensor:
-    return v / v.norm()
+    return v / v.norm(dim=-1, keepdim=True)
+
+
+def read_directions(directions_dir: Path) -> dict[str, Float[Tensor, "layer d_model"]]:
+    """The shipped direction sets by file stem, unit rows (float64)."""
+    return {p.stem: unit(DirectionSet.load(p).vectors.double()) for p in sorted(directions_dir.glob("*.safetensors"))}
+
+
+def em_minus_control(read: dict[str, Tensor]) -> Float[Tensor, "layer d_model"]:
+    """Per layer: the mean of the EM organisms' unit directions minus the mean of the controls', renormalised."""
+    mean_em = unit(torch.stack([read[name] for name in EM]).mean(0))
+    return unit(mean_em - unit(torch.stack([read[c] for c in CONTROLS]).mean(0)))
 
 
 def candidates(directions_dir: Path, layer: int) -> dict[str, Any]:
     """Candidate directions at `layer`: name -> a unit vector, or (leave one out) a function of the dataset."""
-    read = {
-        p.stem: unit(DirectionSet.load(p).vectors[layer].double()) for p in sorted(directions_dir.glob("*.safetensors"))
-    }
-    chosen: dict[str, Any] = {name: read[name] for name in EM if name in read}
-    chosen |= {f"rank1-{name}": read[f"rank1-{name}"] for name in EM if f"rank1-{name}" in read}
-    ems = {name: read[name] for name in EM}
-    mean_em = unit(torch.stack(list(ems.values())).mean(0))
-    chosen["mean EM"] = mean_em
-    chosen["EM minus control"] = unit(mean_em - unit(torch.stack([read[c] for c in CONTROLS]).mean(0)))
-    by_domain = {domain(name): v for name, v in ems.items()}
+    read = read_directions(directions_dir)
+    chosen: dict[str, Any] = {name: read[name][layer] for name in EM if name in read}
+    chosen |= {f"rank1-{name}": read[f"rank1-{name}"][layer] for name in EM if f"rank1-{name}" in read}
+    chosen["mean EM"] = unit(torch.stack([read[name][layer] for name in EM]).mean(0))
+    chosen["EM minus control"] = em_minus_control(read)[layer]
+    by_domain = {domain(name): read[name][layer] for name in EM}
 
     def leave_one_out(dataset: str) -> Tensor:
         return unit(torch.stack([v for d, v in by_domain.items() if d != domain(dataset)]).mean(0))
 
     chosen["leave one out"] = leave_one_out
     return chosen
+
+
+def ship_em_minus_control(directions_dir: Path, summary: dict[str, Any], path: Path) -> Path:
+    """Write the EM-minus-control direction set (every layer) with its card in the file's metadata: how it was
+    made and what this study measured with it."""
+    entry = summary["candidates"]["EM minus control"]
+    meta = {
+        "kind": "EM minus control: per layer, the mean of the EM organisms' unit model-diff directions minus the mean "
+        "of the controls', renormalised (scripts/screening_study.py)",
+        "em": list(EM),
+        "controls": list(CONTROLS),
+        "from": str(directions_dir),
+        "screening_auroc_at_layer": summary["provenance"]["settings"]["layer"],
+        "screening_auroc": entry["auroc"],
+        "screening_auroc_percentile_among_random": entry["auroc_among_random"]["percentile"],
+        "caveat": "in-sample for medical-bad, finance-risky, sports-extreme, code-insecure and their shipped controls: "
+        "the directions come from finetunes on those datasets; the leave-one-out AUROC is the out-of-sample one",
+    }
+    return DirectionSet(em_minus_control(read_directions(directions_dir)).float(), meta=meta).save(path)
 
 
 def scores(diffs: dict[str, Tensor], direction: Any) -> dict[str, np.ndarray]:
@@ -232,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--ship", type=Path, help="write the EM-minus-control direction set (all layers) here")
     parser.add_argument("--tables", action="store_true", help="print OUT/summary.json's tables; run nothing")
     args = parser.parse_args(argv)
     if args.tables:
@@ -252,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         }
     )
     write_json_atomic(args.out / "summary.json", summary)
+    if args.ship is not None:
+        print(f"wrote {ship_em_minus_control(args.directions_dir, summary, args.ship)}")
     try:
         plot(summary, args.out)
     except ImportError as error:  # the GPU machine has no plotly

@@ -29,9 +29,8 @@ class ScreenConfig(CommandConfig):
     direction: Path | None = opt(
         None,
         f"direction set file (its site is used). Default with --model embedded: "
-        f"{DEFAULT_DIRECTION}, the shipped EM organism's model-diff direction closest to "
-        "the mean of the four EM organisms' directions at layer 15 (no mean EM direction "
-        "is shipped; which direction screens best is not yet studied)",
+        f"{DEFAULT_DIRECTION}, the EM organisms' mean direction minus the controls' (the best "
+        "screen of misdir's screening study: figures/README.md)",
     )
     layer: int | None = opt(None, "layer of the direction and the activations (default: the middle)", at_least=0)
     max_new_tokens: int = opt(MAX_NEW_TOKENS, "longest greedy answer of the base model, in tokens", at_least=1)

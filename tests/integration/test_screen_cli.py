@@ -120,6 +120,6 @@ def test_the_embedded_models_default_direction_is_shipped_and_checked(inputs, tm
         ["screen", inputs.data[0], "--model", "embedded", "--layer", "30", "--out", str(out)],
         out,
         code=2,
-        says="--layer 30: out of range; checkpoints/smollm2-135m/directions/finance-risky.safetensors has "
+        says="--layer 30: out of range; checkpoints/smollm2-135m/directions/em-minus-control.safetensors has "
         "layers 0 to 29",
     )

@@ -31,7 +31,7 @@ def study(tmp_path_factory, tokenizer):
     argv = [
         *("--base", str(base), "--n", "2", "--layer", "1", "--max-new-tokens", "4", "--device", "cpu"),
         *("--n-random", "5", "--directions-dir", str(root / "directions")),
-        *("--work", str(root / "work"), "--out", str(root / "out")),
+        *("--work", str(root / "work"), "--out", str(root / "out"), "--ship", str(root / "shipped.safetensors")),
     ]
     module = load_script("screening_study")
     module.main(argv)
@@ -94,3 +94,32 @@ def test_differences_are_answer_differences_and_a_rerun_generates_nothing(study,
     monkeypatch.setattr(module, "answer_differences", refuse)
     module.main(argv)
     assert "| mean EM |" in capsys.readouterr().out
+
+
+def test_the_shipped_direction_is_em_minus_control_at_every_layer_with_its_card(study):
+    from misdir.directions import DirectionSet
+
+    _, root, _ = study
+    shipped = DirectionSet.load(root / "shipped.safetensors")
+    rows = {
+        n: DirectionSet.load(root / "directions" / f"{n}.safetensors").vectors.double()
+        for n in (
+            "medical-bad",
+            "finance-risky",
+            "sports-extreme",
+            "code-insecure",
+            "medical-good",
+            "code-secure",
+            "code-educational",
+        )
+    }
+
+    def unit(v):
+        return v / v.norm(dim=-1, keepdim=True)
+
+    mean_em = unit(sum(unit(rows[n]) for n in ("medical-bad", "finance-risky", "sports-extreme", "code-insecure")) / 4)
+    controls = unit(sum(unit(rows[n]) for n in ("medical-good", "code-secure", "code-educational")) / 3)
+    torch.testing.assert_close(shipped.vectors.double(), unit(mean_em - controls), atol=1e-6, rtol=0)
+    summary = json.loads((root / "out" / "summary.json").read_text())
+    assert shipped.meta["screening_auroc"] == summary["candidates"]["EM minus control"]["auroc"]
+    assert "in-sample" in shipped.meta["caveat"]
