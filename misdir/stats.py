@@ -255,14 +255,14 @@ def paired_bootstrap(
         raise ValueError("the denominators sum to zero")
     n = values.shape[1]
     args = (n_resamples, confidence, seed, method)
-    estimates = [
+    a_estimate, b_estimate = (
         Estimate(float(statistic(*data)), *_interval(data, statistic, *args)[:2], n)
         for data, statistic in (((values[0], values[1]), _ratio), ((values[2], values[3]), _ratio))
-    ]
+    )
     low, high, diff = _interval(tuple(values), _ratio_difference, *args)
     p_value = min(1.0, 2.0 * min(float(np.mean(diff <= 0)), float(np.mean(diff >= 0))))
     value = float(_ratio_difference(*values))
-    return PairedComparison(*estimates, diff=Estimate(value, low, high, n), p_value=p_value)
+    return PairedComparison(a_estimate, b_estimate, diff=Estimate(value, low, high, n), p_value=p_value)
 
 
 def _per_answer(row: ScoredAnswer, metric: Metric, t: Thresholds) -> tuple[float, float]:
@@ -411,7 +411,8 @@ def share_of_excess(
     if not ids:
         raise ValueError(f"no question has a scored answer for {metric} in all three conditions")
     _check(confidence, n_resamples)
-    data = tuple(np.array([u[q][i] for q in ids], dtype=np.float64) for u in units for i in (0, 1))
+    nb, db, nf, df, ne, de = (np.array([u[q][i] for q in ids], dtype=np.float64) for u in units for i in (0, 1))
+    data = (nb, db, nf, df, ne, de)
     with np.errstate(invalid="ignore", divide="ignore"):
         value = float(_share_of_excess(*data))
         try:
