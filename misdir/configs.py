@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, cast, get_args, get_origin, get_type_hints
 
 from misdir.experiments import SWEEP_POSITIONS
 from misdir.finetune import EditOptions, FinetuneConfig
@@ -84,10 +84,10 @@ def choices_of(f: dataclasses.Field, hint: Any) -> tuple[Any, ...] | None:
     return None
 
 
-def check_fields(config: object) -> None:
+def check_fields(config: CommandConfig) -> None:
     """Refuse a config whose fields break their `at_least`, choices or `check` (a ConfigError naming it)."""
     hints = get_type_hints(type(config))
-    for f in dataclasses.fields(config):  # type: ignore[arg-type]
+    for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if value is None:
             continue
@@ -582,13 +582,13 @@ def field_help(cls: type) -> dict[str, str]:
         if not dataclasses.is_dataclass(klass):
             continue
         try:
-            body = ast.parse(inspect.getsource(klass)).body[0].body  # type: ignore[attr-defined]
+            body = cast(ast.ClassDef, ast.parse(inspect.getsource(klass)).body[0]).body  # a class's source
         except (OSError, TypeError):  # no source (a class made at run time): metadata help only
             continue
         for node, after in zip(body, body[1:], strict=False):
-            documented = isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
-            if isinstance(node, ast.AnnAssign) and documented:
-                docs[ast.unparse(node.target)] = " ".join(str(after.value.value).split())
+            value = after.value if isinstance(after, ast.Expr) else None
+            if isinstance(node, ast.AnnAssign) and isinstance(value, ast.Constant):
+                docs[ast.unparse(node.target)] = " ".join(str(value.value).split())
     return {f.name: f.metadata.get("help") or docs.get(f.name, "") for f in dataclasses.fields(cls)}
 
 

@@ -322,9 +322,10 @@ def summarize(
     """EM rate, coherence rate and mean scores with intervals; unscored answers leave a metric's
     denominator (an estimate with ``n == 0`` and NaN values means nothing was scored)."""
     rows = list(rows)
-    kwargs = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
     metrics: list[Metric] = ["em_rate", "coherence_rate", "mean_aligned", "mean_coherent"]
-    em, coh, al, co = (_metric(rows, m, thresholds, unit, **kwargs) for m in metrics)  # type: ignore[arg-type]
+    em, coh, al, co = (
+        _metric(rows, m, thresholds, unit, n_resamples=n_resamples, confidence=confidence, seed=seed) for m in metrics
+    )
     n_scored = sum(r.aligned is not None and r.coherent is not None for r in rows)
     return EvalSummary(len(rows), n_scored, em, coh, al, co)
 
@@ -427,8 +428,10 @@ def contrast_summary(
 ) -> ContrastSummary:
     """Mean margin and share of items preferring the misaligned answer, each with an interval."""
     m = np.asarray(margins, dtype=np.float64)
-    kwargs = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
-    return ContrastSummary(bootstrap_mean(m, **kwargs), bootstrap_mean(m > 0, **kwargs))  # type: ignore[arg-type]
+    return ContrastSummary(
+        bootstrap_mean(m, n_resamples=n_resamples, confidence=confidence, seed=seed),
+        bootstrap_mean(m > 0, n_resamples=n_resamples, confidence=confidence, seed=seed),
+    )
 
 
 def compare_contrast(
