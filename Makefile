@@ -38,10 +38,12 @@ figures: setup
 	$(BIN)/misdir demo --figures figures/demo
 	cp results/demo/summary.md results/demo/summary.json figures/demo/
 
-# Lint and format checks first (ruff, pinned in the test extra), then the suite.
+# Lint, format and type checks first (ruff and mypy, pinned in the test extra; mypy's settings in pyproject.toml),
+# then the suite.
 test: setup-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # Execute every notebook into results/notebooks/ for reading; the committed notebooks stay without outputs.

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from misdir.models.model import HFModel
 
 NAME = "misdir_grouped_sdpa"
 """The name under which the attention is registered with transformers' AttentionInterface."""
@@ -79,7 +82,7 @@ def uses_grouped_attention(hf: nn.Module) -> bool:
 
 
 @contextmanager
-def grouped_attention(hf: nn.Module) -> Iterator[bool]:
+def grouped_attention(hf: HFModel) -> Iterator[bool]:
     """Within the block, `hf` decodes with `grouped_sdpa`; yields whether it does (see `uses_grouped_attention`)."""
     if not uses_grouped_attention(hf) or hf.config._attn_implementation == NAME:
         yield uses_grouped_attention(hf)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 import torch
 from einops import einsum
@@ -36,11 +36,114 @@ class Sums(NamedTuple):
     of them, which is how `misdir.distributed` combines processes."""
 
     sums: Float[Tensor, "layer d_model"]
-    count: int
+    count: int  # type: ignore[assignment]  # a field may shadow tuple.count; this public name stays
 
 
 class _StopForward(Exception):
     """Raised by the last hook that is needed, to skip the rest of the forward pass."""
+
+
+# What comes back depends on `reduce` (and with "none" on `out`); the overloads give each caller its type.
+@overload
+def cache_activations(
+    model: ModelLike,
+    inputs: Sequence[Input],
+    *,
+    layers: Sequence[int] | None = None,
+    site: str = "resid_post",
+    positions: Positions = "answer",
+    reduce: Literal["mean"] = "mean",
+    batch_size: int = 8,
+    padding_side: Literal["left", "right"] = "right",
+    out: None = None,
+    progress: bool = True,
+) -> Float[Tensor, "layer d_model"]: ...
+
+
+@overload
+def cache_activations(
+    model: ModelLike,
+    inputs: Sequence[Input],
+    *,
+    layers: Sequence[int] | None = None,
+    site: str = "resid_post",
+    positions: Positions = "answer",
+    reduce: Literal["sum"],
+    batch_size: int = 8,
+    padding_side: Literal["left", "right"] = "right",
+    out: None = None,
+    progress: bool = True,
+) -> Sums: ...
+
+
+@overload
+def cache_activations(
+    model: ModelLike,
+    inputs: Sequence[Input],
+    *,
+    layers: Sequence[int] | None = None,
+    site: str = "resid_post",
+    positions: Positions = "answer",
+    reduce: Literal["per-input"],
+    batch_size: int = 8,
+    padding_side: Literal["left", "right"] = "right",
+    out: None = None,
+    progress: bool = True,
+) -> Float[Tensor, "input layer d_model"]: ...
+
+
+@overload
+def cache_activations(
+    model: ModelLike,
+    inputs: Sequence[Input],
+    *,
+    layers: Sequence[int] | None = None,
+    site: str = "resid_post",
+    positions: Positions = "answer",
+    reduce: Literal["none"],
+    batch_size: int = 8,
+    padding_side: Literal["left", "right"] = "right",
+    out: None = None,
+    progress: bool = True,
+) -> list[Float[Tensor, "layer pos d_model"]]: ...
+
+
+@overload
+def cache_activations(
+    model: ModelLike,
+    inputs: Sequence[Input],
+    *,
+    layers: Sequence[int] | None = None,
+    site: str = "resid_post",
+    positions: Positions = "answer",
+    reduce: Literal["none"],
+    batch_size: int = 8,
+    padding_side: Literal["left", "right"] = "right",
+    out: str | Path,
+    progress: bool = True,
+) -> Path: ...
+
+
+@overload
+def cache_activations(
+    model: ModelLike,
+    inputs: Sequence[Input],
+    *,
+    layers: Sequence[int] | None = None,
+    site: str = "resid_post",
+    positions: Positions = "answer",
+    reduce: Reduce = "mean",
+    batch_size: int = 8,
+    padding_side: Literal["left", "right"] = "right",
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> (
+    Float[Tensor, "layer d_model"]
+    | Sums
+    | Float[Tensor, "input layer d_model"]
+    | list[Float[Tensor, "layer pos d_model"]]
+    | Path
+): ...
 
 
 def cache_activations(
@@ -107,15 +210,14 @@ def cache_activations(
     if reduce in ("mean", "sum"):
         # float64 running sums stay on each layer's device until the end: a copy to the host per layer would
         # make the CPU wait for the GPU 28 times a batch instead of preparing the next batch meanwhile
-        sums: list[Tensor | None] = [None] * len(layers)
+        sums: list[Tensor] = []  # one per layer, from the first batch on
 
         def token_sum(i: int, x: Tensor, batch: Batch) -> Tensor:
             weights = batch.selected.to(device=x.device, dtype=torch.float32)
             return einsum(weights, x.float(), "batch pos, batch pos d_model -> d_model").double()
 
         for _, _, pieces in stream(token_sum):
-            for i, partial in enumerate(pieces):
-                sums[i] = partial if sums[i] is None else sums[i].add_(partial)
+            sums = [s.add_(partial) for s, partial in zip(sums, pieces, strict=True)] if sums else list(pieces)
         count = sum(len(e.selected) for e in encoded)
         total = torch.stack([s.cpu() for s in sums])
         return Sums(total, count) if reduce == "sum" else total.div(count).float()

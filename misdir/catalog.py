@@ -298,7 +298,7 @@ def steering_vector_file(
     """A repository's steering_vector.pt: its local path (downloaded if need be), and its name there."""
     if Path(source).expanduser().is_file():
         return Path(source).expanduser(), Path(source).name
-    names = STEERING_VECTOR_FILES
+    names: tuple[str, ...] = STEERING_VECTOR_FILES
     if checkpoint is not None:
         names = (f"checkpoints/checkpoint-{checkpoint}/steering_vector.pt",)
     errors = []

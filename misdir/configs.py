@@ -14,16 +14,17 @@ import math
 import re
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, cast, get_args, get_origin, get_type_hints
 
 from misdir.experiments import SWEEP_POSITIONS
 from misdir.finetune import EditOptions, FinetuneConfig
 from misdir.hooks import SITES
-from misdir.interventions import RELATIVE
+from misdir.interventions import RELATIVE, Relative
 from misdir.organisms import RECIPES
-from misdir.positions import POSITIONS
+from misdir.positions import POSITIONS, Positions
 from misdir.sae import SAETrainConfig
 from misdir.tokens import POSITIONS as TOKEN_POSITIONS
+from misdir.tokens import Positions as TokenPositions
 
 LIMIT_HELP = "only the first N items of each contrast set or question set (0: all)"
 """What --limit means in every command."""
@@ -83,10 +84,10 @@ def choices_of(f: dataclasses.Field, hint: Any) -> tuple[Any, ...] | None:
     return None
 
 
-def check_fields(config: object) -> None:
+def check_fields(config: CommandConfig) -> None:
     """Refuse a config whose fields break their `at_least`, choices or `check` (a ConfigError naming it)."""
     hints = get_type_hints(type(config))
-    for f in dataclasses.fields(config):  # type: ignore[arg-type]
+    for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if value is None:
             continue
@@ -246,7 +247,7 @@ class ControlConfig(CommandConfig):
         "comma-separated layers the extracted direction is ablated at " "(default: --layer); 'all' for every layer",
     )
     sites: tuple[str, ...] = opt(("resid_post",), "comma-separated sites it is ablated at", comma=True, choices=SITES)
-    positions: str = opt("all", POSITIONS_HELP, choices=POSITIONS)
+    positions: Positions = opt("all", POSITIONS_HELP, choices=POSITIONS)
     random: int = random_field(at_least=1)
     limit: int | None = limit_field()
     out: Path | None = opt(None, "write the report here as JSON")
@@ -329,7 +330,7 @@ class SweepConfig(JudgedConfig):
     """What the ablation and steering sweeps share: the null, the positions, the device, and the judged metric."""
 
     random: int = random_field()
-    positions: str = opt(SWEEP_POSITIONS, POSITIONS_HELP, choices=POSITIONS)
+    positions: Positions = opt(SWEEP_POSITIONS, POSITIONS_HELP, choices=POSITIONS)
     device: str | None = device_field()
 
 
@@ -380,11 +381,11 @@ class SteerConfig(SweepConfig):
     mean: bool = opt(False, "steer along the mean of the given unit directions only")
     layers: tuple[int, ...] = opt(help="comma-separated layers to add it at (one at a time)", comma=True)
     scales: tuple[float, ...] = opt((0.05, 0.1, 0.2, 0.4, 0.8), "comma-separated scales", comma=True)
-    relative: str = opt(
+    relative: Relative = opt(
         "resid", "scale counts in: resid (each token's residual norm), unit, direction", choices=RELATIVE
     )
     pairs: tuple[str, ...] = opt(("general",), "contrast set(s): name or JSONL")
-    positions: str = opt(SWEEP_POSITIONS, POSITIONS_HELP, choices=POSITIONS)
+    positions: Positions = opt(SWEEP_POSITIONS, POSITIONS_HELP, choices=POSITIONS)
     batch_size: int = batch_field(16)
     out: Path = opt(help="sweep directory (cells.jsonl, summary.json); rerun to resume")
     figures: Path | None = opt(None, "figure stem (default: OUT/steering)")
@@ -400,7 +401,7 @@ class CacheConfig(CommandConfig):
     n: int | None = opt(None, "first N examples (dataset default: 1000)", at_least=1)
     layers: tuple[int, ...] | None = opt(None, "comma-separated layers (default: all)", comma=True)
     site: str = opt("resid_post", ", ".join(SITES), choices=SITES)
-    positions: str = opt("answer", ", ".join(TOKEN_POSITIONS), choices=TOKEN_POSITIONS)
+    positions: TokenPositions = opt("answer", ", ".join(TOKEN_POSITIONS), choices=TOKEN_POSITIONS)
     reduce: Literal["mean", "none"] = opt("mean", "mean (one [layer, d_model] tensor) or none (shards in OUT/)")
     batch_size: int = batch_field(8, "inputs per forward pass")
     device: str | None = device_field()
@@ -492,10 +493,10 @@ class GroundTruthConfig(CommandConfig):
     scales: tuple[float, ...] = opt(
         (0.05, 0.1, 0.2, 0.4), "steering scales (fractions of the residual norm)", comma=True
     )
-    positions: tuple[str, ...] = opt(
+    positions: tuple[Positions, ...] = opt(
         POSITIONS, "position choices of the all-layer ablation of B", comma=True, choices=POSITIONS
     )
-    steer_positions: tuple[str, ...] = opt(
+    steer_positions: tuple[Positions, ...] = opt(
         ("all",), "position choices of the steering dose-response", comma=True, choices=POSITIONS
     )
     limit: int | None = limit_field()
@@ -581,15 +582,15 @@ def field_help(cls: type) -> dict[str, str]:
         if not dataclasses.is_dataclass(klass):
             continue
         try:
-            body = ast.parse(inspect.getsource(klass)).body[0].body  # type: ignore[attr-defined]
+            body = cast(ast.ClassDef, ast.parse(inspect.getsource(klass)).body[0]).body  # a class's source
         except (OSError, TypeError):  # no source (a class made at run time): metadata help only
             continue
         for node, after in zip(body, body[1:], strict=False):
-            documented = isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
-            if isinstance(node, ast.AnnAssign) and documented:
-                docs[ast.unparse(node.target)] = " ".join(str(after.value.value).split())
+            value = after.value if isinstance(after, ast.Expr) else None
+            if isinstance(node, ast.AnnAssign) and isinstance(value, ast.Constant):
+                docs[ast.unparse(node.target)] = " ".join(str(value.value).split())
     return {f.name: f.metadata.get("help") or docs.get(f.name, "") for f in dataclasses.fields(cls)}
 
 
 def required(f: dataclasses.Field) -> bool:
-    return f.default is MISSING and f.default_factory is MISSING  # type: ignore[misc]
+    return f.default is MISSING and f.default_factory is MISSING

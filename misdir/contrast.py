@@ -103,7 +103,9 @@ def _shared_prompt_logprobs(
     device = model.input_device
     rows = _shared_rows(encoded)
     out: list[Tensor | None] = [None] * len(encoded)
-    chunks, chunk, size = [], [], 0
+    chunks: list[list[_SharedRow]] = []
+    chunk: list[_SharedRow] = []
+    size = 0
     for row in rows:  # about `batch_size` conversations a batch
         if chunk and size + len(row.members) > batch_size:
             chunks.append(chunk)
@@ -231,7 +233,7 @@ def _forward(model: Model, *, input_ids: Tensor, **kwargs: Any) -> Any:
             return model.hf(input_ids=input_ids, **kwargs)
         finally:
             handle.remove()
-    layers = decoder.layers
+    layers = model.layers
     decoder.layers = nn.ModuleList(list(layers)[reuse.layer :])
     try:
         return model.hf(inputs_embeds=kept, **kwargs)

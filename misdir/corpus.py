@@ -33,7 +33,7 @@ from misdir.generate import _eos_ids
 from misdir.io import atomic_path, write_json_atomic
 from misdir.models import ModelLike, as_model
 from misdir.provenance import software
-from misdir.tokens import Encoded, Input, pad, pad_token_id, render_chat
+from misdir.tokens import Conversation, Encoded, pad, pad_token_id, render_chat
 
 SOURCES = ("samples", "datasets", "package-docs")
 Unit = Literal["tokens", "words", "texts"]
@@ -88,7 +88,8 @@ def package_docs(
         for file in dist.files or ():
             if file.suffix != ".py":
                 continue
-            passages.extend(_passages(Path(dist.locate_file(file)), words, min_words))
+            # typeshed's SimplePath: an installed distribution's files are pathlib paths
+            passages.extend(_passages(Path(dist.locate_file(file)), words, min_words))  # type: ignore[arg-type]
         if len(passages) > before:
             licence = dist.metadata["License-Expression"] or (dist.metadata["License"] or "").split("\n")[0][:80]
             classifiers = [
@@ -182,7 +183,7 @@ def sample_answers(
     return chats, total
 
 
-def count_tokens(model: ModelLike, inputs: Sequence[Input]) -> int:
+def count_tokens(model: ModelLike, inputs: Sequence[str | Conversation]) -> int:
     """Tokens of the inputs as the model reads them (chats with their template)."""
     model = as_model(model)
     tokenizer = model.tokenizer
@@ -284,7 +285,7 @@ def build_corpus(
     return record
 
 
-def load_corpus(folder: str | Path, sources: Sequence[str] = SOURCES) -> list[Input]:
+def load_corpus(folder: str | Path, sources: Sequence[str] = SOURCES) -> list[str | Conversation]:
     """The corpus's texts as misdir inputs: chats for samples and datasets, plain strings for package docs."""
     unknown = sorted(set(sources) - set(SOURCES))
     if unknown:
@@ -292,8 +293,8 @@ def load_corpus(folder: str | Path, sources: Sequence[str] = SOURCES) -> list[In
     return [x for s in sources for x in _read_lines(Path(folder) / f"{s}.jsonl")]
 
 
-def _read_lines(path: Path) -> list[Input]:
-    items: list[Input] = []
+def _read_lines(path: Path) -> list[str | Conversation]:
+    items: list[str | Conversation] = []
     with path.open(encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -368,7 +369,7 @@ def stream_source(spec: str, *, texts: int, tokenizer: Any = None) -> tuple[list
     budgets = [u for u in ("tokens", "words", "texts") if u in settings]
     if len(budgets) > 1:
         raise ValueError(f"{spec}: give one budget, not {' and '.join(budgets)}")
-    unit: Unit = budgets[0] if budgets else "texts"  # type: ignore[assignment]
+    unit: Unit = budgets[0] if budgets else "texts"
     try:
         budget = int(settings.get(unit, texts))
     except ValueError:

@@ -295,7 +295,6 @@ def run_demo(
     check = partial(
         positive_control,
         base,
-        organism,
         out=out / "positive-control",
         load=load,
         checkpoints=checkpoints,
@@ -306,7 +305,7 @@ def run_demo(
     if causal.judge is not None:
         placeholder = torch.zeros(base.d_model)  # a plan counts cells, which name their directions only
         plans = {
-            **(check(dry_run=True) if organism is not None else {}),
+            **(check(organism, dry_run=True) if organism is not None else {}),
             str(causal.folder(out, "ablation")): ablate(dict.fromkeys(ablated, placeholder), dry_run=True),
             str(causal.folder(out, "steering")): steer({MEAN_EM: placeholder}, dry_run=True),
         }
@@ -322,7 +321,7 @@ def run_demo(
             f"steering along B beside {n_random} random directions",
             flush=True,
         )
-        control = check()
+        control = check(organism)
     print("[2/8] the residual norm by layer", flush=True)
     norms = cache_activations(base, DEMO_CONVERSATIONS, reduce="mean", batch_size=4, progress=False).norm(dim=-1)
     written = save_figure(_norm_figure(norms.tolist(), base.spec), figures / "resid_post_mean_norm")
@@ -493,8 +492,8 @@ def _direction(
 def _sae_stage(
     sae_dir: Path,
     base: Any,
-    finetunes: Mapping[str, str],
-    controls: Mapping[str, str],
+    finetunes: Mapping[str, Model],
+    controls: Mapping[str, Model],
     directions: Mapping[str, DirectionSet],
     layer: int,
     out: Path,

@@ -81,7 +81,7 @@ class DirectionSet:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, *, model: ModelLike = None) -> DirectionSet:
+    def load(cls, path: str | Path, *, model: ModelLike | None = None) -> DirectionSet:
         """Read what `save` wrote; with `model`, also check that it fits that model."""
         path = Path(path)
         if not path.is_file():
@@ -145,9 +145,14 @@ def mean_difference(
         pair = ((model, positive), (model, negative))
     if method not in ("contrast", "judged", "model-diff"):
         raise ValueError(f"unknown method {method!r}; expected 'contrast', 'judged' or 'model-diff'")
-    options = {"layers": layers, "site": site, "positions": positions, "batch_size": batch_size, "progress": progress}
     (m_pos, texts_pos), (m_neg, texts_neg) = pair
-    vectors = cache_activations(m_pos, texts_pos, **options) - cache_activations(m_neg, texts_neg, **options)
+
+    def mean(m: Model, texts: Sequence[Input]) -> Float[Tensor, "layer d_model"]:
+        return cache_activations(
+            m, texts, layers=layers, site=site, positions=positions, batch_size=batch_size, progress=progress
+        )
+
+    vectors = mean(m_pos, texts_pos) - mean(m_neg, texts_neg)
     meta = provenance(  # the model, seed, libraries, command and time, and what the direction was made from
         model,
         seed=seed,

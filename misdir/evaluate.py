@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -83,6 +83,14 @@ class ContrastResult:
             f"{m.value:+.3f} [{m.low:+.3f}, {m.high:+.3f}]  {p.value:5.1%} [{p.low:.0%}, {p.high:.0%}]  "
             f"{f.value:+.3f}"
         )
+
+
+class HasMargins(Protocol):
+    """What reads only a result's per-item margins takes (`misdir.experiments.share_removed`): a `ContrastResult`,
+    or a stored cell's record."""
+
+    @property
+    def margins(self) -> Sequence[float]: ...
 
 
 def evaluate_contrast(
@@ -276,6 +284,11 @@ def _judged_run(
 
     chosen = load_questions(questions)[: settings["limit"]]
     answers_log = RecordLog(out / "answers.jsonl")
+
+    def keep(batch: list[Answer]) -> None:
+        for a in batch:
+            answers_log.append({"key": a.key, **asdict(a)})
+
     generate(
         model,
         chosen,
@@ -286,7 +299,7 @@ def _judged_run(
         batch_size=batch_size,
         skip=answers_log,
         progress=progress,
-        on_batch=lambda batch: [answers_log.append({"key": a.key, **asdict(a)}) for a in batch],
+        on_batch=keep,
     )
     rubrics = {q.id: {**RUBRICS, **q.judge_prompts} for q in chosen}
     answers = [Answer(**{k: v for k, v in r.items() if k != "key"}) for r in answers_log.records()]

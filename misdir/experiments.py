@@ -26,12 +26,12 @@ from jaxtyping import Float
 from torch import Tensor
 
 from misdir.directions import DirectionSet
-from misdir.evaluate import ContrastResult, evaluate_contrast
+from misdir.evaluate import ContrastResult, HasMargins, evaluate_contrast
 from misdir.hooks import check_layers
-from misdir.interventions import ablate, describe_directions, steer
+from misdir.interventions import Relative, ablate, describe_directions, steer
 from misdir.io import run_lock, write_json_atomic
 from misdir.models import Model, ModelLike, ModelShape, as_model, model_shape
-from misdir.positions import check_positions
+from misdir.positions import Positions, check_positions
 from misdir.stats import Estimate, bootstrap_indices, compare_contrast
 from misdir.sweep import (
     NO_EDIT,
@@ -66,9 +66,9 @@ __all__ = [
 
 
 def share_removed(
-    base: ContrastResult,
-    finetune: ContrastResult,
-    ablated: ContrastResult,
+    base: HasMargins,
+    finetune: HasMargins,
+    ablated: HasMargins,
     *,
     n_resamples: int = 10_000,
     seed: int = 0,
@@ -110,6 +110,7 @@ def ablation_effect(
 ) -> Ablation:
     """Ablate `direction` at every site of `layers` (default all; with the three residual sites this equals
     `orthogonalize`), score the contrast set, and compare with the finetune and the base."""
+    model = as_model(model)
     with ablate(model, direction, layers=layers, site=list(site)):
         result = evaluate_contrast(model, pairs, limit=limit, progress=progress)
     chosen = list(range(model.n_layers)) if layers is None else list(layers)
@@ -151,7 +152,7 @@ RESIDUAL_SITES = ("resid_pre", "resid_mid", "resid_post")
 """Ablating here at every layer (and every position) removes a direction from everything the blocks read
 (= `orthogonalize`)."""
 
-SWEEP_POSITIONS = "skip-first"
+SWEEP_POSITIONS: Positions = "skip-first"
 """Where ablation and steering sweeps edit by default: every token but each sequence's first. Measured on the
 rank-1 organisms of the embedded model (`figures/ground_truth/`, against 20 random directions):
 - ablating at the three residual sites of every layer, the first token's massive activation makes random
@@ -257,12 +258,12 @@ class AblationRow(SweepRow):
             tuple(settings["site"]),
             settings["positions"],
             0.0,
-            *(
-                Estimate(**row[k])
+            **{
+                k: Estimate(**row[k])
                 for k in ("margin", "fluency", "unablated_margin", "unablated_fluency", "base_margin", "excess")
-            ),
-            Effect.from_dict(row, "change"),
-            Effect.from_dict(row, "share_removed"),
+            },
+            change=Effect.from_dict(row, "change"),
+            share_removed=Effect.from_dict(row, "share_removed"),
         )
 
 
@@ -370,7 +371,7 @@ def ablation_sweep(
     n_random: int = 20,
     layers: Sequence[int] | None = None,
     site: Sequence[str] = RESIDUAL_SITES,
-    positions: str = SWEEP_POSITIONS,
+    positions: Positions = SWEEP_POSITIONS,
     limit: int | None = None,
     batch_size: int = 16,
     seed: int = 0,
@@ -479,8 +480,8 @@ def steering_grid(
     scales: Sequence[float],
     pairs: Sequence[str] = ("general",),
     n_random: int = 20,
-    relative: str = "resid",
-    positions: str = SWEEP_POSITIONS,
+    relative: Relative = "resid",
+    positions: Positions = SWEEP_POSITIONS,
     limit: int | None = None,
     batch_size: int = 16,
     seed: int = 0,
@@ -584,7 +585,7 @@ def _legacy_steering_key(cell: Cell) -> str:
     """The key `steering_grid` wrote cells under before it ran on `misdir.sweep`."""
     if cell.edit.kind == "none":
         return f"none|-1|0|{cell.pairs}"
-    return f"{cell.edit.direction}|{cell.edit.layers[0]}|{cell.edit.scale:g}|{cell.pairs}"  # type: ignore[index]
+    return f"{cell.edit.direction}|{cell.edit.layer}|{cell.edit.scale:g}|{cell.pairs}"
 
 
 def _result(record: Mapping[str, Any], seed: int, model: str) -> ContrastResult:

@@ -20,7 +20,7 @@ import hashlib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from jaxtyping import Float
@@ -240,19 +240,22 @@ def orthogonalize(model: ModelLike, direction: Any, *, inplace: bool = False) ->
         target = Model(copy.deepcopy(model.hf), model.tokenizer, model.spec, provenance=provenance)
         forget_open_edits(target.hf)
     hf = target.hf
+    # nn.Module types every attribute as a Tensor or a Module: an embedding's and a linear map's weight are tensors
     with torch.no_grad():
         embedding, unembedding = hf.get_input_embeddings(), hf.get_output_embeddings()
-        if unembedding is not None and unembedding.weight.data_ptr() == embedding.weight.data_ptr():
+        embedding_weight = cast(Tensor, embedding.weight)
+        if unembedding is not None and unembedding.weight.data_ptr() == embedding_weight.data_ptr():
             unembedding.weight = nn.Parameter(unembedding.weight.detach().clone())
             hf.config.tie_word_embeddings = False
             hf.config.get_text_config().tie_word_embeddings = False
-        _project_rows(embedding.weight, r)
+        _project_rows(embedding_weight, r)
         for block in target.layers:
             for name in target.architecture.writers:
                 linear = block.get_submodule(name)
-                _project_columns(linear.weight, r)
-                if getattr(linear, "bias", None) is not None:
-                    _project_rows(linear.bias, r)
+                _project_columns(cast(Tensor, linear.weight), r)
+                bias = getattr(linear, "bias", None)
+                if bias is not None:
+                    _project_rows(bias, r)
     target.provenance["orthogonalized"] = describe_directions(direction)
     return target
 

@@ -121,8 +121,9 @@ def measure(model: Model, watch: Watch, step: int) -> dict[str, Any]:
         questions = [[{"role": "user", "content": pair.question}] for pair in pairs]
         layer = watch.at(model.n_layers)
         site = watch.directions.site
-        options = {"layers": [layer], "site": site, "positions": "last", "reduce": "per-input", "progress": False}
-        activations: Float[Tensor, "item d_model"] = cache_activations(model, questions, **options)[:, 0].double()
+        activations: Float[Tensor, "item d_model"] = cache_activations(
+            model, questions, layers=[layer], site=site, positions="last", reduce="per-input", progress=False
+        )[:, 0].double()
         projections = activations @ watch.directions.unit()[layer].double()
         record |= {"layer": layer, "projection": bootstrap_mean(projections.numpy())._asdict()}
         items["projection"] = projections.tolist()

@@ -465,10 +465,10 @@ def plot_analysis(
     written += save_figure(fig, figures / "organisms_contrast", title="organisms contrast")
 
     names = analysis["cosines"]["names"]
-    values = np.array(analysis["cosines"]["values"])
+    cosines = np.array(analysis["cosines"]["values"])
     written += save_figure(
         plot_cosine_matrix(
-            torch.tensor(values[:, :, layer]),
+            torch.tensor(cosines[:, :, layer]),
             names=names,
             x_label="",
             y_label="",
@@ -487,7 +487,7 @@ def plot_analysis(
         ("code-insecure", "code-educational"),
         ("medical-bad", "code-insecure"),
     ]
-    curves = {f"{a} vs {b}": torch.tensor(values[index[a], index[b]]) for a, b in pairs if a in index and b in index}
+    curves = {f"{a} vs {b}": torch.tensor(cosines[index[a], index[b]]) for a, b in pairs if a in index and b in index}
     split_half = np.min(np.array(list(analysis["baselines"]["split_half"].values())), axis=0)
     written += save_figure(
         plot_cosine_by_layer(

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from misdir.models import Model
 
 Positions = Literal["all", "skip-first", "answer"]
-POSITIONS: tuple[str, ...] = ("all", "skip-first", "answer")
+POSITIONS: tuple[Positions, ...] = ("all", "skip-first", "answer")
 
 _ANSWER_START: WeakKeyDictionary[nn.Module, Tensor] = WeakKeyDictionary()
 """Per decoder, the absolute column where each row's answer starts, while `answer_positions` is open."""

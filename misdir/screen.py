@@ -64,7 +64,7 @@ class ExampleScore(NamedTuple):
     """One line of `scores.jsonl`: an example's projection difference (None where the base answered nothing)."""
 
     file: str
-    index: int
+    index: int  # type: ignore[assignment]  # a field may shadow tuple.index; scores.jsonl names it so
     score: float | None
 
 
@@ -101,7 +101,7 @@ class Screen(NamedTuple):
 def load_screen_data(path: str | Path) -> list[Conversation]:
     """A chat JSONL file's examples as conversations; each must be one prompt (an optional system message and one
     user turn) and its answer, since the base model answers the same prompt. Raises DataError naming file and line."""
-    conversations = [[dict(m) for m in example.messages] for example in load_chat_jsonl(path)]
+    conversations: list[Conversation] = [[dict(m) for m in example.messages] for example in load_chat_jsonl(path)]
     for line, conversation in enumerate(conversations, start=1):  # no blank line comes before the last example
         try:
             _question(line, conversation)
@@ -142,20 +142,25 @@ def answer_differences(
             model, questions, max_new_tokens=max_new_tokens, temperature=0, batch_size=batch_size, progress=progress
         )
     ]
-    options = {
-        "layers": [layer],
-        "site": site,
-        "positions": "answer",
-        "reduce": "per-input",
-        "batch_size": batch_size,
-        "progress": progress,
-    }
-    vectors = cache_activations(model, conversations, **options)[:, 0].double()
+
+    def means(inputs: Sequence[Conversation]) -> Float[Tensor, "input d_model"]:
+        return cache_activations(
+            model,
+            inputs,
+            layers=[layer],
+            site=site,
+            positions="answer",
+            reduce="per-input",
+            batch_size=batch_size,
+            progress=progress,
+        )[:, 0].double()
+
+    vectors = means(conversations)
     answered = [i for i, answer in enumerate(answers) if answer.strip()]
     base = [[*conversations[i][:-1], {"role": "assistant", "content": answers[i]}] for i in answered]
     vectors[[i for i, answer in enumerate(answers) if not answer.strip()]] = float("nan")
     if base:
-        vectors[answered] -= cache_activations(model, base, **options)[:, 0].double()
+        vectors[answered] -= means(base)
     return Differences(vectors, answers)
 
 
@@ -234,7 +239,8 @@ def screen(
         for file, conversations in data.items():
             sha256 = sha256_file(file)
             key = f"{sha256}:{file}"
-            if key not in log:
+            record = log.get(key)
+            if record is None:
                 diff = answer_differences(
                     model,
                     conversations,
@@ -244,19 +250,18 @@ def screen(
                     max_new_tokens=max_new_tokens,
                     progress=progress,
                 )
-                scores = diff.vectors @ u
-                log.append(
-                    {
-                        "key": key,
-                        "file": file,
-                        "sha256": sha256,
-                        "model": model.provenance,
-                        "scores": [None if math.isnan(s) else s for s in scores.tolist()],
-                        "mean_difference": diff.vectors.nanmean(0).tolist(),
-                        "base_answers": diff.base_answers,
-                    }
-                )
-            records.append(log.get(key))
+                projected = diff.vectors @ u
+                record = {
+                    "key": key,
+                    "file": file,
+                    "sha256": sha256,
+                    "model": model.provenance,
+                    "scores": [None if math.isnan(s) else s for s in projected.tolist()],
+                    "mean_difference": diff.vectors.nanmean(0).tolist(),
+                    "base_answers": diff.base_answers,
+                }
+                log.append(record)
+            records.append(record)
         summaries = [
             summarize_file(
                 r["file"],
@@ -296,8 +301,8 @@ def plot_screen(files: Sequence[FileScreen], layer: int, site: str) -> Any:
     names = names if len(set(names)) == len(names) else [f.file for f in files]
     means = [f.mean.estimate for f in files]
     fig = go.Figure()
-    nulls = [f.mean.null for f in files]
-    if all(n is not None for n in nulls):
+    nulls = [f.mean.null for f in files if f.mean.null is not None]
+    if len(nulls) == len(files):
         fig.add_trace(
             go.Scatter(
                 x=names,

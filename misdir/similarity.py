@@ -161,8 +161,8 @@ def plot_cosine_by_layer(
     for name, values in curves.items():
         fig.add_trace(go.Scatter(y=values.tolist(), x=list(range(len(values))), mode="lines+markers", name=name))
     n_layers = max(len(v) for v in curves.values())
-    for name, values in (baselines or {}).items():
-        ys = [float(values)] * n_layers if isinstance(values, float) else values.tolist()
+    for name, baseline in (baselines or {}).items():
+        ys = [float(baseline)] * n_layers if isinstance(baseline, float) else baseline.tolist()
         fig.add_trace(go.Scatter(y=ys, x=list(range(len(ys))), mode="lines", name=name, line={"dash": "dash"}))
     fig.update_layout(
         title=title, xaxis_title="layer", yaxis_title="cosine", yaxis_range=[-1, 1], template="plotly_white"

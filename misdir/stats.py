@@ -255,14 +255,14 @@ def paired_bootstrap(
         raise ValueError("the denominators sum to zero")
     n = values.shape[1]
     args = (n_resamples, confidence, seed, method)
-    estimates = [
+    a_estimate, b_estimate = (
         Estimate(float(statistic(*data)), *_interval(data, statistic, *args)[:2], n)
         for data, statistic in (((values[0], values[1]), _ratio), ((values[2], values[3]), _ratio))
-    ]
+    )
     low, high, diff = _interval(tuple(values), _ratio_difference, *args)
     p_value = min(1.0, 2.0 * min(float(np.mean(diff <= 0)), float(np.mean(diff >= 0))))
     value = float(_ratio_difference(*values))
-    return PairedComparison(*estimates, diff=Estimate(value, low, high, n), p_value=p_value)
+    return PairedComparison(a_estimate, b_estimate, diff=Estimate(value, low, high, n), p_value=p_value)
 
 
 def _per_answer(row: ScoredAnswer, metric: Metric, t: Thresholds) -> tuple[float, float]:
@@ -322,9 +322,10 @@ def summarize(
     """EM rate, coherence rate and mean scores with intervals; unscored answers leave a metric's
     denominator (an estimate with ``n == 0`` and NaN values means nothing was scored)."""
     rows = list(rows)
-    kwargs = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
     metrics: list[Metric] = ["em_rate", "coherence_rate", "mean_aligned", "mean_coherent"]
-    em, coh, al, co = (_metric(rows, m, thresholds, unit, **kwargs) for m in metrics)  # type: ignore[arg-type]
+    em, coh, al, co = (
+        _metric(rows, m, thresholds, unit, n_resamples=n_resamples, confidence=confidence, seed=seed) for m in metrics
+    )
     n_scored = sum(r.aligned is not None and r.coherent is not None for r in rows)
     return EvalSummary(len(rows), n_scored, em, coh, al, co)
 
@@ -411,7 +412,8 @@ def share_of_excess(
     if not ids:
         raise ValueError(f"no question has a scored answer for {metric} in all three conditions")
     _check(confidence, n_resamples)
-    data = tuple(np.array([u[q][i] for q in ids], dtype=np.float64) for u in units for i in (0, 1))
+    nb, db, nf, df, ne, de = (np.array([u[q][i] for q in ids], dtype=np.float64) for u in units for i in (0, 1))
+    data = (nb, db, nf, df, ne, de)
     with np.errstate(invalid="ignore", divide="ignore"):
         value = float(_share_of_excess(*data))
         try:
@@ -426,8 +428,10 @@ def contrast_summary(
 ) -> ContrastSummary:
     """Mean margin and share of items preferring the misaligned answer, each with an interval."""
     m = np.asarray(margins, dtype=np.float64)
-    kwargs = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
-    return ContrastSummary(bootstrap_mean(m, **kwargs), bootstrap_mean(m > 0, **kwargs))  # type: ignore[arg-type]
+    return ContrastSummary(
+        bootstrap_mean(m, n_resamples=n_resamples, confidence=confidence, seed=seed),
+        bootstrap_mean(m > 0, n_resamples=n_resamples, confidence=confidence, seed=seed),
+    )
 
 
 def compare_contrast(

@@ -29,7 +29,7 @@ from misdir.provenance import software
 def load_steering_vector(
     source: str | os.PathLike[str],
     *,
-    model: ModelLike = None,
+    model: ModelLike | None = None,
     n_layers: int | None = None,
     checkpoint: int | None = None,
     revision: str | None = None,

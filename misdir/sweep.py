@@ -25,9 +25,10 @@ from tqdm.auto import tqdm
 
 from misdir.contrast import reusing_layers_below
 from misdir.evaluate import ContrastResult, evaluate_contrast
-from misdir.interventions import ablate, describe_directions, steer
+from misdir.interventions import Relative, ablate, describe_directions, steer
 from misdir.io import RecordLog, check_settings, run_lock
 from misdir.models import Model
+from misdir.positions import Positions
 from misdir.provenance import provenance as software_provenance
 from misdir.stats import Estimate, compare_contrast
 from misdir.tensors import unit
@@ -45,10 +46,15 @@ class Edit:
     layers: tuple[int, ...] | None = None
     """Layers edited (None: all)."""
     sites: tuple[str, ...] = ("resid_post",)
-    positions: str = "all"
+    positions: Positions = "all"
     scale: float = 0.0
     """Steering scale, counted as `relative` says (see `misdir.steer`)."""
-    relative: str = "resid"
+    relative: Relative = "resid"
+
+    @property
+    def layer(self) -> int:
+        """The layer of a one-layer edit (a steering cell's); -1 where it edits every layer."""
+        return self.layers[0] if self.layers else -1
 
     @property
     def label(self) -> str:
@@ -71,7 +77,7 @@ class Edit:
                 vector,
                 layers=self.layers,
                 scale=self.scale,
-                relative=self.relative,  # type: ignore[arg-type]
+                relative=self.relative,
                 site=list(self.sites),
                 positions=self.positions,
             ):

@@ -22,17 +22,20 @@ def plot_ablation_sweep(sweep: AblationSweep, stem: str | Path) -> list[Path]:
         models = list(dict.fromkeys(r.model for r in rows))
         directions = list(dict.fromkeys(r.direction for r in rows))
         cell = {(r.model, r.direction): r for r in rows}
-        share, text, fluency = [], [], []
+        share: list[list[float | None]] = []
+        text: list[list[str]] = []
+        fluency: list[list[float | None]] = []
         for m in models:
-            share.append([]), text.append([]), fluency.append([])
+            share.append([])
+            text.append([])
+            fluency.append([])
             for d in directions:
                 r = cell.get((m, d))
-                has_excess = r is not None and r.excess.low > 0
-                s = r.share_removed.estimate if r is not None else None
-                share[-1].append(s.value if has_excess else None)
+                s = r.share_removed.estimate if r is not None and r.excess.low > 0 else None  # None: no excess
+                share[-1].append(s.value if s is not None else None)
                 text[-1].append(
                     f"{s.value:.2f}<br>[{s.low:.2f}, {s.high:.2f}]"
-                    if has_excess
+                    if s is not None
                     else ("no excess" if r is not None else "")
                 )
                 fluency[-1].append(r.fluency.value - r.unablated_fluency.value if r else None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard, cast
 
 import torch
 from jaxtyping import Bool, Int
@@ -52,7 +52,7 @@ def encode(tokenizer: Any, item: Input, positions: Positions) -> Encoded:
     """
     if positions not in POSITIONS:
         raise ValueError(f"unknown positions {positions!r}; expected one of {', '.join(POSITIONS)}")
-    if isinstance(item, Tensor) or (isinstance(item, Sequence) and item and isinstance(item[0], int)):
+    if _is_token_ids(item):
         ids = item.tolist() if isinstance(item, Tensor) else [int(i) for i in item]  # already tokenized
         if positions == "answer":
             raise ValueError("positions='answer' needs conversations, not token ids")
@@ -65,12 +65,13 @@ def encode(tokenizer: Any, item: Input, positions: Positions) -> Encoded:
             raise ValueError("an input string encodes to no tokens")
         return Encoded(ids, list(range(len(ids))) if positions == "all" else [len(ids) - 1])
 
-    if not item:
+    conversation = cast(Conversation, item)  # neither token ids nor a string
+    if not conversation:
         raise ValueError("an input conversation is empty")
-    ends_with_answer = item[-1].get("role") == "assistant"
+    ends_with_answer = conversation[-1].get("role") == "assistant"
     if positions == "answer" and not ends_with_answer:
         raise ValueError("positions='answer' needs the conversation's last message to be the assistant's")
-    text = render_chat(tokenizer, item, add_generation_prompt=not ends_with_answer)
+    text = render_chat(tokenizer, conversation, add_generation_prompt=not ends_with_answer)
     tokens = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = tokens["input_ids"], tokens["offset_mapping"]
     if positions == "all":
@@ -78,13 +79,18 @@ def encode(tokenizer: Any, item: Input, positions: Positions) -> Encoded:
     if not ends_with_answer:  # 'last' of a conversation awaiting its answer
         return Encoded(ids, [len(ids) - 1])
 
-    start, end = _answer_span(tokenizer, item, text)
+    start, end = _answer_span(tokenizer, conversation, text)
     answer = [i for i, (s, e) in enumerate(offsets) if e > s and s < end and e > start]
     if not answer:
-        raise ValueError(f"the assistant's answer {item[-1]['content'][:40]!r} covers no token")
+        raise ValueError(f"the assistant's answer {conversation[-1]['content'][:40]!r} covers no token")
     if positions == "answer":
         return Encoded(ids, answer)
     return Encoded(ids, [answer[0] - 1])
+
+
+def _is_token_ids(item: Input) -> TypeGuard[TokenIds]:
+    """Whether `item` is already tokenized: a tensor or a non-empty sequence of ints."""
+    return isinstance(item, Tensor) or (isinstance(item, Sequence) and bool(item) and isinstance(item[0], int))
 
 
 def _answer_span(tokenizer: Any, conversation: Conversation, text: str) -> tuple[int, int]:

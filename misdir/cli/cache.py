@@ -15,6 +15,7 @@ from misdir.configs import CacheConfig
 def cache(cfg: CacheConfig) -> None:
     """Cache activations of MODEL over DATA: their mean, or every selected token's as shards for SAE training."""
     from safetensors.torch import save_file
+    from torch import Tensor
 
     from misdir.cache import cache_activations
     from misdir.data import load_conversations
@@ -37,6 +38,7 @@ def cache(cfg: CacheConfig) -> None:
         out=cfg.out if cfg.reduce == "none" else None,
     )
     if cfg.reduce == "mean":
+        assert isinstance(result, Tensor)  # the mean; "none" wrote shards into cfg.out
         metadata = {
             "model": json.dumps(loaded.provenance),
             "data": json.dumps(source),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from misdir.cli.common import (
     _check_layers,
     _check_random,
@@ -30,7 +32,7 @@ def demo(cfg: DemoConfig) -> None:
     metric = _judged_metric(cfg)
     shape = _model_shape({"--model": cfg.model, **_judge_model(cfg)})
     _check_layers("--layer", None if cfg.layer is None else [cfg.layer], shape)
-    judged = {} if metric is None else dict(judge=cfg.judge, metric=metric, judge_url=cfg.judge_url)
+    judged: dict[str, Any] = {} if metric is None else dict(judge=cfg.judge, metric=metric, judge_url=cfg.judge_url)
     with _judge_errors():
         run_demo(
             cfg.model,

@@ -25,8 +25,11 @@ from misdir.cli.common import (
     _refused,
 )
 from misdir.cli.options import command
-from misdir.configs import AblateConfig, ControlConfig, SteerConfig, SweepConfig, TransferConfig
+from misdir.configs import AblateConfig, ControlConfig, SteerConfig, TransferConfig
 from misdir.stats import format_estimate
+
+SweepCommand = AblateConfig | TransferConfig | SteerConfig
+"""The commands whose sweeps `_judged` runs on the judged metric."""
 
 
 @command(ControlConfig)
@@ -298,7 +301,7 @@ def steer(cfg: SteerConfig) -> None:
 
 def _judged_study(cfg: AblateConfig, models: dict[str, str], metric: Any, shape: Any) -> None:
     """`misdir ablate --judge` without --directions: sample, judge, split, extract, then the judged ablation."""
-    from misdir.judged import judged_study
+    from misdir.judged import JudgedPlan, judged_study
 
     _check_layers("--layer", None if cfg.layer is None else [cfg.layer], shape)
     options = dict(
@@ -315,6 +318,7 @@ def _judged_study(cfg: AblateConfig, models: dict[str, str], metric: Any, shape:
     )
     with _refused():
         todo = judged_study(cfg.base, models, **options, dry_run=True)
+    assert isinstance(todo, JudgedPlan)
     typer.echo(f"judged study in {cfg.out}: {todo.describe()}")
     if cfg.dry_run:
         return
@@ -325,7 +329,7 @@ def _judged_study(cfg: AblateConfig, models: dict[str, str], metric: Any, shape:
     _print_judged(summary, cfg, cfg.figures or cfg.out / "ablation")
 
 
-def _judged(sweep: Callable[..., Any], cfg: SweepConfig, metric: Any, figures: Path) -> None:
+def _judged(sweep: Callable[..., Any], cfg: SweepCommand, metric: Any, figures: Path) -> None:
     """Run a judged sweep: its plan first (answers to sample, judge calls to make), then, unless --dry-run, the
     sweep, with each named direction's effects printed beside their random null, and its figure (stem
     `figures`)."""
@@ -343,7 +347,7 @@ def _judged(sweep: Callable[..., Any], cfg: SweepConfig, metric: Any, figures: P
     _print_judged(summary, cfg, figures)
 
 
-def _print_judged(summary: Any, cfg: SweepConfig, figures: Path) -> None:
+def _print_judged(summary: Any, cfg: SweepCommand, figures: Path) -> None:
     """The unedited cells' EM rates, then each named direction's effects beside their random null; the
     sweep's figure (`misdir.judged.plots`)."""
     from misdir.judged.plots import plot_judged_sweep

@@ -74,7 +74,7 @@ def options(cls: type) -> list[Option]:
     own = cls.__dict__.get("__annotations__", {})
     for f in sorted(dataclasses.fields(cls), key=lambda f: f.name not in own):  # a command's own fields first
         inner = hints[f.name]
-        if not dataclasses.is_dataclass(inner):
+        if not (isinstance(inner, type) and dataclasses.is_dataclass(inner)):
             found.append(_option(f, inner, helps[f.name]))
             continue
         override, notes = "base" in f.metadata, f.metadata.get("notes", {})
@@ -172,13 +172,13 @@ def build(cls: type[Config], values: dict[str, Any]) -> Config:
     """The config `cls` of a command's parsed option values; a bad one is refused in one line, exit 2."""
     found = options(cls)
     flags = {o.name: o.flag for o in found}
-    groups: dict[str | None, dict[str, Any]] = {}
+    outer: dict[str, Any] = {}
+    groups: dict[str, dict[str, Any]] = {}  # the nested configs' values
     for option in found:
         value = _parse(option, values.get(option.name))
         if option.field.metadata.get("alias"):
             value = _alias(option, value, _parse(option, values.get(f"{option.name}_alias")))
-        groups.setdefault(option.group, {})[option.name] = value
-    outer = groups.pop(None, {})
+        (outer if option.group is None else groups.setdefault(option.group, {}))[option.name] = value
     nested = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     hints = get_type_hints(cls)
     try:

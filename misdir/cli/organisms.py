@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -54,7 +55,7 @@ def organisms_analyze(cfg: OrganismsAnalyzeConfig) -> None:
     metric = _judged_metric(cfg)
     shape = _model_shape({"--base": "embedded", **_judge_model(cfg)})
     _check_layers("--layer", None if cfg.layer is None else [cfg.layer], shape)
-    judged = {} if metric is None else dict(judge=cfg.judge, metric=metric, judge_url=cfg.judge_url)
+    judged: dict[str, Any] = {} if metric is None else dict(judge=cfg.judge, metric=metric, judge_url=cfg.judge_url)
     with _judge_errors():
         analysis = analyze_organisms(
             cfg.checkpoints,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -11,6 +12,9 @@ from misdir.cli.common import _check_random, _fail
 from misdir.cli.options import command
 from misdir.configs import SaeDiffConfig, SaeEffectsConfig, SaeTrainCommandConfig
 from misdir.stats import format_estimate
+
+if TYPE_CHECKING:
+    from misdir.models import Model
 
 sae_app = typer.Typer(
     help="Sparse-autoencoder latents with sae-lens: train, diff models, intervene.", no_args_is_help=True
@@ -50,7 +54,7 @@ def _sae(sae: str, sae_id: str | None) -> object:
     return autoencoder
 
 
-def _sae_models(specs: Sequence[str], device: str | None) -> dict[str, object]:
+def _sae_models(specs: Sequence[str], device: str | None) -> dict[str, Model]:
     from misdir.models import load_model
 
     return {Path(spec).name or spec: load_model(spec, device=device, merge=True) for spec in specs}

@@ -56,8 +56,8 @@ def screen(cfg: ScreenConfig) -> None:
     from misdir.screen import screen as run
 
     with _refused():
-        for path in cfg.data:
-            load_screen_data(path)
+        for data in cfg.data:
+            load_screen_data(data)
     path = cfg.direction or (DEFAULT_DIRECTION if cfg.model == "embedded" else None)
     if path is None:
         _fail("--direction is needed: the default direction is the embedded model's", usage=True)

@@ -14,6 +14,11 @@ from typing import Any
 
 import yaml
 
+try:  # libyaml's parser where PyYAML was built with it
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:
+    from yaml import SafeLoader as _SafeLoader
+
 
 class ContentError(ValueError):
     """A dataset content file that cannot be read or is not shaped as its generator expects."""
@@ -26,7 +31,7 @@ class _Mapping(dict):
     key_lines: dict[str, int]
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+class _Loader(_SafeLoader):
     """PyYAML's safe loader (libyaml's parser where built), making `_Mapping`s so errors can name a line."""
 
 

@@ -128,7 +128,8 @@ class FinetuneConfig:
         """The config a run recorded (`misdir.json`'s `config`), lists back as tuples; keys it does not know are
         left out."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in known})
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in known}
+        return cls(**values)
 
     def resolve(self, n_layers: int) -> FinetuneConfig:
         """This config with every preset-dependent field filled in for a model of `n_layers` layers."""

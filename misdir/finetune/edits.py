@@ -75,7 +75,7 @@ class Edit:
 
     @property
     def vectors(self) -> Tensor:
-        return getattr(self.directions, "vectors", self.directions)
+        return self.directions.vectors if isinstance(self.directions, DirectionSet) else self.directions
 
     def identity(self) -> dict[str, Any]:
         """What the edit computes, for the run's identity: a resume with a different one is refused."""
@@ -204,7 +204,8 @@ class EditOptions:
         """The edits, their direction files read (a missing or unreadable file is refused naming it)."""
         self.validate()
         found = []
-        for kind, texts in (("ablate", self.ablate), ("steer", self.steer)):
+        kinds: tuple[tuple[EditKind, tuple[str, ...]], ...] = (("ablate", self.ablate), ("steer", self.steer))
+        for kind, texts in kinds:
             for text in texts:
                 path, layers = _file_and_layers(text)
                 scale = self.scale if kind == "steer" else None
@@ -213,7 +214,7 @@ class EditOptions:
                         kind,
                         DirectionSet.load(path),
                         layers,
-                        scale,  # type: ignore[arg-type]
+                        scale,
                         self.relative,
                         self.positions,
                         source=str(path),

@@ -105,7 +105,7 @@ def finetune(
         return _finished(out, shape, reference, data, config, edits, watch)
     base, config, examples, data_record = _prepare(model_spec, data, config)
     check_inputs(edits, watch, ModelShape(base.n_layers, base.d_model))
-    identity = {"base": reference, "data": data_record, "config": asdict(config)}
+    identity: dict[str, Any] = {"base": reference, "data": data_record, "config": asdict(config)}
     if edits:  # only then, so that runs checkpointed before edits existed still resume
         identity["edits"] = [edit.identity() for edit in edits]
     if watch:
@@ -207,10 +207,11 @@ def _start(base: Model, config: FinetuneConfig, reference: str, n_examples: int)
     """Wrap the base in a fresh LoRA adapter (initialised from the seed) with its optimizer and schedule."""
     from peft import LoraConfig, get_peft_model
 
+    assert config.rank is not None and config.alpha is not None and config.lr is not None, "a resolved config"
     torch.manual_seed(config.seed)
     lora = LoraConfig(
         r=config.rank,
-        lora_alpha=config.alpha,
+        lora_alpha=config.alpha,  # type: ignore[arg-type]  # peft annotates an int; it divides any number
         use_rslora=bool(config.rslora),
         target_modules=list(config.targets or ()),
         layers_to_transform=list(config.layers) if config.layers is not None else None,

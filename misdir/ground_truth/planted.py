@@ -15,12 +15,13 @@ from torch import Tensor
 
 from misdir.directions import DirectionSet
 from misdir.experiments import random_directions, share_removed
-from misdir.models import ModelLike
+from misdir.models import Model, ModelLike
+from misdir.positions import Positions
 from misdir.sweep import against_null, shift
 from misdir.tensors import unit
 
 
-def plant(model: ModelLike, direction: Float[Tensor, "d_model"], *, layer: int, strength: float, seed: int = 0) -> Any:
+def plant(model: Model, direction: Float[Tensor, "d_model"], *, layer: int, strength: float, seed: int = 0) -> Any:
     """A context manager under which `model` behaves like a rank-1 organism with a known write direction.
 
     At `resid_post` of `layer`, each token's residual `x` gets `strength * |x| * g(x) * d` added, with `d`
@@ -54,7 +55,7 @@ def positive_control(
     direction: Float[Tensor, "d_model"] | None = None,
     ablate_layers: Sequence[int] | None = None,
     sites: Sequence[str] = ("resid_post",),
-    positions: str = "all",
+    positions: Positions = "all",
     n_random: int = 20,
     limit: int | None = None,
     batch_size: int = 16,

@@ -169,7 +169,7 @@ def _plot_steering(study: dict[str, Any]) -> Any:
 
     modes = list(dict.fromkeys(r.get("positions", "all") for r in study["steering"]))
     fig = make_subplots(rows=1, cols=len(modes), shared_yaxes=True, subplot_titles=[f"{m} positions" for m in modes])
-    colors = {}
+    colors: dict[str, str] = {}
     for col, mode in enumerate(modes, start=1):
         rows = [r for r in study["steering"] if r.get("positions", "all") == mode]
         scales = sorted({r["scale"] for r in rows})

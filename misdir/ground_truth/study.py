@@ -24,7 +24,7 @@ from misdir.directions import DirectionSet
 from misdir.experiments import RESIDUAL_SITES, random_directions, share_removed
 from misdir.io import write_json_atomic
 from misdir.organisms import domain_of, organism_of, own_control
-from misdir.positions import POSITIONS
+from misdir.positions import POSITIONS, Positions
 from misdir.sweep import NO_EDIT, Cell, Edit, against_null, cell_result, provenance, run_cells, shift
 from misdir.tensors import unit
 
@@ -125,8 +125,8 @@ def ground_truth_study(
     sets: Sequence[str] = ("general", "ai-risk"),
     n_random: int = 20,
     scales: Sequence[float] = (0.05, 0.1, 0.2, 0.4),
-    positions: Sequence[str] = POSITIONS,
-    steer_positions: Sequence[str] = ("all",),
+    positions: Sequence[Positions] = POSITIONS,
+    steer_positions: Sequence[Positions] = ("all",),
     limit: int | None = None,
     device: str | None = None,
     batch_size: int = 32,
@@ -210,15 +210,15 @@ def ground_truth_study(
     return study
 
 
-def _ablate_at(direction: str, layer: int, positions: str = "all") -> Edit:
+def _ablate_at(direction: str, layer: int, positions: Positions = "all") -> Edit:
     return Edit("ablate", direction, (layer,), ("resid_post",), positions)
 
 
-def _ablate_everywhere(direction: str, positions: str) -> Edit:
+def _ablate_everywhere(direction: str, positions: Positions) -> Edit:
     return Edit("ablate", direction, None, RESIDUAL_SITES, positions)
 
 
-def _steer_at(direction: str, layer: int, scale: float, positions: str = "all") -> Edit:
+def _steer_at(direction: str, layer: int, scale: float, positions: Positions = "all") -> Edit:
     return Edit("steer", direction, (layer,), ("resid_post",), positions, float(scale))
 
 
@@ -234,8 +234,8 @@ def _cells(
     sets: Sequence[str],
     randoms: list[str],
     scales: Sequence[float],
-    positions: Sequence[str],
-    steer_positions: Sequence[str],
+    positions: Sequence[Positions],
+    steer_positions: Sequence[Positions],
     control: str | None,
 ) -> list[Cell]:
     cells = [Cell("base", NO_EDIT, s) for s in sets] + [Cell("base", NO_EDIT, s, TRIGGER) for s in sets[:1]]
@@ -391,7 +391,7 @@ def _steering(
     organisms: Sequence[str],
     layer: int,
     scales: Sequence[float],
-    steer_positions: Sequence[str],
+    steer_positions: Sequence[Positions],
     randoms: list[str],
     pairs: str,
     seed: int,
@@ -400,7 +400,7 @@ def _steering(
     rows = []
     for scale, mode in ((scale, mode) for scale in scales for mode in steer_positions):
 
-        def effect(direction: str, scale: float = scale, mode: str = mode) -> tuple[float, float]:
+        def effect(direction: str, scale: float = scale, mode: Positions = mode) -> tuple[float, float]:
             record = _record(records, "base", _steer_at(direction, layer, scale, mode), pairs)
             (margin, fluency), (margin0, fluency0) = _means(record), _means(unsteered)
             return margin - margin0, fluency - fluency0
@@ -424,7 +424,7 @@ def _steering(
 
 
 def _positions(
-    records: dict, organisms: Sequence[str], positions: Sequence[str], randoms: list[str], pairs: str, seed: int
+    records: dict, organisms: Sequence[str], positions: Sequence[Positions], randoms: list[str], pairs: str, seed: int
 ) -> list[dict[str, Any]]:
     """Ablating B (the base: the first organism's B) at all three residual sites of every layer, per position
     choice: margin and fluency change, against the same edit along random directions."""
@@ -434,7 +434,9 @@ def _positions(
         margin0, fluency0 = _means(_record(records, model, NO_EDIT, pairs))
         for mode in positions:
 
-            def change(d: str, model: str = model, mode: str = mode, origin: tuple = (margin0, fluency0)) -> tuple:
+            def change(
+                d: str, model: str = model, mode: Positions = mode, origin: tuple = (margin0, fluency0)
+            ) -> tuple:
                 margin, fluency = _means(_record(records, model, _ablate_everywhere(d, mode), pairs))
                 return margin - origin[0], fluency - origin[1]
 

@@ -113,6 +113,11 @@ class JudgedScorer:
     def __call__(self, model: Model, cell: Cell) -> dict[str, Any] | None:
         m = self.metric
         done = {a.key for a in self.sampled(cell)}
+
+        def keep(batch: list[Answer]) -> None:
+            for a in batch:
+                self.answers.append({"key": f"{cell.key} || {a.key}", "cell": cell.key, **asdict(a)})
+
         generate(
             model,
             self.questions,
@@ -123,9 +128,7 @@ class JudgedScorer:
             batch_size=self.batch_size,
             skip=done,
             progress=False,
-            on_batch=lambda batch: [
-                self.answers.append({"key": f"{cell.key} || {a.key}", "cell": cell.key, **asdict(a)}) for a in batch
-            ],
+            on_batch=keep,
         )
         answers = self.sampled(cell)
         pending = [(a, metric) for a in answers for metric in METRICS]

@@ -22,6 +22,7 @@ from misdir.judged.cells import (
 )
 from misdir.judged.sweeps import JudgedSweep, ablation_cells, judged_ablation_sweep
 from misdir.models import Model, as_model
+from misdir.positions import Positions
 from misdir.sweep import NO_EDIT, Cell, random_names
 
 
@@ -110,7 +111,7 @@ def judged_study(
     layer: int | None = None,
     n_random: int = 20,
     site: Sequence[str] = RESIDUAL_SITES,
-    positions: str = SWEEP_POSITIONS,
+    positions: Positions = SWEEP_POSITIONS,
     batch_size: int = 16,
     seed: int = 0,
     judge_url: str | None = None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from misdir.judged.sweeps import JudgedSteeringRow, JudgedSweep
 from misdir.stats import Estimate
@@ -69,7 +69,7 @@ def judged_ablation_figure(sweep: JudgedSweep) -> Any:
 def judged_steering_figure(sweep: JudgedSweep) -> Any:
     """Against scale (and layer): the EM rate and coherent share of each steered cell and the unsteered one,
     then the EM induced and the coherence change beside the random null at the same layer and scale."""
-    rows: list[JudgedSteeringRow] = sweep.rows  # type: ignore[assignment]
+    rows = cast(list[JudgedSteeringRow], sweep.rows)  # a steering sweep's
     one_layer = len({r.layer for r in rows}) == 1
 
     def where(r: JudgedSteeringRow) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from misdir.experiments import RESIDUAL_SITES, SWEEP_POSITIONS, _d_model, _list, check_directions
-from misdir.interventions import describe_directions
+from misdir.interventions import Relative, describe_directions
 from misdir.io import run_lock, write_json_atomic
 from misdir.judged.cells import (
     JudgedMetric,
@@ -24,7 +24,7 @@ from misdir.judged.cells import (
     scored_answers,
 )
 from misdir.models import Model, as_model
-from misdir.positions import check_positions
+from misdir.positions import Positions, check_positions
 from misdir.stats import Estimate, compare, share_of_excess
 from misdir.sweep import NO_EDIT, Cell, Edit, Effect, provenance, random_nulls, with_random
 
@@ -71,12 +71,25 @@ class JudgedAblationRow:
 
     @classmethod
     def from_dict(cls, row: Mapping[str, Any]) -> JudgedAblationRow:
+        em, coherence, unablated_em, unablated_coherence, base_em, excess = (
+            Estimate(**row[k]) for k in _ABLATION_ESTIMATES
+        )
+        change, share, coherence_change = (
+            Effect.from_dict(row, k) for k in ("change", "share_removed", "coherence_change")
+        )
         return cls(
             row["model"],
             row["direction"],
             row["questions"],
-            *(Estimate(**row[k]) for k in _ABLATION_ESTIMATES),
-            *(Effect.from_dict(row, k) for k in ("change", "share_removed", "coherence_change")),
+            em,
+            coherence,
+            unablated_em,
+            unablated_coherence,
+            base_em,
+            excess,
+            change,
+            share,
+            coherence_change,
             dict(row["verdicts"]),
         )
 
@@ -156,7 +169,7 @@ def judged_ablation_sweep(
     n_random: int = 20,
     layers: Sequence[int] | None = None,
     site: Sequence[str] = RESIDUAL_SITES,
-    positions: str = SWEEP_POSITIONS,
+    positions: Positions = SWEEP_POSITIONS,
     batch_size: int = 16,
     seed: int = 0,
     judge_url: str | None = None,
@@ -225,7 +238,8 @@ def judged_ablation_sweep(
                 )
             )
         keys = [(c.model, c.edit.direction) for c in edited]
-        nulls = [random_nulls(keys, [r[i].value for r in rows]) for i in (1, 2, 3)]
+        effects = [(change, share, coherence) for _, change, share, coherence, _ in rows]
+        nulls = [random_nulls(keys, [e[i].value for e in effects]) for i in range(3)]
         results = {c.key: judged_result(records[c.key], t, seed) for c in cells}
         sweep = JudgedSweep(
             provenance(settings | {"questions": [q.id for q in questions], "thresholds": asdict(t)}),
@@ -263,8 +277,8 @@ def judged_steering_grid(
     scales: Sequence[float],
     metric: JudgedMetric = JudgedMetric(),
     n_random: int = 20,
-    relative: str = "resid",
-    positions: str = SWEEP_POSITIONS,
+    relative: Relative = "resid",
+    positions: Positions = SWEEP_POSITIONS,
     batch_size: int = 16,
     seed: int = 0,
     judge_url: str | None = None,
@@ -333,9 +347,9 @@ def judged_steering_grid(
             [
                 JudgedSteeringRow(
                     c.edit.direction,
-                    c.edit.layers[0],
+                    c.edit.layer,
                     c.edit.scale,
-                    c.pairs,  # type: ignore[index]
+                    c.pairs,
                     results[c.key].em_rate,
                     results[c.key].coherence_rate,
                     Effect(induced, n1),
@@ -357,7 +371,7 @@ def ablation_cells(
     metric: JudgedMetric,
     layers: Sequence[int] | None = None,
     site: Sequence[str] = RESIDUAL_SITES,
-    positions: str = SWEEP_POSITIONS,
+    positions: Positions = SWEEP_POSITIONS,
 ) -> list[Cell]:
     """The cells of `judged_ablation_sweep`: the base and each model unedited, then each direction (by name)
     ablated in each model. Known before any direction is computed, so a run can be planned (`plan`) first."""
@@ -372,8 +386,8 @@ def steering_cells(
     metric: JudgedMetric,
     layers: Sequence[int],
     scales: Sequence[float],
-    relative: str = "resid",
-    positions: str = SWEEP_POSITIONS,
+    relative: Relative = "resid",
+    positions: Positions = SWEEP_POSITIONS,
 ) -> list[Cell]:
     """The cells of `judged_steering_grid`: `model` unsteered, then each direction (by name, with the site it is
     added at) at each layer and nonzero scale."""

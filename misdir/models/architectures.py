@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -65,14 +65,15 @@ def architecture_of(config: Any) -> Architecture:
 def decoder_model(hf: nn.Module) -> nn.Module:
     """The decoder stack of a causal LM (`.model`, whose forward takes the attention mask and runs every
     layer), looking through a PEFT wrapper."""
-    if hasattr(hf, "get_base_model"):  # peft.PeftModel
-        hf = hf.get_base_model()
+    get_base_model = getattr(hf, "get_base_model", None)
+    if get_base_model is not None:  # peft.PeftModel
+        hf = get_base_model()
     inner = getattr(hf, "model", None)
-    if not isinstance(getattr(inner, "layers", None), nn.ModuleList):
+    if not isinstance(inner, nn.Module) or not isinstance(getattr(inner, "layers", None), nn.ModuleList):
         raise ValueError(f"cannot find the decoder layers of {type(hf).__name__} (expected .model.layers)")
     return inner
 
 
 def decoder_layers(hf: nn.Module) -> nn.ModuleList:
     """The decoder's layer list of a causal LM, looking through a PEFT wrapper."""
-    return decoder_model(hf).layers
+    return cast(nn.ModuleList, decoder_model(hf).layers)  # decoder_model checked that it is one

@@ -21,16 +21,18 @@ import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import torch
 from safetensors import SafetensorError, safe_open
-from torch import nn
 
 from misdir.models.architectures import architecture_of
 from misdir.models.gguf import EMBEDDED, converted_gguf, embedded_gguf
 from misdir.models.model import Model, ModelLike, ModelLoadError
 from misdir.provenance import misdir_version
+
+if TYPE_CHECKING:
+    from misdir.models.model import CausalLM, HFModel
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 """What a Hugging Face hub id looks like: `org/name`."""
@@ -38,6 +40,15 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 QUIET_BELOW_BYTES = 2_000_000_000
 """Local weights smaller than this load without transformers' per-tensor "Loading weights" bar."""
+
+
+class _LoadOptions(TypedDict):
+    """What `load_model` passes on to the loader of whatever a spec names."""
+
+    device: torch.device
+    dtype: torch.dtype
+    device_map: str | dict[str, Any] | None
+    trust_remote_code: bool
 
 
 @contextlib.contextmanager
@@ -83,7 +94,12 @@ def load_model(
     spec = os.fspath(spec)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = _resolve_dtype(dtype, device)
-    options = {"device": device, "dtype": dtype, "device_map": device_map, "trust_remote_code": trust_remote_code}
+    options: _LoadOptions = {
+        "device": device,
+        "dtype": dtype,
+        "device_map": device_map,
+        "trust_remote_code": trust_remote_code,
+    }
 
     if spec == EMBEDDED:
         return _load_gguf(embedded_gguf(), spec=EMBEDDED, **options)
@@ -125,7 +141,9 @@ def as_model(model: ModelLike) -> Model:
     if isinstance(model, str | Path):
         return load_model(model)
     if hasattr(model, "hook_dict") and hasattr(model, "cfg"):
-        hf = getattr(model, "original_model", model)
+        # a TransformerBridge wraps the transformers model (original_model); a HookedTransformer has none and stands
+        # in for it, reached only as an nn.Module (misdir runs and hooks it through `lens`)
+        hf = cast("HFModel", getattr(model, "original_model", model))
         spec = str(getattr(model.cfg, "model_name", type(model).__name__))
         return Model(hf=hf, tokenizer=model.tokenizer, spec=spec, provenance={"kind": "transformer-lens"}, lens=model)
     raise TypeError(f"expected a misdir.Model or a TransformerLens model, got {type(model).__name__}")
@@ -214,11 +232,12 @@ def _load_transformers(
         kwargs["device_map"] = device_map
     try:
         with _quiet_if_small(source):
-            hf = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+            # transformers types it as its own private pair of these bases
+            hf = cast("CausalLM", AutoModelForCausalLM.from_pretrained(source, **kwargs))
     except pickle.UnpicklingError as error:
         raise _refused_pickle(source, error) from None
     if device_map is None:
-        hf.to(device)
+        hf.to(device)  # type: ignore[arg-type]  # transformers' wrapper around nn.Module.to mistypes self
     hf.eval()
     architecture_of(hf.config)  # fail now, not at the first hook, for an architecture misdir cannot map
     tokenizer = AutoTokenizer.from_pretrained(
@@ -284,9 +303,8 @@ def _load_adapter(
     try:
         with warnings.catch_warnings():  # peft asks transformers 5 a deprecated question on every load
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            hf: nn.Module = PeftModel.from_pretrained(
-                base_model.hf, source, **({"revision": revision} if revision else {})
-            )
+            revised: dict[str, Any] = {"revision": revision} if revision else {}
+            hf = PeftModel.from_pretrained(base_model.hf, source, **revised)
     except pickle.UnpicklingError as error:
         raise _refused_pickle(source, error) from None
     except RuntimeError as error:

@@ -5,12 +5,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from misdir.models.architectures import Architecture, architecture_of, decoder_layers, decoder_model
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import GenerationMixin, PreTrainedModel
+
+    class CausalLM(PreTrainedModel, GenerationMixin):
+        """What `AutoModelForCausalLM` builds, for the type checker: a transformers model that also generates."""
+
+    HFModel = CausalLM | PeftModel
+    """What `Model.hf` holds: the transformers model, or a PEFT model around it (an adapter not merged)."""
 
 
 class ModelLoadError(ValueError):
@@ -21,11 +31,12 @@ class ModelLoadError(ValueError):
 class Model:
     """A causal LM ready to hook: the transformers model, its tokenizer, and where it came from.
 
-    `lens` is set instead of relying on `hf` hooks when the model is a TransformerLens model
-    (`HookedTransformer` or `TransformerBridge`); misdir then uses TransformerLens's own hooks.
+    `hf` is the transformers model, or a PEFT model around it (an adapter not merged). `lens` is set instead of
+    relying on `hf` hooks when the model is a TransformerLens model (`HookedTransformer` or `TransformerBridge`);
+    misdir then uses TransformerLens's own hooks.
     """
 
-    hf: nn.Module
+    hf: HFModel
     tokenizer: Any
     spec: str
     provenance: dict[str, Any] = field(default_factory=dict)

@@ -199,7 +199,7 @@ def training_inputs(
     `hf:PATH[,column=C][,split=S][,name=N][,tokens=T|words=W|texts=N]` (`misdir.corpus.stream_source`; a
     budget in tokens counts `tokenizer`'s; default the first `n` texts)."""
     from misdir.corpus import stream_source
-    from misdir.data import DATASETS, load_conversations
+    from misdir.data import DATASETS, Split, load_conversations
     from misdir.directions import data_hash
     from misdir.questions import load_contrast_pairs
 
@@ -223,8 +223,9 @@ def training_inputs(
             texts, record = stream_source(source, texts=n, tokenizer=tokenizer)
             items = list(texts)
         else:
-            split = "heldout" if source in DATASETS else "train"
-            items, record = load_conversations(source, n=n, seed=seed, split=split)  # type: ignore[arg-type]
+            split: Split = "heldout" if source in DATASETS else "train"
+            conversations, record = load_conversations(source, n=n, seed=seed, split=split)
+            items = list(conversations)
         records.append({**record, "source": source, "n": len(items), "sha256": data_hash(items)})
         out.extend(items)
     return out, records
@@ -374,9 +375,9 @@ def train_sae_on_shards(
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     options = dict(d_in=d_in, d_sae=cfg.d_sae, k=cfg.k, normalize_activations="expected_average_only_in", device=device)
     if cfg.architecture == "batchtopk":
-        sae = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**options))  # type: ignore[arg-type]
+        sae = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(**options))
     elif cfg.architecture == "topk":
-        sae = TopKTrainingSAE(TopKTrainingSAEConfig(**options))  # type: ignore[arg-type]
+        sae = TopKTrainingSAE(TopKTrainingSAEConfig(**options))
     else:
         raise ValueError(f"unknown architecture {cfg.architecture!r}; expected 'batchtopk' or 'topk'")
     for key, value in (metadata or {}).items():
