@@ -52,6 +52,7 @@ from misdir.ground_truth import adapter_writes
 from misdir.io import check_settings, write_json_atomic
 from misdir.models import load_model, model_shape
 from misdir.organisms import ORGANISMS, RANK1_LAYER, RECIPES, domain_of
+from misdir.plots import optional_figure
 from misdir.sweep import against_null, provenance, shift
 
 EM_ORGANISMS = tuple(o.name for o in ORGANISMS if o.role == "em" and o.name != "code-insecure")
@@ -489,10 +490,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             more = sorted({k for rounds in reached.values() for k in range(1, len(rounds))} - set(dims))
             run_randoms(runner, organism, more, args.n_random, args.subspace_seed)
     summary = write_summary(study, args.organisms, args.max_rounds, args.out, extra)
-    try:
-        plot(summary, args.out)
-    except ImportError as error:  # the GPU machine has no plotly
-        print(f"no figure ({error}): redraw it where plotly is installed with --figure")
+    optional_figure(plot, summary, args.out)  # none on the GPU machine: redraw it with --figure
     print(f"trained {runner.trained} run(s) in {time.time() - runner.started:.0f} s; wrote {args.out / 'summary.json'}")
     print(tables(summary))
 

@@ -41,6 +41,7 @@ from caft_study import EM_ORGANISMS, Runner, Study, _spread, share_removed  # no
 
 from misdir.finetune import Edit  # noqa: E402
 from misdir.io import write_json_atomic  # noqa: E402
+from misdir.plots import optional_figure  # noqa: E402
 from misdir.sweep import against_null, provenance  # noqa: E402
 
 DIRECTIONS = ("own", "others")
@@ -293,10 +294,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for organism in args.organisms:
         run_study(runner, organism, args)
     summary = write_summary(study, args.organisms, args.out, extra)
-    try:
-        plot(summary, args.out)
-    except ImportError as error:  # the GPU machine has no plotly
-        print(f"no figure ({error}): redraw it where plotly is installed with --figure")
+    optional_figure(plot, summary, args.out)  # none on the GPU machine: redraw it with --figure
     print(f"trained {runner.trained} run(s) in {time.time() - runner.started:.0f} s; wrote {args.out / 'summary.json'}")
     print(tables(summary))
 

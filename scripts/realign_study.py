@@ -35,6 +35,7 @@ import numpy as np
 
 from misdir.io import check_settings, write_json_atomic
 from misdir.organisms import CHECKPOINTS
+from misdir.plots import optional_figure
 from misdir.realign import CRITERIA, REPORT, Realignment, realign_recipe
 from misdir.sweep import provenance
 
@@ -298,10 +299,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         lambda: write_summary(study, args.organisms, args.seeds, args.out),
     )
     summary = write_summary(study, args.organisms, args.seeds, args.out)
-    try:
-        plot(summary, args.out)
-    except ImportError as error:  # the GPU machine has no plotly
-        print(f"no figure ({error}): redraw it where plotly is installed with --figure")
+    optional_figure(plot, summary, args.out)  # none on the GPU machine: redraw it with --figure
     print(f"ran {done} re-alignment(s) in {time.time() - started:.0f} s; wrote {args.out / 'summary.json'}")
     print(tables(summary))
 

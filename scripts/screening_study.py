@@ -45,6 +45,7 @@ from misdir.datasets import DATASETS
 from misdir.directions import DirectionSet
 from misdir.io import atomic_path, check_settings, write_json_atomic
 from misdir.organisms import ORGANISMS
+from misdir.plots import optional_figure
 from misdir.screen import MAX_NEW_TOKENS, answer_differences
 from misdir.stats import bootstrap_mean
 from misdir.sweep import against_null, provenance, random_directions
@@ -281,10 +282,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     write_json_atomic(args.out / "summary.json", summary)
     if args.ship is not None:
         print(f"wrote {ship_em_minus_control(args.directions_dir, summary, args.ship)}")
-    try:
-        plot(summary, args.out)
-    except ImportError as error:  # the GPU machine has no plotly
-        print(f"no figure ({error}): redraw it where plotly is installed")
+    optional_figure(plot, summary, args.out)  # none on the GPU machine: a rerun here redraws it
     print(tables(summary))
 
 

@@ -39,6 +39,7 @@ from misdir.finetune import finetune
 from misdir.io import check_settings, write_json_atomic
 from misdir.monitor import MONITOR_FILE, Watch
 from misdir.organisms import ORGANISMS, RANK1_LAYER, RECIPES
+from misdir.plots import optional_figure
 from misdir.stats import bootstrap_mean, compare_contrast, format_estimate
 from misdir.sweep import provenance
 
@@ -242,10 +243,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"[{time.time() - started:6.0f} s] {organism} seed {seed}: {last:.0f} s", flush=True)
             write_summary(args.work, args.organisms, args.out, settings)
     summary = write_summary(args.work, args.organisms, args.out, settings)
-    try:
-        plot(summary, args.out)
-    except ImportError as error:  # the GPU machine has no plotly
-        print(f"no figure ({error}): redraw it where plotly is installed with --figure")
+    optional_figure(plot, summary, args.out)  # none on the GPU machine: redraw it with --figure
     print(f"trained {trained} run(s) in {time.time() - started:.0f} s; wrote {args.out / 'summary.json'}")
     print(tables(summary))
 
