@@ -39,6 +39,7 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from caft_study import EM_ORGANISMS, Runner, Study, _spread, share_removed  # noqa: E402
 
+from misdir import tensors  # noqa: E402
 from misdir.finetune import Edit  # noqa: E402
 from misdir.io import write_json_atomic  # noqa: E402
 from misdir.plots import optional_figure  # noqa: E402
@@ -48,8 +49,8 @@ DIRECTIONS = ("own", "others")
 
 
 def unit(vector: Sequence[float] | Tensor) -> Float[Tensor, "d_model"]:
-    v = torch.as_tensor(vector, dtype=torch.float64)
-    return v / v.norm()
+    """A recorded vector (list or tensor) as a float64 unit vector."""
+    return tensors.unit(torch.as_tensor(vector, dtype=torch.float64))
 
 
 def random_direction(d_model: int, index: int, seed: int = 0) -> Float[Tensor, "d_model"]:

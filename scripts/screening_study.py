@@ -49,6 +49,7 @@ from misdir.plots import optional_figure
 from misdir.screen import MAX_NEW_TOKENS, answer_differences
 from misdir.stats import bootstrap_mean
 from misdir.sweep import against_null, provenance, random_directions
+from misdir.tensors import unit
 
 EM = tuple(o.name for o in ORGANISMS if o.role == "em")
 CONTROLS = ("medical-good", "code-secure", "code-educational")
@@ -89,10 +90,6 @@ def differences(work: Path, args: argparse.Namespace) -> dict[str, Float[Tensor,
             print(f"{name}: {len(examples)} examples in {time.time() - began:.0f} s", flush=True)
         found[name] = load_file(str(path))["differences"].double()
     return found
-
-
-def unit(v: Tensor) -> Tensor:
-    return v / v.norm(dim=-1, keepdim=True)
 
 
 def read_directions(directions_dir: Path) -> dict[str, Float[Tensor, "layer d_model"]]:
