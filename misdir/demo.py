@@ -172,6 +172,7 @@ def positive_control(
     n_random: int = 20,
     seed: int = 0,
     causal: CausalMetric | None = None,
+    steer: bool = True,
     dry_run: bool = False,
 ) -> dict[str, Any]:
     """The demo's first stage: on a rank-1 single-layer organism, whose shift can only ride on its LoRA B
@@ -179,7 +180,9 @@ def positive_control(
     remove the shift by ablating B there (share of the excess removed, `ablation_sweep`) and induce it by steering
     the base along B (`steering_grid`, `scale` of the residual norm), each beside `n_random` random directions
     treated the same way? Resumable under `out/` like the sweeps it runs. `causal`: the metric of the ablation and
-    steering (default the contrast metric); with `dry_run`, a judged metric's plans by folder, nothing measured."""
+    steering (default the contrast metric); with `dry_run`, a judged metric's plans by folder, nothing measured.
+    Without `steer` the steering is left out (`run_demo` steers along B in its own steering grid, where B and the
+    mean EM direction share one unsteered cell and one set of random directions: `oriented_b`)."""
     load = load or (lambda spec: spec if isinstance(spec, Model) else load_model(str(spec), device=base.device))
     causal = causal or contrast_metric(limit)
     out, spec = Path(out), Path(organism)
@@ -198,7 +201,7 @@ def positive_control(
         load=load,
         progress=True,
     )
-    steer = partial(
+    steering = partial(
         causal.steer,
         base,
         out=causal.folder(out, "steering"),
@@ -208,19 +211,14 @@ def positive_control(
         seed=seed,
     )
     if dry_run:
-        return {
-            str(causal.folder(out, stage)): run({"B": b}, dry_run=True)
-            for stage, run in [("ablation", ablate), ("steering", steer)]
-        }
-    found = _direction(spec.name, load, str(spec), base, out, Path(checkpoints), limit).vectors[layer]
-    b = unit(b * torch.sign(b @ found))  # B's sign is arbitrary: orient it along what the organism writes
+        runs = {"ablation": ablate, **({"steering": steering} if steer else {})}
+        return {str(causal.folder(out, stage)): run({"B": b}, dry_run=True) for stage, run in runs.items()}
+    layer, b, found = oriented_b(spec, base, load, out, checkpoints, limit)
     randoms = random_directions(base.d_model, n_random, seed=seed)
     cosine = float(unit(found) @ b)
     cosine_null = compare_to_null(cosine, (randoms @ b).tolist())
-    ablation, steering = ablate({"B": b}), steer({"B": b})
-    (removed,) = (r for r in ablation.rows if r.direction == "B")
-    (steered,) = (r for r in steering.rows if r.direction == "B")
-    return {
+    (removed,) = (r for r in ablate({"B": b}).rows if r.direction == "B")
+    result = {
         "organism": spec.name,
         "adapter": str(spec),
         "layer": layer,
@@ -228,8 +226,26 @@ def positive_control(
         "null_cosine": cosine_null._asdict(),
         "metric": causal.about,
         "ablation": removed.to_dict(),
-        "steering": steered.to_dict(),
     }
+    if steer:
+        (steered,) = (r for r in steering({"B": b}).rows if r.direction == "B")
+        result["steering"] = steered.to_dict()
+    return result
+
+
+def oriented_b(
+    organism: Path,
+    base: Model,
+    load: Callable[[Any], Model],
+    out: Path,
+    checkpoints: str | Path = CHECKPOINTS,
+    limit: int | None = 24,
+) -> tuple[int, Tensor, Tensor]:
+    """A rank-1 single-layer organism's layer, its unit LoRA B oriented along what the organism writes there (B's
+    sign is arbitrary), and its model-diff direction at that layer (`_direction`: shipped, kept, or computed)."""
+    layer, b = _single_write(organism)
+    found = _direction(organism.name, load, str(organism), base, out, Path(checkpoints), limit).vectors[layer]
+    return layer, unit(b * torch.sign(b @ found)), found
 
 
 def run_demo(
@@ -242,7 +258,7 @@ def run_demo(
     checkpoints: str | Path = CHECKPOINTS,
     limit: int | None = 24,
     layer: int | None = None,
-    scales: tuple[float, ...] = (0.1, 0.3),
+    scales: tuple[float, ...] = (0.2,),
     n_random: int = 20,
     device: str | None = None,
     positive: str | Path | None = POSITIVE_CONTROL,
@@ -285,12 +301,22 @@ def run_demo(
     )
     em = list(finetunes)
     ablated = em[:2]
-    rows = {**{name: finetunes[name] for name in ablated}, **dict(list(controls.items())[:1])}
+    rows = {name: finetunes[name] for name in ablated}
     ablate = partial(
         causal.ablate, base, rows, out=causal.folder(out, "ablation"), n_random=n_random, progress=True, load=load
     )
+    # Stage 7 steers along the mean EM direction and, with the positive control, along its B (at B's layer):
+    # one unsteered cell and one set of random directions for both.
+    b_layer = None if organism is None else _single_write(organism)[0]
+    steered_layers = sorted({layer} | ({b_layer} if b_layer is not None else set()))
     steer = partial(
-        causal.steer, base, out=causal.folder(out, "steering"), layers=[layer], scales=scales, n_random=n_random
+        causal.steer,
+        base,
+        out=causal.folder(out, "steering"),
+        layers=steered_layers,
+        scales=scales,
+        n_random=n_random,
+        progress=True,
     )
     check = partial(
         positive_control,
@@ -299,15 +325,18 @@ def run_demo(
         load=load,
         checkpoints=checkpoints,
         limit=limit,
+        scale=scales[0],
         n_random=n_random,
         causal=causal,
+        steer=False,
     )
+    steered_names = [MEAN_EM] + ([positive_name(organism)] if organism is not None else [])
     if causal.judge is not None:
         placeholder = torch.zeros(base.d_model)  # a plan counts cells, which name their directions only
         plans = {
             **(check(organism, dry_run=True) if organism is not None else {}),
             str(causal.folder(out, "ablation")): ablate(dict.fromkeys(ablated, placeholder), dry_run=True),
-            str(causal.folder(out, "steering")): steer({MEAN_EM: placeholder}, dry_run=True),
+            str(causal.folder(out, "steering")): steer(dict.fromkeys(steered_names, placeholder), dry_run=True),
         }
         announce_plans(plans, causal.judge, dry_run=dry_run)
         if dry_run:
@@ -317,8 +346,8 @@ def run_demo(
         print("[1/8] positive control: skipped (no rank-1 organism of this base)", flush=True)
     else:
         print(
-            f"[1/8] positive control: {organism.name}, whose shift rides on its LoRA B alone; finding, ablating and "
-            f"steering along B beside {n_random} random directions",
+            f"[1/8] positive control: {organism.name}, whose shift rides on its LoRA B alone; finding and ablating "
+            f"B beside {n_random} random directions (steering along it: stage 7)",
             flush=True,
         )
         control = check(organism)
@@ -374,9 +403,23 @@ def run_demo(
     ablation = ablate({name: directions[name].unit()[layer] for name in ablated})
     written += causal.plot_ablation(ablation, figures / "ablation")
 
-    print(f"[7/8] steering the base along the mean EM direction at layer {layer}", flush=True)
-    steering = steer({MEAN_EM: torch.stack([directions[name].unit()[layer] for name in em]).mean(0)})
+    steered = {MEAN_EM: torch.stack([directions[name].unit()[layer] for name in em]).mean(0)}
+    if organism is not None and control is not None:
+        _, b, _ = oriented_b(organism, base, load, out / "positive-control", checkpoints, limit)
+        steered[positive_name(organism)] = b
+    print(
+        f"[7/8] steering the base along {' and '.join(steered)} at layer {'/'.join(map(str, steered_layers))}, "
+        f"beside {n_random} random directions",
+        flush=True,
+    )
+    steering = steer(steered)
     written += causal.plot_steering(steering, figures / "steering")
+    if control is not None:
+        control["steering"] = next(
+            r.to_dict()
+            for r in steering.rows
+            if r.direction == positive_name(organism) and r.layer == b_layer and r.scale == scales[0]
+        )
 
     sae_dir = Path(checkpoints) / f"sae-layer{layer}"
     sae = None
@@ -412,6 +455,11 @@ def run_demo(
     }
     _write_summary(out, table, summary, figures, len(written))
     return summary
+
+
+def positive_name(organism: Path) -> str:
+    """The name stage 7 steers the positive control's B under."""
+    return f"B of {organism.name}"
 
 
 def positive_organism(positive: str | Path | None, model: Any, checkpoints: str | Path = CHECKPOINTS) -> Path | None:

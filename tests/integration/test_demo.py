@@ -44,8 +44,8 @@ def test_demo_runs_every_stage_and_a_rerun_recomputes_nothing(tokenizer, tmp_pat
     assert set(summary["evaluation"]) == {"base", "em-a", "em-b", "control"}
     assert summary["cosines"]["names"] == ["em-a", "em-b", "control"]
     assert {(r["model"], r["direction"]) for r in summary["ablation"]} == {
-        (m, d) for m in ("em-a", "em-b", "control") for d in ("em-a", "em-b", "random 0", "random 1")
-    }
+        (m, d) for m in ("em-a", "em-b") for d in ("em-a", "em-b", "random 0", "random 1")
+    }  # in the EM finetunes: a control has no excess for a direction to remove
     assert len(summary["steering"]) == 3  # the mean EM direction and two random ones, one scale
     table = (out / "summary.md").read_text()
     assert table.startswith("How to read it: ") and "\n| model | general margin" in table
@@ -203,10 +203,9 @@ def test_the_judged_demo_plans_first_equals_a_recomputation_and_reruns_without_t
     args += ["--questions", str(questions), "--samples", "2", "--max-new-tokens", "5", "--temperature", "0.05"]
     runner = CliRunner()
     # 6 answers a cell (3 questions, 2 samples); cells: the positive control's base and organism unedited, B and
-    # 2 random directions ablated in it, the base unsteered and steered along those 3; the base and the 3 models
-    # unedited, 2 EM and 2 random directions ablated in each; the base unsteered and steered along 3 at 2 scales
-    cells = {"positive-control/judged-ablation": 5, "positive-control/judged-steering": 4}
-    cells |= {"judged-ablation": 16, "judged-steering": 7}
+    # 2 random directions ablated in it; the base and the 2 EM finetunes unedited, 2 EM and 2 random directions
+    # ablated in each; the base unsteered and steered along the mean EM direction, B and 2 random directions
+    cells = {"positive-control/judged-ablation": 5, "judged-ablation": 11, "judged-steering": 5}
     dry = runner.invoke(app, [*args, "--dry-run"])
     assert dry.exit_code == 0, dry.output
     for folder, n in cells.items():
@@ -219,12 +218,13 @@ def test_the_judged_demo_plans_first_equals_a_recomputation_and_reruns_without_t
     run = runner.invoke(app, args)
     assert run.exit_code == 0, run.output
     assert run.stdout.index("judged sweep in") < run.stdout.index("[1/8]")
-    for model in ("em-a", "em-b", "control"):
+    for model in ("em-a", "em-b"):
         check_ablation_summary(out / "judged-ablation", model, ["em-a", "em-b"], 2)
     check_ablation_summary(out / "positive-control" / "judged-ablation", "rank1", "B", 2)
     check_steering_summary(out / "judged-steering", "mean EM direction", 2)
-    check_steering_summary(out / "positive-control" / "judged-steering", "B", 2)
+    check_steering_summary(out / "judged-steering", "B of rank1", 2)
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["positive_control"]["steering"]["direction"] == "B of rank1"  # stage 7's row of B
     for part in ("ablation", "steering"):  # compared as text: NaN shares (no excess over base) compare too
         rows = json.loads((out / f"judged-{part}" / "summary.json").read_text())["rows"]
         assert json.dumps(summary[part]) == json.dumps(rows)
@@ -243,5 +243,5 @@ def test_the_judged_demo_plans_first_equals_a_recomputation_and_reruns_without_t
     assert again.exit_code == 0, again.output
     assert len(judge_server.prompts) == asked  # a rerun asks the judge nothing
     assert answers == {f: (out / f / "answers.jsonl").read_text() for f in cells}  # and samples nothing
-    assert f"0 answers to sample (of {6 * 16}), at most 0 judge calls to make" in again.stdout
+    assert f"0 answers to sample (of {6 * 11}), at most 0 judge calls to make" in again.stdout
     assert json.dumps(json.loads((out / "summary.json").read_text())["ablation"]) == json.dumps(summary["ablation"])
