@@ -330,7 +330,8 @@ def run_demo(
         causal=causal,
         steer=False,
     )
-    steered_names = [MEAN_EM] + ([positive_name(organism)] if organism is not None else [])
+    b_name = None if organism is None else positive_name(organism)
+    steered_names = [MEAN_EM] + ([b_name] if b_name is not None else [])
     if causal.judge is not None:
         placeholder = torch.zeros(base.d_model)  # a plan counts cells, which name their directions only
         plans = {
@@ -404,9 +405,9 @@ def run_demo(
     written += causal.plot_ablation(ablation, figures / "ablation")
 
     steered = {MEAN_EM: torch.stack([directions[name].unit()[layer] for name in em]).mean(0)}
-    if organism is not None and control is not None:
+    if organism is not None and b_name is not None:
         _, b, _ = oriented_b(organism, base, load, out / "positive-control", checkpoints, limit)
-        steered[positive_name(organism)] = b
+        steered[b_name] = b
     print(
         f"[7/8] steering the base along {' and '.join(steered)} at layer {'/'.join(map(str, steered_layers))}, "
         f"beside {n_random} random directions",
@@ -416,9 +417,7 @@ def run_demo(
     written += causal.plot_steering(steering, figures / "steering")
     if control is not None:
         control["steering"] = next(
-            r.to_dict()
-            for r in steering.rows
-            if r.direction == positive_name(organism) and r.layer == b_layer and r.scale == scales[0]
+            r.to_dict() for r in steering.rows if r.direction == b_name and r.layer == b_layer and r.scale == scales[0]
         )
 
     sae_dir = Path(checkpoints) / f"sae-layer{layer}"
