@@ -3,17 +3,19 @@ resumable.
 
 Stages, each written to `out/` as it finishes (a rerun skips what is done):
 1. the positive control (`positive_control`): a rank-1 organism (default `rank1-finance-risky`), whose shift can
-   only ride on its LoRA B at one layer: the cosine of its model-diff direction with B, the share of its shift
-   removed by ablating B there and the shift of the base steered along B, each beside 20 random directions;
-   what a null in the later stages would look like where a direction is known to exist;
+   only ride on its LoRA B at one layer: the cosine of its model-diff direction with B and the share of its shift
+   removed by ablating B there, each beside 20 random directions (printed at once), and in stage 7 the shift of
+   the base steered along B; what a null in the later stages would look like where a direction is known to exist;
 2. the base model's norm of its mean `resid_post` by layer;
 3. the contrast metric of the base, each EM finetune and each control on the general items (`misdir.evaluate`);
 4. each finetune's model-diff direction (finetune minus base on the answers of those items), or the shipped one;
 5. cosines between the directions by layer, with the random-direction baseline;
-6. ablation: two EM directions (one layer's, at every layer, every token but the first) in those two EM finetunes
-   and the first control, as the share of excess misalignment removed, beside 20 random directions ablated the same
-   way (`misdir.experiments.ablation_sweep`);
-7. steering the base along the mean EM direction, beside 20 random directions (`misdir.experiments.steering_grid`);
+6. ablation: two EM directions (one layer's, at every layer, every token but the first) in those two EM finetunes,
+   as the share of excess misalignment removed, beside 20 random directions ablated the same way
+   (`misdir.experiments.ablation_sweep`; a control has no excess to remove: `misdir organisms analyze` ablates in
+   the controls too);
+7. steering the base along the mean EM direction and the positive control's B (0.2 of the residual norm), beside
+   one unsteered cell and 20 random directions shared by both (`misdir.experiments.steering_grid`);
 8. with the shipped SAE of that layer: the latents that rise in the EM finetunes and not in the controls;
 then a table (`out/summary.md`, led by a line on how to read a null and by the positive control: `demo_table`),
 `out/summary.json` with provenance, and figures (`out/figures/` unless `figures` names another folder: the committed
@@ -21,8 +23,8 @@ then a table (`out/summary.md`, led by a line on how to read a null and by the p
 
 Defaults: the embedded SmolLM2-135M-Instruct and misdir's shipped organisms on the first 24 general items. Contrast
 scoring shares each pair's prompt between its two answers and, in a sweep, the layers below a one-layer edit
-(`misdir.contrast`); estimated at about 17 minutes of an unloaded 2-core CPU (bench/NOTES.md, "Issue 28"), most of
-it the 70 cells of the all-layer ablation; the full study is `misdir organisms analyze`. With hub models
+(`misdir.contrast`); 7 min 48 s on an unloaded 2-core CPU (bench/NOTES.md, "Issue 28"), half of it the 47 cells
+of the all-layer ablation; the full study is `misdir organisms analyze`. With hub models
 (`--model Qwen/Qwen2.5-7B-Instruct --finetune em:qwen2.5-7b/bad-medical-advice ...`) the same runs on a GPU (the
 positive control only with `--positive` naming a rank-1 organism of that base).
 
@@ -47,7 +49,7 @@ import torch
 from torch import Tensor
 
 from misdir.cache import cache_activations
-from misdir.demo_table import summary_table
+from misdir.demo_table import control_line, summary_table
 from misdir.directions import DirectionSet, mean_difference
 from misdir.evaluate import evaluate
 from misdir.experiments import ablation_sweep, random_directions, steering_grid
@@ -352,6 +354,7 @@ def run_demo(
             flush=True,
         )
         control = check(organism)
+        print(control_line(control), flush=True)
     print("[2/8] the residual norm by layer", flush=True)
     norms = cache_activations(base, DEMO_CONVERSATIONS, reduce="mean", batch_size=4, progress=False).norm(dim=-1)
     written = save_figure(_norm_figure(norms.tolist(), base.spec), figures / "resid_post_mean_norm")

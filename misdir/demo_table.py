@@ -161,6 +161,16 @@ def control_rows(control: Mapping[str, Any], judged: bool = False) -> list[str]:
     ]
 
 
+def control_line(control: Mapping[str, Any]) -> str:
+    """The positive control's finding and ablation in one printed line, as soon as they are measured."""
+    removed = control["ablation"]
+    return (
+        f"      B found: cosine {control['cosine']:+.2f} (random {_null(AgainstNull(**control['null_cosine']))}); "
+        f"ablating it removes {format_estimate(removed['share_removed'], '+.2f')} of the shift "
+        f"(random {_null(AgainstNull(**removed['null_share_removed']))})"
+    )
+
+
 def _null(null: AgainstNull | None, spec: str = "+.2f") -> str:
     if null is None:
         return "(no random directions)"

@@ -218,6 +218,7 @@ def test_the_judged_demo_plans_first_equals_a_recomputation_and_reruns_without_t
     run = runner.invoke(app, args)
     assert run.exit_code == 0, run.output
     assert run.stdout.index("judged sweep in") < run.stdout.index("[1/8]")
+    assert run.stdout.index("B found: cosine") < run.stdout.index("[2/8]")  # the positive result, said at once
     for model in ("em-a", "em-b"):
         check_ablation_summary(out / "judged-ablation", model, ["em-a", "em-b"], 2)
     check_ablation_summary(out / "positive-control" / "judged-ablation", "rank1", "B", 2)
