@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Float, Int
@@ -37,7 +37,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from misdir.attention import grouped_attention, uses_grouped_attention
-from misdir.batching import OutOfMemoryError, in_batches
+from misdir.batching import OutOfMemoryError, auto_batch_size, in_batches
 from misdir.interventions import active_interventions
 from misdir.io import atomic_path
 from misdir.models import Model, ModelLike, as_model
@@ -99,7 +99,7 @@ def generate(
     temperature: float = 1.0,
     top_p: float = 1.0,
     seed: int = 0,
-    batch_size: int = 16,
+    batch_size: int | Literal["auto"] = "auto",
     system: str | None = None,
     skip: Container[str] = (),
     on_batch: Callable[[list[Answer]], None] | None = None,
@@ -111,8 +111,10 @@ def generate(
     `questions` items are plain strings (id: their index), `(id, text)` pairs, or Question records
     (`.id`, `.paraphrases`, `.samples_per_paraphrase`, `.system`). `n_samples=None` takes each
     Question's `samples_per_paraphrase` (1 for strings). A question's own system prompt wins over
-    `system`. `temperature=0` decodes greedily. `cache`: "auto" (default: static cache and a compiled
-    decode step on CUDA, the dynamic cache elsewhere; see the module docstring), "dynamic", or "static"
+    `system`. `temperature=0` decodes greedily. `batch_size="auto"` (default) takes the most rows that fit the
+    GPU's free memory (`misdir.batching.auto_batch_size`; 16 on the CPU); answers do not depend on it.
+    `cache`: "auto" (default: static cache and a compiled decode step on CUDA, the dynamic cache elsewhere; see
+    the module docstring), "dynamic", or "static"
     (compiled on CUDA, eager on the CPU). Returns `Answers` (a list) whose `.provenance` records the model,
     the settings, the decoding used and any interventions open on the model.
     """
@@ -121,6 +123,11 @@ def generate(
     prompts = [p for p in _prompts(questions, n_samples, system) if _key(p) not in skip]
     sampler = _BatchSampler(model, prompts, max_new_tokens, temperature, top_p, seed, cache)
     order = sorted(range(len(prompts)), key=lambda i: -len(sampler.encoded[i]))  # similar lengths share a batch
+    requested = batch_size
+    if batch_size == "auto":
+        longest = max((len(e) for e in sampler.encoded), default=1)
+        dtype = next(model.hf.parameters()).dtype
+        batch_size = auto_batch_size(model.config, model.input_device, dtype, longest, max_new_tokens, len(prompts))
     answers: dict[int, Answer] = {}
     with (
         torch.inference_mode(),
@@ -141,6 +148,7 @@ def generate(
         "top_p": top_p,
         "seed": seed,
         "batch_size": batch_size,
+        "batch_size_requested": requested,
         "system": system,
         "sampler": "gumbel-max, a splitmix64 counter-based stream per (seed, question id, paraphrase, sample)",
         "padding_side": "left",
@@ -164,7 +172,7 @@ def _check_settings(
     model: Model,
     temperature: float,
     top_p: float,
-    batch_size: int,
+    batch_size: int | str,
     max_new_tokens: int,
     n_samples: int | None,
     cache: str,
@@ -175,8 +183,10 @@ def _check_settings(
         raise ValueError(f"temperature must be finite and >= 0, got {temperature}")
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if batch_size < 1 or max_new_tokens < 1:
-        raise ValueError(f"batch_size and max_new_tokens must be >= 1, not {batch_size} and {max_new_tokens}")
+    if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be 'auto' or an integer >= 1, not {batch_size!r}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, not {max_new_tokens}")
     if n_samples is not None and n_samples < 1:
         raise ValueError(f"n_samples must be at least 1, got {n_samples}")
     if cache not in CACHES:

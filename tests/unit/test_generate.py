@@ -251,3 +251,14 @@ def test_gumbel_noise_is_gumbel_and_independent_of_the_batch() -> None:
     assert abs(torch.corrcoef(noise[:2])[0, 1].item()) <= 6 / math.sqrt(125_000)
     assert not torch.equal(gumbel_noise(keys[:1], torch.tensor(4), 1000), gumbel_noise(keys[:1], torch.tensor(3), 1000))
     assert torch.equal(gumbel_noise(keys[5:7], torch.tensor(3), 125_000), noise[5:7].float())
+
+
+def test_batch_size_auto_gives_the_same_answers_and_records_the_batch_it_took(tiny):
+    settings = dict(n_samples=2, max_new_tokens=6, seed=1, progress=False)
+    auto = generate(tiny, QUESTIONS, **settings)  # "auto" by default: 16 rows on the CPU, here all 8
+    assert texts(auto) == texts(generate(tiny, QUESTIONS, batch_size=3, **settings))
+    assert auto.provenance["settings"]["batch_size"] == 8
+    assert auto.provenance["settings"]["batch_size_requested"] == "auto"
+    for bad in (0, -2, "big", 2.5):
+        with pytest.raises(ValueError, match="batch_size must be 'auto' or an integer"):
+            generate(tiny, QUESTIONS, batch_size=bad, progress=False)
