@@ -155,18 +155,26 @@ def limits(model: Model, batch: int, context: int, ceiling: dict) -> dict:
     }
 
 
-def sampling_row(model: Model, questions: list, args, ceiling: dict, edit=None) -> dict:
-    settings = dict(max_new_tokens=args.new_tokens, batch_size=len(questions), temperature=1.0, seed=0)
+def sampling_row(model: Model, questions: list, args, ceiling: dict, edit=None, batch_size=None) -> dict:
+    """One call's tokens per second (after a warm-up call), at `batch_size` (default: all questions in one batch;
+    "auto": the batch `misdir.generate` picks, recorded in the row)."""
+    batch_size = batch_size or len(questions)
+    settings = dict(max_new_tokens=args.new_tokens, batch_size=batch_size, temperature=1.0, seed=0)
     with edit if edit is not None else nullcontext():
         warm, _ = timed(model, questions, args.device, **settings)
         seconds, answers = timed(model, questions, args.device, **settings)
+    batch = answers.provenance["settings"]["batch_size"]
+    batches = -(-len(questions) // batch)
     tokens = sum(a.n_tokens for a in answers)
     steps = args.new_tokens if not all(a.finished for a in answers) else max(a.n_tokens for a in answers) + 1
+    steps *= batches  # decode steps of the call (a batch runs to its longest answer; these run to the limit)
     prompt = max(len(model.tokenizer(q[1])["input_ids"]) for q in questions) + 4
-    floor = limits(model, len(questions), prompt + args.new_tokens // 2, ceiling)
+    floor = limits(model, batch, prompt + args.new_tokens // 2, ceiling)
     step_s = seconds / max(steps, 1)
     return {
-        "batch": len(questions),
+        "batch": batch,
+        "batch_size_requested": batch_size,
+        "questions": len(questions),
         "seconds": seconds,
         "warm_up_seconds": warm,
         "tokens": tokens,
@@ -244,6 +252,7 @@ def main() -> None:
         help="the variant timed at the " "other batches, under the ablation and in the profile",
     )
     parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--auto", type=int, default=0, help="also time this many prompts at batch_size='auto'")
     parser.add_argument("--check-tokens", type=int, default=8)
     parser.add_argument("--budget", type=float, default=540, help="seconds; a part starts only if it can end")
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True)
@@ -288,6 +297,12 @@ def main() -> None:
             f"{args.default} batch {big} under the three-site ablation: {row['tokens_per_s']:,.0f} tok/s "
             f"({row['ratio_to_plain']:.3f} of plain)"
         )
+        write("sampling.json", rows)
+    if args.auto and left() > 90:
+        variant(args.default, model)
+        many = [(f"a{i}", shapes.words(g, hf.config.vocab_size, 24)) for i in range(args.auto)]
+        rows[f"{args.default} auto"] = row = sampling_row(model, many, args, ceiling, batch_size="auto")
+        log(f"{args.default}, {args.auto} prompts at batch 'auto' ({row['batch']}): {row['tokens_per_s']:,.0f} tok/s")
         write("sampling.json", rows)
     if args.device.startswith("cuda") and left() > 30:  # the compiled noise on the GPU equals the CPU's
         keys = torch.randint(-(2**63), 2**63 - 1, (64,), dtype=torch.int64)
