@@ -63,7 +63,12 @@ def test_cache_directions_and_similarity_commands(tokenizer, workdir):
     result = runner.invoke(app, ["similarity", *paths, "--out", str(Path(workdir) / "fig")])
     assert result.exit_code == 0, result.output
     assert "a vs b: layer 1 +1.000" in result.output
-    assert (Path(workdir) / "fig_by_layer.html").is_file()
+    fig = Path(workdir) / "fig"
+    assert (fig / "by_layer.html").is_file() and (fig / "plotly.min.js").is_file()
+    numbers = json.loads((fig / "similarity.json").read_text())
+    assert numbers["cosine_by_layer"]["a vs b"][1] == pytest.approx(1.0, abs=1e-3)
+    assert numbers["random_baseline"]["d_model"] == got.d_model and numbers["provenance"]["command"]
+    assert not list(Path(workdir).glob("fig_*"))  # --out is the folder, not a stem
 
 
 def test_contrast_direction_command_equals_the_library(tokenizer, workdir):
@@ -294,11 +299,14 @@ def test_similarity_refuses_sets_of_different_shapes(inputs, tmp_path):
     out = tmp_path / "fig"
     refused(
         ["similarity", inputs.ok, inputs.narrow, "--out", str(out)],
-        out.parent / "fig_by_layer.html",
+        out / "by_layer.html",
         code=1,
         says="width 32",
     )
-    refused(["similarity", inputs.ok, "--out", str(out)], out.parent / "fig_by_layer.html", code=2, says="two")
+    refused(["similarity", inputs.ok, "--out", str(out)], out / "by_layer.html", code=2, says="two")
+    refused(
+        ["similarity", inputs.ok, inputs.ok, "--out", str(out) + ".html"], out / "by_layer.html", code=2, says="folder"
+    )
 
 
 def test_cache_and_directions_refuse_bad_options_before_loading(inputs, tmp_path):

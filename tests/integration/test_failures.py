@@ -798,7 +798,7 @@ FINETUNE_ARGS = {
     "checkpoint_every": 1,
     "device": "cpu",
 }
-ADAPTER_FILES = {".misdir.lock", "README.md", "adapter_config.json", "adapter_model.safetensors", "misdir.json"}
+ADAPTER_FILES = {"README.md", "adapter_config.json", "adapter_model.safetensors", "misdir.json"}
 
 
 @pytest.fixture(scope="module")
