@@ -737,3 +737,20 @@ def test_sae_train_reads_an_hf_source_to_a_budget_in_tokens(inputs, tokenizer, t
     expected, sources = training_inputs([spec], tokenizer=tokenizer)
     assert given["texts"] == expected and given["sources"] == sources
     assert 50 <= sources[0]["tokens"] and len(expected) < 40
+
+
+def test_control_refuses_a_direction_of_another_width_before_loading(inputs, tmp_path, monkeypatch):
+    import misdir.models
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded before the direction file was checked")
+
+    monkeypatch.setattr(misdir.models, "load_model", no_loading)
+    out = tmp_path / "report.json"
+    says = refused(
+        ["control", "--model", inputs.model, "--layer", "1", "--direction", inputs.narrow, "--out", str(out)],
+        out,
+        code=1,
+        says="width 32",
+    )
+    assert inputs.narrow in says and "width 64" in says
