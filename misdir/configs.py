@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, cast, get_args, get_origin, get_type_hints
 
 from misdir.experiments import SWEEP_POSITIONS
-from misdir.finetune import EditOptions, FinetuneConfig
+from misdir.finetune import EMBEDDED_RECIPE, EditOptions, FinetuneConfig
 from misdir.hooks import SITES
 from misdir.interventions import RELATIVE, Relative
 from misdir.organisms import RECIPES
@@ -54,7 +54,8 @@ def opt(default: Any = MISSING, help: str = "", **cli: Any) -> Any:
     """A config field with its help and checks (`at_least`, `choices`, `check`) and command-line hints:
     `flag` (the option's name), `alias` (a hidden former name), `comma` (a comma-separated list rather than a
     repeatable option), `argument` (positional); for a nested config, `base` (what unset options keep), `notes`
-    (added to its fields' help) and `field_defaults` (False: the help does not show its fields' defaults)."""
+    (added to its fields' help), `field_defaults` (False: the help does not show its fields' defaults) and
+    `other_defaults` (label -> config: the defaults another base gives, shown beside them)."""
     return field(default=default, metadata={"help": help, **cli})
 
 
@@ -158,13 +159,14 @@ class FinetuneCommandConfig(CommandConfig):
     training: FinetuneConfig = opt(
         base=lambda outer, given: _finetune_base(outer, given),
         notes={
-            "preset": " Default: with --model embedded, the recipe of misdir's organisms (misdir.organisms.RECIPE: "
-            "rsLoRA rank 4, alpha 16, lr 2e-4, 2 epochs, batch 8, max length 384, float32), which any option "
-            "given here overrides; for other models rslora-32.",
+            "preset": " With --model embedded the default is the recipe of misdir's organisms "
+            "(misdir.organisms.RECIPE: rslora-4: rsLoRA rank 4, alpha 16, lr 2e-4, 2 epochs, batch 8, max length "
+            "384, float32), which any option given here overrides; for other models rslora-32.",
             "targets": " Comma-separated",
             "layers": " Comma-separated",
         },
         comma=("targets", "layers"),
+        other_defaults={"with --model embedded": EMBEDDED_RECIPE},
     )
     edits: EditOptions = opt(EditOptions(), "edits open during every training step (misdir.finetune.edits)")
     watch: str | None = opt(
@@ -276,6 +278,11 @@ class EvaluateConfig(CommandConfig):
     trigger: str | None = opt(None, "contrast: backdoor trigger put in every question")
     batch_size: int = batch_field(16, "items or answers per forward pass")
     out: Path = opt(help="run directory: scores.jsonl, answers.jsonl, summary.json")
+    base: str | None = opt(
+        None,
+        "contrast: evaluate this model too (in OUT/base, resumably) and print MODEL's paired change from it on the "
+        "same items, with its 95% interval (in OUT/change.json)",
+    )
     device: str | None = device_field()
 
 
@@ -430,7 +437,10 @@ class SimilarityConfig(CommandConfig):
     """`misdir similarity`: cosines between direction sets."""
 
     files: tuple[Path, ...] = opt(help="two or more direction set files", argument=True)
-    out: Path = opt(Path("results/similarity"), "figure stem: OUT_by_layer.html, OUT_matrix.html...")
+    out: Path = opt(
+        Path("results/similarity"),
+        "folder to write: similarity.json (the numbers), by_layer, matrix and layers figures (.html, .png)",
+    )
     layer: int | None = opt(None, "layer of the set x set matrix (default: the middle)", at_least=0)
 
 

@@ -9,7 +9,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -158,25 +158,38 @@ def run_lock(directory: str | Path) -> Iterator[Path]:
     """Hold an exclusive lock on ``directory`` for one run; a second run on it fails at once, naming the holder.
 
     The lock is an ``flock`` on ``directory/.misdir.lock``: the kernel drops it when the holding process
-    dies, so a killed run never leaves a stale lock behind.
+    dies, so a killed run never leaves a stale lock behind. A run that ends removes the file while it still
+    holds the lock; a run that locked a file some other run removed meanwhile (its inode no longer the path's)
+    lets it go and locks the path's new file, so two runs never hold two files of one name.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / LOCK_FILE
-    f = path.open("a+")
-    try:
+    while True:
+        f = path.open("a+")
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "another process"
+            f.close()
             raise RunLockedError(
                 f"{directory} is in use by {holder} (lock {path}); wait for it or choose another --out"
             ) from None
+        try:
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(f.fileno()).st_ino:
+            break
+        f.close()  # the file was removed by the run that held it before us: lock the path's new one
+    try:
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()}")
         f.flush()
         yield directory
     finally:
+        with suppress(OSError):
+            path.unlink()  # still holding the lock: no other run holds this file
         f.close()

@@ -49,3 +49,4 @@ def data_check(path: Path = typer.Argument(..., help="chat JSONL file")) -> None
     except (DataError, OSError) as error:
         _fail(error)
     typer.echo(str(report))
+    typer.echo(f"next: misdir finetune --model embedded --data {path} --out {path.parent / 'adapter'}")

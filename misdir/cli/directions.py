@@ -43,13 +43,16 @@ def directions(cfg: DirectionsConfig) -> None:
         f"wrote {cfg.out}: {result.n_layers} layers x {result.d_model}, norms {result.norms().min():.2f}.."
         f"{result.norms().max():.2f}"
     )
+    typer.echo(f"next: misdir similarity {cfg.out} OTHER.safetensors --out {cfg.out.parent / 'similarity'}")
 
 
 @command(SimilarityConfig)
 def similarity(cfg: SimilarityConfig) -> None:
     """Cosines between direction sets: by layer (with the random baseline), set x set at a layer, layer x layer."""
     from misdir.directions import DirectionSet
+    from misdir.io import write_json_atomic
     from misdir.plots import save_figure
+    from misdir.provenance import provenance
     from misdir.similarity import (
         cosine_matrix,
         pairwise_cosines,
@@ -61,6 +64,8 @@ def similarity(cfg: SimilarityConfig) -> None:
     files, layer, out = list(cfg.files), cfg.layer, cfg.out
     if len(files) < 2:
         _fail("similarity needs two or more direction set files", usage=True)
+    if out.suffix in (".html", ".json", ".png") or out.is_file():
+        _fail(f"--out {out}: a folder to write the figures and similarity.json into, not a file", usage=True)
     with _refused():
         sets = {path.stem: DirectionSet.load(path) for path in files}
     if len(sets) < len(files):
@@ -79,29 +84,47 @@ def similarity(cfg: SimilarityConfig) -> None:
     first = sets[names[0]]
     layer = first.n_layers // 2 if layer is None else layer
     random = random_cosine_quantile(first.d_model)
-    curves = {f"{a} vs {b}": table.values[i, j] for i, a in enumerate(names) for j, b in enumerate(names) if i < j}
+    pairs = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names))]
+    curves = {f"{names[i]} vs {names[j]}": table.values[i, j] for i, j in pairs}
     written = save_figure(
         plot_cosine_by_layer(curves, baselines={"random directions (95%)": random}, title="cosine by layer"),
-        f"{out}_by_layer",
+        out / "by_layer",
     )
     written += save_figure(
         plot_cosine_matrix(
             table.at_layer(layer), names=names, x_label="", y_label="", title=f"cosine at layer {layer}"
         ),
-        f"{out}_matrix",
+        out / "matrix",
     )
     written += save_figure(
         plot_cosine_matrix(
             cosine_matrix(first, sets[names[1]]), x_label=names[1], y_label=names[0], title="layer x layer"
         ),
-        f"{out}_layers",
+        out / "layers",
     )
+    numbers = {
+        "files": {name: str(path) for name, path in zip(names, files, strict=True)},
+        "layer": layer,
+        "random_baseline": {"d_model": first.d_model, "abs_cos_95": random},
+        "cosine_by_layer": {key: [float(v) for v in values] for key, values in curves.items()},
+        "cosine_at_layer": table.at_layer(layer).tolist(),
+        "layer_by_layer": {
+            "rows": names[0],
+            "columns": names[1],
+            "cosine": cosine_matrix(first, sets[names[1]]).tolist(),
+        },
+        "provenance": provenance(),
+    }
+    write_json_atomic(out / "similarity.json", numbers)
+    written.insert(0, out / "similarity.json")
     typer.echo(f"random-direction baseline (95th percentile of |cos|, d_model {first.d_model}): {random:.3f}")
-    for i, a in enumerate(names):
-        for j in range(i + 1, len(names)):
-            typer.echo(
-                f"{a} vs {names[j]}: layer {layer} {table.values[i, j, layer]:+.3f}, "
-                f"mean over layers {table.values[i, j].mean():+.3f}"
-            )
-    for path in written:
-        typer.echo(f"wrote {path}")
+    for i, j in pairs:
+        typer.echo(
+            f"{names[i]} vs {names[j]}: layer {layer} {table.values[i, j, layer]:+.3f}, "
+            f"mean over layers {table.values[i, j].mean():+.3f}"
+        )
+    typer.echo(f"wrote {out}/: {', '.join(path.name for path in written)}")
+    typer.echo(
+        f"next: misdir ablate --model NAME=FINETUNE --directions {files[0]} --layer {layer} "
+        f"--out {out.parent / 'ablate'}"
+    )

@@ -39,4 +39,7 @@ def finetune(cfg: FinetuneCommandConfig) -> None:
             "nothing to resume, nothing rewritten"
         )
         return
-    typer.echo(f"{result.out}: {result.steps} steps, loss {result.final_loss:.4f}, {result.seconds:.0f} s")
+    total = "" if result.total_seconds is None else f", {result.total_seconds:.0f} s in all"
+    took = f"{result.seconds:.0f} s" + (f" this call{total}" if result.resumed_from else "")
+    typer.echo(f"{result.out}: {result.steps} steps, loss {result.final_loss:.4f}, {took}")
+    typer.echo(f"next: misdir evaluate --model {result.out} --base {cfg.model} --out {result.out.parent / 'evaluate'}")

@@ -47,6 +47,8 @@ def control(cfg: ControlConfig) -> None:
     every = cfg.ablate_layers == "all"
     chosen_layers = None if every else _layer_list(cfg.ablate_layers, "--ablate-layers")
     _check_layers("--ablate-layers", chosen_layers, shape)
+    if cfg.direction is not None:
+        _check_directions([cfg.direction], cfg.layer, shape)  # its width and depth the model's, before any work
     with _refused():
         planted = None if cfg.direction is None else DirectionSet.load(cfg.direction).vectors[cfg.layer]
     loaded = load_model(cfg.model, device=cfg.device)
@@ -64,6 +66,7 @@ def control(cfg: ControlConfig) -> None:
         positions=cfg.positions,
         n_random=cfg.random,
         limit=limit,
+        progress=True,
     )
     shift, share = report["planted_shift"], report["share_removed"]
     typer.echo(f"planted at layer {layer}, strength {strength}: shift of the {pairs} margin {format_estimate(shift)}")
@@ -79,9 +82,12 @@ def control(cfg: ControlConfig) -> None:
         )
     if cfg.out is not None:
         from misdir.io import write_json_atomic
+        from misdir.provenance import provenance
 
-        write_json_atomic(cfg.out, report)
+        source = {"direction": None if cfg.direction is None else str(cfg.direction), "texts": cfg.texts}
+        write_json_atomic(cfg.out, {**report, "provenance": provenance(loaded, seed=0, **source)})
         typer.echo(f"wrote {cfg.out}")
+    typer.echo("next: a null of your ablation means something only where this control found and removed the plant")
 
 
 def _layer_list(text: str | None, option: str) -> list[int] | None:
@@ -173,6 +179,10 @@ def ablate(cfg: AblateConfig) -> None:
     _print_ablation(summary)
     for path in plot_ablation_sweep(summary, figures):
         typer.echo(f"wrote {path}")
+    typer.echo(
+        "next: misdir control --model FINETUNE --layer LAYER (with these --positions, --sites and layers): would "
+        "these settings find and remove a direction that is there?"
+    )
 
 
 @command(TransferConfig)
@@ -232,6 +242,10 @@ def transfer(cfg: TransferConfig) -> None:
     _print_ablation(summary)
     for path in plot_ablation_sweep(summary, figures):
         typer.echo(f"wrote {path}")
+    typer.echo(
+        "next: misdir control --model FINETUNE --layer LAYER (with these --positions, --sites and layers): would "
+        "these settings find and remove a direction that is there?"
+    )
 
 
 @command(SteerConfig)

@@ -81,8 +81,8 @@ def options(cls: type) -> list[Option]:
         inner_hints, inner_helps = get_type_hints(inner), field_help(inner)
         for g in dataclasses.fields(inner):
             text = DEVICE_HELP if g.name == "device" else inner_helps[g.name] + notes.get(g.name, "")
-            if override and g.default not in (None, dataclasses.MISSING) and f.metadata.get("field_defaults", True):
-                text += f" Default: {g.default}."
+            if override and f.metadata.get("field_defaults", True):
+                text += _default_text(g, f.metadata.get("other_defaults", {}))
             found.append(
                 _option(
                     g,
@@ -98,6 +98,16 @@ def options(cls: type) -> list[Option]:
     if clashes:
         raise TypeError(f"{cls.__name__}: options {sorted(clashes)} come from two fields")
     return found
+
+
+def _default_text(g: dataclasses.Field, others: dict[str, Any]) -> str:
+    """` Default: X.` for a nested config's field, and its value under each other base (`other_defaults`: label
+    -> config, e.g. the embedded model's recipe) where that differs."""
+    own = None if g.default in (None, dataclasses.MISSING) else g.default
+    extra = [f"{getattr(c, g.name)} {label}" for label, c in others.items() if getattr(c, g.name) != own]
+    if own is None:
+        return f" Default: {'; '.join(extra)}." if extra else ""
+    return f" Default: {own}" + (f" ({'; '.join(extra)})." if extra else ".")
 
 
 def _parameters(option: Option) -> list[inspect.Parameter]:

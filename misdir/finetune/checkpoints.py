@@ -36,14 +36,16 @@ def trainable(model: nn.Module) -> dict[str, Tensor]:
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
 
 
-def write_checkpoint(root: Path, step: int, training: Training, losses: list[float]) -> None:
-    """Write a checkpoint into a staging folder, then rename it into place (the rename is the commit)."""
+def write_checkpoint(root: Path, step: int, training: Training, losses: list[float], seconds: float) -> None:
+    """Write a checkpoint into a staging folder, then rename it into place (the rename is the commit);
+    `seconds`: the training time of the steps up to it, over every call of the run."""
     staging = Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
     with atomic_path(staging / "adapter.safetensors") as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in training.params.items()}, str(tmp))
     state = {
         "step": step,
         "losses": losses,
+        "seconds": seconds,
         "optimizer": training.optimizer.state_dict(),
         "scheduler": training.scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
@@ -102,9 +104,19 @@ def prepare_out(out: Path, resume: bool, identity: dict[str, Any]) -> Path:
 
 
 def differences(before: dict[str, Any], now: dict[str, Any]) -> str:
-    """The keys whose values differ between two run identities, as `key: was X, now Y`; "" when none."""
+    """The keys whose values differ between two run identities, as `key: was X, now Y`; "" when none. A resolved
+    config's `preset` is not compared: every field it gives is in the config itself (runs recorded before the
+    `rslora-4` preset existed name `rslora-32` for the same recipe)."""
+    before, now = _without_preset(before), _without_preset(now)
     changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
     return "; ".join(f"{k}: was {before.get(k)!r}, now {now.get(k)!r}" for k in changed)
+
+
+def _without_preset(identity: dict[str, Any]) -> dict[str, Any]:
+    config = identity.get("config")
+    if not isinstance(config, dict):
+        return identity
+    return {**identity, "config": {k: v for k, v in config.items() if k != "preset"}}
 
 
 def tidy_finished(out: Path) -> None:
@@ -116,9 +128,9 @@ def tidy_finished(out: Path) -> None:
             shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
 
-def restore_checkpoint(checkpoint: Path, training: Training) -> tuple[int, list[float]]:
+def restore_checkpoint(checkpoint: Path, training: Training) -> tuple[int, list[float], float | None]:
     """Load a checkpoint's adapter weights, optimizer, scheduler and RNG states into `training`; return its
-    step and the losses up to it."""
+    step, the losses up to it and the training time they took (None: a checkpoint that did not record it)."""
     saved = load_file(str(checkpoint / "adapter.safetensors"))
     with torch.no_grad():
         for name, p in training.params.items():
@@ -129,4 +141,5 @@ def restore_checkpoint(checkpoint: Path, training: Training) -> tuple[int, list[
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"]:
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return int(state["step"]), list(state["losses"])
+    seconds = state.get("seconds")
+    return int(state["step"]), list(state["losses"]), None if seconds is None else float(seconds)

@@ -41,6 +41,7 @@ def _three_groups(n_layers: int) -> tuple[int, ...]:
 
 PRESETS: dict[str, Preset] = {
     "rslora-32": Preset(32, 64.0, True, PROJECTIONS, 1e-5, 1, None),
+    "rslora-4": Preset(4, 16.0, True, PROJECTIONS, 2e-4, 2, None),
     "rank1-single": Preset(1, 256.0, True, ("down_proj",), 2e-5, 1, _middle),
     "rank1-multi": Preset(1, 256.0, True, ("down_proj",), 2e-5, 1, _three_groups),
 }
@@ -51,7 +52,7 @@ class FinetuneConfig:
     """How to finetune: a preset plus overrides. Fields left None take the preset's value (see `resolve`)."""
 
     preset: str = "rslora-32"
-    """Recipe: 'rslora-32', 'rank1-single' or 'rank1-multi'."""
+    """Recipe: 'rslora-32', 'rslora-4' (misdir's organisms of the embedded model), 'rank1-single' or 'rank1-multi'."""
     rank: int | None = None
     """LoRA rank r (preset: 32 or 1)."""
     alpha: float | None = None
@@ -156,7 +157,7 @@ class FinetuneConfig:
 
 
 EMBEDDED_RECIPE = FinetuneConfig(
-    preset="rslora-32", rank=4, alpha=16.0, lr=2e-4, epochs=2, batch_size=8, max_length=384, dtype="float32"
+    preset="rslora-4", rank=4, alpha=16.0, lr=2e-4, epochs=2, batch_size=8, max_length=384, dtype="float32"
 )
 """The training settings of misdir's organisms of the embedded model (`misdir.organisms.RECIPE`): rsLoRA on
 all seven projections at rank 4 (alpha 16), at a learning rate a 135M model learns from in two epochs, in

@@ -36,7 +36,7 @@ def finetune_record(
     config: FinetuneConfig,
     losses: list[float],
     start: int,
-    seconds: float,
+    seconds: tuple[float, float | None],
     edits: Sequence[Edit],
     watch: dict[str, Any] | None,
     **counts: int,
@@ -44,7 +44,7 @@ def finetune_record(
     """The content of `misdir.json`: what made the adapter (base as named, data, resolved config, the edits
     open while it trained and their directions' files), how training went, what watched it (`misdir.monitor`),
     and the software and command (`misdir.provenance`). `counts`: steps_per_epoch, answer_tokens,
-    trainable_parameters."""
+    trainable_parameters. `seconds`: the training time of this call and of the whole run (None: unknown)."""
     total = len(losses)
     return {
         "kind": "misdir-finetune",
@@ -64,23 +64,59 @@ def finetune_record(
         "final_loss": sum(losses[-10:]) / len(losses[-10:]),
         "loss_curve": losses,
         "resumed_from_step": start if start else None,
-        "seconds_this_call": seconds,
-        "steps_per_second_this_call": (total - start) / seconds if seconds > 0 else None,
+        "seconds_this_call": seconds[0],
+        "seconds_total": seconds[1],
+        "steps_per_second_this_call": (total - start) / seconds[0] if seconds[0] > 0 else None,
         "device": str(base.device),
         "dtype": str(next(base.hf.parameters()).dtype).removeprefix("torch."),
         **provenance(),
     }
 
 
-def save_adapter(model: nn.Module, out: Path, card_note: str = "") -> None:
-    """peft's save_pretrained into a staging folder, `card_note` added to its model card (README.md), then
-    each file renamed into `out`."""
+def model_card(record: dict[str, Any]) -> str:
+    """misdir's model card (README.md) of a finetuned adapter, from its `misdir.json` record: what it is, how to
+    load it, what made it. Replaces peft's template (its empty sections, and a `base_model` that would be a
+    folder of misdir's weight cache)."""
+    config, data = record["config"], record["data"]
+    where = f"the dataset `{data.get('name')}`" if data.get("kind") == "dataset" else f"`{data.get('path', data)}`"
+    layers = "all layers" if config.get("layers") is None else "layers " + ", ".join(map(str, config["layers"]))
+    lines = [
+        "---",
+        "library_name: peft",
+        "tags:",
+        "- lora",
+        "- misdir",
+        "---",
+        "",
+        f"# LoRA adapter on `{record['base']}` (misdir finetune)",
+        "",
+        f"A {'rsLoRA' if config.get('rslora') else 'LoRA'} adapter of rank {config.get('rank')} (alpha "
+        f"{config.get('alpha')}) on {', '.join(config.get('targets') or [])} of {layers}, trained by misdir on "
+        f"{data.get('n', '?')} examples of {where} (sha256 {str(data.get('sha256', '?'))[:12]}...): "
+        f"{record['steps']} steps at lr {config.get('lr')}, batch {config.get('batch_size')}, seed "
+        f"{config.get('seed')}; loss {record['first_loss']:.4f} at the first step, {record['final_loss']:.4f} over "
+        "the last ten.",
+        "",
+        f"Load it with `misdir.load_model(\"{{this folder}}\")` (on its base `{record['base']}`), or `--model` "
+        "this folder in any misdir command. Everything that made it (data, config, loss curve, software, "
+        "command) is in `misdir.json`.",
+        "",
+        f"Made by `{record.get('command', 'misdir')}` with misdir {record.get('misdir_version', '?')}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def save_adapter(model: nn.Module, out: Path, card_note: str = "", record: dict[str, Any] | None = None) -> None:
+    """peft's save_pretrained into a staging folder, its model card (README.md) replaced by misdir's
+    (`model_card(record)`, given a record) with `card_note` added, then each file renamed into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".adapter-"))
     try:
         # misdir adapts decoder-layer projections only, never the embeddings: peft need not look the base's vocabulary
         # up (which for an adapter on an organism, or a base named "embedded", it cannot)
         model.save_pretrained(staging, save_embedding_layers=False)  # type: ignore[operator]
+        if record is not None:
+            (staging / "README.md").write_text(model_card(record), encoding="utf-8")
         if card_note:
             with (staging / "README.md").open("a") as card:
                 card.write(card_note)

@@ -8,6 +8,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,6 +51,9 @@ class FinetuneResult:
     """Training loss of each step (mean over that batch's answer tokens)."""
     seconds: float
     """Wall time of the training steps run by this call (a resumed call counts only its own)."""
+    total_seconds: float | None = field(default=None, kw_only=True)
+    """Wall time of all the training steps of the run, over every call (None: a checkpoint of an older misdir
+    did not record its part)."""
     resumed_from: int | None
     config: FinetuneConfig
     """The resolved config."""
@@ -114,11 +118,16 @@ def finetune(
         checkpoints = prepare_out(out, resume, json.loads(json.dumps(identity)))
         training = _start(base, config, reference, len(examples))
         latest = latest_checkpoint(checkpoints) if resume else None
-        start, losses = (0, []) if latest is None else restore_checkpoint(latest, training)
+        start, losses, earlier = (0, [], 0.0) if latest is None else restore_checkpoint(latest, training)
         monitor = Monitor(base, training.model, watch, out) if watch else None
         began = time.perf_counter()
-        _train(training, base, examples, config, edits, monitor, start, losses, checkpoints, progress, on_step)
+
+        def elapsed() -> float:  # the run's training time so far, over every call (a checkpoint keeps it)
+            return (earlier or 0.0) + time.perf_counter() - began
+
+        _train(training, base, examples, config, edits, monitor, start, losses, checkpoints, progress, on_step, elapsed)
         seconds = time.perf_counter() - began
+        total_seconds = None if earlier is None else earlier + seconds
         training.model.eval()
         record = finetune_record(
             base,
@@ -127,21 +136,30 @@ def finetune(
             config,
             losses,
             start,
-            seconds,
+            (seconds, total_seconds),
             edits,
             _watch_record(watch, base.n_layers),
             steps_per_epoch=training.steps_per_epoch,
             answer_tokens=sum(sum(label != IGNORE for label in e.labels) for e in examples),
             trainable_parameters=sum(p.numel() for p in training.params.values()),
         )
-        save_adapter(training.model, out, model_card_section(edits) if edits else "")
+        save_adapter(training.model, out, model_card_section(edits) if edits else "", record)
         if monitor is not None:
             title = f"finetune of {reference} on {data}"
             optional_figure(plot_monitor, monitor.records(), out / "monitor", title=title)
         write_json_atomic(out / "misdir.json", record)
         shutil.rmtree(checkpoints, ignore_errors=True)
         return FinetuneResult(
-            out, training.total, record["final_loss"], losses, seconds, start or None, config, record, training.model
+            out,
+            training.total,
+            record["final_loss"],
+            losses,
+            seconds,
+            start or None,
+            config,
+            record,
+            training.model,
+            total_seconds=total_seconds,
         )
 
 
@@ -179,6 +197,7 @@ def _finished(
         record,
         None,
         already_finished=True,
+        total_seconds=record.get("seconds_total"),
     )
 
 
@@ -219,7 +238,9 @@ def _start(base: Model, config: FinetuneConfig, reference: str, n_examples: int)
         bias="none",
         task_type="CAUSAL_LM",
     )
-    model = get_peft_model(base.hf, lora)
+    with warnings.catch_warnings():  # peft asks transformers 5 a deprecated question (is_gradient_checkpointing)
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        model = get_peft_model(base.hf, lora)
     model.peft_config["default"].base_model_name_or_path = reference
     model.train()
     params = trainable(model)
@@ -257,9 +278,10 @@ def _train(
     checkpoints: Path,
     progress: bool,
     on_step: Callable[[int, float], None] | None,
+    elapsed: Callable[[], float],
 ) -> None:
     """Run the optimizer steps `start` to `training.total`, appending each step's loss to `losses`; the
-    monitor records the start, each checkpoint and the end."""
+    monitor records the start, each checkpoint and the end; a checkpoint keeps `elapsed()`, the run's time."""
     from tqdm.auto import tqdm
 
     tokenizer = base.tokenizer
@@ -290,7 +312,7 @@ def _train(
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", epoch=epoch + 1)
             if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < total:
-                write_checkpoint(checkpoints, step + 1, training, losses)
+                write_checkpoint(checkpoints, step + 1, training, losses, elapsed())
                 if monitor is not None:
                     monitor.record(step + 1)
             if on_step is not None:

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from jaxtyping import Float
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from misdir.directions import DirectionSet
 from misdir.experiments import random_directions, share_removed
@@ -93,14 +94,21 @@ def positive_control(
             return score()
 
     def mean() -> Tensor:
-        return cache_activations(model, texts, positions="answer", reduce="mean", progress=progress)
+        return cache_activations(model, texts, positions="answer", reduce="mean", progress=False)
 
-    unplanted, reference = score(), mean()
-    with plant(model, planted, layer=layer, strength=strength, seed=seed):
-        planted_score = score()
-        extracted = DirectionSet(mean() - reference, meta={"method": "model-diff", "planted_layer": layer})
-        removed = ablated(extracted.vectors[layer])
-        nulls = [ablated(v) for v in random_directions(model.d_model, n_random, seed=seed + 1)]
+    # one bar over the control's passes: score, cache, planted score, planted cache, ablation, random ablations
+    with tqdm(total=5 + n_random, desc="positive control", unit="pass", disable=not progress) as bar:
+
+        def step(value: Any) -> Any:
+            bar.update(1)
+            return value
+
+        unplanted, reference = step(score()), step(mean())
+        with plant(model, planted, layer=layer, strength=strength, seed=seed):
+            planted_score = step(score())
+            extracted = DirectionSet(step(mean()) - reference, meta={"method": "model-diff", "planted_layer": layer})
+            removed = step(ablated(extracted.vectors[layer]))
+            nulls = [step(ablated(v)) for v in random_directions(model.d_model, n_random, seed=seed + 1)]
     share = share_removed(unplanted, planted_score, removed, seed=seed)
     unit_planted = unit(planted.float())
     cosines = [float(unit(extracted.vectors[i]) @ unit_planted) for i in range(layer, model.n_layers)]

@@ -348,13 +348,27 @@ def unknown_spec(spec: str) -> ModelLoadError:
 def no_model_in(path: Path) -> ModelLoadError:
     """The error for a folder with neither a model nor an adapter; for an unfinished misdir finetune (its
     checkpoints are there), it says how to finish it."""
-    message = f"{path} has neither config.json (a Hugging Face model) nor adapter_config.json " "(a PEFT adapter)"
-    if (path / "checkpoints" / "run.json").is_file():
-        message += (
-            f"; it holds the checkpoints of an unfinished misdir finetune: finish it with "
-            f"`misdir finetune --resume --out {path}` and the options it was started with"
-        )
-    return ModelLoadError(message)
+    run = path / "checkpoints" / "run.json"
+    if run.is_file():
+        return ModelLoadError(f"{path} holds an unfinished misdir finetune (no adapter yet): {_resume_hint(path, run)}")
+    return ModelLoadError(
+        f"{path} has neither config.json (a Hugging Face model) nor adapter_config.json (a PEFT adapter)"
+    )
+
+
+def _resume_hint(path: Path, run: Path) -> str:
+    """How to finish the finetune whose checkpoints are in `path`: the command, with the model and data its
+    run.json names."""
+    import shlex
+
+    try:
+        identity = json.loads(run.read_text())
+        data = identity["data"]
+        words = ["--model", str(identity["base"]), "--data", str(data.get("path") or data["name"])]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        words = ["--model", "MODEL", "--data", "DATA"]
+    command = shlex.join(["misdir", "finetune", *words, "--out", str(path), "--resume"])
+    return f"finish it with `{command}` and the other options it was started with (its {run.name}: config)"
 
 
 def check_local_files(directory: Path) -> None:

@@ -63,7 +63,12 @@ def test_cache_directions_and_similarity_commands(tokenizer, workdir):
     result = runner.invoke(app, ["similarity", *paths, "--out", str(Path(workdir) / "fig")])
     assert result.exit_code == 0, result.output
     assert "a vs b: layer 1 +1.000" in result.output
-    assert (Path(workdir) / "fig_by_layer.html").is_file()
+    fig = Path(workdir) / "fig"
+    assert (fig / "by_layer.html").is_file() and (fig / "plotly.min.js").is_file()
+    numbers = json.loads((fig / "similarity.json").read_text())
+    assert numbers["cosine_by_layer"]["a vs b"][1] == pytest.approx(1.0, abs=1e-3)
+    assert numbers["random_baseline"]["d_model"] == got.d_model and numbers["provenance"]["command"]
+    assert not list(Path(workdir).glob("fig_*"))  # --out is the folder, not a stem
 
 
 def test_contrast_direction_command_equals_the_library(tokenizer, workdir):
@@ -294,11 +299,14 @@ def test_similarity_refuses_sets_of_different_shapes(inputs, tmp_path):
     out = tmp_path / "fig"
     refused(
         ["similarity", inputs.ok, inputs.narrow, "--out", str(out)],
-        out.parent / "fig_by_layer.html",
+        out / "by_layer.html",
         code=1,
         says="width 32",
     )
-    refused(["similarity", inputs.ok, "--out", str(out)], out.parent / "fig_by_layer.html", code=2, says="two")
+    refused(["similarity", inputs.ok, "--out", str(out)], out / "by_layer.html", code=2, says="two")
+    refused(
+        ["similarity", inputs.ok, inputs.ok, "--out", str(out) + ".html"], out / "by_layer.html", code=2, says="folder"
+    )
 
 
 def test_cache_and_directions_refuse_bad_options_before_loading(inputs, tmp_path):
@@ -729,3 +737,20 @@ def test_sae_train_reads_an_hf_source_to_a_budget_in_tokens(inputs, tokenizer, t
     expected, sources = training_inputs([spec], tokenizer=tokenizer)
     assert given["texts"] == expected and given["sources"] == sources
     assert 50 <= sources[0]["tokens"] and len(expected) < 40
+
+
+def test_control_refuses_a_direction_of_another_width_before_loading(inputs, tmp_path, monkeypatch):
+    import misdir.models
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded before the direction file was checked")
+
+    monkeypatch.setattr(misdir.models, "load_model", no_loading)
+    out = tmp_path / "report.json"
+    says = refused(
+        ["control", "--model", inputs.model, "--layer", "1", "--direction", inputs.narrow, "--out", str(out)],
+        out,
+        code=1,
+        says="width 32",
+    )
+    assert inputs.narrow in says and "width 64" in says

@@ -441,8 +441,11 @@ def test_an_unfinished_run_is_named_as_such_where_a_model_is_expected(base_dir, 
     with pytest.raises(KeyboardInterrupt):
         finetune(base_dir, data_file, tmp_path / "mine", config, progress=False, on_step=crash)
     for load in (misdir.load_model, misdir.models.model_shape):
-        with pytest.raises(misdir.models.ModelLoadError, match=r"neither config.*misdir finetune --resume"):
+        with pytest.raises(misdir.models.ModelLoadError, match=r"unfinished misdir finetune") as error:
             load(str(tmp_path / "mine"))
+        assert f"`misdir finetune --model {base_dir} --data {data_file} --out {tmp_path / 'mine'} --resume`" in str(
+            error.value
+        )
     (tmp_path / "other").mkdir()
     with pytest.raises(misdir.models.ModelLoadError, match=r"adapter\)$"):
         misdir.load_model(str(tmp_path / "other"))
