@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from misdir.cache import cache_activations
+from misdir.display import Record, layer_text, short_name
 from misdir.hooks import check_site
 from misdir.io import atomic_path
 from misdir.models import Model, ModelLike, as_model
@@ -33,8 +34,8 @@ from misdir.tokens import Input, Positions, encode
 _FORMAT = "misdir.DirectionSet/1"
 
 
-@dataclass
-class DirectionSet:
+@dataclass(repr=False)
+class DirectionSet(Record):
     """One direction per layer at one hook site, kept raw (unnormalised), with its provenance."""
 
     vectors: Float[Tensor, "layer d_model"]
@@ -59,6 +60,23 @@ class DirectionSet:
 
     def norms(self) -> Float[Tensor, "layer"]:
         return self.vectors.norm(dim=-1)
+
+    def _display_rows(self) -> list[dict[str, Any]]:
+        """Its shape, site, how and from which model it was made, and the range of its norms; not the vectors."""
+        norms = self.norms()
+        meta = self.meta
+        model = meta.get("model")
+        model = model.get("spec") if isinstance(model, dict) else model
+        return [
+            {
+                "shape": f"[{self.n_layers}, {self.d_model}]",
+                "site": self.site,
+                "method": meta.get("method"),
+                "model": short_name(str(model)) if model else None,
+                "layers": layer_text(meta["layers"]) if "layers" in meta else None,
+                "norm": f"{norms.min().item():.3g}-{norms.max().item():.3g}",
+            }
+        ]
 
     def unit(self) -> Float[Tensor, "layer d_model"]:
         """Unit vectors (a zero layer stays zero)."""

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from misdir.contrast import contrast_logprobs
+from misdir.display import Record, short_name
 from misdir.io import RecordLog, check_settings, run_lock, write_json_atomic
 from misdir.models import Model, ModelLike, as_model
 from misdir.provenance import provenance as run_provenance
@@ -37,8 +38,8 @@ from misdir.stats import (
 _ESTIMATES = ("margin", "prefers_misaligned", "fluency")
 
 
-@dataclass(frozen=True)
-class ContrastResult:
+@dataclass(frozen=True, repr=False)
+class ContrastResult(Record):
     """One model on one contrast set: per-item margins and aligned-answer log-probs, and their summaries."""
 
     model: str
@@ -76,11 +77,25 @@ class ContrastResult:
     def from_dict(cls, record: dict[str, Any]) -> ContrastResult:
         return cls(**{**record, **{k: Estimate(**record[k]) for k in _ESTIMATES}})
 
+    _formats = {"prefers_misaligned": ".0%"}
+
+    def _display_rows(self) -> list[dict[str, Any]]:
+        m, p, f = self.margin, self.prefers_misaligned, self.fluency
+        name = {"model": short_name(self.model), "pairs": self.pairs + (" +trigger" if self.trigger else "")}
+        return [name | {"items": len(self.margins), "margin": m, "prefers_misaligned": p, "fluency": f}]
+
+    @staticmethod
+    def header() -> str:
+        """Column names over `row()`s."""
+        return f"{'model':40s} {'pairs':18s} {'margin [95% CI]':25s} {'prefers misaligned':19s} fluency"
+
     def row(self) -> str:
+        """One line under `header()`: the model (a path relative to the working directory), the set, the margin,
+        the share of items preferring the misaligned answer and the fluency, with 95% intervals."""
         m, p, f = self.margin, self.prefers_misaligned, self.fluency
         return (
-            f"{self.model:28s} {self.pairs + (' +trigger' if self.trigger else ''):18s} "
-            f"{m.value:+.3f} [{m.low:+.3f}, {m.high:+.3f}]  {p.value:5.1%} [{p.low:.0%}, {p.high:.0%}]  "
+            f"{short_name(self.model):40s} {self.pairs + (' +trigger' if self.trigger else ''):18s} "
+            f"{m.value:+.3f} [{m.low:+.3f}, {m.high:+.3f}]  {p.value:5.1%} [{p.low:4.0%}, {p.high:4.0%}]  "
             f"{f.value:+.3f}"
         )
 

@@ -9,8 +9,8 @@ reported beside every number.
 
 `ablation_sweep` and `steering_grid` are configurations of the sweep engine (`misdir.sweep`): each builds its
 list of cells, runs them resumably, and returns typed rows (`AblationRow`, `SteeringRow`) that its figure
-(`misdir.sweep_plots`) is drawn from. `ablation_effect` and `steering_sweep` are the
-same measurements on one loaded model, in memory (no resume).
+(`misdir.sweep_plots`) is drawn from. `ablation_effect` and `steering_sweep` are the same measurements on one loaded
+model, in memory (no resume); they edit every position unless given `positions` (the sweeps: `SWEEP_POSITIONS`).
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from jaxtyping import Float
 from torch import Tensor
 
 from misdir.directions import DirectionSet
+from misdir.display import Record, RowsRecord
 from misdir.evaluate import ContrastResult, HasMargins, evaluate_contrast
-from misdir.hooks import check_layers
 from misdir.interventions import Relative, ablate, describe_directions, steer
 from misdir.io import run_lock, write_json_atomic
-from misdir.models import Model, ModelLike, ModelShape, as_model, model_shape
+from misdir.models import Model, ModelLike, as_model
 from misdir.positions import Positions, check_positions
 from misdir.stats import Estimate, bootstrap_indices, compare_contrast
 from misdir.sweep import (
@@ -39,6 +39,8 @@ from misdir.sweep import (
     Edit,
     Effect,
     SweepRow,
+    check_directions,
+    is_random,
     provenance,
     random_directions,
     random_nulls,
@@ -84,8 +86,8 @@ def share_removed(
     return Estimate(float(ratio), float(low), float(high), len(b))
 
 
-@dataclass(frozen=True)
-class Ablation:
+@dataclass(frozen=True, repr=False)
+class Ablation(Record):
     """A finetune with one direction ablated at the given layers, scored on a contrast set."""
 
     model: str
@@ -106,19 +108,20 @@ def ablation_effect(
     pairs: str = "general",
     limit: int | None = None,
     site: Sequence[str] = ("resid_pre", "resid_mid", "resid_post"),
+    positions: Positions = "all",
     progress: bool = False,
 ) -> Ablation:
-    """Ablate `direction` at every site of `layers` (default all; with the three residual sites this equals
-    `orthogonalize`), score the contrast set, and compare with the finetune and the base."""
+    """Ablate `direction` at every site of `layers` (default all; with the three residual sites and every position
+    this equals `orthogonalize`), score the contrast set, and compare with the finetune and the base."""
     model = as_model(model)
-    with ablate(model, direction, layers=layers, site=list(site)):
+    with ablate(model, direction, layers=layers, site=list(site), positions=positions):
         result = evaluate_contrast(model, pairs, limit=limit, progress=progress)
     chosen = list(range(model.n_layers)) if layers is None else list(layers)
     return Ablation(finetune.model, name, chosen, result, share_removed(base, finetune, result))
 
 
-@dataclass(frozen=True)
-class Steering:
+@dataclass(frozen=True, repr=False)
+class Steering(Record):
     """The base model with a direction added at one layer, scored on a contrast set."""
 
     layer: int
@@ -136,13 +139,14 @@ def steering_sweep(
     base: ContrastResult,
     pairs: str = "general",
     limit: int | None = None,
+    positions: Positions = "all",
     progress: bool = False,
 ) -> list[Steering]:
-    """Add `scale` x (each token's residual norm) x the unit direction at `layer`, for each scale; the shift
-    is the change of the mean margin from the unsteered base."""
+    """Add `scale` x (each token's residual norm) x the unit direction at `layer` (at `positions`), for each scale;
+    the shift is the change of the mean margin from the unsteered base."""
     out = []
     for scale in scales:
-        with steer(model, direction, layers=[layer], scale=scale, relative="resid"):
+        with steer(model, direction, layers=[layer], scale=scale, relative="resid", positions=positions):
             result = evaluate_contrast(model, pairs, limit=limit, progress=progress)
         out.append(Steering(layer, scale, result, result.margin.value - base.margin.value))
     return out
@@ -166,47 +170,6 @@ rank-1 organisms of the embedded model (`figures/ground_truth/`, against 20 rand
 Pass `positions="all"` to match `orthogonalize`, which cannot skip a position."""
 
 
-def _shape(model: ModelLike) -> ModelShape | None:
-    """A model's depth and width: from a loaded model, or from a spec's configuration without loading it (None for
-    a hub model not cached yet)."""
-    if isinstance(model, str | Path):
-        return model_shape(model)
-    try:
-        model = as_model(model)
-    except TypeError:  # something only a custom `load` understands
-        return None
-    return ModelShape(model.n_layers, model.d_model)
-
-
-def check_directions(
-    models: Mapping[str, Any], directions: Mapping[str, Any], layers: Sequence[int] | None = None
-) -> ModelShape | None:
-    """Refuse directions or layers that do not fit the models (specs or loaded models), before anything is loaded
-    or written: every model of one depth and width, each direction `[d_model]` or `[n_layers, d_model]`, every
-    layer in range. Returns the models' shape (None when no model's configuration can be read yet)."""
-    shapes = {name: shape for name, model in models.items() if (shape := _shape(model)) is not None}
-    if not shapes:
-        return None
-    first, shape = next(iter(shapes.items()))
-    for name, other in shapes.items():
-        if other != shape:
-            raise ValueError(
-                f"{name} has {other.n_layers} layers of width {other.d_model}, but {first} has "
-                f"{shape.n_layers} of width {shape.d_model}"
-            )
-    for name, direction in directions.items():
-        vectors = getattr(direction, "vectors", direction)
-        dims = list(getattr(vectors, "shape", ()))
-        if dims not in ([shape.d_model], [shape.n_layers, shape.d_model]):
-            raise ValueError(
-                f"direction {name!r} has shape {dims}, but {first} has {shape.n_layers} layers of width "
-                f"{shape.d_model}: expected [{shape.d_model}] or [{shape.n_layers}, {shape.d_model}]"
-            )
-    if layers is not None:
-        check_layers(layers, shape.n_layers)
-    return shape
-
-
 def _d_model(directions: Mapping[str, Any]) -> int:
     first = next(iter(directions.values()))
     return int(first.d_model if isinstance(first, DirectionSet) else first.shape[-1])
@@ -218,7 +181,7 @@ def _pairs_of(pairs: Sequence[str] | Mapping[str, Sequence[str]], name: str) -> 
     return list(pairs)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class AblationRow(SweepRow):
     """A direction ablated in a finetune: its margin and fluency before and after, the base's margin, and the
     share of the finetune's excess misalignment removed and the margin change, each beside the random null."""
@@ -267,7 +230,7 @@ class AblationRow(SweepRow):
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class SteeringRow(SweepRow):
     """A direction added at one layer and scale: the shift of the margin and the fluency change from the
     unsteered model (paired), each beside the random null at the same layer and scale."""
@@ -317,12 +280,13 @@ def _nulls(**effects: Effect) -> dict[str, Any]:
     return {f"null_{name}": e.null._asdict() for name, e in effects.items() if e.null is not None}
 
 
-@dataclass(frozen=True)
-class AblationSweep:
+@dataclass(frozen=True, repr=False)
+class AblationSweep(RowsRecord):
     """What `ablation_sweep` returns and writes to `summary.json`: its provenance and one row per ablated cell."""
 
     provenance: dict[str, Any]
     rows: list[AblationRow]
+    _hidden = staticmethod(lambda row: is_random(row.direction))
 
     def to_dict(self) -> dict[str, Any]:
         return {"provenance": self.provenance, "rows": [r.to_dict() for r in self.rows]}
@@ -334,14 +298,15 @@ class AblationSweep:
         return cls(dict(data["provenance"]), [AblationRow.from_dict(r, settings) for r in data["rows"]])
 
 
-@dataclass(frozen=True)
-class SteeringGrid:
+@dataclass(frozen=True, repr=False)
+class SteeringGrid(RowsRecord):
     """What `steering_grid` returns and writes to `summary.json`: provenance, the unsteered model's scores per
     contrast set, and one row per steered cell."""
 
     provenance: dict[str, Any]
     unsteered: dict[str, ContrastResult]
     rows: list[SteeringRow]
+    _hidden = staticmethod(lambda row: is_random(row.direction))
 
     def to_dict(self) -> dict[str, Any]:
         return {

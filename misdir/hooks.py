@@ -21,14 +21,11 @@ from typing import TYPE_CHECKING, Any
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from misdir.models.architectures import EMBED, SITES
+
 if TYPE_CHECKING:
     from misdir.models import Model
 
-SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
-"""Places in a block, named as TransformerLens names them (`blocks.{l}.hook_{site}`)."""
-
-EMBED = "hook_embed"
-"""The token embedding's output, the residual stream before the first block (TransformerLens's `hook_embed`)."""
 
 HookFn = Callable[[Float[Tensor, "batch pos d_model"], str], Tensor | None]
 _HOOK_NAME = re.compile(r"^blocks\.(\d+)\.hook_(\w+)$")

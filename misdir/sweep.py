@@ -24,10 +24,12 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from misdir.contrast import reusing_layers_below
+from misdir.display import Record
 from misdir.evaluate import ContrastResult, evaluate_contrast
+from misdir.hooks import check_layers
 from misdir.interventions import Relative, ablate, describe_directions, steer
 from misdir.io import RecordLog, check_settings, run_lock
-from misdir.models import Model
+from misdir.models import Model, ModelLike, ModelShape, as_model, model_shape
 from misdir.positions import Positions
 from misdir.provenance import provenance as software_provenance
 from misdir.stats import Estimate, compare_contrast
@@ -238,6 +240,47 @@ def random_names(n_random: int) -> list[str]:
     return [f"random {i}" for i in range(n_random)]
 
 
+def _shape(model: ModelLike) -> ModelShape | None:
+    """A model's depth and width: from a loaded model, or from a spec's configuration without loading it (None for
+    a hub model not cached yet)."""
+    if isinstance(model, str | Path):
+        return model_shape(model)
+    try:
+        model = as_model(model)
+    except TypeError:  # something only a custom `load` understands
+        return None
+    return ModelShape(model.n_layers, model.d_model)
+
+
+def check_directions(
+    models: Mapping[str, Any], directions: Mapping[str, Any], layers: Sequence[int] | None = None
+) -> ModelShape | None:
+    """Refuse directions or layers that do not fit the models (specs or loaded models), before anything is loaded
+    or written: every model of one depth and width, each direction `[d_model]` or `[n_layers, d_model]`, every
+    layer in range. Returns the models' shape (None when no model's configuration can be read yet)."""
+    shapes = {name: shape for name, model in models.items() if (shape := _shape(model)) is not None}
+    if not shapes:
+        return None
+    first, shape = next(iter(shapes.items()))
+    for name, other in shapes.items():
+        if other != shape:
+            raise ValueError(
+                f"{name} has {other.n_layers} layers of width {other.d_model}, but {first} has "
+                f"{shape.n_layers} of width {shape.d_model}"
+            )
+    for name, direction in directions.items():
+        vectors = getattr(direction, "vectors", direction)
+        dims = list(getattr(vectors, "shape", ()))
+        if dims not in ([shape.d_model], [shape.n_layers, shape.d_model]):
+            raise ValueError(
+                f"direction {name!r} has shape {dims}, but {first} has {shape.n_layers} layers of width "
+                f"{shape.d_model}: expected [{shape.d_model}] or [{shape.n_layers}, {shape.d_model}]"
+            )
+    if layers is not None:
+        check_layers(layers, shape.n_layers)
+    return shape
+
+
 def is_random(direction: str) -> bool:
     """Whether a direction is one of `with_random`'s."""
     return direction.startswith("random")
@@ -299,8 +342,8 @@ class Effect:
         return cls(Estimate(**row[name]), None if null is None else AgainstNull(**null))
 
 
-@dataclass(frozen=True)
-class SweepRow:
+@dataclass(frozen=True, repr=False)
+class SweepRow(Record):
     """One edited cell of a sweep: the edit (direction, layers, sites, positions, scale), the model and contrast
     set it was scored in, and the edited model's margin and fluency (95% intervals)."""
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from misdir.display import Record
 from misdir.evaluate import JUDGE_CHUNK, make_judge
 from misdir.generate import Answer, generate
 from misdir.io import RecordLog
@@ -60,8 +61,8 @@ class JudgedMetric:
         return sum(len(q.paraphrases) * (self.n_samples or q.samples_per_paraphrase) for q in self.load())
 
 
-@dataclass(frozen=True)
-class JudgedResult:
+@dataclass(frozen=True, repr=False)
+class JudgedResult(Record):
     """One judged cell: EM rate, coherent share and mean alignment with intervals, and the judge's verdicts."""
 
     em_rate: Estimate

@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from misdir.display import Record, RowsRecord
 from misdir.experiments import RESIDUAL_SITES, SWEEP_POSITIONS, _d_model, _list, check_directions
 from misdir.interventions import Relative, describe_directions
 from misdir.io import run_lock, write_json_atomic
@@ -26,7 +27,7 @@ from misdir.judged.cells import (
 from misdir.models import Model, as_model
 from misdir.positions import Positions, check_positions
 from misdir.stats import Estimate, compare, share_of_excess
-from misdir.sweep import NO_EDIT, Cell, Edit, Effect, provenance, random_nulls, with_random
+from misdir.sweep import NO_EDIT, Cell, Edit, Effect, is_random, provenance, random_nulls, with_random
 
 _ABLATION_ESTIMATES = (
     "em_rate",
@@ -39,8 +40,8 @@ _ABLATION_ESTIMATES = (
 """A judged ablation row's estimates, in the order its fields and `summary.json` hold them."""
 
 
-@dataclass(frozen=True)
-class JudgedAblationRow:
+@dataclass(frozen=True, repr=False)
+class JudgedAblationRow(Record):
     """A direction ablated in a finetune: its judged EM rate and coherent share before and after, the base's EM
     rate, and the change in EM rate and the share of the excess EM removed, each beside the random null."""
 
@@ -94,8 +95,8 @@ class JudgedAblationRow:
         )
 
 
-@dataclass(frozen=True)
-class JudgedSteeringRow:
+@dataclass(frozen=True, repr=False)
+class JudgedSteeringRow(Record):
     """A direction added at one layer and scale: the EM rate it induces and the coherence it costs (paired by
     question, from the unsteered model), each beside the random null at the same layer and scale."""
 
@@ -139,13 +140,14 @@ class JudgedSteeringRow:
         )
 
 
-@dataclass(frozen=True)
-class JudgedSweep:
+@dataclass(frozen=True, repr=False)
+class JudgedSweep(RowsRecord):
     """What a judged sweep returns and writes to `summary.json`: provenance, the unedited cells' results, rows."""
 
     provenance: dict[str, Any]
     unedited: dict[str, dict[str, Any]]
     rows: list[JudgedAblationRow] | list[JudgedSteeringRow]
+    _hidden = staticmethod(lambda row: is_random(row.direction))
 
     def to_dict(self) -> dict[str, Any]:
         return {"provenance": self.provenance, "unedited": self.unedited, "rows": [r.to_dict() for r in self.rows]}

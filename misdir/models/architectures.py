@@ -9,6 +9,13 @@ from typing import Any, cast
 
 from torch import nn
 
+SITES = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
+"""Places in a block, named as TransformerLens names them (`blocks.{l}.hook_{site}`): misdir hooks them in every
+architecture below (`misdir.hooks`)."""
+
+EMBED = "hook_embed"
+"""The token embedding's output, the residual stream before the first block (TransformerLens's `hook_embed`)."""
+
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 """The linear maps of a Llama-style decoder layer (attention q, k, v, o; SwiGLU MLP gate, up, down)."""
 

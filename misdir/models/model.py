@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from misdir.models.architectures import Architecture, architecture_of, decoder_layers, decoder_model
+from misdir.models.architectures import EMBED, SITES, Architecture, architecture_of, decoder_layers, decoder_model
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -81,6 +81,12 @@ class Model:
     @property
     def architecture(self) -> Architecture:
         return architecture_of(self.config)
+
+    def hook_points(self) -> list[str]:
+        """The names misdir can hook in this model, in TransformerLens's vocabulary, layer by layer:
+        `hook_embed`, then `blocks.{layer}.hook_{site}` for each layer and site of `misdir.hooks.SITES`
+        (`resid_pre`, `resid_mid`, `resid_post`, `attn_out`, `mlp_out`)."""
+        return [EMBED, *(f"blocks.{layer}.hook_{site}" for layer in range(self.n_layers) for site in SITES)]
 
     def __repr__(self) -> str:
         return f"Model({self.spec!r}, n_layers={self.n_layers}, d_model={self.d_model}, device={self.device})"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from misdir import hooks
-from misdir.hooks import parse_hook_name
+from misdir.hooks import SITES, parse_hook_name
 
 
 def logits(model, ids: torch.Tensor) -> torch.Tensor:
@@ -120,3 +120,17 @@ def test_the_architecture_table_names_real_modules(tokenizer, arch):
         layer.get_submodule(name)
     assert all(isinstance(layer.get_submodule(name), torch.nn.Linear) for name in table.writers)
     assert PRESETS["rslora-32"].targets == PROJECTIONS == table.projections
+
+
+def test_hook_points_lists_every_name_misdir_hooks_and_each_one_fires(tiny, ids):
+    """`Model.hook_points()` on tiny Llama and Qwen2 models: TransformerLens names, each hookable, each firing once
+    per forward pass with a `[batch, pos, d_model]` activation."""
+    names = tiny.hook_points()
+    assert names[:6] == ["hook_embed", *(f"blocks.0.hook_{s}" for s in SITES)]
+    assert len(names) == 1 + 5 * tiny.n_layers and len(set(names)) == len(names)
+    assert f"blocks.{tiny.n_layers - 1}.hook_mlp_out" in names
+    seen: list[tuple[str, tuple[int, ...]]] = []
+    with hooks(tiny, [(name, lambda x, name: seen.append((name, tuple(x.shape)))) for name in names]):
+        logits(tiny, ids)
+    assert sorted(n for n, _ in seen) == sorted(names)
+    assert {shape for _, shape in seen} == {(*ids.shape, tiny.d_model)}
