@@ -46,16 +46,17 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from misdir.evaluate import evaluate_contrast
-from misdir.finetune import Edit, FinetuneConfig, finetune
-from misdir.ground_truth import adapter_writes
-from misdir.io import check_settings, write_json_atomic
-from misdir.models import load_model, model_shape
-from misdir.organisms import ORGANISMS, RANK1_LAYER, RECIPES, domain_of
-from misdir.plots import optional_figure
-from misdir.sweep import against_null, provenance, shift
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from study_cli import EM_ORGANISMS, Budget, add_run_options, add_summary_options, finish, show_summary  # noqa: E402
 
-EM_ORGANISMS = tuple(o.name for o in ORGANISMS if o.role == "em" and o.name != "code-insecure")
+from misdir.evaluate import evaluate_contrast  # noqa: E402
+from misdir.finetune import Edit, FinetuneConfig, finetune  # noqa: E402
+from misdir.ground_truth import adapter_writes  # noqa: E402
+from misdir.io import check_settings, write_json_atomic  # noqa: E402
+from misdir.models import load_model, model_shape  # noqa: E402
+from misdir.organisms import ORGANISMS, RANK1_LAYER, RECIPES, domain_of  # noqa: E402
+from misdir.sweep import against_null, provenance, shift  # noqa: E402
+
 IN_DOMAIN_FLOOR = 0.2
 """A seed stops once its in-domain shift is below this share of its round 0's."""
 
@@ -77,6 +78,11 @@ class Study:
     """First items of each contrast set (None: all)."""
     batch_size: int = 16
     progress: bool = False
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> Study:
+        """The study the command line's run options describe."""
+        return cls(**{field.name: getattr(args, field.name) for field in dataclasses.fields(cls)})
 
     def recipe(self, seed: int) -> FinetuneConfig:
         """The shipped rank-1 recipe at `layer`, its seed (adapter init and data order) varied; same data."""
@@ -124,18 +130,18 @@ class Runner:
     """Trains and scores runs, skipping finished ones and refusing to start one past the budget."""
 
     def __init__(self, study: Study, budget: float | None) -> None:
-        self.study, self.budget, self.started = study, budget, time.time()
+        self.study, self.budget = study, Budget(budget)
+        """Timed from here; the last run's time is the newest record's, of this call or an earlier one."""
         self.shape = model_shape(study.base)
         # runs of other settings (a smoke run's, another --limit) must not mix with these in WORK
         identity = {k: v for k, v in study.settings().items() if k not in ("work", "device", "batch_size", "progress")}
         check_settings(study.work / "study.json", identity)
         self.layers = list(range(study.layer, self.shape.n_layers))
-        self.last: float | None = max(
+        self.budget.last = max(
             (json.loads(p.read_text()) for p in (study.work / "runs").rglob("*.json") if p.name == "record.json"),
             key=lambda r: r["finished"],
             default={},
         ).get("seconds")
-        self.trained = 0
         self.after: Any = None
         """Called after each run is written (the summary is rewritten)."""
         self._base: dict[str, Any] = {}
@@ -156,11 +162,6 @@ class Runner:
         result = evaluate_contrast(model, pairs, limit=s.limit, batch_size=s.batch_size, progress=False)
         return {"margins": result.margins, "aligned_logprob": result.aligned_logprob}
 
-    def can_start(self) -> bool:
-        if self.budget is None or self.last is None:
-            return True
-        return time.time() - self.started + self.last <= self.budget
-
     def run(
         self, name: str, organism: str, seed: int, edits: Sequence[Edit] = (), **meta: Any
     ) -> dict[str, Any] | None:
@@ -170,7 +171,7 @@ class Runner:
         path = folder / "record.json"
         if path.is_file():
             return json.loads(path.read_text())
-        if not self.can_start():
+        if not self.budget.can_start():
             return None
         sets = ("general", domain_of(next(o for o in ORGANISMS if o.name == organism)))
         bases = {pairs: self.base_scores(pairs) for pairs in sets}
@@ -213,9 +214,9 @@ class Runner:
             "finished": time.time(),
         }
         write_json_atomic(path, record)
-        self.last, self.trained = record["seconds"], self.trained + 1
+        self.budget.ran(record["seconds"])
         shifts = ", ".join(f"{k} shift {v['shift']['value']:+.3f}" for k, v in record["sets"].items())
-        print(f"[{time.time() - self.started:6.0f} s] {name}: {shifts} ({record['seconds']:.0f} s)", flush=True)
+        print(f"[{self.budget.elapsed():6.0f} s] {name}: {shifts} ({record['seconds']:.0f} s)", flush=True)
         if self.after is not None:
             self.after()
         return record
@@ -442,38 +443,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--n-random", type=int, default=20)
     parser.add_argument("--random-dims", nargs="*", type=int, help="default: the dimensions iterated runs reached")
     parser.add_argument("--subspace-seed", type=int, default=0)
-    parser.add_argument("--work", type=Path, default=Path("results/caft-study"), help="runs (git-ignored)")
-    parser.add_argument("--out", type=Path, default=Path("figures/caft"))
-    parser.add_argument("--base", default="embedded")
-    parser.add_argument("--layer", type=int, default=RANK1_LAYER)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--budget", type=float, help="seconds; start no run the last run's time says cannot finish")
-    parser.add_argument("--max-steps", type=int, help="smoke runs: cut every training to this many steps")
-    parser.add_argument("--n", type=int, help="smoke runs: training examples")
-    parser.add_argument("--limit", type=int, help="smoke runs: first items of each contrast set")
-    parser.add_argument("--batch-size", type=int, default=16, help="contrast scoring batch")
-    parser.add_argument("--progress", action="store_true")
-    parser.add_argument("--tables", action="store_true", help="print OUT/summary.json's tables; run nothing")
-    parser.add_argument("--figure", action="store_true", help="redraw the figure from OUT/summary.json; run nothing")
+    add_run_options(parser, Path("results/caft-study"), Path("figures/caft"), layer=None)
+    add_summary_options(parser)
     args = parser.parse_args(argv)
-    if args.tables or args.figure:
-        summary = json.loads((args.out / "summary.json").read_text())
-        if args.tables:
-            print(tables(summary))
-        else:
-            plot(summary, args.out)
+    if show_summary(args, tables, plot):
         return
-    study = Study(
-        args.work,
-        args.base,
-        args.layer,
-        args.device,
-        args.max_steps,
-        args.n,
-        args.limit,
-        args.batch_size,
-        args.progress,
-    )
+    study = Study.of(args)
     runner = Runner(study, args.budget)
     extra = {"seeds": args.seeds, "n_random": args.n_random, "subspace_seed": args.subspace_seed}
     runner.after = lambda: write_summary(study, args.organisms, args.max_rounds, args.out, extra)
@@ -490,9 +465,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             more = sorted({k for rounds in reached.values() for k in range(1, len(rounds))} - set(dims))
             run_randoms(runner, organism, more, args.n_random, args.subspace_seed)
     summary = write_summary(study, args.organisms, args.max_rounds, args.out, extra)
-    optional_figure(plot, summary, args.out)  # none on the GPU machine: redraw it with --figure
-    print(f"trained {runner.trained} run(s) in {time.time() - runner.started:.0f} s; wrote {args.out / 'summary.json'}")
-    print(tables(summary))
+    finish(summary, args.out, tables, plot, f"trained {runner.budget.runs} run(s) in {runner.budget.elapsed():.0f} s")
 
 
 if __name__ == "__main__":

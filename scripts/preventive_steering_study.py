@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,12 +36,12 @@ from jaxtyping import Float
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from caft_study import EM_ORGANISMS, Runner, Study, _spread, share_removed  # noqa: E402
+from caft_study import Runner, Study, _spread, share_removed  # noqa: E402
+from study_cli import EM_ORGANISMS, add_run_options, add_summary_options, finish, show_summary  # noqa: E402
 
 from misdir import tensors  # noqa: E402
 from misdir.finetune import Edit  # noqa: E402
 from misdir.io import write_json_atomic  # noqa: E402
-from misdir.plots import optional_figure  # noqa: E402
 from misdir.sweep import against_null, provenance  # noqa: E402
 
 DIRECTIONS = ("own", "others")
@@ -256,35 +255,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--random-cells", nargs="*", type=_cell, default=[(15, 0.2)], help="LAYER:SCALE ...")
     parser.add_argument("--n-random", type=int, default=20)
     parser.add_argument("--direction-seed", type=int, default=0)
-    parser.add_argument("--work", type=Path, default=Path("results/caft-study"), help="runs (shared with CAFT)")
-    parser.add_argument("--out", type=Path, default=Path("figures/preventive_steering"))
-    parser.add_argument("--base", default="embedded")
-    parser.add_argument("--layer", type=int, default=15, help="the rank-1 adapter's layer")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--budget", type=float, help="seconds; start no run the last run's time says cannot finish")
-    parser.add_argument("--max-steps", type=int, help="smoke runs: cut every training to this many steps")
-    parser.add_argument("--n", type=int, help="smoke runs: training examples")
-    parser.add_argument("--limit", type=int, help="smoke runs: first items of each contrast set")
-    parser.add_argument("--batch-size", type=int, default=16, help="contrast scoring batch")
-    parser.add_argument("--progress", action="store_true")
-    parser.add_argument("--tables", action="store_true", help="print OUT/summary.json's tables; run nothing")
-    parser.add_argument("--figure", action="store_true", help="redraw the figure from OUT/summary.json; run nothing")
+    work, out = Path("results/caft-study"), Path("figures/preventive_steering")
+    add_run_options(parser, work, out, work="runs (shared with CAFT)")
+    add_summary_options(parser)
     args = parser.parse_args(argv)
-    if args.tables or args.figure:
-        summary = json.loads((args.out / "summary.json").read_text())
-        print(tables(summary)) if args.tables else plot(summary, args.out)
+    if show_summary(args, tables, plot):
         return
-    study = Study(
-        args.work,
-        args.base,
-        args.layer,
-        args.device,
-        args.max_steps,
-        args.n,
-        args.limit,
-        args.batch_size,
-        args.progress,
-    )
+    study = Study.of(args)
     runner = Runner(study, args.budget)
     extra = {
         **{k: getattr(args, k) for k in ("seeds", "layers", "scales", "directions", "n_random", "direction_seed")},
@@ -295,9 +272,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for organism in args.organisms:
         run_study(runner, organism, args)
     summary = write_summary(study, args.organisms, args.out, extra)
-    optional_figure(plot, summary, args.out)  # none on the GPU machine: redraw it with --figure
-    print(f"trained {runner.trained} run(s) in {time.time() - runner.started:.0f} s; wrote {args.out / 'summary.json'}")
-    print(tables(summary))
+    finish(summary, args.out, tables, plot, f"trained {runner.budget.runs} run(s) in {runner.budget.elapsed():.0f} s")
 
 
 if __name__ == "__main__":

@@ -33,11 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from misdir.io import check_settings, write_json_atomic
-from misdir.organisms import CHECKPOINTS
-from misdir.plots import optional_figure
-from misdir.realign import CRITERIA, REPORT, Realignment, realign_recipe
-from misdir.sweep import provenance
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from study_cli import Budget, add_run_options, add_summary_options, finish, show_summary  # noqa: E402
+
+from misdir.io import check_settings, write_json_atomic  # noqa: E402
+from misdir.organisms import CHECKPOINTS  # noqa: E402
+from misdir.realign import CRITERIA, REPORT, Realignment, realign_recipe  # noqa: E402
+from misdir.sweep import provenance  # noqa: E402
 
 ORGANISMS = ("rank1-medical-bad", "rank1-finance-risky", "rank1-sports-extreme")
 """The shipped rank-1 EM organisms with a general shift and a control dataset of their domain."""
@@ -82,24 +84,23 @@ def folder(work: Path, organism: str, seed: int) -> Path:
     return work / "runs" / organism / f"seed{seed}"
 
 
-def run_all(study: Study, organisms: Sequence[str], seeds: Sequence[int], budget: float | None, after: Any) -> int:
+def run_all(study: Study, organisms: Sequence[str], seeds: Sequence[int], budget: Budget, after: Any) -> None:
     """Re-align each organism with each seed not yet done, in that order, until the budget says stop; `after()`
-    is called after each run. Returns how many runs this call finished."""
-    started, last, done = time.time(), None, 0
+    is called after each run (`budget.runs` counts them)."""
     for organism in organisms:
         for seed in seeds:
             out = folder(study.work, organism, seed)
             if (out / REPORT).is_file():
                 continue
-            if budget is not None and last is not None and time.time() - started + last > budget:
-                return done
+            if not budget.can_start():
+                return
             began = time.time()
             result = study.plan(organism, seed).run(out, resume=True, progress=study.progress)
-            last, done = time.time() - began, done + 1
+            seconds = time.time() - began
+            budget.ran(seconds)
             back = ", ".join(f"{k} at {'-' if m is None else m.step}" for k, m in result.back.items())
-            print(f"[{time.time() - started:6.0f} s] {organism} seed {seed}: back {back} ({last:.0f} s)", flush=True)
+            print(f"[{budget.elapsed():6.0f} s] {organism} seed {seed}: back {back} ({seconds:.0f} s)", flush=True)
             after()
-    return done
 
 
 def load_runs(work: Path, organism: str) -> dict[int, dict[str, Any]]:
@@ -257,23 +258,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--checkpoint-every", type=int, default=5, help="steps between measurements of the margin")
     parser.add_argument("--checkpoints", type=Path, default=CHECKPOINTS, help="the organisms' adapter folders")
-    parser.add_argument("--work", type=Path, default=Path("results/realign-study"), help="runs (git-ignored)")
-    parser.add_argument("--out", type=Path, default=Path("figures/realign"))
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--budget", type=float, help="seconds; start no run the last run's time says cannot finish")
-    parser.add_argument("--max-steps", type=int, help="smoke runs: cut every re-alignment to this many steps")
-    parser.add_argument("--n", type=int, help="smoke runs: training examples")
-    parser.add_argument("--limit", type=int, help="smoke runs: first items of the general set")
-    parser.add_argument("--progress", action="store_true")
-    parser.add_argument("--tables", action="store_true", help="print OUT/summary.json's tables; run nothing")
-    parser.add_argument("--figure", action="store_true", help="redraw the figure from OUT/summary.json; run nothing")
+    add_run_options(
+        parser,
+        Path("results/realign-study"),
+        Path("figures/realign"),
+        omit=("base", "layer", "batch_size"),
+        max_steps="smoke runs: cut every re-alignment to this many steps",
+        limit="smoke runs: first items of the general set",
+    )
+    add_summary_options(parser)
     args = parser.parse_args(argv)
-    if args.tables or args.figure:
-        summary = json.loads((args.out / "summary.json").read_text())
-        if args.tables:
-            print(tables(summary))
-        else:
-            plot(summary, args.out)
+    if show_summary(args, tables, plot):
         return
     study = Study(
         args.work,
@@ -290,18 +285,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     for organism in args.organisms:  # every run's inputs checked before any model loads
         for seed in args.seeds:
             study.plan(organism, seed)
-    started = time.time()
-    done = run_all(
+    budget = Budget(args.budget)
+    run_all(
         study,
         args.organisms,
         args.seeds,
-        args.budget,
+        budget,
         lambda: write_summary(study, args.organisms, args.seeds, args.out),
     )
     summary = write_summary(study, args.organisms, args.seeds, args.out)
-    optional_figure(plot, summary, args.out)  # none on the GPU machine: redraw it with --figure
-    print(f"ran {done} re-alignment(s) in {time.time() - started:.0f} s; wrote {args.out / 'summary.json'}")
-    print(tables(summary))
+    finish(summary, args.out, tables, plot, f"ran {budget.runs} re-alignment(s) in {budget.elapsed():.0f} s")
 
 
 if __name__ == "__main__":

@@ -42,13 +42,13 @@ from misdir.finetune import finetune
 from misdir.io import check_settings, write_json_atomic
 from misdir.models import load_model
 from misdir.organisms import RANK1_LAYER
-from misdir.plots import optional_figure
 from misdir.screen import MAX_NEW_TOKENS, read_scores, screen
 from misdir.stats import compare_contrast
 from misdir.sweep import provenance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from caft_study import Study  # noqa: E402
+from study_cli import Budget, add_run_options, add_summary_options, finish, show_summary  # noqa: E402
 
 POOLS = ("mixed", "em")
 SETS = ("general", "medical")
@@ -81,9 +81,7 @@ class Trainer:
     """Trains and scores the thirds, skipping finished runs and starting none the last run says cannot finish."""
 
     def __init__(self, study: Study, budget: float | None) -> None:
-        self.study, self.budget, self.started = study, budget, time.time()
-        self.last: float | None = None
-        self.trained = 0
+        self.study, self.budget = study, Budget(budget)
         self._base: dict[str, list[float]] = {}
 
     def margins(self, model: Any, pairs: str) -> list[float]:
@@ -104,9 +102,8 @@ class Trainer:
         folder = self.study.work / "runs" / name
         if (folder / "record.json").is_file():
             return json.loads((folder / "record.json").read_text())
-        if self.budget is not None and self.last is not None:
-            if time.time() - self.started + self.last > self.budget:
-                return None
+        if not self.budget.can_start():
+            return None
         began = time.time()
         recipe = dataclasses.replace(self.study.recipe(seed), n=self.study.n or size)
         result = finetune(self.study.base, data, folder / "adapter", recipe, resume=True, progress=self.study.progress)
@@ -120,9 +117,9 @@ class Trainer:
             torch.cuda.empty_cache()
         record = {"name": name, "seed": seed, **meta, **losses, "margins": margins, "seconds": time.time() - began}
         write_json_atomic(folder / "record.json", record)
-        self.last, self.trained = record["seconds"], self.trained + 1
+        self.budget.ran(record["seconds"])
         shifts = {p: np.mean(m) - np.mean(self.base(p)) for p, m in margins.items()}
-        print(f"[{time.time() - self.started:6.0f} s] {name}: shifts {shifts} ({record['seconds']:.0f} s)", flush=True)
+        print(f"[{self.budget.elapsed():6.0f} s] {name}: shifts {shifts} ({record['seconds']:.0f} s)", flush=True)
         return record
 
 
@@ -220,24 +217,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--layer", type=int, default=RANK1_LAYER, help="the screen's layer and the adapter's")
     parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="the base's own answers")
     parser.add_argument("--screen-batch-size", type=int, default=8, help="prompts per generation in the screen")
-    parser.add_argument("--work", type=Path, default=Path("results/screen-training"), help="runs (git-ignored)")
-    parser.add_argument("--out", type=Path, default=Path("figures/screen_training"))
-    parser.add_argument("--base", default="embedded")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--budget", type=float, help="seconds; start no run the last run's time says cannot finish")
-    parser.add_argument("--max-steps", type=int, help="smoke runs: cut every training to this many steps")
-    parser.add_argument("--limit", type=int, help="smoke runs: first items of each contrast set")
-    parser.add_argument("--batch-size", type=int, default=16, help="contrast scoring batch")
-    parser.add_argument("--progress", action="store_true")
-    parser.add_argument("--tables", action="store_true", help="print OUT/summary.json's tables; run nothing")
-    parser.add_argument("--figure", action="store_true", help="redraw the figure from OUT/summary.json; run nothing")
+    # --n and --layer are this study's own, above
+    add_run_options(parser, Path("results/screen-training"), Path("figures/screen_training"), omit=("layer", "n"))
+    add_summary_options(parser)
     args = parser.parse_args(argv)
-    if args.tables or args.figure:
-        summary = json.loads((args.out / "summary.json").read_text())
-        if args.tables:
-            print(tables(summary))
-        else:
-            plot(summary, args.out)
+    if show_summary(args, tables, plot):
         return
     study = Study(args.work, args.base, args.layer, args.device, args.max_steps, None, args.limit, args.batch_size)
     settings = {
@@ -286,9 +270,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     del base
     summary = {"provenance": provenance(settings), "pools": summarize(trainer, pools)}
     write_json_atomic(args.out / "summary.json", summary)
-    optional_figure(plot, summary, args.out)  # none on the GPU machine: redraw it with --figure
-    print(f"trained {trainer.trained} run(s) in {time.time() - trainer.started:.0f} s; wrote {args.out}")
-    print(tables(summary))
+    finish(summary, args.out, tables, plot, f"trained {trainer.budget.runs} run(s) in {trainer.budget.elapsed():.0f} s")
 
 
 if __name__ == "__main__":

@@ -40,16 +40,19 @@ from jaxtyping import Float
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from misdir.data import make_dataset
-from misdir.datasets import DATASETS
-from misdir.directions import DirectionSet
-from misdir.io import atomic_path, check_settings, write_json_atomic
-from misdir.organisms import ORGANISMS
-from misdir.plots import optional_figure
-from misdir.screen import MAX_NEW_TOKENS, answer_differences
-from misdir.stats import bootstrap_mean
-from misdir.sweep import against_null, provenance, random_directions
-from misdir.tensors import unit
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from study_cli import add_run_options, add_summary_options, show_summary  # noqa: E402
+
+from misdir.data import make_dataset  # noqa: E402
+from misdir.datasets import DATASETS  # noqa: E402
+from misdir.directions import DirectionSet  # noqa: E402
+from misdir.io import atomic_path, check_settings, write_json_atomic  # noqa: E402
+from misdir.organisms import ORGANISMS  # noqa: E402
+from misdir.plots import optional_figure  # noqa: E402
+from misdir.screen import MAX_NEW_TOKENS, answer_differences  # noqa: E402
+from misdir.stats import bootstrap_mean  # noqa: E402
+from misdir.sweep import against_null, provenance, random_directions  # noqa: E402
+from misdir.tensors import unit  # noqa: E402
 
 EM = tuple(o.name for o in ORGANISMS if o.role == "em")
 CONTROLS = ("medical-good", "code-secure", "code-educational")
@@ -250,17 +253,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--n-random", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0, help="random directions' seed")
     parser.add_argument("--directions-dir", type=Path, default=Path("checkpoints/smollm2-135m/directions"))
-    parser.add_argument("--work", type=Path, default=Path("results/screening-study"), help="differences (git-ignored)")
-    parser.add_argument("--out", type=Path, default=Path("figures/screening"))
-    parser.add_argument("--base", default="embedded")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--progress", action="store_true")
+    add_run_options(
+        parser,
+        Path("results/screening-study"),
+        Path("figures/screening"),
+        omit=("layer", "budget", "max_steps", "n", "limit"),  # --n and --layer are this study's own, above
+        work="differences (git-ignored)",
+        batch_size=None,
+    )
     parser.add_argument("--ship", type=Path, help="write the EM-minus-control direction set (all layers) here")
-    parser.add_argument("--tables", action="store_true", help="print OUT/summary.json's tables; run nothing")
+    add_summary_options(parser, figure=False)
     args = parser.parse_args(argv)
-    if args.tables:
-        print(tables(json.loads((args.out / "summary.json").read_text())))
+    if show_summary(args, tables):
         return
     settings = {k: getattr(args, k) for k in ("n", "layer", "max_new_tokens", "base")}
     check_settings(args.work / "settings.json", settings)

@@ -34,16 +34,16 @@ from typing import Any
 
 import numpy as np
 
-from misdir.directions import DirectionSet
-from misdir.finetune import finetune
-from misdir.io import check_settings, write_json_atomic
-from misdir.monitor import MONITOR_FILE, Watch
-from misdir.organisms import ORGANISMS, RANK1_LAYER, RECIPES
-from misdir.plots import optional_figure
-from misdir.stats import bootstrap_mean, compare_contrast, format_estimate
-from misdir.sweep import provenance
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from study_cli import EM_ORGANISMS, Budget, add_run_options, add_summary_options, finish, show_summary  # noqa: E402
 
-EM_ORGANISMS = tuple(o.name for o in ORGANISMS if o.role == "em" and o.name != "code-insecure")
+from misdir.directions import DirectionSet  # noqa: E402
+from misdir.finetune import finetune  # noqa: E402
+from misdir.io import check_settings, write_json_atomic  # noqa: E402
+from misdir.monitor import MONITOR_FILE, Watch  # noqa: E402
+from misdir.organisms import RECIPES  # noqa: E402
+from misdir.stats import bootstrap_mean, compare_contrast, format_estimate  # noqa: E402
+from misdir.sweep import provenance  # noqa: E402
 
 
 def watched_direction(directions_dir: Path, organism: str) -> DirectionSet:
@@ -197,21 +197,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--watch-layer", type=int, default=20)
     parser.add_argument("--n-random", type=int, default=20)
     parser.add_argument("--directions-dir", type=Path, default=Path("checkpoints/smollm2-135m/directions"))
-    parser.add_argument("--work", type=Path, default=Path("results/watch-study"), help="runs (git-ignored)")
-    parser.add_argument("--out", type=Path, default=Path("figures/watch"))
-    parser.add_argument("--base", default="embedded")
-    parser.add_argument("--layer", type=int, default=RANK1_LAYER, help="the rank-1 adapter's layer")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--budget", type=float, help="seconds; start no run the last run's time says cannot finish")
-    parser.add_argument("--max-steps", type=int, help="smoke runs: cut every training to this many steps")
-    parser.add_argument("--n", type=int, help="smoke runs: training examples")
-    parser.add_argument("--progress", action="store_true")
-    parser.add_argument("--tables", action="store_true", help="print OUT/summary.json's tables; run nothing")
-    parser.add_argument("--figure", action="store_true", help="redraw the figure from OUT/summary.json; run nothing")
+    add_run_options(parser, Path("results/watch-study"), Path("figures/watch"), omit=("limit", "batch_size"))
+    add_summary_options(parser)
     args = parser.parse_args(argv)
-    if args.tables or args.figure:
-        summary = json.loads((args.out / "summary.json").read_text())
-        print(tables(summary)) if args.tables else plot(summary, args.out)
+    if show_summary(args, tables, plot):
         return
     recipe = dataclasses.replace(
         RECIPES["rank1"], layers=(args.layer,), checkpoint_every=args.every, device=args.device
@@ -227,25 +216,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         "watched": "leave-one-out mean of the other EM organisms' unit rank-1 model-diff directions",
     }
     check_settings(args.work / "study.json", settings)
-    started, last, trained = time.time(), None, 0
+    budget = Budget(args.budget)
     for organism in args.organisms:
         watch = Watch(watched_direction(args.directions_dir, organism), args.watch_layer, n_random=args.n_random)
         for seed in args.seeds:
             folder = args.work / "runs" / organism / f"seed{seed}"
             if (folder / "misdir.json").is_file():
                 continue
-            if args.budget is not None and last is not None and time.time() - started + last > args.budget:
+            if not budget.can_start():
                 break
             began = time.time()
             config = dataclasses.replace(recipe, seed=seed)
             finetune(args.base, organism, folder, config, watch=watch, resume=True, progress=args.progress)
-            last, trained = time.time() - began, trained + 1
-            print(f"[{time.time() - started:6.0f} s] {organism} seed {seed}: {last:.0f} s", flush=True)
+            seconds = time.time() - began
+            budget.ran(seconds)
+            print(f"[{budget.elapsed():6.0f} s] {organism} seed {seed}: {seconds:.0f} s", flush=True)
             write_summary(args.work, args.organisms, args.out, settings)
     summary = write_summary(args.work, args.organisms, args.out, settings)
-    optional_figure(plot, summary, args.out)  # none on the GPU machine: redraw it with --figure
-    print(f"trained {trained} run(s) in {time.time() - started:.0f} s; wrote {args.out / 'summary.json'}")
-    print(tables(summary))
+    finish(summary, args.out, tables, plot, f"trained {budget.runs} run(s) in {budget.elapsed():.0f} s")
 
 
 if __name__ == "__main__":
