@@ -65,7 +65,7 @@ from misdir.judged import (
 )
 from misdir.models import Model, load_model
 from misdir.organisms import CHECKPOINTS, ORGANISMS
-from misdir.plots import save_figure
+from misdir.plots import plot_norm_by_layer, save_figure
 from misdir.provenance import provenance, software
 from misdir.questions import load_contrast_pairs
 from misdir.similarity import (
@@ -357,7 +357,7 @@ def run_demo(
         print(control_line(control), flush=True)
     print("[2/8] the residual norm by layer", flush=True)
     norms = cache_activations(base, DEMO_CONVERSATIONS, reduce="mean", batch_size=4, progress=False).norm(dim=-1)
-    written = save_figure(_norm_figure(norms.tolist(), base.spec), figures / "resid_post_mean_norm")
+    written = save_figure(plot_norm_by_layer(norms.tolist(), base.spec), figures / "resid_post_mean_norm")
 
     print(f"[3/8] contrast metric on the first {limit or 'all'} general items", flush=True)
     models = {"base": model, **finetunes, **controls}
@@ -586,17 +586,3 @@ def _sae_stage(
             if latent["latent"] in record["rankings"]["by_consistency"]
         ],
     }
-
-
-def _norm_figure(norms: list[float], spec: str) -> Any:
-    import plotly.graph_objects as go
-
-    fig = go.Figure(go.Scatter(x=list(range(len(norms))), y=norms, mode="lines+markers"))
-    fig.update_layout(
-        title=f"Norm of the mean resid_post over answer tokens ({spec})",
-        xaxis_title="layer",
-        yaxis_title="norm",
-        yaxis_type="log",
-        template="plotly_white",
-    )
-    return fig

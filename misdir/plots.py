@@ -81,3 +81,18 @@ def localize_html(html: str | Path) -> bool:
     with atomic_path(html) as tmp:
         tmp.write_text(local, encoding="utf-8")
     return True
+
+
+def plot_norm_by_layer(norms: list[float], spec: str) -> Any:
+    """The norm of a model's mean `resid_post` by layer (log scale): where the residual stream grows."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Scatter(x=list(range(len(norms))), y=norms, mode="lines+markers"))
+    fig.update_layout(
+        title=f"Norm of the mean resid_post over answer tokens ({spec})",
+        xaxis_title="layer",
+        yaxis_title="norm",
+        yaxis_type="log",
+        template="plotly_white",
+    )
+    return fig
