@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast, get_args, get_origin, get_type_hints
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from misdir.experiments import SWEEP_POSITIONS
 from misdir.finetune import EMBEDDED_RECIPE, EditOptions, FinetuneConfig
@@ -580,27 +580,3 @@ class SaeEffectsConfig(SaeModelsConfig):
     limit: int | None = limit_field(24)
     random: int = random_field()
     out: Path = opt(help="folder for effects.json and the figures")
-
-
-def field_help(cls: type) -> dict[str, str]:
-    """Each field's help: `metadata["help"]`, else the docstring under it (`FinetuneConfig`'s style)."""
-    import ast
-    import inspect
-
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__[:-1]):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        try:
-            body = cast(ast.ClassDef, ast.parse(inspect.getsource(klass)).body[0]).body  # a class's source
-        except (OSError, TypeError):  # no source (a class made at run time): metadata help only
-            continue
-        for node, after in zip(body, body[1:], strict=False):
-            value = after.value if isinstance(after, ast.Expr) else None
-            if isinstance(node, ast.AnnAssign) and isinstance(value, ast.Constant):
-                docs[ast.unparse(node.target)] = " ".join(str(value.value).split())
-    return {f.name: f.metadata.get("help") or docs.get(f.name, "") for f in dataclasses.fields(cls)}
-
-
-def required(f: dataclasses.Field) -> bool:
-    return f.default is MISSING and f.default_factory is MISSING

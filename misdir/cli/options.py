@@ -12,13 +12,13 @@ import dataclasses
 import inspect
 import types
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any, Literal, Optional, TypeVar, Union, get_args, get_origin, get_type_hints
+from dataclasses import MISSING, dataclass, replace
+from typing import Any, Literal, Optional, TypeVar, Union, cast, get_args, get_origin, get_type_hints
 
 import typer
 
 from misdir.cli.common import _fail
-from misdir.configs import DEVICE_HELP, ConfigError, choices_of, device_problem, field_help, required, show
+from misdir.configs import DEVICE_HELP, ConfigError, choices_of, device_problem, show
 
 Config = TypeVar("Config")
 
@@ -223,3 +223,27 @@ def command(cls: type[Config]) -> Callable[[Callable[[Config], None]], Callable[
         return callback
 
     return decorate
+
+
+def field_help(cls: type) -> dict[str, str]:
+    """Each field's help: `metadata["help"]`, else the docstring under it (`FinetuneConfig`'s style)."""
+    import ast
+    import inspect
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__[:-1]):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            body = cast(ast.ClassDef, ast.parse(inspect.getsource(klass)).body[0]).body  # a class's source
+        except (OSError, TypeError):  # no source (a class made at run time): metadata help only
+            continue
+        for node, after in zip(body, body[1:], strict=False):
+            value = after.value if isinstance(after, ast.Expr) else None
+            if isinstance(node, ast.AnnAssign) and isinstance(value, ast.Constant):
+                docs[ast.unparse(node.target)] = " ".join(str(value.value).split())
+    return {f.name: f.metadata.get("help") or docs.get(f.name, "") for f in dataclasses.fields(cls)}
+
+
+def required(f: dataclasses.Field) -> bool:
+    return f.default is MISSING and f.default_factory is MISSING
