@@ -34,7 +34,7 @@ from misdir.generate import generate
 from misdir.interventions import describe_directions
 from misdir.io import RecordLog, atomic_path, check_settings, run_lock, sha256_file, write_json_atomic
 from misdir.models import ModelLike, as_model
-from misdir.plots import save_figure
+from misdir.plots import optional_figure, save_figure
 from misdir.provenance import provenance
 from misdir.questions import Question
 from misdir.stats import Estimate, bootstrap_mean
@@ -288,7 +288,9 @@ def screen(
             {"provenance": record, "layer": layer, "site": direction.site, "files": [s.to_dict() for s in summaries]},
         )
         written = [out / "scores.jsonl", out / "summary.json"]
-        written += save_figure(plot_screen(summaries, layer, direction.site), out / "screen", title="screen")
+        written += optional_figure(  # a machine without plotly (the GPU machine) still gets every score
+            lambda: save_figure(plot_screen(summaries, layer, direction.site), out / "screen", title="screen")
+        )
     return Screen(summaries, scores, written)
 
 

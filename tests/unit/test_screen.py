@@ -227,3 +227,24 @@ def test_refusals_name_the_file_and_line_and_write_nothing(tiny, tmp_path):
     with pytest.raises(ValueError, match="given twice"):
         screen(tiny, [ok, ok], direction, LAYER, out=out, progress=False)
     assert not out.exists()
+
+
+def test_without_plotly_every_score_is_written_and_only_the_figure_is_skipped(tiny, tmp_path, monkeypatch, capsys):
+    """The GPU machine has no plotly: a screen there writes its scores and summary and says the figure is missing."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "plotly", None)  # import plotly... raises ImportError
+    monkeypatch.setitem(sys.modules, "plotly.graph_objects", None)
+    path = write_jsonl(tmp_path / "a.jsonl", random_data(random.Random(2), 2))
+    got = screen(
+        tiny,
+        [path],
+        DirectionSet(torch.randn(tiny.n_layers, tiny.d_model)),
+        LAYER,
+        out=tmp_path / "out",
+        max_new_tokens=4,
+        n_random=20,
+        progress=False,
+    )
+    assert got.written == [tmp_path / "out" / "scores.jsonl", tmp_path / "out" / "summary.json"]
+    assert len(got.scores) == 2 and "no figure" in capsys.readouterr().err
