@@ -243,7 +243,7 @@ def test_cli_finetune_covers_every_config_field(base_dir, data_file, tmp_path):
     from typer.testing import CliRunner
 
     from misdir.cli import app
-    from misdir.configs import field_help
+    from misdir.cli.options import field_help
 
     command = get_command(app).commands["finetune"]  # type: ignore[attr-defined]
     options = {p.name for p in command.params}
