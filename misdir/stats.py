@@ -139,7 +139,8 @@ def _interval(
     """``scipy.stats.bootstrap`` of ``statistic`` over units paired across ``data``: low, high, resamples.
 
     Undefined resamples (NaN, inf) are left out; where BCa is undefined (no spread: its acceleration is
-    0/0) the percentile interval of the same resamples stands in.
+    0/0) or inverted (resamples equal up to rounding, e.g. two copies of one value) the percentile interval of
+    the same resamples stands in.
     """
     if method not in ("BCa", "percentile"):
         raise ValueError(f"method must be 'BCa' or 'percentile', got {method!r}")
@@ -159,9 +160,12 @@ def _interval(
             ci = scipy.stats.bootstrap(
                 data, statistic, n_resamples=0, bootstrap_result=kept, method=how, **kwargs
             ).confidence_interval
-            if np.isfinite(ci.low) and np.isfinite(ci.high):
+            if np.isfinite(ci.low) and np.isfinite(ci.high) and ci.low <= ci.high:
                 break
-    return float(ci.low), float(ci.high), kept.bootstrap_distribution
+    # The percentile interval can still invert by an ulp where the resamples tie up to rounding (its quantiles
+    # interpolate between them): put the ends in order.
+    low, high = sorted((float(ci.low), float(ci.high)))
+    return low, high, kept.bootstrap_distribution
 
 
 def _ratio(num: NDArray[np.float64], den: NDArray[np.float64], axis: int = -1) -> NDArray[np.float64]:
