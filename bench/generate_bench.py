@@ -169,11 +169,6 @@ def load(args: argparse.Namespace):
     return Model(hf=hf, tokenizer=tokenizer, spec=f"random {args.shape}"), folder
 
 
-def kv_bytes_per_token(config, dtype: torch.dtype) -> int:
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * dtype.itemsize
-
-
 def hf_generator(model, cache: str, max_cache_len: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
     from transformers import GenerationConfig
 
@@ -463,8 +458,10 @@ class Bench:
             f"{'cache':16s} {'batch':>5s} {'variant':15s} {'decode tok/s':>13s} {'vs plain':>9s} "
             f"{'roofline':>10s} {'of roofline':>11s} {'tf maxrel':>10s} {'effect':>8s} {'ok':>3s}"
         )
+        from misdir.batching import kv_cache_bytes
+
         for row in self.rows:
-            kv = kv_bytes_per_token(cfg, self.dtype) * row["batch"] * (args.prompt + args.new_tokens / 2)
+            kv = kv_cache_bytes(cfg, 1, self.dtype) * row["batch"] * (args.prompt + args.new_tokens / 2)
             row["roofline_tokens_per_s"] = row["batch"] * self.bandwidth / (self.weight_bytes + kv)
             plains = {p["cache"]: p for p in self.rows if p["variant"] == "plain" and p["batch"] == row["batch"]}
             plain = plains.get(row["cache"], plains.get("dynamic"))

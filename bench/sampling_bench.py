@@ -34,6 +34,7 @@ import torch
 
 from misdir import Model, ablate, generate
 from misdir.attention import grouped_attention
+from misdir.batching import kv_cache_bytes
 
 attention_module = importlib.import_module("misdir.attention")
 generate_module = importlib.import_module("misdir.generate")  # `misdir.generate` is also the function's name
@@ -148,7 +149,7 @@ def limits(model: Model, batch: int, context: int, ceiling: dict) -> dict:
     floor (weights once + the whole KV cache of `context` tokens a row, at the measured copy bandwidth)."""
     params = sum(p.numel() for p in model.hf.parameters())
     weight_bytes = shapes.parameter_bytes(model.hf)
-    kv = gb.kv_bytes_per_token(model.hf.config, next(model.hf.parameters()).dtype) * context * batch
+    kv = kv_cache_bytes(model.hf.config, 1, next(model.hf.parameters()).dtype) * context * batch
     return {
         "compute_s": 2 * params * batch / ceiling["matmul_flops"],
         "memory_s": (weight_bytes + kv) / ceiling["copy_bytes_per_s"],
