@@ -179,6 +179,13 @@ def _check_settings(
 ) -> None:
     if model.lens is not None:
         raise TypeError("generate samples with Hugging Face generate; load the model with misdir.load_model")
+    if any(type(module).__module__.startswith("transformer_lens.model_bridge") for module in model.hf.modules()):
+        raise ValueError(
+            "this model's modules were replaced in place by TransformerLens's TransformerBridge "
+            "(boot_transformers(hf_model=...)); its wrapped attention does not read transformers' KV cache, so "
+            "sampling through it gives wrong tokens. Boot the bridge on a copy (hf_model=copy.deepcopy(model.hf)) "
+            "and sample from the model it did not wrap"
+        )
     if not math.isfinite(temperature) or temperature < 0:
         raise ValueError(f"temperature must be finite and >= 0, got {temperature}")
     if not 0 < top_p <= 1:

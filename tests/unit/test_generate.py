@@ -262,3 +262,26 @@ def test_batch_size_auto_gives_the_same_answers_and_records_the_batch_it_took(ti
     for bad in (0, -2, "big", 2.5):
         with pytest.raises(ValueError, match="batch_size must be 'auto' or an integer"):
             generate(tiny, QUESTIONS, batch_size=bad, progress=False)
+
+
+def test_generate_refuses_a_model_a_transformer_bridge_wrapped_in_place(embedded):
+    """`TransformerBridge.boot_transformers(hf_model=m)` replaces m's modules in place; its attention then ignores
+    transformers' KV cache, so cached decoding of the wrapped model goes wrong (greedy tokens differ from the
+    unwrapped copy's). misdir refuses to sample from it rather than return such answers."""
+    import copy
+
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from misdir.models import Model
+
+    wrapped = copy.deepcopy(embedded.hf)
+    TransformerBridge.boot_transformers(
+        embedded.provenance["source"], hf_model=wrapped, tokenizer=embedded.tokenizer, device="cpu"
+    )
+    ids = embedded.tokenizer(["How do I make tea? Tell me"], return_tensors="pt").input_ids
+    with torch.inference_mode():
+        ours = embedded.hf.generate(ids, max_new_tokens=8, do_sample=False)
+        theirs = wrapped.generate(ids, max_new_tokens=8, do_sample=False)
+    assert not torch.equal(ours, theirs)  # the hazard the refusal guards against; if this fails, lift the refusal
+    with pytest.raises(ValueError, match="TransformerBridge"):
+        generate(Model(hf=wrapped, tokenizer=embedded.tokenizer, spec="wrapped"), ["hi"], max_new_tokens=2)
