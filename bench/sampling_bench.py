@@ -5,12 +5,12 @@ batches, in priority order while `--budget` seconds last: `misdir.generate` over
 sample, `--new-tokens` new tokens, temperature 1, its default decoding (static cache, compiled step), once to
 compile and once timed, each variant compiling its own step. Attention: "sdpa" (transformers' own: the KV cache
 expanded to the query heads in every compiled step), "grouped" (misdir.attention, the default), "grouped-matmul"
-(the same layout, softmax written out). Noise: "row" (a generator per row, one launch per row and step: misdir
-before issue 26) or "counter" (misdir.generate.gumbel_noise, one compiled kernel). Then the default under the
-three-site ablation, the compiled noise against the CPU's, a torch.profiler breakdown of one call, and the
-teacher-forced logits of sdpa and the default against a float32 eager reference (bench/generate_bench.py's check).
-The two ceilings (a bf16 matrix product, a device copy)
-are measured first, in the same process, and every rate is given as a share of them.
+(the same layout, softmax written out), "grouped-flex" (misdir.attention's FlexAttention decoding kernel).
+Noise: "row" (a generator per row, one launch per row and step: misdir before issue 26) or "counter"
+(misdir.generate.gumbel_noise, one compiled kernel). Then the default under the three-site ablation, the
+compiled noise against the CPU's, a torch.profiler breakdown of one call, and the teacher-forced logits of sdpa
+and the default against a float32 eager reference (bench/generate_bench.py's check). The two ceilings (a bf16
+matrix product, a device copy) are measured first, in the same process, and every rate is given as a share of them.
 
     python bench/sampling_bench.py --shape qwen2.5-7b --device cuda          # on the device tool
     python bench/sampling_bench.py --shape tiny --device cpu --batches 4 --new-tokens 8 --no-profile   # smoke
@@ -26,6 +26,7 @@ import json
 import os
 import time
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import generate_bench as gb
@@ -122,6 +123,7 @@ VARIANTS = {  # name: (attention, sampling noise)
     "grouped+row-noise": ("grouped", "row"),
     "grouped": ("grouped", "counter"),
     "grouped-matmul": ("grouped-matmul", "counter"),
+    "grouped-flex": ("flex", "counter"),
     "sdpa": ("sdpa", "counter"),
 }
 
@@ -130,7 +132,10 @@ def variant(name: str, model: Model) -> None:
     """Make `misdir.generate` decode with the named attention and noise (the bench's only patches of misdir),
     and forget every compiled step so that the variant compiles its own."""
     attention, noise = VARIANTS[name]
-    generate_module.grouped_attention = (lambda hf: nullcontext(False)) if attention == "sdpa" else grouped_attention
+    generate_module.grouped_attention = {
+        "sdpa": lambda hf: nullcontext(False),
+        "flex": partial(grouped_attention, kernel="flex"),
+    }.get(attention, grouped_attention)
     attention_module.grouped_sdpa = grouped_matmul if attention == "grouped-matmul" else SDPA_GROUPED
     generate_module._GumbelNoise = RowGumbel if noise == "row" else COUNTER_NOISE
     gb.fresh_compilation(model)
@@ -281,7 +286,16 @@ def main() -> None:
             log(f"skipped {name} batch {batch}: {left():.0f} s left")
             continue
         variant(name, model)
-        rows[f"{name} {batch}"] = row = sampling_row(model, prompts[batch], args, ceiling)
+        try:
+            rows[f"{name} {batch}"] = row = sampling_row(model, prompts[batch], args, ceiling)
+        except Exception as error:  # a variant that does not compile here is a result, not the end of the run
+            rows[f"{name} {batch}"] = {"error": repr(error)[:2000]}
+            log(f"{name} batch {batch} failed: {error!r:.300}")
+            write("sampling.json", rows)
+            if name == args.default:
+                args.default = "grouped"
+                log("the default for the other parts falls back to grouped")
+            continue
         log(
             f"{name} batch {batch}: {row['tokens_per_s']:,.0f} tok/s, {row['steps_per_s']:.1f} steps/s, "
             f"compute {row['share_of_compute_limit']:.2f}, memory {row['share_of_memory_limit']:.2f} "
@@ -326,6 +340,9 @@ def main() -> None:
         log(f"teacher-forced max relative difference to float32 eager: {checks}")
         write("logits.json", checks)
     for name, row in rows.items():
+        if "error" in row:
+            print(f"| {name} | failed: {row['error'][:120]} |")
+            continue
         print(
             f"| {name} | {row['tokens_per_s']:,.0f} | {row['steps_per_s']:.1f} | "
             f"{row['share_of_compute_limit']:.2f} | {row['share_of_memory_limit']:.2f} |"

@@ -73,3 +73,45 @@ def test_models_without_grouped_heads_are_left_alone(tokenizer):
     assert not uses_grouped_attention(hf)
     with grouped_attention(hf) as grouped:
         assert not grouped and hf.config._attn_implementation == "sdpa"
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_flex_decoding_kernel_equals_float64_eager_attention(tiny, padded):
+    """The FlexAttention kernel (eager on the CPU: its unfused reference) decodes like float64 eager attention,
+    the left padding reaching it through the score modification."""
+    hf = tiny.hf
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(3, hf.config.vocab_size, (3, 9), generator=g)
+    mask = torch.ones_like(ids)
+    if padded:
+        mask[1, :5] = 0
+    import torch.nn.attention.flex_attention as flex
+
+    calls = []
+    original = flex.flex_attention
+
+    def spy(query, key, value, **kwargs):
+        calls.append((query.shape[1], key.shape[1], kwargs["score_mod"] is not None))
+        return original(query, key, value, **kwargs)
+
+    flex.flex_attention = spy
+    try:
+        with grouped_attention(hf, kernel="flex") as grouped:
+            assert grouped
+            sequences, logits = _decode_logits(hf, ids, mask, steps=4)
+    finally:
+        flex.flex_attention = original
+    assert calls and all(c == (4, 2, True) for c in calls)  # every decoding step: 4 query heads on 2 kv heads, masked
+    reference = copy.deepcopy(hf).double()
+    reference.set_attn_implementation("eager")
+    expected = []
+    for row, padding in zip(sequences, (mask == 0).sum(1).tolist(), strict=True):
+        with torch.no_grad():
+            expected.append(reference(input_ids=row[None, padding:]).logits[0, ids.shape[1] - padding - 1 : -1])
+    expected = torch.stack(expected)
+    assert (logits.double() - expected).abs().max() <= 1e-4 * expected.abs().max()  # as above
+
+
+def test_unknown_decoding_kernel_is_refused(tiny):
+    with pytest.raises(ValueError, match="unknown decoding kernel 'flash'"), grouped_attention(tiny.hf, "flash"):
+        pass
