@@ -47,7 +47,15 @@ from jaxtyping import Float
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study_cli import EM_ORGANISMS, Budget, add_run_options, add_summary_options, finish, show_summary  # noqa: E402
+from study_cli import (  # noqa: E402
+    EM_ORGANISMS,
+    Budget,
+    add_run_options,
+    add_summary_options,
+    at_least,
+    finish,
+    show_summary,
+)
 
 from misdir.evaluate import evaluate_contrast  # noqa: E402
 from misdir.finetune import Edit, FinetuneConfig, finetune  # noqa: E402
@@ -438,10 +446,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--organisms", nargs="+", default=["medical-bad"], choices=EM_ORGANISMS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--max-rounds", type=int, default=6, help="most directions ablated in one seed")
-    parser.add_argument("--min-rounds", type=int, default=0, help="rounds run whatever the stopping rule says")
-    parser.add_argument("--n-random", type=int, default=20)
-    parser.add_argument("--random-dims", nargs="*", type=int, help="default: the dimensions iterated runs reached")
+    parser.add_argument("--max-rounds", type=at_least(1), default=6, help="most directions ablated in one seed")
+    parser.add_argument("--min-rounds", type=at_least(0), default=0, help="rounds run whatever the stopping rule says")
+    parser.add_argument("--n-random", type=at_least(0), default=20)
+    parser.add_argument(
+        "--random-dims", nargs="*", type=at_least(1), help="default: the dimensions iterated runs reached"
+    )
     parser.add_argument("--subspace-seed", type=int, default=0)
     add_run_options(parser, Path("results/caft-study"), Path("figures/caft"), layer=None)
     add_summary_options(parser)

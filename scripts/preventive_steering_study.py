@@ -37,7 +37,7 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from caft_study import Runner, Study, _spread, share_removed  # noqa: E402
-from study_cli import EM_ORGANISMS, add_run_options, add_summary_options, finish, show_summary  # noqa: E402
+from study_cli import EM_ORGANISMS, add_run_options, add_summary_options, at_least, finish, show_summary  # noqa: E402
 
 from misdir import tensors  # noqa: E402
 from misdir.finetune import Edit  # noqa: E402
@@ -253,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--scales", nargs="+", type=float, default=[0.1, 0.2, 0.4, 0.8])
     parser.add_argument("--directions", nargs="+", default=list(DIRECTIONS), choices=DIRECTIONS)
     parser.add_argument("--random-cells", nargs="*", type=_cell, default=[(15, 0.2)], help="LAYER:SCALE ...")
-    parser.add_argument("--n-random", type=int, default=20)
+    parser.add_argument("--n-random", type=at_least(0), default=20)
     parser.add_argument("--direction-seed", type=int, default=0)
     work, out = Path("results/caft-study"), Path("figures/preventive_steering")
     add_run_options(parser, work, out, work="runs (shared with CAFT)")

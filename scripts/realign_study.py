@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study_cli import Budget, add_run_options, add_summary_options, finish, show_summary  # noqa: E402
+from study_cli import Budget, add_run_options, add_summary_options, at_least, finish, show_summary  # noqa: E402
 
 from misdir.io import check_settings, write_json_atomic  # noqa: E402
 from misdir.organisms import CHECKPOINTS  # noqa: E402
@@ -256,7 +256,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--organisms", nargs="+", default=list(ORGANISMS), choices=ORGANISMS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--checkpoint-every", type=int, default=5, help="steps between measurements of the margin")
+    parser.add_argument(
+        "--checkpoint-every", type=at_least(1), default=5, help="steps between measurements of the margin"
+    )
     parser.add_argument("--checkpoints", type=Path, default=CHECKPOINTS, help="the organisms' adapter folders")
     add_run_options(
         parser,

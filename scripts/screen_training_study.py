@@ -48,7 +48,7 @@ from misdir.sweep import provenance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from caft_study import Study  # noqa: E402
-from study_cli import Budget, add_run_options, add_summary_options, finish, show_summary  # noqa: E402
+from study_cli import Budget, add_run_options, add_summary_options, at_least, finish, show_summary  # noqa: E402
 
 POOLS = ("mixed", "em")
 SETS = ("general", "medical")
@@ -210,9 +210,11 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pools", nargs="+", default=list(POOLS), choices=POOLS)
-    parser.add_argument("--n", type=int, default=750, help="examples of each dataset in a pool (a pool holds 2n)")
+    parser.add_argument(
+        "--n", type=at_least(1), default=750, help="examples of each dataset in a pool (a pool holds 2n)"
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--random-thirds", type=int, default=3)
+    parser.add_argument("--random-thirds", type=at_least(0), default=3)
     parser.add_argument("--direction", type=Path, default=DIRECTION)
     parser.add_argument("--layer", type=int, default=RANK1_LAYER, help="the screen's layer and the adapter's")
     parser.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="the base's own answers")

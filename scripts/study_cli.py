@@ -22,17 +22,34 @@ from misdir.plots import optional_figure
 EM_ORGANISMS = tuple(o.name for o in ORGANISMS if o.role == "em" and o.name != "code-insecure")
 """The EM organisms the rank-1 training studies cover."""
 
+
+def at_least(low: float, kind: Callable[[str], Any] = int) -> Callable[[str], Any]:
+    """An argparse type: `kind` of the text, refused (with the value and the bound) below `low`."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+        if not value >= low:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"must be at least {low:g}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
 RUN_OPTIONS: dict[str, dict[str, Any]] = {
     "work": {"type": Path, "help": "runs (git-ignored)"},
     "out": {"type": Path},
     "base": {"default": "embedded"},
     "layer": {"type": int, "default": RANK1_LAYER, "help": "the rank-1 adapter's layer"},
     "device": {"default": None},
-    "budget": {"type": float, "help": "seconds; start no run the last run's time says cannot finish"},
-    "max_steps": {"type": int, "help": "smoke runs: cut every training to this many steps"},
-    "n": {"type": int, "help": "smoke runs: training examples"},
-    "limit": {"type": int, "help": "smoke runs: first items of each contrast set"},
-    "batch_size": {"type": int, "default": 16, "help": "contrast scoring batch"},
+    "budget": {"type": at_least(1, float), "help": "seconds; start no run the last run's time says cannot finish"},
+    "max_steps": {"type": at_least(1), "help": "smoke runs: cut every training to this many steps"},
+    "n": {"type": at_least(1), "help": "smoke runs: training examples"},
+    "limit": {"type": at_least(1), "help": "smoke runs: first items of each contrast set"},
+    "batch_size": {"type": at_least(1), "default": 16, "help": "contrast scoring batch"},
     "progress": {"action": "store_true"},
 }
 """The options a study run takes, by dest, in their order on the command line (`add_run_options`)."""

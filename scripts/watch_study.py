@@ -35,7 +35,15 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study_cli import EM_ORGANISMS, Budget, add_run_options, add_summary_options, finish, show_summary  # noqa: E402
+from study_cli import (  # noqa: E402
+    EM_ORGANISMS,
+    Budget,
+    add_run_options,
+    add_summary_options,
+    at_least,
+    finish,
+    show_summary,
+)
 
 from misdir.directions import DirectionSet  # noqa: E402
 from misdir.finetune import finetune  # noqa: E402
@@ -193,9 +201,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--organisms", nargs="+", default=["medical-bad"], choices=EM_ORGANISMS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    parser.add_argument("--every", type=int, default=5, help="steps between measurements")
+    parser.add_argument("--every", type=at_least(1), default=5, help="steps between measurements")
     parser.add_argument("--watch-layer", type=int, default=20)
-    parser.add_argument("--n-random", type=int, default=20)
+    parser.add_argument("--n-random", type=at_least(0), default=20)
     parser.add_argument("--directions-dir", type=Path, default=Path("checkpoints/smollm2-135m/directions"))
     add_run_options(parser, Path("results/watch-study"), Path("figures/watch"), omit=("limit", "batch_size"))
     add_summary_options(parser)

@@ -83,3 +83,23 @@ def test_show_summary_prints_or_redraws_from_the_summary_and_otherwise_does_noth
     assert capsys.readouterr().out == "rows [1, 2]\n"
     assert cli.show_summary(parser.parse_args(["--figure", "--out", str(tmp_path)]), str, plot)
     assert drawn == [({"rows": [1, 2]}, tmp_path)]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--budget", "0"], "--budget: must be at least 1, got 0"),
+        (["--budget", "nan"], "--budget: must be at least 1, got nan"),
+        (["--n", "-3"], "--n: must be at least 1, got -3"),
+        (["--batch-size", "two"], "--batch-size: expected int, got 'two'"),
+    ],
+)
+def test_numeric_run_options_are_refused_out_of_range_before_anything_runs(args, message, capsys):
+    with pytest.raises(SystemExit):
+        _parser().parse_args(args)
+    assert message in capsys.readouterr().err
+
+
+def test_numeric_run_options_in_range_parse_to_their_kind():
+    args = _parser().parse_args(["--budget", "2.5", "--n", "3", "--limit", "1"])
+    assert (args.budget, args.n, args.limit) == (2.5, 3, 1)
