@@ -5,7 +5,7 @@ batches, in priority order while `--budget` seconds last: `misdir.generate` over
 sample, `--new-tokens` new tokens, temperature 1, its default decoding (static cache, compiled step), once to
 compile and once timed, each variant compiling its own step. Attention: "sdpa" (transformers' own: the KV cache
 expanded to the query heads in every compiled step), "grouped" (misdir.attention, the default), "grouped-matmul"
-(the same layout, softmax written out), "grouped-flex" (misdir.attention's FlexAttention decoding kernel).
+(the same layout, softmax written out), "grouped-flex" (the same layout through FlexAttention).
 Noise: "row" (a generator per row, one launch per row and step: misdir before issue 26) or "counter"
 (misdir.generate.gumbel_noise, one compiled kernel). Then the default under the three-site ablation, the
 compiled noise against the CPU's, a torch.profiler breakdown of one call, and the teacher-forced logits of sdpa
@@ -26,7 +26,6 @@ import json
 import os
 import time
 from contextlib import nullcontext
-from functools import partial
 from pathlib import Path
 
 import generate_bench as gb
@@ -117,13 +116,33 @@ def grouped_matmul(module, query, key, value, attention_mask, dropout=0.0, scali
     return out.reshape(batch, 1, heads, value.shape[-1]), None
 
 
+def grouped_flex(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
+    """Decoding steps through FlexAttention (`enable_gqa`; the left-padding mask as a score modification), which
+    the compiler lowers to one Triton kernel; every other call to misdir.attention's grouped SDPA."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    if query.shape[2] != 1 or attention_mask is None or attention_mask.shape[1] != 1:
+        return SDPA_GROUPED(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
+    mask = attention_mask[:, 0, 0]  # [batch, kv]: bool (keep) or additive
+
+    def score_mod(score, b, h, q, kv):
+        if mask.dtype == torch.bool:
+            return torch.where(mask[b, kv], score, -float("inf"))
+        return score + mask[b, kv]
+
+    out = flex_attention(query, key, value, score_mod=score_mod, scale=scaling, enable_gqa=True)
+    return out.transpose(1, 2), None
+
+
 SDPA_GROUPED = attention_module.grouped_sdpa
 VARIANTS = {  # name: (attention, sampling noise)
     "sdpa+row-noise": ("sdpa", "row"),
     "grouped+row-noise": ("grouped", "row"),
     "grouped": ("grouped", "counter"),
     "grouped-matmul": ("grouped-matmul", "counter"),
-    "grouped-flex": ("flex", "counter"),
+    "grouped-flex": ("grouped-flex", "counter"),
     "sdpa": ("sdpa", "counter"),
 }
 
@@ -132,11 +151,9 @@ def variant(name: str, model: Model) -> None:
     """Make `misdir.generate` decode with the named attention and noise (the bench's only patches of misdir),
     and forget every compiled step so that the variant compiles its own."""
     attention, noise = VARIANTS[name]
-    generate_module.grouped_attention = {
-        "sdpa": lambda hf: nullcontext(False),
-        "flex": partial(grouped_attention, kernel="flex"),
-    }.get(attention, grouped_attention)
-    attention_module.grouped_sdpa = grouped_matmul if attention == "grouped-matmul" else SDPA_GROUPED
+    generate_module.grouped_attention = (lambda hf: nullcontext(False)) if attention == "sdpa" else grouped_attention
+    kernels = {"grouped-matmul": grouped_matmul, "grouped-flex": grouped_flex}
+    attention_module.grouped_sdpa = kernels.get(attention, SDPA_GROUPED)
     generate_module._GumbelNoise = RowGumbel if noise == "row" else COUNTER_NOISE
     gb.fresh_compilation(model)
 

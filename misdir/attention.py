@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, no_type_check
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
@@ -63,52 +63,11 @@ def grouped_sdpa(
     return out.reshape(batch, 1, heads, value.shape[-1]), None
 
 
-def grouped_flex(
-    module: nn.Module,
-    query: Float[Tensor, "batch heads q head_dim"],
-    key: Float[Tensor, "batch kv_heads kv head_dim"],
-    value: Float[Tensor, "batch kv_heads kv head_dim"],
-    attention_mask: Tensor | None,
-    dropout: float = 0.0,
-    scaling: float | None = None,
-    is_causal: bool | None = None,
-    **kwargs: Any,
-) -> tuple[Float[Tensor, "batch q heads head_dim"], None]:
-    """`grouped_sdpa` with decoding steps through FlexAttention (`enable_gqa`: its decoding kernel packs a group's
-    query heads and splits the keys over thread blocks, flash-decoding style); the mask enters as a score
-    modification. Compiled, it is one Triton kernel; eager (the CPU), FlexAttention's unfused reference."""
-    from torch.nn.attention.flex_attention import flex_attention
-
-    if query.shape[2] != 1 or getattr(module, "num_key_value_groups", 1) == 1 or dropout:
-        return grouped_sdpa(module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs)
-    if kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None:
-        return grouped_sdpa(module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs)
-    if attention_mask is not None and attention_mask.shape[1] != 1:
-        return grouped_sdpa(module, query, key, value, attention_mask, dropout, scaling, is_causal, **kwargs)
-    score_mod = None
-    if attention_mask is not None:
-        mask = attention_mask[:, 0, 0]  # [batch, kv]: bool (keep) or additive
-
-        @no_type_check  # traced by FlexAttention: no runtime shape checker inside (the tests install one)
-        def score_mod(score: Tensor, b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
-            if mask.dtype == torch.bool:
-                return torch.where(mask[b, kv], score, -float("inf"))
-            return score + mask[b, kv]
-
-    out = flex_attention(query, key, value, score_mod=score_mod, scale=scaling, enable_gqa=True)
-    return out.transpose(1, 2), None
-
-
-KERNELS = {"sdpa": grouped_sdpa, "flex": grouped_flex}
-"""Decoding kernels of `grouped_attention`: "sdpa" (torch's fused attention over the grouped rows; the default)
-and "flex" (FlexAttention's decoding kernel)."""
-
-
-def _register(kernel: str = "sdpa") -> None:
+def _register() -> None:
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.masking_utils import sdpa_mask
 
-    AttentionInterface.register(NAME, KERNELS[kernel])
+    AttentionInterface.register(NAME, grouped_sdpa)
     AttentionMaskInterface.register(NAME, sdpa_mask)
 
 
@@ -123,15 +82,12 @@ def uses_grouped_attention(hf: nn.Module) -> bool:
 
 
 @contextmanager
-def grouped_attention(hf: HFModel, kernel: str = "sdpa") -> Iterator[bool]:
-    """Within the block, `hf` decodes with grouped attention (`KERNELS[kernel]`); yields whether it does (see
-    `uses_grouped_attention`)."""
-    if kernel not in KERNELS:
-        raise ValueError(f"unknown decoding kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
+def grouped_attention(hf: HFModel) -> Iterator[bool]:
+    """Within the block, `hf` decodes with `grouped_sdpa`; yields whether it does (see `uses_grouped_attention`)."""
     if not uses_grouped_attention(hf) or hf.config._attn_implementation == NAME:
         yield uses_grouped_attention(hf)
         return
-    _register(kernel)
+    _register()
     hf.set_attn_implementation(NAME)
     try:
         yield True
