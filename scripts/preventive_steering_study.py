@@ -14,6 +14,7 @@ pairs' aligned answers; recorded), so a scale reads the same at every layer and 
 paper. Directions `r` (unit):
 - `own`: the B that the same recipe and seed learns unsteered (its round 0): the ground truth, what no user has;
 - `others`: the mean of the other EM organisms' seed-0 B's (leave one out): what a user without ground truth has.
+Each B is signed along what its adapter writes (`written_b`: a LoRA B's own sign is arbitrary).
 Random controls: `--n-random` random unit directions steered the same way at each `--random-cells` LAYER:SCALE
 (chosen before any result: the adapter's layer, the demo's steering scale), seed-0 recipe; each named cell's share
 of the shift removed is placed among them. Shares are of the same seed's unsteered shift.
@@ -80,15 +81,37 @@ def round0(runner: Runner, organism: str, seed: int) -> dict[str, Any] | None:
     return runner.run(f"{organism}/seed{seed}/round0", organism, seed, (), dim=0, basis=[])
 
 
+def written_b(runner: Runner, record: dict[str, Any]) -> Float[Tensor, "d_model"]:
+    """A round-0 run's unit B signed to point along what its adapter writes. A LoRA B's own sign is arbitrary (A
+    carries the other), so an unsigned B steers one seed with the shift and another against it. The sign is that of
+    B against the run's model diff at the adapter's layer (adapter minus base, answer tokens of the general pairs'
+    misaligned answers), computed once and kept in the record (`B_sign`)."""
+    if "B_sign" not in record:
+        from misdir.directions import mean_difference
+        from misdir.ground_truth import answer_chats
+        from misdir.models import load_model
+
+        s = runner.study
+        folder = s.work / "runs" / record["name"]
+        misaligned, _ = answer_chats("general", limit=s.limit)
+        base = load_model(s.base, device=s.device, dtype="float32")
+        adapted = load_model(str(folder / "adapter"), device=s.device, dtype="float32")
+        (diff,) = mean_difference(adapted, misaligned, base=base, layers=[s.layer], progress=False).vectors
+        del base, adapted
+        record["B_sign"] = 1.0 if float(unit(record["B"]) @ diff.double()) >= 0 else -1.0
+        write_json_atomic(folder / "record.json", record)
+    return record["B_sign"] * unit(record["B"])
+
+
 def direction(runner: Runner, organism: str, seed: int, which: str) -> Tensor | None:
     """The unit direction named `which` for a steered run of `organism` and `seed` (None past the budget)."""
     if which == "own":
         record = round0(runner, organism, seed)
-        return None if record is None else unit(record["B"])
+        return None if record is None else written_b(runner, record)
     others = [round0(runner, other, 0) for other in EM_ORGANISMS if other != organism]
     if any(r is None for r in others):
         return None
-    return unit(torch.stack([unit(r["B"]) for r in others]).mean(0))
+    return unit(torch.stack([written_b(runner, r) for r in others]).mean(0))
 
 
 def steered(
@@ -98,6 +121,9 @@ def steered(
     alpha = scale * mean_resid_norm(runner, layer)
     edit = Edit("steer", r.float(), (layer,), scale=alpha, relative="unit", positions="skip-first")
     fields = {"layer": layer, "scale": scale, "alpha": alpha, "direction": r.tolist(), **meta}
+    done = runner.study.work / "runs" / organism / "steering" / name / "record.json"
+    if done.is_file() and not torch.allclose(unit(json.loads(done.read_text())["direction"]), r, atol=1e-9):
+        raise ValueError(f"{done} was trained along another direction than {name} is now (an unsigned B?); move it")
     return runner.run(f"{organism}/steering/{name}", organism, seed, [edit], **fields)
 
 

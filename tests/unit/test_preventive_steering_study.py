@@ -14,6 +14,7 @@ import torch
 from conftest import load_script, tiny_hf_model
 
 ROOT = Path(__file__).resolve().parents[2]
+EM = ("medical-bad", "finance-risky", "sports-extreme")
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +52,9 @@ def test_steered_runs_add_the_named_direction_scaled_by_the_mean_residual_norm(s
 
     _, root, _ = study
     norm = json.loads((root / "work" / "base" / "resid_norm_2.json").read_text())["mean_norm"]
-    own = unit(record(root, "seed0/round0")["B"])
-    others = torch.stack([unit(record(root, "seed0/round0", o)["B"]) for o in ("finance-risky", "sports-extreme")])
+    written = {o: (r := record(root, "seed0/round0", o))["B_sign"] * unit(r["B"]) for o in EM}
+    own = written["medical-bad"]
+    others = torch.stack([written[o] for o in ("finance-risky", "sports-extreme")])
     expected = {"own": own, "others": others.mean(0) / others.mean(0).norm()}
     for which, direction in expected.items():
         for scale in (0.5, 1.0):
@@ -68,6 +70,38 @@ def test_steered_runs_add_the_named_direction_scaled_by_the_mean_residual_norm(s
         assert r["direction"] == pytest.approx(study[0].random_direction(64, i).tolist(), abs=0)
         assert r["seed"] == 0 and r["named"] == "random"
     assert not torch.allclose(study[0].random_direction(64, 0), study[0].random_direction(64, 1))
+
+
+def test_each_b_is_signed_along_what_its_adapter_writes(study, tokenizer):
+    """A LoRA B's sign is arbitrary; the study steers along B signed by the adapter's model diff at its layer
+    (misdir.mean_difference, tested against hidden states elsewhere), never against it."""
+    from misdir.directions import mean_difference
+    from misdir.ground_truth import answer_chats
+    from misdir.models import load_model
+
+    _, root, argv = study
+    base = load_model(argv[argv.index("--base") + 1], device="cpu", dtype="float32")
+    misaligned, _ = answer_chats("general", limit=3)
+    for organism in EM:
+        r = record(root, "seed0/round0", organism)
+        assert r["B_sign"] in (1.0, -1.0)
+        adapted = load_model(str(root / "work" / "runs" / organism / "seed0/round0/adapter"), device="cpu")
+        (diff,) = mean_difference(adapted, misaligned, base=base, layers=[1], progress=False).vectors
+        assert float(r["B_sign"] * unit(r["B"]) @ diff.double()) > 0
+
+
+def test_a_steered_run_trained_along_another_direction_is_refused(study, tmp_path):
+    module, root, _ = study
+    done = root / "work" / "runs" / "medical-bad" / "steering" / "own" / "L2" / "s0.5" / "seed0" / "record.json"
+    flipped = json.loads(done.read_text())
+    flipped["direction"] = [-x for x in flipped["direction"]]
+    original = done.read_text()
+    done.write_text(json.dumps(flipped))
+    try:
+        with pytest.raises(ValueError, match="trained along another direction"):
+            module.main(study[2])
+    finally:
+        done.write_text(original)
 
 
 def test_summary_is_recomputed_from_the_run_records(study):
