@@ -274,6 +274,7 @@ def cosines(
     table: dict[str, Any] = {}
     for name in organisms:
         b = writes[name]
+        b = b if cosine(model_diff[name], b) >= 0 else -b  # a LoRA B's sign is arbitrary: point it along its writes
         row: dict[str, Any] = {
             "model_diff_vs_B": cosine(model_diff[name], b),
             "random_vs_B": random_cosines([cosine(r, b) for r in randoms]),
