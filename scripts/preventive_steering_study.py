@@ -230,12 +230,16 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
 
     parts = {"general": "general pairs", "in_domain": "own-domain pairs"}
     fig = make_subplots(rows=1, cols=2, subplot_titles=[f"share of the shift removed, {v}" for v in parts.values()])
+    colors = iter(["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f"] * 10)
+    scales: set[float] = set()
     for organism, study in summary["organisms"].items():
         lines: dict[str, list[dict[str, Any]]] = {}
         for cell in study["cells"].values():
             lines.setdefault(f"{organism}: {cell['named']}, layer {cell['layer']}", []).append(cell)
         for name, cells in lines.items():
             cells = sorted(cells, key=lambda c: c["scale"])
+            scales.update(c["scale"] for c in cells)
+            color = "grey" if "random" in name else next(colors)  # one colour per line, the same in both panels
             for col, part in enumerate(parts, start=1):
                 y = [c[part] for c in cells]
                 error = {
@@ -244,8 +248,11 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
                 }
                 mode = "markers" if "random" in name else "lines+markers"
                 trace = go.Scatter(x=[c["scale"] for c in cells], y=[e["median"] for e in y], error_y=error, mode=mode)
-                fig.add_trace(trace.update(name=name, legendgroup=name, showlegend=col == 1), row=1, col=col)
-    fig.update_xaxes(title_text="steering scale (of the mean residual norm)", type="log")
+                trace.update(name=name, legendgroup=name, showlegend=col == 1, line={"color": color})
+                fig.add_trace(trace.update(marker={"color": color}), row=1, col=col)
+    fig.update_xaxes(
+        title_text="steering scale (of the mean residual norm)", type="log", tickvals=sorted(scales), ticktext=None
+    )
     fig.update_yaxes(tickformat=".0%")
     fig.add_hline(y=0, line={"color": "black", "width": 1})
     fig.update_layout(

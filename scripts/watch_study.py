@@ -160,9 +160,9 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
 
     from misdir.plots import save_figure
 
-    organisms = list(summary["organisms"])
+    organisms = [o for o, study in summary["organisms"].items() if study["seeds"]]  # those that ran
     titles = [f"{o}: {what}" for o in organisms for what in ("projection change", "margin shift")]
-    fig = make_subplots(rows=len(organisms), cols=2, subplot_titles=titles)
+    fig = make_subplots(rows=max(len(organisms), 1), cols=2, subplot_titles=titles, vertical_spacing=0.22)
     colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
     for row, organism in enumerate(organisms, start=1):
         for k, (seed, s) in enumerate(summary["organisms"][organism]["seeds"].items()):
@@ -181,12 +181,13 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
             if finals:
                 low, high = np.quantile(finals, [0.025, 0.975])
                 fig.add_hrect(y0=low, y1=high, fillcolor="grey", opacity=0.1, line_width=0, row=row, col=1)
-    fig.update_xaxes(title_text="training step")
+    fig.update_xaxes(title_text="training step", row=len(organisms))
     fig.add_hline(y=0, line={"color": "black", "width": 1})
     fig.update_layout(
-        title="Early warning: the watched projection's rise against the margin's (grey: random directions' final"
-        " change, 95% range; dotted: onsets)",
+        title="Early warning: the watched projection's rise against the margin's<br><sub>grey: random directions'"
+        " final change, 95% range; dotted: onsets</sub>",
         template="plotly_white",
+        height=260 + 260 * len(organisms),
     )
     return save_figure(fig, out / "watch", title="Watching a finetune")
 
