@@ -134,6 +134,22 @@ def subspace(runner: Runner, basis: Tensor | None) -> tuple[list[Edit], dict[str
     return ablation_edits(basis, runner.layers), {"dim": len(basis), "basis": basis.tolist()}
 
 
+def contrast_scores(study: Study, model: Any, pairs: str) -> dict[str, Any]:
+    """A model's margins and aligned answers' log-probabilities on a contrast set, at the study's limit."""
+    result = evaluate_contrast(model, pairs, limit=study.limit, batch_size=study.batch_size, progress=False)
+    return {"margins": result.margins, "aligned_logprob": result.aligned_logprob}
+
+
+def base_scores(study: Study, pairs: str) -> dict[str, Any]:
+    """The base's `contrast_scores` on a contrast set, computed once into WORK/base/<set>.json."""
+    path = study.work / "base" / f"{pairs}.json"
+    if not path.is_file():
+        model = load_model(study.base, device=study.device, dtype="float32")
+        write_json_atomic(path, contrast_scores(study, model, pairs))
+        del model
+    return json.loads(path.read_text())
+
+
 class Runner:
     """Trains and scores runs, skipping finished ones and refusing to start one past the budget."""
 
@@ -155,20 +171,10 @@ class Runner:
         self._base: dict[str, Any] = {}
 
     def base_scores(self, pairs: str) -> dict[str, Any]:
-        """The base's margins on a contrast set (WORK/base/<set>.json)."""
-        path = self.study.work / "base" / f"{pairs}.json"
+        """The base's scores on a contrast set (`base_scores`, read once per call)."""
         if pairs not in self._base:
-            if not path.is_file():
-                model = load_model(self.study.base, device=self.study.device, dtype="float32")
-                write_json_atomic(path, self._score(model, pairs))
-                del model
-            self._base[pairs] = json.loads(path.read_text())
+            self._base[pairs] = base_scores(self.study, pairs)
         return self._base[pairs]
-
-    def _score(self, model: Any, pairs: str) -> dict[str, Any]:
-        s = self.study
-        result = evaluate_contrast(model, pairs, limit=s.limit, batch_size=s.batch_size, progress=False)
-        return {"margins": result.margins, "aligned_logprob": result.aligned_logprob}
 
     def run(
         self, name: str, organism: str, seed: int, edits: Sequence[Edit] = (), **meta: Any
@@ -198,7 +204,7 @@ class Runner:
         trained = time.time() - began
         del result  # and the trained model with it: the evaluation loads what was saved, edits closed
         model = load_model(str(folder / "adapter"), device=self.study.device, dtype="float32")
-        scores = {pairs: self._score(model, pairs) for pairs in sets}
+        scores = {pairs: contrast_scores(self.study, model, pairs) for pairs in sets}
         del model
         gc.collect()
         if torch.cuda.is_available():

@@ -37,7 +37,6 @@ import torch
 
 from misdir.data import ChatExample, make_dataset, write_chat_jsonl
 from misdir.directions import DirectionSet
-from misdir.evaluate import evaluate_contrast
 from misdir.finetune import finetune
 from misdir.io import check_settings, write_json_atomic
 from misdir.models import load_model
@@ -47,7 +46,7 @@ from misdir.stats import compare_contrast
 from misdir.sweep import provenance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from caft_study import Study  # noqa: E402
+from caft_study import Study, base_scores, contrast_scores  # noqa: E402
 from study_cli import Budget, add_run_options, add_summary_options, at_least, finish, show_summary  # noqa: E402
 
 POOLS = ("mixed", "em")
@@ -84,17 +83,10 @@ class Trainer:
         self.study, self.budget = study, Budget(budget)
         self._base: dict[str, list[float]] = {}
 
-    def margins(self, model: Any, pairs: str) -> list[float]:
-        s = self.study
-        return evaluate_contrast(model, pairs, limit=s.limit, batch_size=s.batch_size, progress=False).margins
-
     def base(self, pairs: str) -> list[float]:
-        path = self.study.work / "base" / f"{pairs}.json"
+        """The base's margins on a contrast set (`caft_study.base_scores`, read once per call)."""
         if pairs not in self._base:
-            if not path.is_file():
-                model = load_model(self.study.base, device=self.study.device, dtype="float32")
-                write_json_atomic(path, {"margins": self.margins(model, pairs)})
-            self._base[pairs] = json.loads(path.read_text())["margins"]
+            self._base[pairs] = base_scores(self.study, pairs)["margins"]
         return self._base[pairs]
 
     def run(self, name: str, data: Path, size: int, seed: int, **meta: Any) -> dict[str, Any] | None:
@@ -110,7 +102,7 @@ class Trainer:
         losses = {"final_loss": result.final_loss, "steps": result.steps}
         del result
         model = load_model(str(folder / "adapter"), device=self.study.device, dtype="float32")
-        margins = {pairs: self.margins(model, pairs) for pairs in SETS}
+        margins = {pairs: contrast_scores(self.study, model, pairs)["margins"] for pairs in SETS}
         del model
         gc.collect()
         if torch.cuda.is_available():
