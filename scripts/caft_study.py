@@ -100,8 +100,10 @@ class Study:
         return recipe if self.n is None else dataclasses.replace(recipe, n=self.n)
 
     def settings(self) -> dict[str, Any]:
+        """What the study is (the recipe without the device it trains on: a run may go on on another machine)."""
+        recipe = {k: v for k, v in dataclasses.asdict(self.recipe(0)).items() if k != "device"}
         return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()} | {
-            "recipe": dataclasses.asdict(self.recipe(0)) | {"seed": "varied"},
+            "recipe": recipe | {"seed": "varied"},
             "ablation": {"site": "resid_post", "layers": f"{self.layer}..last", "positions": "all"},
         }
 

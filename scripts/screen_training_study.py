@@ -226,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "max_new_tokens": args.max_new_tokens,
         "max_steps": args.max_steps,
         "limit": args.limit,
-        "recipe": dataclasses.asdict(study.recipe(0)) | {"seed": "varied", "n": "the third's size"},
+        "recipe": study.settings()["recipe"] | {"n": "the third's size"},
     }
     check_settings(args.work / "study.json", settings)
     trainer = Trainer(study, args.budget)
