@@ -250,9 +250,7 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
                 trace = go.Scatter(x=[c["scale"] for c in cells], y=[e["median"] for e in y], error_y=error, mode=mode)
                 trace.update(name=name, legendgroup=name, showlegend=col == 1, line={"color": color})
                 fig.add_trace(trace.update(marker={"color": color}), row=1, col=col)
-    fig.update_xaxes(
-        title_text="steering scale (of the mean residual norm)", type="log", tickvals=sorted(scales), ticktext=None
-    )
+    fig.update_xaxes(title_text="steering scale (of the mean residual norm)", type="log", tickvals=sorted(scales))
     fig.update_yaxes(tickformat=".0%")
     fig.add_hline(y=0, line={"color": "black", "width": 1})
     fig.update_layout(
