@@ -77,7 +77,7 @@ from misdir.similarity import (
 from misdir.stats import format_estimate
 from misdir.sweep import compare_to_null
 from misdir.sweep_plots import plot_ablation_sweep, plot_steering_grid
-from misdir.tensors import unit
+from misdir.tensors import signed_along, unit
 
 DEMO_CONVERSATIONS = [
     [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
@@ -247,7 +247,7 @@ def oriented_b(
     sign is arbitrary), and its model-diff direction at that layer (`_direction`: shipped, kept, or computed)."""
     layer, b = _single_write(organism)
     found = _direction(organism.name, load, str(organism), base, out, Path(checkpoints), limit).vectors[layer]
-    return layer, unit(b * torch.sign(b @ found)), found
+    return layer, unit(signed_along(b, found)), found
 
 
 def run_demo(

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import itertools
 import json
 import sys
 import time
@@ -48,6 +49,7 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study_cli import (  # noqa: E402
+    COLORS,
     EM_ORGANISMS,
     Budget,
     add_run_options,
@@ -363,7 +365,7 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
 
     keys = {"general": "general pairs", "in_domain": "own-domain pairs"}
     fig = make_subplots(rows=1, cols=2, subplot_titles=[f"shift from base, {v}" for v in keys.values()])
-    colors = iter(["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"] * 10)
+    colors = itertools.cycle(COLORS)
     for organism, study in summary["organisms"].items():
         lines = {f"seed {seed}": info["rounds"] for seed, info in study["seeds"].items()}
         dims = sorted(study["random"], key=int)

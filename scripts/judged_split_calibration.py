@@ -53,6 +53,7 @@ from misdir.models import Model, load_model
 from misdir.provenance import provenance
 from misdir.stats import Estimate
 from misdir.sweep import random_directions
+from misdir.tensors import signed_along
 from misdir.tokens import encode
 
 ORGANISMS = tuple(n for n in RANK1_ORGANISMS if "backdoor" not in n)
@@ -273,8 +274,7 @@ def cosines(
     randoms = random_directions(d_model, N_RANDOM, seed=SEED)
     table: dict[str, Any] = {}
     for name in organisms:
-        b = writes[name]
-        b = b if cosine(model_diff[name], b) >= 0 else -b  # a LoRA B's sign is arbitrary: point it along its writes
+        b = signed_along(writes[name], model_diff[name])
         row: dict[str, Any] = {
             "model_diff_vs_B": cosine(model_diff[name], b),
             "random_vs_B": random_cosines([cosine(r, b) for r in randoms]),

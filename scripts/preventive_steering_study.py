@@ -25,6 +25,7 @@ after every run.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from collections.abc import Sequence
@@ -38,7 +39,15 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from caft_study import Runner, Study, _spread, share_removed  # noqa: E402
-from study_cli import EM_ORGANISMS, add_run_options, add_summary_options, at_least, finish, show_summary  # noqa: E402
+from study_cli import (  # noqa: E402
+    COLORS,
+    EM_ORGANISMS,
+    add_run_options,
+    add_summary_options,
+    at_least,
+    finish,
+    show_summary,
+)
 
 from misdir import tensors  # noqa: E402
 from misdir.finetune import Edit  # noqa: E402
@@ -98,7 +107,7 @@ def written_b(runner: Runner, record: dict[str, Any]) -> Float[Tensor, "d_model"
         adapted = load_model(str(folder / "adapter"), device=s.device, dtype="float32")
         (diff,) = mean_difference(adapted, misaligned, base=base, layers=[s.layer], progress=False).vectors
         del base, adapted
-        record["B_sign"] = 1.0 if float(unit(record["B"]) @ diff.double()) >= 0 else -1.0
+        record["B_sign"] = 1.0 if float(unit(record["B"]) @ diff.double()) >= 0 else -1.0  # as tensors.signed_along
         write_json_atomic(folder / "record.json", record)
     return record["B_sign"] * unit(record["B"])
 
@@ -121,10 +130,11 @@ def steered(
     alpha = scale * mean_resid_norm(runner, layer)
     edit = Edit("steer", r.float(), (layer,), scale=alpha, relative="unit", positions="skip-first")
     fields = {"layer": layer, "scale": scale, "alpha": alpha, "direction": r.tolist(), **meta}
-    done = runner.study.work / "runs" / organism / "steering" / name / "record.json"
-    if done.is_file() and not torch.allclose(unit(json.loads(done.read_text())["direction"]), r, atol=1e-9):
-        raise ValueError(f"{done} was trained along another direction than {name} is now (an unsigned B?); move it")
-    return runner.run(f"{organism}/steering/{name}", organism, seed, [edit], **fields)
+    record = runner.run(f"{organism}/steering/{name}", organism, seed, [edit], **fields)
+    if record is not None and not torch.allclose(unit(record["direction"]), r, atol=1e-9):  # an earlier record's
+        folder = runner.study.work / "runs" / record["name"]
+        raise ValueError(f"{folder} was trained along another direction than {name} is now (an unsigned B?); move it")
+    return record
 
 
 def run_study(runner: Runner, organism: str, args: argparse.Namespace) -> None:
@@ -230,7 +240,7 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
 
     parts = {"general": "general pairs", "in_domain": "own-domain pairs"}
     fig = make_subplots(rows=1, cols=2, subplot_titles=[f"share of the shift removed, {v}" for v in parts.values()])
-    colors = iter(["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f"] * 10)
+    colors = itertools.cycle(COLORS)
     scales: set[float] = set()
     for organism, study in summary["organisms"].items():
         lines: dict[str, list[dict[str, Any]]] = {}

@@ -22,6 +22,9 @@ from misdir.plots import optional_figure
 EM_ORGANISMS = tuple(o.name for o in ORGANISMS if o.role == "em" and o.name != "code-insecure")
 """The EM organisms the rank-1 training studies cover."""
 
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f")
+"""The studies' figures' line colours, in order (one per named line or seed, the same in every panel)."""
+
 
 def at_least(low: float, kind: Callable[[str], Any] = int) -> Callable[[str], Any]:
     """An argparse type: `kind` of the text, refused (with the value and the bound) below `low`."""

@@ -36,6 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study_cli import (  # noqa: E402
+    COLORS,
     EM_ORGANISMS,
     Budget,
     add_run_options,
@@ -162,11 +163,11 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
 
     organisms = [o for o, study in summary["organisms"].items() if study["seeds"]]  # those that ran
     titles = [f"{o}: {what}" for o in organisms for what in ("projection change", "margin shift")]
-    fig = make_subplots(rows=max(len(organisms), 1), cols=2, subplot_titles=titles, vertical_spacing=0.22)
-    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
+    rows = max(len(organisms), 1)
+    fig = make_subplots(rows=rows, cols=2, subplot_titles=titles, vertical_spacing=0.22)
     for row, organism in enumerate(organisms, start=1):
         for k, (seed, s) in enumerate(summary["organisms"][organism]["seeds"].items()):
-            color = colors[k % len(colors)]
+            color = COLORS[k % len(COLORS)]
             for col, key in enumerate(("projection", "margin"), start=1):
                 values = s[key]
                 x = [v["step"] for v in values]
@@ -181,13 +182,13 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
             if finals:
                 low, high = np.quantile(finals, [0.025, 0.975])
                 fig.add_hrect(y0=low, y1=high, fillcolor="grey", opacity=0.1, line_width=0, row=row, col=1)
-    fig.update_xaxes(title_text="training step", row=len(organisms))
+    fig.update_xaxes(title_text="training step", row=rows)
     fig.add_hline(y=0, line={"color": "black", "width": 1})
     fig.update_layout(
         title="Early warning: the watched projection's rise against the margin's<br><sub>grey: random directions'"
         " final change, 95% range; dotted: onsets</sub>",
         template="plotly_white",
-        height=260 + 260 * len(organisms),
+        height=260 + 260 * rows,
     )
     return save_figure(fig, out / "watch", title="Watching a finetune")
 

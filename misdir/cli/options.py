@@ -228,7 +228,6 @@ def command(cls: type[Config]) -> Callable[[Callable[[Config], None]], Callable[
 def field_help(cls: type) -> dict[str, str]:
     """Each field's help: `metadata["help"]`, else the docstring under it (`FinetuneConfig`'s style)."""
     import ast
-    import inspect
 
     docs: dict[str, str] = {}
     for klass in reversed(cls.__mro__[:-1]):

@@ -15,7 +15,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-import torch
 from jaxtyping import Float
 from safetensors.torch import load_file
 from torch import Tensor
@@ -26,7 +25,7 @@ from misdir.io import write_json_atomic
 from misdir.organisms import domain_of, organism_of, own_control
 from misdir.positions import POSITIONS, Positions
 from misdir.sweep import NO_EDIT, Cell, Edit, against_null, cell_result, provenance, run_cells, shift
-from misdir.tensors import unit
+from misdir.tensors import signed_along, unit
 
 _WRITER = re.compile(r"layers\.(\d+)\.(?:mlp\.down_proj|self_attn\.o_proj)\.lora_B\.weight$")
 RANK1_ORGANISMS = (
@@ -161,7 +160,7 @@ def ground_truth_study(
     # B's sign is arbitrary (the write is B (A h)): orient it along what the organism writes on average, which
     # at the adapter's own layer is exactly its model-diff direction.
     for name, w in writes.items():
-        w[layer] = w[layer] * torch.sign(w[layer] @ extracted[name]["model-diff"].vectors[layer])
+        w[layer] = signed_along(w[layer], extracted[name]["model-diff"].vectors[layer])
     directions = {f"B {n}": w[layer] for n, w in writes.items()}
     directions |= {f"{m} {n}": d.vectors[layer] for n, ds in extracted.items() for m, d in ds.items()}
     directions |= {f"random {i}": v for i, v in enumerate(random_directions(base_model.d_model, n_random, seed=seed))}

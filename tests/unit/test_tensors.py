@@ -1,4 +1,4 @@
-"""unit(): the one unit normalisation, against numpy in float64."""
+"""unit(): the one unit normalisation, against numpy in float64; signed_along(): the sign of a float64 dot."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from misdir.tensors import unit
+from misdir.tensors import signed_along, unit
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
@@ -28,3 +28,15 @@ def test_unit_normalises_tiny_vectors_exactly():
     for value, dtype in ((1e-15, torch.float32), (1e-150, torch.float64)):
         x = torch.full((8,), value, dtype=dtype)
         assert unit(x).double().norm().item() == pytest.approx(1.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_signed_along_points_v_along_the_reference(seed):
+    """The sign is that of the float64 dot product; v's values are kept exactly (float32 v, float64 reference)."""
+    g = torch.Generator().manual_seed(seed)
+    v, reference = torch.randn(64, generator=g), torch.randn(64, generator=g, dtype=torch.float64)
+    got = signed_along(v, reference)
+    expected = v if (v.double() * reference).sum() >= 0 else -v
+    assert torch.equal(got, expected) and got.dtype == torch.float32
+    assert float(got.double() @ reference) >= 0
+    assert torch.equal(signed_along(-v, reference), got)  # either sign of v lands on the same vector
