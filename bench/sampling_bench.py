@@ -7,10 +7,12 @@ compile and once timed, each variant compiling its own step. Attention: "sdpa" (
 expanded to the query heads in every compiled step), "grouped" (misdir.attention, the default), "grouped-matmul"
 (the same layout, softmax written out), "grouped-flex" (the same layout through FlexAttention).
 Noise: "row" (a generator per row, one launch per row and step: misdir before issue 26) or "counter"
-(misdir.generate.gumbel_noise, one compiled kernel). Then the default under the three-site ablation, the
-compiled noise against the CPU's, a torch.profiler breakdown of one call, and the teacher-forced logits of sdpa
-and the default against a float32 eager reference (bench/generate_bench.py's check). The two ceilings (a bf16
-matrix product, a device copy) are measured first, in the same process, and every rate is given as a share of them.
+(misdir.generate.gumbel_noise, one compiled kernel). Stop check: "every step" (the host waits for the GPU after each
+step to learn whether all rows have finished: the default) or "one step late" (`stop_check_one_step_late`).
+Then the default under the three-site ablation, the compiled noise against the CPU's, a torch.profiler breakdown
+of one call, and the teacher-forced logits of sdpa and the default against a float32 eager reference
+(bench/generate_bench.py's check). The two ceilings (a bf16 matrix product, a device copy) are measured first, in
+the same process, and every rate is given as a share of them.
 
     python bench/sampling_bench.py --shape qwen2.5-7b --device cuda          # on the device tool
     python bench/sampling_bench.py --shape tiny --device cpu --batches 4 --new-tokens 8 --no-profile   # smoke
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import importlib
 import json
 import os
@@ -137,24 +140,26 @@ def grouped_flex(module, query, key, value, attention_mask, dropout=0.0, scaling
 
 
 SDPA_GROUPED = attention_module.grouped_sdpa
-VARIANTS = {  # name: (attention, sampling noise)
-    "sdpa+row-noise": ("sdpa", "row"),
-    "grouped+row-noise": ("grouped", "row"),
-    "grouped": ("grouped", "counter"),
-    "grouped-matmul": ("grouped-matmul", "counter"),
-    "grouped-flex": ("grouped-flex", "counter"),
-    "sdpa": ("sdpa", "counter"),
+VARIANTS = {  # name: (attention, sampling noise, when the host learns that every row has finished)
+    "sdpa+row-noise": ("sdpa", "row", "every step"),
+    "grouped+row-noise": ("grouped", "row", "every step"),
+    "grouped": ("grouped", "counter", "every step"),
+    "grouped-late": ("grouped", "counter", "one step late"),
+    "grouped-matmul": ("grouped-matmul", "counter", "every step"),
+    "grouped-flex": ("grouped-flex", "counter", "every step"),
+    "sdpa": ("sdpa", "counter", "every step"),
 }
 
 
 def variant(name: str, model: Model) -> None:
     """Make `misdir.generate` decode with the named attention and noise (the bench's only patches of misdir),
     and forget every compiled step so that the variant compiles its own."""
-    attention, noise = VARIANTS[name]
+    attention, noise, stop_check = VARIANTS[name]
     generate_module.grouped_attention = (lambda hf: nullcontext(False)) if attention == "sdpa" else grouped_attention
     kernels = {"grouped-matmul": grouped_matmul, "grouped-flex": grouped_flex}
     attention_module.grouped_sdpa = kernels.get(attention, SDPA_GROUPED)
     generate_module._GumbelNoise = RowGumbel if noise == "row" else COUNTER_NOISE
+    generate_module.DEFERRED_STOP_DEVICES = ("cuda",) if stop_check == "one step late" else ()
     gb.fresh_compilation(model)
 
 
@@ -206,6 +211,7 @@ def sampling_row(model: Model, questions: list, args, ceiling: dict, edit=None, 
         "share_of_compute_limit": floor["compute_s"] / step_s,
         "share_of_memory_limit": floor["memory_s"] / step_s,
         "decoding": answers.provenance["decoding"],
+        "answers_sha256": hashlib.sha256(json.dumps([a.answer for a in answers]).encode()).hexdigest()[:16],
     }
 
 
@@ -238,12 +244,14 @@ def profile(model: Model, questions: list, args) -> dict:
     settings = dict(max_new_tokens=args.new_tokens, batch_size=len(questions), temperature=1.0, seed=0)
     generate(model, questions, progress=False, **settings)  # compiles
     with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
-        generate(model, questions, progress=False, **settings)
+        wall, _ = timed(model, questions, args.device, **settings)
     events = [e for e in prof.key_averages() if e.device_time_total > 0]
     total = sum(e.self_device_time_total for e in events)
     top = sorted(events, key=lambda e: -e.self_device_time_total)[:20]
     return {
         "total_gpu_ms": total / 1e3,
+        "wall_ms": wall * 1e3,
+        "gpu_busy_share": total / 1e3 / (wall * 1e3),  # kernel time over wall time (kernels may overlap)
         "kernels": [
             {
                 "name": e.key[:120],
@@ -348,6 +356,10 @@ def main() -> None:
     if args.profile and left() > 60:
         variant(args.default, model)
         write("profile.json", prof := profile(model, prompts[big], args))
+        log(
+            f"profile: {prof['total_gpu_ms']:.0f} ms of kernels in {prof['wall_ms']:.0f} ms of wall time "
+            f"({prof['gpu_busy_share']:.2f})"
+        )
         for k in prof["kernels"][:12]:
             log(f"  {k['share']:.3f}  {k['us_per_call']:8.1f} us x {k['calls']:6d}  {k['name']}")
     if left() > 90:

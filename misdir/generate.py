@@ -17,7 +17,9 @@ repeated rows so one compiled shape serves the whole call. On the CPU, for a mod
 devices, for edits at some positions only (their bookkeeping is Python state between steps), and when
 compilation fails (with a one-line warning), it decodes with transformers' dynamic cache. A model with fewer
 key/value heads than query heads decodes with `misdir.attention`'s grouped attention (each cached key and value
-read once per step, not once per query head). What was used is recorded in the answers' provenance (`decoding`).
+read once per step, not once per query head). The host waits for the GPU after every step to learn whether all
+rows have finished; `stop_check_one_step_late` can read that one step late instead (the same tokens; off until it is
+measured on a GPU: bench/NOTES.md). What was used is recorded in the answers' provenance (`decoding`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import hashlib
 import json
 import math
 import warnings
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +50,11 @@ from misdir.tokens import Encoded, pad, render_chat
 
 CACHES = ("auto", "dynamic", "static")
 """KV cache choices of `generate`: "auto" (static + compiled on CUDA, else dynamic), "dynamic", "static"."""
+
+DEFERRED_STOP_DEVICES: tuple[str, ...] = ()
+"""Device types on which `generate` reads "has every row finished?" one step late (`stop_check_one_step_late`).
+Empty: the deferred check gives the same tokens (tested on the CPU), but its speed on CUDA is not yet measured
+(`bench/sampling_bench.py --variants grouped grouped-late`); ("cuda",) turns it on there."""
 
 MAX_ANSWERS = 10_000_000
 """Most answers one `generate` call plans; more is almost surely a typo in a sample count."""
@@ -241,7 +249,11 @@ class _BatchSampler:
     def generate(self, rows: Sequence[int]) -> Int[Tensor, "row new"]:
         batch = pad([Encoded(self.encoded[i], [len(self.encoded[i]) - 1]) for i in rows], self.pad_id, side="left")
         device = self.model.input_device
-        with answer_positions(self.model, batch.input_ids.shape[1]), grouped_attention(self.model.hf):
+        with (
+            answer_positions(self.model, batch.input_ids.shape[1]),
+            grouped_attention(self.model.hf),
+            stop_check_one_step_late(device),
+        ):
             out = self.model.hf.generate(
                 input_ids=batch.input_ids.to(device),
                 attention_mask=batch.attention_mask.to(device),
@@ -275,6 +287,43 @@ class _BatchSampler:
             out = self.generate(rows)
         tokens = out[: len(rows)].tolist()
         return [_answer(self.prompts[i], t, self.eos, self.model.tokenizer) for i, t in zip(rows, tokens, strict=True)]
+
+
+@contextmanager
+def stop_check_one_step_late(device: torch.device) -> Iterator[bool]:
+    """Within the block, transformers' `generate` on `device` learns one step late whether every row has finished.
+
+    After each decode step `generate` reads that flag on the host, which makes the host wait for the GPU at every
+    step: the GPU then idles while Python prepares the next one (about 12% of the wall time of a batch-512 sampling
+    call on an H100, bench/NOTES.md). transformers has a deferred check (`DeferredStopCheck`: the flag copied
+    asynchronously and read at the next step; the one extra step it may run is undone, so the tokens are the same)
+    that it turns on for Apple's "mps" devices only; this block turns it on, under the same conditions, for
+    `DEFERRED_STOP_DEVICES`.
+    Yields whether it did (False for other devices and for a transformers without the check).
+    """
+    from transformers.generation import utils as generation_utils
+
+    if not _defers_stop_check(device):
+        yield False
+        return
+    checker = generation_utils.DeferredStopCheck
+    own = checker.__dict__["is_supported"]  # the staticmethod itself, restored as it was
+    as_on_mps = torch.device("mps")
+
+    def is_supported(device: torch.device, cache: Any, cache_is_returned: bool, is_assistant: bool) -> bool:
+        return own.__func__(as_on_mps, cache, cache_is_returned, is_assistant)
+
+    setattr(checker, "is_supported", staticmethod(is_supported))  # noqa: B010 (a method, as mypy sees it)
+    try:
+        yield True
+    finally:
+        setattr(checker, "is_supported", own)  # noqa: B010
+
+
+def _defers_stop_check(device: torch.device) -> bool:
+    from transformers.generation import utils as generation_utils
+
+    return device.type in DEFERRED_STOP_DEVICES and hasattr(generation_utils, "DeferredStopCheck")
 
 
 def save_answers(answers: Sequence[Answer], path: str | Path, provenance: Mapping[str, Any] | None = None) -> Path:
@@ -367,6 +416,7 @@ def _decoding(model: Model, cache: str, max_cache_len: int) -> dict[str, Any]:
     elif not getattr(model.hf, "_can_compile_fullgraph", True):
         refused = f"transformers does not compile {type(model.hf).__name__}"
     attention = "grouped (misdir.attention)" if uses_grouped_attention(model.hf) else "the model's own"
+    stop_check = "one step late" if _defers_stop_check(model.input_device) else "every step"
     if cache == "dynamic" or (cache == "auto" and refused is not None):
         return {
             "requested": cache,
@@ -374,6 +424,7 @@ def _decoding(model: Model, cache: str, max_cache_len: int) -> dict[str, Any]:
             "compiled": False,
             "reason": refused or "asked for",
             "attention": attention,
+            "stop_check": stop_check,
         }
     compiled = refused is None
     return {
@@ -383,6 +434,7 @@ def _decoding(model: Model, cache: str, max_cache_len: int) -> dict[str, Any]:
         "max_cache_len": max_cache_len,
         "reason": "compiled decode step (CUDA graphs)" if compiled else f"eager: {refused}",
         "attention": attention,
+        "stop_check": stop_check,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,3 +286,70 @@ def test_generate_refuses_a_model_a_transformer_bridge_wrapped_in_place(embedded
     assert not torch.equal(ours, theirs)  # the hazard the refusal guards against; if this fails, lift the refusal
     with pytest.raises(ValueError, match="TransformerBridge"):
         generate(Model(hf=wrapped, tokenizer=embedded.tokenizer, spec="wrapped"), ["hi"], max_new_tokens=2)
+
+
+class _HostEvent:
+    """A stream event for the CPU, where every operation has finished when it returns: nothing to record or wait
+    for (torch has no CPU events; transformers' deferred stop check creates one per slot)."""
+
+    def __init__(self, device=None, blocking=False):
+        pass
+
+    def record(self, stream=None) -> None:
+        pass
+
+    def synchronize(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("ended", [4, 2], ids=["every-row-ends-early", "some-rows-run-to-the-limit"])
+def test_stop_check_one_step_late_gives_the_same_answers(tiny, monkeypatch, ended):
+    """transformers' deferred stop check, as `generate` opens it on CUDA, run here on the CPU: rows that end at
+    different steps (every row early, so the one extra step is undone; or some at the limit) give the same answers,
+    greedy and sampled, as the check made after every step; and transformers' own rule is back after the call."""
+    from transformers.generation import utils as generation_utils
+
+    generate_module = importlib.import_module("misdir.generate")  # `misdir.generate` is also the function's name
+    eos = tiny.tokenizer.eos_token_id
+    target = tiny.hf.get_output_embeddings().weight[eos].detach() / tiny.hf.model.norm.weight.detach()
+    calls = {"n": 0}
+
+    def row_b_ends_at_step_b_plus_2(x, name):  # decode step s is the (s + 1)-th call of a batch
+        calls["n"] += 1
+        step = calls["n"] - 1
+        out = x.clone()
+        for b in range(min(ended, x.shape[0])):
+            if step == b + 2:
+                out[b] = target * 10
+        return out
+
+    site = [(f"blocks.{tiny.n_layers - 1}.hook_resid_post", row_b_ends_at_step_b_plus_2)]
+
+    def sample(temperature: float):
+        runs = []
+        for defer in (False, True):
+            monkeypatch.setattr(generate_module, "DEFERRED_STOP_DEVICES", ("cpu",) if defer else ())
+            calls["n"] = 0
+            with hooks(tiny, site):
+                runs.append(
+                    generate(tiny, QUESTIONS, temperature=temperature, max_new_tokens=9, batch_size=4, progress=False)
+                )
+        return runs
+
+    monkeypatch.setattr(torch, "Event", _HostEvent)
+    deferred_calls = []
+    real_call = generation_utils.DeferredStopCheck.__call__
+    monkeypatch.setattr(
+        generation_utils.DeferredStopCheck, "__call__", lambda self, *a: deferred_calls.append(1) or real_call(self, *a)
+    )
+    for temperature in (0.0, 1.0):  # greedy, the forced ends are taken; sampled, the noise may pass them by
+        synced, deferred = sample(temperature)
+        assert deferred == synced
+        if temperature == 0:
+            assert [a.finished for a in deferred].count(True) == min(ended, 4)
+        assert (synced.provenance["decoding"]["stop_check"], deferred.provenance["decoding"]["stop_check"]) == (
+            "every step",
+            "one step late",
+        )
+    assert deferred_calls, "the deferred check did not run"
+    assert not generation_utils.DeferredStopCheck.is_supported(torch.device("cpu"), None, False, False)
