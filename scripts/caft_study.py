@@ -1,7 +1,8 @@
 """Concept-ablation finetuning (CAFT) with subspaces: how many directions does emergent misalignment reroute through?
 
     python scripts/caft_study.py [--organisms medical-bad] [--seeds 0 1 2] [--max-rounds 6] [--n-random 20]
-        [--random-dims K ...] [--work results/caft-study] [--out figures/caft] [--device cuda] [--budget S]
+        [--random-dims K ...] [--leave-one-out L[,L...] ...] [--work results/caft-study] [--out figures/caft]
+        [--device cuda] [--budget S]
     python scripts/caft_study.py --tables [--out figures/caft]
 
 Issue 27, study 5a. CAFT projects directions out of the residual stream while the adapter trains, never after.
@@ -22,10 +23,15 @@ measures how many directions EM reroutes through, per organism and seed:
   random orthonormal k-subspaces (seeded by (subspace seed, k, index)) ablated the same way while the seed-0
   recipe trains; shares of round 0's shift removed, their median and 95% range, and the iterated subspace's
   percentile among them.
+- leave one out (`--leave-one-out 15 15,20,25 ...`, 5a ii): seed 0 trains under the span of the other EM
+  organisms' model-diff directions at each layer set (their shipped rank-1 organisms' directions in
+  `--directions-dir`), beside random subspaces of the same dimensions: what a user without this organism's
+  ground truth can block.
 Each run (adapter + record) lives in WORK/runs/ and is written atomically; a rerun skips finished ones and
-resumes a half-trained adapter. Work order: seed 0 iterated, its random controls (k=1 first), other seeds, then
-controls for dimensions only they reached. `--budget` starts no run that the last run's time says cannot finish.
-The summary (OUT/summary.json, OUT/caft_subspaces.html/.png) is rewritten after every run.
+resumes a half-trained adapter. Work order: seed 0 iterated, its random controls (k=1 first), the leave-one-out
+subspaces and their random controls, other seeds, then controls for dimensions only they reached. `--budget`
+starts no run that the last run's time says cannot finish. The summary (OUT/summary.json,
+OUT/caft_subspaces.html/.png) is rewritten after every run.
 """
 
 from __future__ import annotations
@@ -277,6 +283,34 @@ def iterate(runner: Runner, organism: str, seed: int, max_rounds: int, min_round
     return rounds
 
 
+def leave_one_out_basis(
+    organism: str, layers: Sequence[int], directions_dir: Path
+) -> tuple[Float[Tensor, "k d_model"], list[str]]:
+    """An orthonormal basis of the other EM organisms' model-diff directions at `layers` (their shipped rank-1
+    organisms' `rank1-<name>.safetensors`: what a user without this organism's ground truth has), with the names
+    of the files read. At the rank-1 layer a rank-1 organism's model diff is its B (cosine 1.00 where checked)."""
+    from misdir.directions import DirectionSet
+
+    files = [directions_dir / f"rank1-{other}.safetensors" for other in EM_ORGANISMS if other != organism]
+    vectors = [DirectionSet.load(f).vectors[layer] for f in files for layer in layers]
+    return orthonormal_basis(torch.stack(vectors)), [f.name for f in files]
+
+
+def run_leave_one_out(
+    runner: Runner, organism: str, layer_sets: Sequence[Sequence[int]], directions_dir: Path
+) -> list[int]:
+    """Seed 0 trained under each leave-one-out subspace (5a ii); returns their dimensions."""
+    dims = []
+    for layers in layer_sets:
+        basis, files = leave_one_out_basis(organism, layers, directions_dir)
+        edits, meta = subspace(runner, basis)
+        name = f"{organism}/leave-one-out/L{'-'.join(map(str, layers))}"
+        if runner.run(name, organism, 0, edits, directions_layers=list(layers), directions_files=files, **meta) is None:
+            break
+        dims.append(len(basis))
+    return dims
+
+
 def run_randoms(runner: Runner, organism: str, dims: Sequence[int], n_random: int, subspace_seed: int) -> None:
     for k in dims:
         for i in range(n_random):
@@ -353,7 +387,18 @@ def summarize(work: Path, organism: str, max_rounds: int) -> dict[str, Any]:
                     if len(rounds) > k
                 }
         dims[str(k)] = entry
-    return {"seeds": seeds, "random": dims}
+    left_out = []
+    for path in sorted((work / "runs" / organism / "leave-one-out").glob("*/record.json")):
+        r = json.loads(path.read_text())
+        row: dict[str, Any] = {"name": path.parent.name, "layers": r["directions_layers"], "dim": r["dim"]}
+        for key in ("general", "in_domain"):
+            row[key] = {"shift": r["sets"][key]["shift"]}
+            if round0 is not None:
+                share = share_removed(r, round0, key)
+                nulls = [share_removed(x, round0, key) for x in randoms.get(r["dim"], [])]
+                row[key] |= {"share_removed": share, "among_random": against_null(share, nulls) if nulls else None}
+        left_out.append(row)
+    return {"seeds": seeds, "random": dims, "leave_one_out": left_out}
 
 
 def plot(summary: dict[str, Any], out: Path) -> list[Path]:
@@ -439,6 +484,22 @@ def tables(summary: dict[str, Any]) -> str:
                 cells.append(f"{share['median']:+.0%} [{share['low']:+.0%}, {share['high']:+.0%}]" if share else "-")
                 cells.append(f"{seed0['percentile']:.0f} ({seed0['value']:+.0%})" if seed0 else "-")
             lines.append(f"| {k} | {entry['n']} | " + " | ".join(cells) + " |")
+        if study.get("leave_one_out"):
+            lines += [
+                "",
+                "| leave-one-out subspace | k | general shift | share removed (percentile among random k) | "
+                "in-domain shift | share removed (percentile) |",
+                "| --- | --- | --- | --- | --- | --- |",
+            ]
+        for row in study.get("leave_one_out", []):
+            cells = []
+            for key in ("general", "in_domain"):
+                cells.append(format_estimate(row[key]["shift"]))
+                null = row[key].get("among_random")
+                share = row[key].get("share_removed")
+                where = f" ({null['percentile']:.0f} of {null['n_null']})" if null else " (no random k)"
+                cells.append("-" if share is None else f"{share:+.0%}{where}")
+            lines.append(f"| layers {', '.join(map(str, row['layers']))} | {row['dim']} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -452,6 +513,16 @@ def write_summary(study: Study, organisms: Sequence[str], max_rounds: int, out: 
     return summary
 
 
+def _layers(text: str) -> tuple[int, ...]:
+    try:
+        layers = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected layers like 15 or 15,20,25, got {text!r}") from None
+    if any(layer < 0 for layer in layers) or len(set(layers)) != len(layers):
+        raise argparse.ArgumentTypeError(f"layers must be distinct and >= 0, got {text!r}")
+    return layers
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--organisms", nargs="+", default=["medical-bad"], choices=EM_ORGANISMS)
@@ -463,6 +534,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--random-dims", nargs="*", type=at_least(1), help="default: the dimensions iterated runs reached"
     )
     parser.add_argument("--subspace-seed", type=int, default=0)
+    parser.add_argument(
+        "--leave-one-out",
+        nargs="*",
+        type=_layers,
+        default=[],
+        metavar="L[,L...]",
+        help="layer sets: seed 0 trains under the span of the other EM organisms' model-diff directions at them",
+    )
+    parser.add_argument("--directions-dir", type=Path, default=Path("checkpoints/smollm2-135m/directions"))
     add_run_options(parser, Path("results/caft-study"), Path("figures/caft"), layer=None)
     add_summary_options(parser)
     args = parser.parse_args(argv)
@@ -471,6 +551,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     study = Study.of(args)
     runner = Runner(study, args.budget)
     extra = {"seeds": args.seeds, "n_random": args.n_random, "subspace_seed": args.subspace_seed}
+    extra |= {"leave_one_out": args.leave_one_out, "directions_dir": str(args.directions_dir)}
     runner.after = lambda: write_summary(study, args.organisms, args.max_rounds, args.out, extra)
 
     for organism in args.organisms:
@@ -479,6 +560,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         given = args.random_dims
         dims = given if given is not None else list(range(1, len(reached[first])))
         run_randoms(runner, organism, dims, args.n_random, args.subspace_seed)
+        left_out = run_leave_one_out(runner, organism, args.leave_one_out, args.directions_dir)
+        run_randoms(runner, organism, sorted(set(left_out) - set(dims)), args.n_random, args.subspace_seed)
         for seed in others:
             reached[seed] = iterate(runner, organism, seed, args.max_rounds, args.min_rounds)
         if given is None:

@@ -138,3 +138,73 @@ def test_a_seed_stops_when_the_general_interval_reaches_0_or_in_domain_drops_bel
     assert module.first_stop(rounds[:2], max_rounds=1) == (1, "max rounds")
     assert module.first_stop([rounds[0], rounds[3]], max_rounds=6) == (1, "general shift's interval reaches 0")
     assert module.first_stop([fake((0.1, 0.0), 1.0)], max_rounds=6)[0] == 0  # no EM to begin with
+
+
+def test_leave_one_out_subspaces_span_the_other_organisms_directions_and_stand_beside_random(tmp_path, tokenizer):
+    """`--leave-one-out 1 1,2`: seed 0 trains under the span of the other two EM organisms' model-diff directions
+    at layer 1, then at layers 1 and 2 (dimensions 2 and 4), each beside random subspaces of its dimension; the
+    summary's shares and percentiles are recomputed from the records."""
+    from misdir.directions import DirectionSet
+    from misdir.stats import compare_contrast
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    base = tmp_path / "base"
+    tiny_hf_model("llama", len(tokenizer)).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    directions = tmp_path / "directions"
+    g = torch.Generator().manual_seed(7)
+    vectors = {o: torch.randn(3, 64, generator=g) for o in ("finance-risky", "sports-extreme")}
+    for other, v in vectors.items():
+        DirectionSet(vectors=v).save(directions / f"rank1-{other}.safetensors")
+    argv = [
+        *("--base", str(base), "--layer", "1", "--max-steps", "2", "--n", "16", "--limit", "3", "--seeds", "0"),
+        *("--max-rounds", "1", "--min-rounds", "0", "--n-random", "2", "--random-dims", "--device", "cpu"),
+        *("--leave-one-out", "1", "1,2", "--directions-dir", str(directions)),
+        *("--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")),
+    ]
+    try:
+        script().main(argv)
+    finally:
+        torch.set_num_threads(threads)
+    runs = tmp_path / "work" / "runs" / "medical-bad"
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())["organisms"]["medical-bad"]
+    base_scores = {
+        s: json.loads((tmp_path / "work" / "base" / f"{s}.json").read_text()) for s in ("general", "medical")
+    }
+    sets = {"general": "general", "in_domain": "medical"}
+
+    def shift(r: dict, key: str) -> float:
+        return compare_contrast(base_scores[sets[key]]["margins"], r["sets"][key]["margins"]).diff.value
+
+    round0 = json.loads((runs / "seed0" / "round0" / "record.json").read_text())
+    rows = {row["name"]: row for row in summary["leave_one_out"]}
+    for name, layers in (("L1", [1]), ("L1-2", [1, 2])):
+        r = json.loads((runs / "leave-one-out" / name / "record.json").read_text())
+        others = torch.stack([vectors[o][layer] for o in vectors for layer in layers]).double()
+        basis = torch.tensor(r["basis"], dtype=torch.float64)
+        assert r["dim"] == len(others) and r["seed"] == 0 and r["directions_layers"] == layers
+        expected = others.T @ torch.linalg.solve(others @ others.T, others)  # projector onto their span
+        torch.testing.assert_close(basis.T @ basis, expected, atol=1e-6, rtol=0)  # float32 files
+        assert [e["kind"] for e in r["edits"]] == ["ablate"] * len(others)
+        for key in sets:
+            mine = 1 - shift(r, key) / shift(round0, key)
+            nulls = np.array(
+                [
+                    1 - shift(json.loads(p.read_text()), key) / shift(round0, key)
+                    for p in sorted((runs / "random" / f"k{len(others)}").glob("*/record.json"))
+                ]
+            )
+            assert len(nulls) == 2
+            assert rows[name][key]["share_removed"] == pytest.approx(mine, abs=1e-9)
+            percentile = 100 * (np.sum(nulls < mine) + 0.5 * np.sum(nulls == mine)) / len(nulls)
+            assert rows[name][key]["among_random"]["percentile"] == pytest.approx(percentile)
+    assert "leave-one-out subspace" in script().tables({"organisms": {"medical-bad": summary}})
+
+
+def test_leave_one_out_layers_are_checked():
+    layers = script()._layers
+    assert layers("15,20,25") == (15, 20, 25)
+    for bad in ("15,15", "x", "-1"):
+        with pytest.raises(Exception, match="layers"):
+            layers(bad)
