@@ -171,8 +171,15 @@ class Runner:
         identity = {k: v for k, v in study.settings().items() if k not in ("work", "device", "batch_size", "progress")}
         check_settings(study.work / "study.json", identity)
         self.layers = list(range(study.layer, self.shape.n_layers))
+        self.device_type = torch.device(study.device or ("cuda" if torch.cuda.is_available() else "cpu")).type
+        """Where runs train: the budget reads earlier runs' times only from runs trained on the same kind of device
+        (a CPU run's 13 minutes kept a GPU call's budget from starting 20-second runs)."""
         self.budget.last = max(
-            (json.loads(p.read_text()) for p in (study.work / "runs").rglob("*.json") if p.name == "record.json"),
+            (
+                record
+                for p in (study.work / "runs").rglob("record.json")
+                if (record := json.loads(p.read_text())).get("device_type") == self.device_type
+            ),
             key=lambda r: r["finished"],
             default={},
         ).get("seconds")
@@ -234,6 +241,7 @@ class Runner:
             **training,
             "sets": {"general": scores[sets[0]], "in_domain": scores[sets[1]] | {"pairs": sets[1]}},
             "train_seconds": trained,
+            "device_type": self.device_type,
             "seconds": time.time() - began,
             "finished": time.time(),
         }

@@ -125,6 +125,17 @@ def test_a_rerun_trains_nothing(study, monkeypatch, capsys):
         module.main([*argv[:-4], "--limit", "2", *argv[-4:]])
 
 
+def test_the_budget_reads_earlier_run_times_from_the_same_kind_of_device_only(study):
+    """A study resumed on a GPU must not expect its runs to take as long as the CPU's (nor the reverse)."""
+    module, root, argv = study
+    records = [json.loads(p.read_text()) for p in (root / "work" / "runs").rglob("record.json")]
+    assert {r["device_type"] for r in records} == {"cpu"}
+    newest = max(records, key=lambda r: r["finished"])
+    settings = dict(work=root / "work", base=argv[1], layer=1, max_steps=2, n=16, limit=3)
+    assert module.Runner(module.Study(**settings, device="cpu"), 60).budget.last == newest["seconds"]
+    assert module.Runner(module.Study(**settings, device="cuda"), 60).budget.last is None
+
+
 def fake(general: tuple[float, float], in_domain: float) -> dict:
     value, low = general
     return {"sets": {"general": {"shift": {"value": value, "low": low}}, "in_domain": {"shift": {"value": in_domain}}}}
