@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gc
 import itertools
 import json
@@ -150,8 +151,10 @@ def contrast_scores(study: Study, model: Any, pairs: str) -> dict[str, Any]:
     return {"margins": result.margins, "aligned_logprob": result.aligned_logprob}
 
 
+@functools.cache
 def base_scores(study: Study, pairs: str) -> dict[str, Any]:
-    """The base's `contrast_scores` on a contrast set, computed once into WORK/base/<set>.json."""
+    """The base's `contrast_scores` on a contrast set, computed once into WORK/base/<set>.json (and read once per
+    process: do not modify what it returns)."""
     path = study.work / "base" / f"{pairs}.json"
     if not path.is_file():
         model = load_model(study.base, device=study.device, dtype="float32")
@@ -185,13 +188,6 @@ class Runner:
         ).get("seconds")
         self.after: Any = None
         """Called after each run is written (the summary is rewritten)."""
-        self._base: dict[str, Any] = {}
-
-    def base_scores(self, pairs: str) -> dict[str, Any]:
-        """The base's scores on a contrast set (`base_scores`, read once per call)."""
-        if pairs not in self._base:
-            self._base[pairs] = base_scores(self.study, pairs)
-        return self._base[pairs]
 
     def run(
         self, name: str, organism: str, seed: int, edits: Sequence[Edit] = (), **meta: Any
@@ -205,7 +201,7 @@ class Runner:
         if not self.budget.can_start():
             return None
         sets = ("general", domain_of(next(o for o in ORGANISMS if o.name == organism)))
-        bases = {pairs: self.base_scores(pairs) for pairs in sets}
+        bases = {pairs: base_scores(self.study, pairs) for pairs in sets}
         began = time.time()
         result = finetune(
             self.study.base,

@@ -81,13 +81,10 @@ class Trainer:
 
     def __init__(self, study: Study, budget: float | None) -> None:
         self.study, self.budget = study, Budget(budget)
-        self._base: dict[str, list[float]] = {}
 
     def base(self, pairs: str) -> list[float]:
-        """The base's margins on a contrast set (`caft_study.base_scores`, read once per call)."""
-        if pairs not in self._base:
-            self._base[pairs] = base_scores(self.study, pairs)["margins"]
-        return self._base[pairs]
+        """The base's margins on a contrast set (`caft_study.base_scores`)."""
+        return base_scores(self.study, pairs)["margins"]
 
     def run(self, name: str, data: Path, size: int, seed: int, **meta: Any) -> dict[str, Any] | None:
         """The record of one training on `data` (its `size` examples) under `seed`; None past the budget."""
