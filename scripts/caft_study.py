@@ -406,7 +406,8 @@ def summarize(work: Path, organism: str, max_rounds: int) -> dict[str, Any]:
 
 
 def plot(summary: dict[str, Any], out: Path) -> list[Path]:
-    """Shift against ablated dimension: iterated seeds as lines, random subspaces' median and 95% band."""
+    """Shift against ablated dimension: iterated seeds as lines, random subspaces' median and 95% band, leave-one-out
+    subspaces as diamonds."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -436,6 +437,18 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
             median = go.Scatter(x=x, y=[p["median"] for p in spread], line={"color": "grey", "dash": "dash"})
             for trace, what in ((band, "95% range"), (median, "median")):
                 trace.update(name=f"{organism} random subspaces (seed-0 recipe), {what}", showlegend=col == 1)
+                fig.add_trace(trace, row=1, col=col)
+            left_out = study.get("leave_one_out", [])
+            if left_out:
+                shifts = [r[key]["shift"] for r in left_out]
+                error = {
+                    "array": [e["high"] - e["value"] for e in shifts],
+                    "arrayminus": [e["value"] - e["low"] for e in shifts],
+                }
+                trace = go.Scatter(x=[r["dim"] for r in left_out], y=[e["value"] for e in shifts], error_y=error)
+                trace.update(mode="markers", marker={"symbol": "diamond", "size": 10}, showlegend=col == 1)
+                trace.update(name=f"{organism} leave one out (other organisms' directions, seed 0)")
+                trace.update(text=[f"layers {r['layers']}" for r in left_out])
                 fig.add_trace(trace, row=1, col=col)
     fig.update_xaxes(title_text="directions ablated in training (k)", dtick=1)
     fig.update_yaxes(title_text="margin change from base (nats/token)", col=1)

@@ -211,6 +211,7 @@ def test_leave_one_out_subspaces_span_the_other_organisms_directions_and_stand_b
             percentile = 100 * (np.sum(nulls < mine) + 0.5 * np.sum(nulls == mine)) / len(nulls)
             assert rows[name][key]["among_random"]["percentile"] == pytest.approx(percentile)
     assert "leave-one-out subspace" in script().tables({"organisms": {"medical-bad": summary}})
+    assert "leave one out" in (tmp_path / "out" / "caft_subspaces.html").read_text()
 
 
 def test_leave_one_out_layers_are_checked():
