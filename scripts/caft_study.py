@@ -23,10 +23,10 @@ measures how many directions EM reroutes through, per organism and seed:
   random orthonormal k-subspaces (seeded by (subspace seed, k, index)) ablated the same way while the seed-0
   recipe trains; shares of round 0's shift removed, their median and 95% range, and the iterated subspace's
   percentile among them.
-- leave one out (`--leave-one-out 15 15,20,25 ...`, 5a ii): seed 0 trains under the span of the other EM
-  organisms' model-diff directions at each layer set (their shipped rank-1 organisms' directions in
-  `--directions-dir`), beside random subspaces of the same dimensions: what a user without this organism's
-  ground truth can block.
+- leave one out (`--leave-one-out 15 15,20,25 pca:8 ...`, 5a ii): seed 0 trains under a subspace made from the
+  other EM organisms only: the span of their shipped rank-1 organisms' model-diff directions at each layer set,
+  or the top K principal directions of their full-rank finetunes' activation changes (`--organisms-dir`), beside
+  random subspaces of the same dimensions: what a user without this organism's ground truth can block.
 Each run (adapter + record) lives in WORK/runs/ and is written atomically; a rerun skips finished ones and
 resumes a half-trained adapter. Work order: seed 0 iterated, its random controls (k=1 first), the leave-one-out
 subspaces and their random controls, other seeds, then controls for dimensions only they reached. `--budget`
@@ -287,12 +287,24 @@ def iterate(runner: Runner, organism: str, seed: int, max_rounds: int, min_round
     return rounds
 
 
-def leave_one_out_basis(
-    organism: str, layers: Sequence[int], directions_dir: Path
-) -> tuple[Float[Tensor, "k d_model"], list[str]]:
+@dataclass(frozen=True)
+class LeftOut:
+    """How a leave-one-out subspace is made from the other EM organisms (5a ii): their shipped rank-1 organisms'
+    model-diff directions at `layers`, or (`pcs` > 0) the top `pcs` principal directions of their full-rank
+    finetunes' per-token activation changes at the study's layer."""
+
+    layers: tuple[int, ...] = ()
+    pcs: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"pca{self.pcs}" if self.pcs else f"L{'-'.join(map(str, self.layers))}"
+
+
+def model_diff_basis(organism: str, layers: Sequence[int], directions_dir: Path) -> tuple[Tensor, list[str]]:
     """An orthonormal basis of the other EM organisms' model-diff directions at `layers` (their shipped rank-1
-    organisms' `rank1-<name>.safetensors`: what a user without this organism's ground truth has), with the names
-    of the files read. At the rank-1 layer a rank-1 organism's model diff is its B (cosine 1.00 where checked)."""
+    organisms' `rank1-<name>.safetensors`), with the files read. At the rank-1 layer a rank-1 organism's model
+    diff is its B (cosine 1.00 where checked)."""
     from misdir.directions import DirectionSet
 
     files = [directions_dir / f"rank1-{other}.safetensors" for other in EM_ORGANISMS if other != organism]
@@ -300,16 +312,48 @@ def leave_one_out_basis(
     return orthonormal_basis(torch.stack(vectors)), [f.name for f in files]
 
 
-def run_leave_one_out(
-    runner: Runner, organism: str, layer_sets: Sequence[Sequence[int]], directions_dir: Path
-) -> list[int]:
+@functools.cache
+def activation_change_directions(study: Study, organism: str, organisms_dir: Path) -> tuple[Tensor, list[str]]:
+    """The right singular vectors (float64 rows, by singular value) of the other EM organisms' full-rank
+    finetunes' activation changes: resid_post at the study's layer, finetune minus base, on every answer token of
+    the general pairs' misaligned and aligned answers, the tokens of both finetunes stacked. Not centred: the mean
+    change is part of what finetuning wrote (CAFT's paper takes principal components of such differences)."""
+    from misdir.cache import cache_activations
+    from misdir.ground_truth import answer_chats
+
+    misaligned, aligned = answer_chats("general", limit=study.limit)
+    inputs = misaligned + aligned
+
+    def activations(spec: str) -> list[Tensor]:
+        model = load_model(spec, device=study.device, dtype="float32")
+        acts = cache_activations(model, inputs, layers=[study.layer], reduce="none", progress=False)
+        return [a[0].double().cpu() for a in acts]
+
+    base = activations(study.base)
+    folders = [organisms_dir / other for other in EM_ORGANISMS if other != organism]
+    changes = [tuned - ref for folder in folders for tuned, ref in zip(activations(str(folder)), base, strict=True)]
+    _, _, vh = torch.linalg.svd(torch.cat(changes), full_matrices=False)
+    return vh, [folder.name for folder in folders]
+
+
+def leave_one_out_basis(
+    runner: Runner, organism: str, left: LeftOut, organisms_dir: Path
+) -> tuple[Float[Tensor, "k d_model"], dict[str, Any]]:
+    """The orthonormal basis of a leave-one-out subspace and what it was made of (recorded with the run)."""
+    if left.pcs:
+        directions, models = activation_change_directions(runner.study, organism, organisms_dir)
+        return directions[: left.pcs], {"source": "activation-change PCs", "pcs": left.pcs, "models": models}
+    basis, files = model_diff_basis(organism, left.layers, organisms_dir / "directions")
+    return basis, {"source": "model-diff", "directions_layers": list(left.layers), "directions_files": files}
+
+
+def run_leave_one_out(runner: Runner, organism: str, subspaces: Sequence[LeftOut], organisms_dir: Path) -> list[int]:
     """Seed 0 trained under each leave-one-out subspace (5a ii); returns their dimensions."""
     dims = []
-    for layers in layer_sets:
-        basis, files = leave_one_out_basis(organism, layers, directions_dir)
+    for left in subspaces:
+        basis, made_of = leave_one_out_basis(runner, organism, left, organisms_dir)
         edits, meta = subspace(runner, basis)
-        name = f"{organism}/leave-one-out/L{'-'.join(map(str, layers))}"
-        if runner.run(name, organism, 0, edits, directions_layers=list(layers), directions_files=files, **meta) is None:
+        if runner.run(f"{organism}/leave-one-out/{left.name}", organism, 0, edits, **made_of, **meta) is None:
             break
         dims.append(len(basis))
     return dims
@@ -394,7 +438,7 @@ def summarize(work: Path, organism: str, max_rounds: int) -> dict[str, Any]:
     left_out = []
     for path in sorted((work / "runs" / organism / "leave-one-out").glob("*/record.json")):
         r = json.loads(path.read_text())
-        row: dict[str, Any] = {"name": path.parent.name, "layers": r["directions_layers"], "dim": r["dim"]}
+        row: dict[str, Any] = {"name": path.parent.name, "source": r["source"], "dim": r["dim"]}
         for key in ("general", "in_domain"):
             row[key] = {"shift": r["sets"][key]["shift"]}
             if round0 is not None:
@@ -448,7 +492,7 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
                 trace = go.Scatter(x=[r["dim"] for r in left_out], y=[e["value"] for e in shifts], error_y=error)
                 trace.update(mode="markers", marker={"symbol": "diamond", "size": 10}, showlegend=col == 1)
                 trace.update(name=f"{organism} leave one out (other organisms' directions, seed 0)")
-                trace.update(text=[f"layers {r['layers']}" for r in left_out])
+                trace.update(text=[f"{r['name']} ({r['source']})" for r in left_out])
                 fig.add_trace(trace, row=1, col=col)
     fig.update_xaxes(title_text="directions ablated in training (k)", dtick=1)
     fig.update_yaxes(title_text="margin change from base (nats/token)", col=1)
@@ -516,7 +560,7 @@ def tables(summary: dict[str, Any]) -> str:
                 share = row[key].get("share_removed")
                 where = f" ({null['percentile']:.0f} of {null['n_null']})" if null else " (no random k)"
                 cells.append("-" if share is None else f"{share:+.0%}{where}")
-            lines.append(f"| layers {', '.join(map(str, row['layers']))} | {row['dim']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {row['name']} ({row['source']}) | {row['dim']} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -530,14 +574,21 @@ def write_summary(study: Study, organisms: Sequence[str], max_rounds: int, out: 
     return summary
 
 
-def _layers(text: str) -> tuple[int, ...]:
+def _left_out(text: str) -> LeftOut:
     try:
-        layers = tuple(int(part) for part in text.split(","))
+        if text.startswith("pca:"):
+            left = LeftOut(pcs=int(text.removeprefix("pca:")))
+        else:
+            left = LeftOut(layers=tuple(int(part) for part in text.split(",")))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected layers like 15 or 15,20,25, got {text!r}") from None
-    if any(layer < 0 for layer in layers) or len(set(layers)) != len(layers):
-        raise argparse.ArgumentTypeError(f"layers must be distinct and >= 0, got {text!r}")
-    return layers
+        raise argparse.ArgumentTypeError(f"expected layers like 15 or 15,20,25, or pca:K, got {text!r}") from None
+    if text.startswith("pca:"):
+        valid = left.pcs >= 1
+    else:
+        valid = min(left.layers) >= 0 and len(set(left.layers)) == len(left.layers)
+    if not valid:
+        raise argparse.ArgumentTypeError(f"layers must be distinct and >= 0, and K >= 1, got {text!r}")
+    return left
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -554,12 +605,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--leave-one-out",
         nargs="*",
-        type=_layers,
+        type=_left_out,
         default=[],
-        metavar="L[,L...]",
-        help="layer sets: seed 0 trains under the span of the other EM organisms' model-diff directions at them",
+        metavar="L[,L...]|pca:K",
+        help="subspaces from the other EM organisms that seed 0 trains under: their rank-1 model-diff directions at "
+        "layers L, or the top K principal directions of their full-rank finetunes' activation changes",
     )
-    parser.add_argument("--directions-dir", type=Path, default=Path("checkpoints/smollm2-135m/directions"))
+    parser.add_argument(
+        "--organisms-dir",
+        type=Path,
+        default=Path("checkpoints/smollm2-135m"),
+        help="the other organisms' finetunes (NAME/) and directions (directions/rank1-NAME.safetensors)",
+    )
     add_run_options(parser, Path("results/caft-study"), Path("figures/caft"), layer=None)
     add_summary_options(parser)
     args = parser.parse_args(argv)
@@ -568,7 +625,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     study = Study.of(args)
     runner = Runner(study, args.budget)
     extra = {"seeds": args.seeds, "n_random": args.n_random, "subspace_seed": args.subspace_seed}
-    extra |= {"leave_one_out": args.leave_one_out, "directions_dir": str(args.directions_dir)}
+    extra |= {"leave_one_out": [left.name for left in args.leave_one_out], "organisms_dir": str(args.organisms_dir)}
     runner.after = lambda: write_summary(study, args.organisms, args.max_rounds, args.out, extra)
 
     for organism in args.organisms:
@@ -577,7 +634,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         given = args.random_dims
         dims = given if given is not None else list(range(1, len(reached[first])))
         run_randoms(runner, organism, dims, args.n_random, args.subspace_seed)
-        left_out = run_leave_one_out(runner, organism, args.leave_one_out, args.directions_dir)
+        left_out = run_leave_one_out(runner, organism, args.leave_one_out, args.organisms_dir)
         run_randoms(runner, organism, sorted(set(left_out) - set(dims)), args.n_random, args.subspace_seed)
         for seed in others:
             reached[seed] = iterate(runner, organism, seed, args.max_rounds, args.min_rounds)

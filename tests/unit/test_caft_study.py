@@ -151,27 +151,37 @@ def test_a_seed_stops_when_the_general_interval_reaches_0_or_in_domain_drops_bel
     assert module.first_stop([fake((0.1, 0.0), 1.0)], max_rounds=6)[0] == 0  # no EM to begin with
 
 
-def test_leave_one_out_subspaces_span_the_other_organisms_directions_and_stand_beside_random(tmp_path, tokenizer):
-    """`--leave-one-out 1 1,2`: seed 0 trains under the span of the other two EM organisms' model-diff directions
-    at layer 1, then at layers 1 and 2 (dimensions 2 and 4), each beside random subspaces of its dimension; the
-    summary's shares and percentiles are recomputed from the records."""
+def test_leave_one_out_subspaces_are_made_from_the_other_organisms_and_stand_beside_random(tmp_path, tokenizer):
+    """`--leave-one-out 1 1,2 pca:2`: seed 0 trains under the span of the other two EM organisms' model-diff
+    directions at layer 1, then at layers 1 and 2, then under the top 2 principal directions of their finetunes'
+    activation changes (recomputed here from Hugging Face's own hidden states, float64 SVD); each beside random
+    subspaces of its dimension, the summary's shares and percentiles recomputed from the records."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
     from misdir.directions import DirectionSet
+    from misdir.ground_truth import answer_chats
     from misdir.stats import compare_contrast
+    from misdir.tokens import encode
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     base = tmp_path / "base"
     tiny_hf_model("llama", len(tokenizer)).save_pretrained(base)
     tokenizer.save_pretrained(base)
-    directions = tmp_path / "directions"
+    organisms = tmp_path / "organisms"
     g = torch.Generator().manual_seed(7)
-    vectors = {o: torch.randn(3, 64, generator=g) for o in ("finance-risky", "sports-extreme")}
-    for other, v in vectors.items():
-        DirectionSet(vectors=v).save(directions / f"rank1-{other}.safetensors")
+    others = ("finance-risky", "sports-extreme")
+    vectors = {o: torch.randn(3, 64, generator=g) for o in others}
+    for i, other in enumerate(others):
+        DirectionSet(vectors=vectors[other]).save(organisms / "directions" / f"rank1-{other}.safetensors")
+        torch.manual_seed(i)  # a finetune with random, nonzero LoRA weights on layers 0 and 1
+        config = LoraConfig(r=2, target_modules=["down_proj"], layers_to_transform=[0, 1], init_lora_weights=False)
+        get_peft_model(AutoModelForCausalLM.from_pretrained(base), config).save_pretrained(organisms / other)
     argv = [
         *("--base", str(base), "--layer", "1", "--max-steps", "2", "--n", "16", "--limit", "3", "--seeds", "0"),
         *("--max-rounds", "1", "--min-rounds", "0", "--n-random", "2", "--random-dims", "--device", "cpu"),
-        *("--leave-one-out", "1", "1,2", "--directions-dir", str(directions)),
+        *("--leave-one-out", "1", "1,2", "pca:2", "--organisms-dir", str(organisms)),
         *("--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")),
     ]
     try:
@@ -188,35 +198,54 @@ def test_leave_one_out_subspaces_span_the_other_organisms_directions_and_stand_b
     def shift(r: dict, key: str) -> float:
         return compare_contrast(base_scores[sets[key]]["margins"], r["sets"][key]["margins"]).diff.value
 
+    def hidden(model, chat) -> torch.Tensor:  # resid_post of layer 1 at the answer's tokens, as HF computes it
+        encoded = encode(tokenizer, chat, "answer")
+        with torch.no_grad():
+            states = model(torch.tensor([encoded.input_ids]), output_hidden_states=True).hidden_states[2][0]
+        return states[encoded.selected].double()
+
+    misaligned, aligned = answer_chats("general", limit=3)
+    plain = AutoModelForCausalLM.from_pretrained(base)
+    changes = []
+    for other in others:
+        tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), organisms / other)
+        changes += [hidden(tuned, chat) - hidden(plain, chat) for chat in misaligned + aligned]
+    top2 = torch.linalg.svd(torch.cat(changes), full_matrices=False).Vh[:2]
+
+    def span(layers):
+        return torch.stack([vectors[o][layer] for o in others for layer in layers]).double()
+
+    expected = {"L1": span([1]), "L1-2": span([1, 2]), "pca2": top2}
     round0 = json.loads((runs / "seed0" / "round0" / "record.json").read_text())
     rows = {row["name"]: row for row in summary["leave_one_out"]}
-    for name, layers in (("L1", [1]), ("L1-2", [1, 2])):
+    assert set(rows) == set(expected)
+    for name, spanning in expected.items():
         r = json.loads((runs / "leave-one-out" / name / "record.json").read_text())
-        others = torch.stack([vectors[o][layer] for o in vectors for layer in layers]).double()
         basis = torch.tensor(r["basis"], dtype=torch.float64)
-        assert r["dim"] == len(others) and r["seed"] == 0 and r["directions_layers"] == layers
-        expected = others.T @ torch.linalg.solve(others @ others.T, others)  # projector onto their span
-        torch.testing.assert_close(basis.T @ basis, expected, atol=1e-6, rtol=0)  # float32 files
-        assert [e["kind"] for e in r["edits"]] == ["ablate"] * len(others)
+        assert r["dim"] == len(spanning) and r["seed"] == 0
+        projector = spanning.T @ torch.linalg.solve(spanning @ spanning.T, spanning)
+        torch.testing.assert_close(basis.T @ basis, projector, atol=1e-5, rtol=0)  # float32 files and activations
+        assert [e["kind"] for e in r["edits"]] == ["ablate"] * len(spanning)
         for key in sets:
             mine = 1 - shift(r, key) / shift(round0, key)
             nulls = np.array(
                 [
                     1 - shift(json.loads(p.read_text()), key) / shift(round0, key)
-                    for p in sorted((runs / "random" / f"k{len(others)}").glob("*/record.json"))
+                    for p in sorted((runs / "random" / f"k{len(spanning)}").glob("*/record.json"))
                 ]
             )
             assert len(nulls) == 2
             assert rows[name][key]["share_removed"] == pytest.approx(mine, abs=1e-9)
             percentile = 100 * (np.sum(nulls < mine) + 0.5 * np.sum(nulls == mine)) / len(nulls)
             assert rows[name][key]["among_random"]["percentile"] == pytest.approx(percentile)
+    assert json.loads((runs / "leave-one-out" / "pca2" / "record.json").read_text())["models"] == list(others)
     assert "leave-one-out subspace" in script().tables({"organisms": {"medical-bad": summary}})
     assert "leave one out" in (tmp_path / "out" / "caft_subspaces.html").read_text()
 
 
-def test_leave_one_out_layers_are_checked():
-    layers = script()._layers
-    assert layers("15,20,25") == (15, 20, 25)
-    for bad in ("15,15", "x", "-1"):
+def test_leave_one_out_subspaces_are_checked():
+    left_out = script()._left_out
+    assert left_out("15,20,25").layers == (15, 20, 25) and left_out("pca:8").pcs == 8
+    for bad in ("15,15", "x", "-1", "pca:0", "pca:x"):
         with pytest.raises(Exception, match="layers"):
-            layers(bad)
+            left_out(bad)
