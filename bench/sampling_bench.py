@@ -152,8 +152,8 @@ VARIANTS = {  # name: (attention, sampling noise, when the host learns that ever
 
 
 def variant(name: str, model: Model) -> None:
-    """Make `misdir.generate` decode with the named attention and noise (the bench's only patches of misdir),
-    and forget every compiled step so that the variant compiles its own."""
+    """Make `misdir.generate` decode with the named attention, noise and stop check (the bench's only patches of
+    misdir), and forget every compiled step so that the variant compiles its own."""
     attention, noise, stop_check = VARIANTS[name]
     generate_module.grouped_attention = (lambda hf: nullcontext(False)) if attention == "sdpa" else grouped_attention
     kernels = {"grouped-matmul": grouped_matmul, "grouped-flex": grouped_flex}
