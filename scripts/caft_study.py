@@ -582,11 +582,8 @@ def _left_out(text: str) -> LeftOut:
             left = LeftOut(layers=tuple(int(part) for part in text.split(",")))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected layers like 15 or 15,20,25, or pca:K, got {text!r}") from None
-    if text.startswith("pca:"):
-        valid = left.pcs >= 1
-    else:
-        valid = min(left.layers) >= 0 and len(set(left.layers)) == len(left.layers)
-    if not valid:
+    layers = left.layers
+    if (not layers and left.pcs < 1) or min(layers, default=0) < 0 or len(set(layers)) != len(layers):
         raise argparse.ArgumentTypeError(f"layers must be distinct and >= 0, and K >= 1, got {text!r}")
     return left
 
