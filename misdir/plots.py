@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,17 @@ def bundle_for(folder: str | Path) -> str:
     with atomic_path(folder / BUNDLE) as tmp:
         tmp.write_text(get_plotlyjs(), encoding="utf-8")
     return BUNDLE
+
+
+def interval_error_bars(estimates: Sequence[Mapping[str, float]]) -> dict[str, Any]:
+    """A plotly `error_y` (or `error_x`) spanning each estimate's interval: from its "low" to its "high" around its
+    "value" (the dict form of `misdir.stats.Estimate` that results files hold)."""
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": [e["high"] - e["value"] for e in estimates],
+        "arrayminus": [e["value"] - e["low"] for e in estimates],
+    }
 
 
 def save_figure(fig: Any, stem: str | Path, *, title: str = "") -> list[Path]:

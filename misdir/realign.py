@@ -340,7 +340,7 @@ def plot_realign(record: dict[str, Any], stem: str | Path) -> list[Path]:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from misdir.plots import save_figure
+    from misdir.plots import interval_error_bars, save_figure
 
     measured = record["measured"]
     steps = [m["step"] for m in measured]
@@ -348,12 +348,7 @@ def plot_realign(record: dict[str, Any], stem: str | Path) -> list[Path]:
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=titles)
     for row, key in enumerate(("margin", "shift"), start=1):
         values = [m[key] for m in measured]
-        error = {
-            "type": "data",
-            "symmetric": False,
-            "array": [v["high"] - v["value"] for v in values],
-            "arrayminus": [v["value"] - v["low"] for v in values],
-        }
+        error = interval_error_bars(values)
         text = [f"{m['examples']} examples" for m in measured]
         fig.add_trace(
             go.Scatter(x=steps, y=[v["value"] for v in values], error_y=error, text=text, mode="lines+markers"),

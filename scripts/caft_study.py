@@ -455,7 +455,7 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from misdir.plots import save_figure
+    from misdir.plots import interval_error_bars, save_figure
 
     keys = {"general": "general pairs", "in_domain": "own-domain pairs"}
     fig = make_subplots(rows=1, cols=2, subplot_titles=[f"shift from base, {v}" for v in keys.values()])
@@ -467,10 +467,7 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
             color = next(colors)
             for col, key in enumerate(keys, start=1):
                 x, shifts = [r["round"] for r in rows], [r[key]["shift"] for r in rows]
-                error = {
-                    "array": [e["high"] - e["value"] for e in shifts],
-                    "arrayminus": [e["value"] - e["low"] for e in shifts],
-                }
+                error = interval_error_bars(shifts)
                 trace = go.Scatter(x=x, y=[e["value"] for e in shifts], error_y=error, mode="lines+markers")
                 trace.update(name=f"{organism} iterated, {name}", line={"color": color}, legendgroup=name)
                 fig.add_trace(trace.update(showlegend=col == 1), row=1, col=col)
@@ -485,10 +482,7 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
             left_out = study.get("leave_one_out", [])
             if left_out:
                 shifts = [r[key]["shift"] for r in left_out]
-                error = {
-                    "array": [e["high"] - e["value"] for e in shifts],
-                    "arrayminus": [e["value"] - e["low"] for e in shifts],
-                }
+                error = interval_error_bars(shifts)
                 trace = go.Scatter(x=[r["dim"] for r in left_out], y=[e["value"] for e in shifts], error_y=error)
                 trace.update(mode="markers", marker={"symbol": "diamond", "size": 10}, showlegend=col == 1)
                 trace.update(name=f"{organism} leave one out (other organisms' directions, seed 0)")

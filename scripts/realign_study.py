@@ -214,7 +214,7 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
     from plotly.colors import qualitative
     from plotly.subplots import make_subplots
 
-    from misdir.plots import save_figure
+    from misdir.plots import interval_error_bars, save_figure
 
     organisms = list(summary["organisms"])
     seeds = sorted({seed for study in summary["organisms"].values() for seed in study["seeds"]}, key=int)
@@ -223,12 +223,7 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
     for col, organism in enumerate(organisms, start=1):
         for seed, run in summary["organisms"][organism]["seeds"].items():
             shifts = [point["shift"] for point in run["curve"]]
-            error = {
-                "type": "data",
-                "symmetric": False,
-                "array": [s["high"] - s["value"] for s in shifts],
-                "arrayminus": [s["value"] - s["low"] for s in shifts],
-            }
+            error = interval_error_bars(shifts)
             fig.add_trace(
                 go.Scatter(
                     x=[point["step"] for point in run["curve"]],

@@ -170,7 +170,7 @@ def _fmt(e: dict[str, float]) -> str:
 def plot(summary: dict[str, Any], out: Path) -> list[Path]:
     import plotly.graph_objects as go
 
-    from misdir.plots import save_figure
+    from misdir.plots import interval_error_bars, save_figure
 
     fig = go.Figure()
     for kind, entry in summary["pools"].items():
@@ -180,12 +180,7 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
             name=f"pool {kind}",
             x=names,
             y=[v["value"] for v in values],
-            error_y={
-                "type": "data",
-                "symmetric": False,
-                "array": [v["high"] - v["value"] for v in values],
-                "arrayminus": [v["value"] - v["low"] for v in values],
-            },
+            error_y=interval_error_bars(values),
         )
     fig.update_layout(
         barmode="group",

@@ -57,3 +57,10 @@ def test_figures_in_subfolders_share_the_nearest_bundle(tmp_path: Path) -> None:
     assert not (tmp_path / "a" / "b" / "plotly.min.js").exists() and not (tmp_path / "a" / "plotly.min.js").exists()
     save_figure(fig, tmp_path / "a" / "b" / "c" / "d" / "e" / "far")  # five levels down: too far, its own copy
     assert (tmp_path / "a" / "b" / "c" / "d" / "e" / "plotly.min.js").is_file()
+
+
+def test_interval_error_bars_span_each_estimates_interval():
+    from misdir.plots import interval_error_bars
+
+    bars = interval_error_bars([{"value": 0.5, "low": 0.25, "high": 1.0}, {"value": -1.0, "low": -3.0, "high": 0.0}])
+    assert bars == {"type": "data", "symmetric": False, "array": [0.5, 1.0], "arrayminus": [0.25, 2.0]}
