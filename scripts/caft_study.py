@@ -568,6 +568,31 @@ def write_summary(study: Study, organisms: Sequence[str], max_rounds: int, out: 
     return summary
 
 
+def leave_one_out_problem(
+    organisms: Sequence[str], subspaces: Sequence[LeftOut], organisms_dir: Path, base: str
+) -> str | None:
+    """What keeps a leave-one-out subspace from being made (a missing finetune or directions file, a layer out of
+    range, directions of another shape than the base's), in one line; None when nothing does."""
+    from misdir.directions import DirectionSet
+
+    shape = model_shape(base) if any(left.layers for left in subspaces) else None
+    others = sorted({other for organism in organisms for other in EM_ORGANISMS if other != organism})
+    for left in subspaces:
+        for other in others:
+            if left.pcs and not (organisms_dir / other).is_dir():
+                return f"--leave-one-out {left.name}: no finetune folder {organisms_dir / other}"
+            path = organisms_dir / "directions" / f"rank1-{other}.safetensors"
+            if left.layers and not path.is_file():
+                return f"--leave-one-out {left.name}: no directions file {path}"
+            if left.layers and shape is not None:
+                found = tuple(DirectionSet.load(path).vectors.shape)
+                if found != (shape.n_layers, shape.d_model):
+                    return f"{path}: directions of shape {found}, the base has {(shape.n_layers, shape.d_model)}"
+                if (top := max(left.layers)) >= shape.n_layers:
+                    return f"--leave-one-out {left.name}: layer {top} out of range (0-{shape.n_layers - 1})"
+    return None
+
+
 def _left_out(text: str) -> LeftOut:
     try:
         if text.startswith("pca:"):
@@ -613,6 +638,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if show_summary(args, tables, plot):
         return
+    if problem := leave_one_out_problem(args.organisms, args.leave_one_out, args.organisms_dir, args.base):
+        parser.error(problem)  # before any model loads or WORK is made
     study = Study.of(args)
     runner = Runner(study, args.budget)
     extra = {"seeds": args.seeds, "n_random": args.n_random, "subspace_seed": args.subspace_seed}

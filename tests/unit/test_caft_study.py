@@ -249,3 +249,31 @@ def test_leave_one_out_subspaces_are_checked():
     for bad in ("15,15", "x", "-1", "pca:0", "pca:x"):
         with pytest.raises(Exception, match="layers"):
             left_out(bad)
+
+
+def test_a_leave_one_out_subspace_that_cannot_be_made_is_refused_before_anything_runs(tmp_path, tokenizer, capsys):
+    from misdir.directions import DirectionSet
+
+    base = tmp_path / "base"
+    tiny_hf_model("llama", len(tokenizer)).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    organisms = tmp_path / "organisms"
+    for other, width in (("finance-risky", 64), ("sports-extreme", 32)):
+        DirectionSet(vectors=torch.randn(3, width)).save(organisms / "directions" / f"rank1-{other}.safetensors")
+    work = tmp_path / "work"
+    argv = ["--base", str(base), "--device", "cpu", "--organisms-dir", str(organisms), "--work", str(work)]
+    for spec, message in (
+        ("pca:2", "no finetune folder"),
+        ("1", "directions of shape (3, 32), the base has (3, 64)"),
+        ("5", "layer 5 out of range (0-2)"),
+    ):
+        if spec == "5":  # a well-shaped file, so the layer is what is wrong
+            DirectionSet(vectors=torch.randn(3, 64)).save(organisms / "directions" / "rank1-sports-extreme.safetensors")
+        with pytest.raises(SystemExit):
+            script().main([*argv, "--leave-one-out", spec])
+        assert message in capsys.readouterr().err
+    (organisms / "directions" / "rank1-finance-risky.safetensors").unlink()
+    with pytest.raises(SystemExit):
+        script().main([*argv, "--leave-one-out", "1"])
+    assert "no directions file" in capsys.readouterr().err
+    assert not work.exists()
