@@ -1,7 +1,8 @@
 """Concept-ablation finetuning (CAFT) with subspaces: how many directions does emergent misalignment reroute through?
 
     python scripts/caft_study.py [--organisms medical-bad] [--seeds 0 1 2] [--max-rounds 6] [--n-random 20]
-        [--random-dims K ...] [--leave-one-out L[,L...] ...] [--work results/caft-study] [--out figures/caft]
+        [--random-dims K ...] [--leave-one-out L[,L...]|pca:K|sae:K ...] [--sae DIR] [--work results/caft-study]
+        [--out figures/caft]
         [--device cuda] [--budget S]
     python scripts/caft_study.py --tables [--out figures/caft]
 
@@ -23,10 +24,12 @@ measures how many directions EM reroutes through, per organism and seed:
   random orthonormal k-subspaces (seeded by (subspace seed, k, index)) ablated the same way while the seed-0
   recipe trains; shares of round 0's shift removed, their median and 95% range, and the iterated subspace's
   percentile among them.
-- leave one out (`--leave-one-out 15 15,20,25 pca:8 ...`, 5a ii): seed 0 trains under a subspace made from the
-  other EM organisms only: the span of their shipped rank-1 organisms' model-diff directions at each layer set,
-  or the top K principal directions of their full-rank finetunes' activation changes (`--organisms-dir`), beside
-  random subspaces of the same dimensions: what a user without this organism's ground truth can block.
+- leave one out (`--leave-one-out 15 15,20,25 pca:8 sae:6 ...`, 5a ii): seed 0 trains under a subspace made from
+  the other EM organisms only: the span of their shipped rank-1 organisms' model-diff directions at each layer
+  set, the top K principal directions of their full-rank finetunes' activation changes (`--organisms-dir`), or
+  the decoder rows of the K SAE latents (`--sae`) that rise most consistently in those finetunes (the persona-
+  latent search of Wang et al. 2025), beside random subspaces of the same dimensions: what a user without this
+  organism's ground truth can block.
 Each run (adapter + record) lives in WORK/runs/ and is written atomically; a rerun skips finished ones and
 resumes a half-trained adapter. Work order: seed 0 iterated, its random controls (k=1 first), the leave-one-out
 subspaces and their random controls, other seeds, then controls for dimensions only they reached. `--budget`
@@ -290,14 +293,18 @@ def iterate(runner: Runner, organism: str, seed: int, max_rounds: int, min_round
 @dataclass(frozen=True)
 class LeftOut:
     """How a leave-one-out subspace is made from the other EM organisms (5a ii): their shipped rank-1 organisms'
-    model-diff directions at `layers`, or (`pcs` > 0) the top `pcs` principal directions of their full-rank
-    finetunes' per-token activation changes at the study's layer."""
+    model-diff directions at `layers`, (`pcs` > 0) the top `pcs` principal directions of their full-rank
+    finetunes' per-token activation changes at the study's layer, or (`latents` > 0) the decoder rows of the
+    `latents` SAE latents that rise most consistently in those finetunes."""
 
     layers: tuple[int, ...] = ()
     pcs: int = 0
+    latents: int = 0
 
     @property
     def name(self) -> str:
+        if self.latents:
+            return f"sae{self.latents}"
         return f"pca{self.pcs}" if self.pcs else f"L{'-'.join(map(str, self.layers))}"
 
 
@@ -336,10 +343,49 @@ def activation_change_directions(study: Study, organism: str, organisms_dir: Pat
     return vh, [folder.name for folder in folders]
 
 
+@functools.cache
+def persona_latents(study: Study, organism: str, organisms_dir: Path, sae_dir: Path) -> dict[str, Any]:
+    """The SAE's latents ordered by how consistently they rise in the other EM organisms' full-rank finetunes over
+    the base (`misdir.sae.rank_latents`: the smallest rise over the finetunes of the mean activation on every
+    answer token of the general pairs' misaligned and aligned answers, read at the SAE's own hook), with their
+    decoder rows (float64) and that smallest rise."""
+    from misdir.ground_truth import answer_chats
+    from misdir.sae import decoder_rows, diff_latents, load_sae
+
+    misaligned, aligned = answer_chats("general", limit=study.limit)
+    folders = [organisms_dir / other for other in EM_ORGANISMS if other != organism]
+    sae = load_sae(sae_dir, device=study.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    def model(spec: str) -> Any:
+        return load_model(spec, device=study.device, dtype="float32")
+
+    finetunes = {folder.name: model(str(folder)) for folder in folders}
+    diff = diff_latents(sae, model(study.base), finetunes, misaligned + aligned, progress=False)
+    order = diff.ranking.by_consistency
+    return {
+        "latents": order,
+        "rows": decoder_rows(sae)[order].double(),
+        "consistency": diff.ranking.consistency[order].tolist(),
+        "models": list(finetunes),
+    }
+
+
 def leave_one_out_basis(
-    runner: Runner, organism: str, left: LeftOut, organisms_dir: Path
+    runner: Runner, organism: str, left: LeftOut, organisms_dir: Path, sae_dir: Path | None = None
 ) -> tuple[Float[Tensor, "k d_model"], dict[str, Any]]:
     """The orthonormal basis of a leave-one-out subspace and what it was made of (recorded with the run)."""
+    if left.latents:
+        if sae_dir is None:
+            raise ValueError(f"--leave-one-out {left.name} needs an SAE (--sae DIR)")
+        found = persona_latents(runner.study, organism, organisms_dir, sae_dir)
+        top = slice(0, left.latents)
+        return orthonormal_basis(found["rows"][top]), {
+            "source": "SAE persona latents",
+            "sae": str(sae_dir),
+            "latents": found["latents"][top],
+            "consistency": found["consistency"][top],
+            "models": found["models"],
+        }
     if left.pcs:
         directions, models = activation_change_directions(runner.study, organism, organisms_dir)
         return directions[: left.pcs], {"source": "activation-change PCs", "pcs": left.pcs, "models": models}
@@ -347,11 +393,13 @@ def leave_one_out_basis(
     return basis, {"source": "model-diff", "directions_layers": list(left.layers), "directions_files": files}
 
 
-def run_leave_one_out(runner: Runner, organism: str, subspaces: Sequence[LeftOut], organisms_dir: Path) -> list[int]:
+def run_leave_one_out(
+    runner: Runner, organism: str, subspaces: Sequence[LeftOut], organisms_dir: Path, sae_dir: Path | None = None
+) -> list[int]:
     """Seed 0 trained under each leave-one-out subspace (5a ii); returns their dimensions."""
     dims = []
     for left in subspaces:
-        basis, made_of = leave_one_out_basis(runner, organism, left, organisms_dir)
+        basis, made_of = leave_one_out_basis(runner, organism, left, organisms_dir, sae_dir)
         edits, meta = subspace(runner, basis)
         if runner.run(f"{organism}/leave-one-out/{left.name}", organism, 0, edits, **made_of, **meta) is None:
             break
@@ -569,17 +617,25 @@ def write_summary(study: Study, organisms: Sequence[str], max_rounds: int, out: 
 
 
 def leave_one_out_problem(
-    organisms: Sequence[str], subspaces: Sequence[LeftOut], organisms_dir: Path, base: str
+    organisms: Sequence[str], subspaces: Sequence[LeftOut], organisms_dir: Path, base: str, sae_dir: Path | None = None
 ) -> str | None:
-    """What keeps a leave-one-out subspace from being made (a missing finetune or directions file, a layer out of
-    range, directions of another shape than the base's), in one line; None when nothing does."""
+    """What keeps a leave-one-out subspace from being made (a missing finetune, directions file or SAE, a layer
+    out of range, directions or an SAE of another width than the base's), in one line; None when nothing does."""
     from misdir.directions import DirectionSet
+    from misdir.sae.load import SAE_FILES
 
-    shape = model_shape(base) if any(left.layers for left in subspaces) else None
+    shape = model_shape(base) if any(left.layers or left.latents for left in subspaces) else None
     others = sorted({other for organism in organisms for other in EM_ORGANISMS if other != organism})
     for left in subspaces:
+        if left.latents:
+            missing = [name for name in SAE_FILES if sae_dir is None or not (sae_dir / name).is_file()]
+            if missing:
+                return f"--leave-one-out {left.name}: no SAE at {sae_dir} ({', '.join(missing)} missing)"
+            d_in = json.loads((sae_dir / "cfg.json").read_text()).get("d_in")
+            if shape is not None and d_in != shape.d_model:
+                return f"{sae_dir}: an SAE of width d_in={d_in}, the base has d_model {shape.d_model}"
         for other in others:
-            if left.pcs and not (organisms_dir / other).is_dir():
+            if (left.pcs or left.latents) and not (organisms_dir / other).is_dir():
                 return f"--leave-one-out {left.name}: no finetune folder {organisms_dir / other}"
             path = organisms_dir / "directions" / f"rank1-{other}.safetensors"
             if left.layers and not path.is_file():
@@ -597,12 +653,15 @@ def _left_out(text: str) -> LeftOut:
     try:
         if text.startswith("pca:"):
             left = LeftOut(pcs=int(text.removeprefix("pca:")))
+        elif text.startswith("sae:"):
+            left = LeftOut(latents=int(text.removeprefix("sae:")))
         else:
             left = LeftOut(layers=tuple(int(part) for part in text.split(",")))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected layers like 15 or 15,20,25, or pca:K, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected layers like 15 or 15,20,25, pca:K or sae:K, got {text!r}") from None
     layers = left.layers
-    if (not layers and left.pcs < 1) or min(layers, default=0) < 0 or len(set(layers)) != len(layers):
+    size = max(left.pcs, left.latents)
+    if (not layers and size < 1) or min(layers, default=0) < 0 or len(set(layers)) != len(layers):
         raise argparse.ArgumentTypeError(f"layers must be distinct and >= 0, and K >= 1, got {text!r}")
     return left
 
@@ -623,9 +682,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         nargs="*",
         type=_left_out,
         default=[],
-        metavar="L[,L...]|pca:K",
+        metavar="L[,L...]|pca:K|sae:K",
         help="subspaces from the other EM organisms that seed 0 trains under: their rank-1 model-diff directions at "
-        "layers L, or the top K principal directions of their full-rank finetunes' activation changes",
+        "layers L, the top K principal directions of their full-rank finetunes' activation changes, or the decoder "
+        "rows of the K SAE latents that rise most consistently in those finetunes",
     )
     parser.add_argument(
         "--organisms-dir",
@@ -633,17 +693,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=Path("checkpoints/smollm2-135m"),
         help="the other organisms' finetunes (NAME/) and directions (directions/rank1-NAME.safetensors)",
     )
+    parser.add_argument(
+        "--sae", type=Path, help="the SAE of --leave-one-out sae:K (default: ORGANISMS_DIR/sae-layer<LAYER>)"
+    )
     add_run_options(parser, Path("results/caft-study"), Path("figures/caft"), layer=None)
     add_summary_options(parser)
     args = parser.parse_args(argv)
     if show_summary(args, tables, plot):
         return
-    if problem := leave_one_out_problem(args.organisms, args.leave_one_out, args.organisms_dir, args.base):
+    sae_dir = args.sae or args.organisms_dir / f"sae-layer{args.layer}"
+    left_out = args.leave_one_out
+    if problem := leave_one_out_problem(args.organisms, left_out, args.organisms_dir, args.base, sae_dir):
         parser.error(problem)  # before any model loads or WORK is made
     study = Study.of(args)
     runner = Runner(study, args.budget)
     extra = {"seeds": args.seeds, "n_random": args.n_random, "subspace_seed": args.subspace_seed}
-    extra |= {"leave_one_out": [left.name for left in args.leave_one_out], "organisms_dir": str(args.organisms_dir)}
+    extra |= {"leave_one_out": [left.name for left in left_out], "organisms_dir": str(args.organisms_dir)}
+    if any(left.latents for left in left_out):
+        extra["sae"] = str(sae_dir)
     runner.after = lambda: write_summary(study, args.organisms, args.max_rounds, args.out, extra)
 
     for organism in args.organisms:
@@ -652,8 +719,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         given = args.random_dims
         dims = given if given is not None else list(range(1, len(reached[first])))
         run_randoms(runner, organism, dims, args.n_random, args.subspace_seed)
-        left_out = run_leave_one_out(runner, organism, args.leave_one_out, args.organisms_dir)
-        run_randoms(runner, organism, sorted(set(left_out) - set(dims)), args.n_random, args.subspace_seed)
+        loo_dims = run_leave_one_out(runner, organism, left_out, args.organisms_dir, sae_dir)
+        run_randoms(runner, organism, sorted(set(loo_dims) - set(dims)), args.n_random, args.subspace_seed)
         for seed in others:
             reached[seed] = iterate(runner, organism, seed, args.max_rounds, args.min_rounds)
         if given is None:

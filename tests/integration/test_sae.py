@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONVERSATIONS, tiny_hf_model
+from conftest import CONVERSATIONS, encode64, jumprelu_sae, tiny_hf_model
 from torch import nn
 
 from misdir import Model
@@ -32,30 +32,6 @@ from misdir.sae import (
 from misdir.tokens import encode
 
 LAYER = 1
-
-
-def jumprelu_sae(d_in: int, d_sae: int, *, seed: int, hook: str | None = f"blocks.{LAYER}.hook_resid_post"):
-    """A JumpReLU SAE (what a BatchTopK SAE is saved as) with random weights, built by sae-lens."""
-    from sae_lens import JumpReLUSAE
-    from sae_lens.saes.jumprelu_sae import JumpReLUSAEConfig
-
-    sae = JumpReLUSAE(JumpReLUSAEConfig(d_in=d_in, d_sae=d_sae))
-    sae.cfg.metadata.hook_name = hook
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.randn(d_in, d_sae, generator=generator) / d_in**0.5)
-        sae.W_dec.copy_(torch.randn(d_sae, d_in, generator=generator) / d_in**0.5)
-        sae.b_enc.copy_(torch.randn(d_sae, generator=generator) * 0.1)
-        sae.b_dec.copy_(torch.randn(d_in, generator=generator) * 0.1)
-        sae.threshold.copy_(torch.rand(d_sae, generator=generator) * 0.2)
-    return sae
-
-
-def encode64(sae, x: torch.Tensor) -> torch.Tensor:
-    """JumpReLU encoding written out in float64 from the raw weights."""
-    w_enc, b_enc, b_dec, threshold = (t.detach().double() for t in (sae.W_enc, sae.b_enc, sae.b_dec, sae.threshold))
-    pre = (x.double() - b_dec) @ w_enc + b_enc
-    return torch.where(pre > threshold, pre.clamp_min(0), torch.zeros_like(pre))
 
 
 def hidden(model: Model, item, layer: int = LAYER, positions: str = "answer") -> torch.Tensor:

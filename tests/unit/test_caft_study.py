@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import load_script, tiny_hf_model
+from conftest import encode64, jumprelu_sae, load_script, tiny_hf_model
 
 
 def script():
@@ -152,10 +152,12 @@ def test_a_seed_stops_when_the_general_interval_reaches_0_or_in_domain_drops_bel
 
 
 def test_leave_one_out_subspaces_are_made_from_the_other_organisms_and_stand_beside_random(tmp_path, tokenizer):
-    """`--leave-one-out 1 1,2 pca:2`: seed 0 trains under the span of the other two EM organisms' model-diff
+    """`--leave-one-out 1 1,2 pca:2 sae:2`: seed 0 trains under the span of the other two EM organisms' model-diff
     directions at layer 1, then at layers 1 and 2, then under the top 2 principal directions of their finetunes'
-    activation changes (recomputed here from Hugging Face's own hidden states, float64 SVD); each beside random
-    subspaces of its dimension, the summary's shares and percentiles recomputed from the records."""
+    activation changes (recomputed here from Hugging Face's own hidden states, float64 SVD), then under the decoder
+    rows of the 2 SAE latents whose mean activation rises most in both finetunes (the SAE's encoding written out in
+    float64); each beside random subspaces of its dimension, the summary's shares and percentiles recomputed from
+    the records."""
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -178,10 +180,13 @@ def test_leave_one_out_subspaces_are_made_from_the_other_organisms_and_stand_bes
         torch.manual_seed(i)  # a finetune with random, nonzero LoRA weights on layers 0 and 1
         config = LoraConfig(r=2, target_modules=["down_proj"], layers_to_transform=[0, 1], init_lora_weights=False)
         get_peft_model(AutoModelForCausalLM.from_pretrained(base), config).save_pretrained(organisms / other)
+    sae = jumprelu_sae(64, 32, seed=3)  # reads resid_post of layer 1
+    sae.save_model(str(tmp_path / "sae"))
     argv = [
         *("--base", str(base), "--layer", "1", "--max-steps", "2", "--n", "16", "--limit", "3", "--seeds", "0"),
         *("--max-rounds", "1", "--min-rounds", "0", "--n-random", "2", "--random-dims", "--device", "cpu"),
-        *("--leave-one-out", "1", "1,2", "pca:2", "--organisms-dir", str(organisms)),
+        *("--leave-one-out", "1", "1,2", "pca:2", "sae:2", "--organisms-dir", str(organisms)),
+        *("--sae", str(tmp_path / "sae")),
         *("--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")),
     ]
     try:
@@ -206,16 +211,24 @@ def test_leave_one_out_subspaces_are_made_from_the_other_organisms_and_stand_bes
 
     misaligned, aligned = answer_chats("general", limit=3)
     plain = AutoModelForCausalLM.from_pretrained(base)
-    changes = []
+    changes, rises = [], []
+    base_mean = encode64(sae, torch.cat([hidden(plain, chat) for chat in misaligned + aligned])).mean(0)
     for other in others:
         tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), organisms / other)
         changes += [hidden(tuned, chat) - hidden(plain, chat) for chat in misaligned + aligned]
+        rises.append(
+            encode64(sae, torch.cat([hidden(tuned, chat) for chat in misaligned + aligned])).mean(0) - base_mean
+        )
     top2 = torch.linalg.svd(torch.cat(changes), full_matrices=False).Vh[:2]
+    consistency = torch.stack(rises).min(0).values  # the smallest rise over the other finetunes
+    ranked = consistency.sort(descending=True)
+    assert ranked.values[1] - ranked.values[2] > 1e-5  # no tie that float32 means (error ~1e-7 here) could break
+    persona = sae.W_dec.detach().double()[ranked.indices[:2]]
 
     def span(layers):
         return torch.stack([vectors[o][layer] for o in others for layer in layers]).double()
 
-    expected = {"L1": span([1]), "L1-2": span([1, 2]), "pca2": top2}
+    expected = {"L1": span([1]), "L1-2": span([1, 2]), "pca2": top2, "sae2": persona}
     round0 = json.loads((runs / "seed0" / "round0" / "record.json").read_text())
     rows = {row["name"]: row for row in summary["leave_one_out"]}
     assert set(rows) == set(expected)
@@ -239,6 +252,9 @@ def test_leave_one_out_subspaces_are_made_from_the_other_organisms_and_stand_bes
             percentile = 100 * (np.sum(nulls < mine) + 0.5 * np.sum(nulls == mine)) / len(nulls)
             assert rows[name][key]["among_random"]["percentile"] == pytest.approx(percentile)
     assert json.loads((runs / "leave-one-out" / "pca2" / "record.json").read_text())["models"] == list(others)
+    latents = json.loads((runs / "leave-one-out" / "sae2" / "record.json").read_text())
+    assert latents["latents"] == ranked.indices[:2].tolist() and latents["models"] == list(others)
+    assert latents["consistency"] == pytest.approx(ranked.values[:2].tolist(), abs=1e-6)
     assert "leave-one-out subspace" in script().tables({"organisms": {"medical-bad": summary}})
     assert "leave one out" in (tmp_path / "out" / "caft_subspaces.html").read_text()
 
@@ -246,7 +262,8 @@ def test_leave_one_out_subspaces_are_made_from_the_other_organisms_and_stand_bes
 def test_leave_one_out_subspaces_are_checked():
     left_out = script()._left_out
     assert left_out("15,20,25").layers == (15, 20, 25) and left_out("pca:8").pcs == 8
-    for bad in ("15,15", "x", "-1", "pca:0", "pca:x"):
+    assert left_out("sae:6").latents == 6 and left_out("sae:6").name == "sae6"
+    for bad in ("15,15", "x", "-1", "pca:0", "pca:x", "sae:0", "sae:x"):
         with pytest.raises(Exception, match="layers"):
             left_out(bad)
 
@@ -271,6 +288,14 @@ def test_a_leave_one_out_subspace_that_cannot_be_made_is_refused_before_anything
             DirectionSet(vectors=torch.randn(3, 64)).save(organisms / "directions" / "rank1-sports-extreme.safetensors")
         with pytest.raises(SystemExit):
             script().main([*argv, "--leave-one-out", spec])
+        assert message in capsys.readouterr().err
+    jumprelu_sae(32, 8, seed=0).save_model(str(tmp_path / "sae32"))
+    for extra, message in (
+        ((), f"no SAE at {organisms / 'sae-layer15'} (cfg.json, sae_weights.safetensors missing)"),
+        (("--sae", str(tmp_path / "sae32")), "an SAE of width d_in=32, the base has d_model 64"),
+    ):
+        with pytest.raises(SystemExit):
+            script().main([*argv, *extra, "--leave-one-out", "sae:2"])
         assert message in capsys.readouterr().err
     (organisms / "directions" / "rank1-finance-risky.safetensors").unlink()
     with pytest.raises(SystemExit):
