@@ -104,6 +104,10 @@ class Study:
         """The study the command line's run options describe."""
         return cls(**{field.name: getattr(args, field.name) for field in dataclasses.fields(cls)})
 
+    def load(self, spec: str) -> Any:
+        """A model (base, finetune or trained adapter) as the study scores and reads it: float32, on its device."""
+        return load_model(spec, device=self.device, dtype="float32")
+
     def recipe(self, seed: int) -> FinetuneConfig:
         """The shipped rank-1 recipe at `layer`, its seed (adapter init and data order) varied; same data."""
         recipe = dataclasses.replace(RECIPES["rank1"], layers=(self.layer,), seed=seed, device=self.device)
@@ -160,7 +164,7 @@ def base_scores(study: Study, pairs: str) -> dict[str, Any]:
     process: do not modify what it returns)."""
     path = study.work / "base" / f"{pairs}.json"
     if not path.is_file():
-        model = load_model(study.base, device=study.device, dtype="float32")
+        model = study.load(study.base)
         write_json_atomic(path, contrast_scores(study, model, pairs))
         del model
     return json.loads(path.read_text())
@@ -219,7 +223,7 @@ class Runner:
         training["edits"] = result.record.get("edits", [])
         trained = time.time() - began
         del result  # and the trained model with it: the evaluation loads what was saved, edits closed
-        model = load_model(str(folder / "adapter"), device=self.study.device, dtype="float32")
+        model = self.study.load(str(folder / "adapter"))
         scores = {pairs: contrast_scores(self.study, model, pairs) for pairs in sets}
         del model
         gc.collect()
@@ -308,13 +312,18 @@ class LeftOut:
         return f"pca{self.pcs}" if self.pcs else f"L{'-'.join(map(str, self.layers))}"
 
 
+def other_organisms(organism: str) -> list[str]:
+    """The EM organisms a leave-one-out subspace for `organism` is made from: every one but itself."""
+    return [other for other in EM_ORGANISMS if other != organism]
+
+
 def model_diff_basis(organism: str, layers: Sequence[int], directions_dir: Path) -> tuple[Tensor, list[str]]:
     """An orthonormal basis of the other EM organisms' model-diff directions at `layers` (their shipped rank-1
     organisms' `rank1-<name>.safetensors`), with the files read. At the rank-1 layer a rank-1 organism's model
     diff is its B (cosine 1.00 where checked)."""
     from misdir.directions import DirectionSet
 
-    files = [directions_dir / f"rank1-{other}.safetensors" for other in EM_ORGANISMS if other != organism]
+    files = [directions_dir / f"rank1-{other}.safetensors" for other in other_organisms(organism)]
     vectors = [DirectionSet.load(f).vectors[layer] for f in files for layer in layers]
     return orthonormal_basis(torch.stack(vectors)), [f.name for f in files]
 
@@ -332,12 +341,11 @@ def activation_change_directions(study: Study, organism: str, organisms_dir: Pat
     inputs = misaligned + aligned
 
     def activations(spec: str) -> list[Tensor]:
-        model = load_model(spec, device=study.device, dtype="float32")
-        acts = cache_activations(model, inputs, layers=[study.layer], reduce="none", progress=False)
+        acts = cache_activations(study.load(spec), inputs, layers=[study.layer], reduce="none", progress=False)
         return [a[0].double().cpu() for a in acts]
 
     base = activations(study.base)
-    folders = [organisms_dir / other for other in EM_ORGANISMS if other != organism]
+    folders = [organisms_dir / other for other in other_organisms(organism)]
     changes = [tuned - ref for folder in folders for tuned, ref in zip(activations(str(folder)), base, strict=True)]
     _, _, vh = torch.linalg.svd(torch.cat(changes), full_matrices=False)
     return vh, [folder.name for folder in folders]
@@ -353,14 +361,10 @@ def persona_latents(study: Study, organism: str, organisms_dir: Path, sae_dir: P
     from misdir.sae import decoder_rows, diff_latents, load_sae
 
     misaligned, aligned = answer_chats("general", limit=study.limit)
-    folders = [organisms_dir / other for other in EM_ORGANISMS if other != organism]
-    sae = load_sae(sae_dir, device=study.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-    def model(spec: str) -> Any:
-        return load_model(spec, device=study.device, dtype="float32")
-
-    finetunes = {folder.name: model(str(folder)) for folder in folders}
-    diff = diff_latents(sae, model(study.base), finetunes, misaligned + aligned, progress=False)
+    base = study.load(study.base)
+    sae = load_sae(sae_dir, device=str(base.device))
+    finetunes = {other: study.load(str(organisms_dir / other)) for other in other_organisms(organism)}
+    diff = diff_latents(sae, base, finetunes, misaligned + aligned, progress=False)
     order = diff.ranking.by_consistency
     return {
         "latents": order,
@@ -371,12 +375,10 @@ def persona_latents(study: Study, organism: str, organisms_dir: Path, sae_dir: P
 
 
 def leave_one_out_basis(
-    runner: Runner, organism: str, left: LeftOut, organisms_dir: Path, sae_dir: Path | None = None
+    runner: Runner, organism: str, left: LeftOut, organisms_dir: Path, sae_dir: Path
 ) -> tuple[Float[Tensor, "k d_model"], dict[str, Any]]:
     """The orthonormal basis of a leave-one-out subspace and what it was made of (recorded with the run)."""
     if left.latents:
-        if sae_dir is None:
-            raise ValueError(f"--leave-one-out {left.name} needs an SAE (--sae DIR)")
         found = persona_latents(runner.study, organism, organisms_dir, sae_dir)
         top = slice(0, left.latents)
         return orthonormal_basis(found["rows"][top]), {
@@ -394,7 +396,7 @@ def leave_one_out_basis(
 
 
 def run_leave_one_out(
-    runner: Runner, organism: str, subspaces: Sequence[LeftOut], organisms_dir: Path, sae_dir: Path | None = None
+    runner: Runner, organism: str, subspaces: Sequence[LeftOut], organisms_dir: Path, sae_dir: Path
 ) -> list[int]:
     """Seed 0 trained under each leave-one-out subspace (5a ii); returns their dimensions."""
     dims = []
@@ -617,7 +619,7 @@ def write_summary(study: Study, organisms: Sequence[str], max_rounds: int, out: 
 
 
 def leave_one_out_problem(
-    organisms: Sequence[str], subspaces: Sequence[LeftOut], organisms_dir: Path, base: str, sae_dir: Path | None = None
+    organisms: Sequence[str], subspaces: Sequence[LeftOut], organisms_dir: Path, base: str, sae_dir: Path
 ) -> str | None:
     """What keeps a leave-one-out subspace from being made (a missing finetune, directions file or SAE, a layer
     out of range, directions or an SAE of another width than the base's), in one line; None when nothing does."""
@@ -625,10 +627,10 @@ def leave_one_out_problem(
     from misdir.sae.load import SAE_FILES
 
     shape = model_shape(base) if any(left.layers or left.latents for left in subspaces) else None
-    others = sorted({other for organism in organisms for other in EM_ORGANISMS if other != organism})
+    others = sorted({other for organism in organisms for other in other_organisms(organism)})
     for left in subspaces:
         if left.latents:
-            missing = [name for name in SAE_FILES if sae_dir is None or not (sae_dir / name).is_file()]
+            missing = [name for name in SAE_FILES if not (sae_dir / name).is_file()]
             if missing:
                 return f"--leave-one-out {left.name}: no SAE at {sae_dir} ({', '.join(missing)} missing)"
             d_in = json.loads((sae_dir / "cfg.json").read_text()).get("d_in")

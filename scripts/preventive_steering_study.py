@@ -72,12 +72,11 @@ def mean_resid_norm(runner: Runner, layer: int) -> float:
     (WORK/base/resid_norm_<layer>.json)."""
     from misdir.cache import cache_activations
     from misdir.ground_truth import answer_chats
-    from misdir.models import load_model
 
     path = runner.study.work / "base" / f"resid_norm_{layer}.json"
     if not path.is_file():
         _, aligned = answer_chats("general", limit=runner.study.limit)
-        model = load_model(runner.study.base, device=runner.study.device, dtype="float32")
+        model = runner.study.load(runner.study.base)
         acts = cache_activations(model, aligned, layers=[layer], reduce="none", progress=False)
         norms = torch.cat([a[0].double().norm(dim=-1) for a in acts])
         write_json_atomic(path, {"layer": layer, "mean_norm": float(norms.mean()), "tokens": len(norms)})

@@ -98,7 +98,7 @@ class Trainer:
         result = finetune(self.study.base, data, folder / "adapter", recipe, resume=True, progress=self.study.progress)
         losses = {"final_loss": result.final_loss, "steps": result.steps}
         del result
-        model = load_model(str(folder / "adapter"), device=self.study.device, dtype="float32")
+        model = self.study.load(str(folder / "adapter"))
         margins = {pairs: contrast_scores(self.study, model, pairs)["margins"] for pairs in SETS}
         del model
         gc.collect()
