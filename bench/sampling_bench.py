@@ -6,9 +6,11 @@ sample, `--new-tokens` new tokens, temperature 1, its default decoding (static c
 compile and once timed, each variant compiling its own step. Attention: "sdpa" (transformers' own: the KV cache
 expanded to the query heads in every compiled step), "grouped" (misdir.attention, the default), "grouped-matmul"
 (the same layout, softmax written out), "grouped-flex" (the same layout through FlexAttention).
-Noise: "row" (a generator per row, one launch per row and step: misdir before issue 26) or "counter"
-(misdir.generate.gumbel_noise, one compiled kernel). Stop check: "every step" (the host waits for the GPU after each
-step to learn whether all rows have finished: the default) or "one step late" (`stop_check_one_step_late`).
+Noise: "row" (a generator per row, one launch per row and step: misdir before issue 26), "counter"
+(misdir.generate.gumbel_noise, one compiled kernel, its step counter on the device) or "host-step" (the same
+kernel, its step copied from the host at every step, which made the host wait for the GPU: misdir before session 6).
+Stop check: "every step" (the host waits for the GPU after each step to learn whether all rows have finished: the
+default) or "one step late" (`stop_check_one_step_late`).
 Then the default under the three-site ablation, the compiled noise against the CPU's, a torch.profiler breakdown
 of one call, and the teacher-forced logits of sdpa and the default against a float32 eager reference
 (bench/generate_bench.py's check). The two ceilings (a bf16 matrix product, a device copy) are measured first, in
@@ -101,6 +103,19 @@ class RowGumbel:
         return scores.float() - torch.log(-torch.log(uniform.clamp_(min=1e-10, max=1 - 1e-7)))
 
 
+class HostStepGumbel(COUNTER_NOISE):
+    """misdir's counter noise before 2026-12-07 (session 6): the same numbers, its step made from a Python int at
+    every call, a blocking host-to-device copy, so the host waited for the GPU at every decode step."""
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.keys is None:
+            self.keys = torch.tensor(self.seeds, dtype=torch.int64, device=scores.device)
+            self.host_step = 0
+        step = torch.tensor(self.host_step, dtype=torch.int64, device=scores.device)
+        self.host_step += 1
+        return scores.float() + generate_module._noise_kernel(scores.device)(self.keys, step, scores.shape[-1])
+
+
 def grouped_matmul(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
     """misdir.attention's grouped layout with the softmax written out (two batched products) instead of SDPA."""
     groups = getattr(module, "num_key_value_groups", 1)
@@ -145,6 +160,8 @@ VARIANTS = {  # name: (attention, sampling noise, when the host learns that ever
     "grouped+row-noise": ("grouped", "row", "every step"),
     "grouped": ("grouped", "counter", "every step"),
     "grouped-late": ("grouped", "counter", "one step late"),
+    "grouped+host-step": ("grouped", "host-step", "every step"),
+    "grouped-late+host-step": ("grouped", "host-step", "one step late"),
     "grouped-matmul": ("grouped-matmul", "counter", "every step"),
     "grouped-flex": ("grouped-flex", "counter", "every step"),
     "sdpa": ("sdpa", "counter", "every step"),
@@ -158,7 +175,7 @@ def variant(name: str, model: Model) -> None:
     generate_module.grouped_attention = (lambda hf: nullcontext(False)) if attention == "sdpa" else grouped_attention
     kernels = {"grouped-matmul": grouped_matmul, "grouped-flex": grouped_flex}
     attention_module.grouped_sdpa = kernels.get(attention, SDPA_GROUPED)
-    generate_module._GumbelNoise = RowGumbel if noise == "row" else COUNTER_NOISE
+    generate_module._GumbelNoise = {"row": RowGumbel, "host-step": HostStepGumbel}.get(noise, COUNTER_NOISE)
     generate_module.DEFERRED_STOP_DEVICES = ("cuda",) if stop_check == "one step late" else ()
     gb.fresh_compilation(model)
 
@@ -191,6 +208,7 @@ def sampling_row(model: Model, questions: list, args, ceiling: dict, edit=None, 
     with edit if edit is not None else nullcontext():
         warm, _ = timed(model, questions, args.device, **settings)
         seconds, answers = timed(model, questions, args.device, **settings)
+        checked = same_answers_checked_every_step(model, questions, args.device, settings, answers)
     batch = answers.provenance["settings"]["batch_size"]
     batches = -(-len(questions) // batch)
     tokens = sum(a.n_tokens for a in answers)
@@ -211,8 +229,26 @@ def sampling_row(model: Model, questions: list, args, ceiling: dict, edit=None, 
         "share_of_compute_limit": floor["compute_s"] / step_s,
         "share_of_memory_limit": floor["memory_s"] / step_s,
         "decoding": answers.provenance["decoding"],
-        "answers_sha256": hashlib.sha256(json.dumps([a.answer for a in answers]).encode()).hexdigest()[:16],
-    }
+        "answers_sha256": digest(answers),
+    } | checked
+
+
+def digest(answers) -> str:
+    return hashlib.sha256(json.dumps([a.answer for a in answers]).encode()).hexdigest()[:16]
+
+
+def same_answers_checked_every_step(model: Model, questions: list, device: str, settings: dict, answers) -> dict:
+    """For a call that learned one step late that every row had finished: the digest of the same call through the
+    same compiled step with the check made at every step (equal digests: the deferred check changed no token)."""
+    if answers.provenance["decoding"].get("stop_check") != "one step late":
+        return {}
+    deferred = generate_module.DEFERRED_STOP_DEVICES
+    generate_module.DEFERRED_STOP_DEVICES = ()
+    try:
+        _, every_step = timed(model, questions, device, **settings)
+    finally:
+        generate_module.DEFERRED_STOP_DEVICES = deferred
+    return {"answers_sha256_stop_checked_every_step": digest(every_step)}
 
 
 def logits_check(model: Model, reference: Model, r: torch.Tensor, args, name: str) -> dict:

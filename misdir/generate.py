@@ -487,16 +487,19 @@ class _GumbelNoise:
     def __init__(self, seeds: list[int]):
         self.seeds = seeds
         self.keys: Tensor | None = None
-        self.step = 0
+        self.step: Tensor | None = None
 
     def __call__(
         self, input_ids: Int[Tensor, "batch pos"], scores: Float[Tensor, "batch vocab"]
     ) -> Float[Tensor, "batch vocab"]:
-        if self.keys is None:  # made where the logits are (the last GPU of a device_map split)
+        if self.keys is None or self.step is None:  # made where the logits are (the last GPU of a device_map split)
             self.keys = torch.tensor(self.seeds, dtype=torch.int64, device=scores.device)
-        step = torch.tensor(self.step, dtype=torch.int64, device=scores.device)
+            self.step = torch.zeros((), dtype=torch.int64, device=scores.device)
+        noise = _noise_kernel(scores.device)(self.keys, self.step, scores.shape[-1])
+        # The counter lives on the device and moves in place: a step made from a Python int would be a blocking
+        # host-to-device copy, a wait for the GPU at every decode step (bench/NOTES.md, issue 26).
         self.step += 1
-        return scores.float() + _noise_kernel(scores.device)(self.keys, step, scores.shape[-1])
+        return scores.float() + noise
 
 
 def _signed(value: int) -> int:
