@@ -254,6 +254,17 @@ def test_gumbel_noise_is_gumbel_and_independent_of_the_batch() -> None:
     assert torch.equal(gumbel_noise(keys[5:7], torch.tensor(3), 125_000), noise[5:7].float())
 
 
+def test_the_sampling_noise_adds_the_next_steps_noise_at_each_call() -> None:
+    from misdir.generate import _GumbelNoise, gumbel_noise
+
+    seeds = torch.randint(0, 2**63 - 1, (3,)).tolist()
+    scores, input_ids = torch.randn(3, 50), torch.zeros(3, 1, dtype=torch.long)
+    processor = _GumbelNoise(seeds)
+    for step in range(3):
+        expected = scores + gumbel_noise(torch.tensor(seeds), torch.tensor(step), 50)
+        assert torch.equal(processor(input_ids, scores), expected)
+
+
 def test_batch_size_auto_gives_the_same_answers_and_records_the_batch_it_took(tiny):
     settings = dict(n_samples=2, max_new_tokens=6, seed=1, progress=False)
     auto = generate(tiny, QUESTIONS, **settings)  # "auto" by default: 16 rows on the CPU, here all 8
