@@ -53,8 +53,9 @@ CACHES = ("auto", "dynamic", "static")
 
 DEFERRED_STOP_DEVICES: tuple[str, ...] = ()
 """Device types on which `generate` reads "has every row finished?" one step late (`stop_check_one_step_late`).
-Empty: the deferred check gives the same tokens (tested on the CPU), but its speed on CUDA is not yet measured
-(`bench/sampling_bench.py --variants grouped grouped-late`); ("cuda",) turns it on there."""
+Empty: the deferred check gives the same tokens (tested on the CPU); on an H100 it measured 1.03x while the noise
+counter still made the host wait at every step, and its equal answers through one compiled step are not yet checked
+(`bench/sampling_bench.py --variants grouped+host-step grouped-late`, bench/NOTES.md); ("cuda",) turns it on there."""
 
 MAX_ANSWERS = 10_000_000
 """Most answers one `generate` call plans; more is almost surely a typo in a sample count."""
