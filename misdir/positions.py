@@ -64,25 +64,25 @@ class TokenTracker:
     def __init__(self, decoder: nn.Module, positions: str):
         self.decoder, self.positions = decoder, check_positions(positions)
         self.mask: Tensor | None = None
-        self.cache: Any = None
+        self.past = 0
 
     def record(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
         mask = kwargs.get("attention_mask")
         # A 2-D padding mask tells the columns; a 4-D or prepared mask made by the caller does not: then the
         # sequence is taken to start at column 0 (no left padding).
         self.mask = mask if isinstance(mask, Tensor) and mask.ndim == 2 else None
-        self.cache = kwargs.get("past_key_values")  # read only where there is no mask: reading waits for the GPU
-
-    def cached_tokens(self) -> int:
-        cache = self.cache
-        return int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
+        # The cache's length, before this pass appends to it, is needed only where no mask tells the columns (never
+        # in `generate`): reading it waits for the GPU.
+        cache: Any = kwargs.get("cache", kwargs.get("past_key_values"))  # `cache` in newer transformers (5.25)
+        readable = self.mask is None and hasattr(cache, "get_seq_length")
+        self.past = int(cache.get_seq_length()) if readable else 0
 
     def edited(self, x: Tensor) -> Bool[Tensor, "batch pos"] | None:
         """Which positions of `x` [batch, pos, d_model] to edit; None: all of them."""
         if self.positions == "all":
             return None
         batch, length = x.shape[:2]
-        total = self.mask.shape[1] if self.mask is not None else self.cached_tokens() + length
+        total = self.mask.shape[1] if self.mask is not None else self.past + length
         columns = torch.arange(total - length, total, device=x.device)
         if self.positions == "skip-first":
             if self.mask is None:

@@ -115,3 +115,20 @@ def test_cached_decoding_edits_the_same_positions_as_one_full_pass(tiny, r, posi
         everywhere = full_pass(out)
     assert (edited - everywhere).abs().max() > 1e-3
     assert (edited - full_pass(out)).abs().max() > 1e-3
+
+
+def test_cached_decoding_without_a_mask_counts_columns_from_the_cache_before_the_pass(tiny, r):
+    """With no mask to tell the columns, a decoding step's column is the cache's length before the pass: the step
+    at column 5 is edited when answers are marked from 5, not when marked from 6, as in one full pass."""
+    ids = tiny.tokenizer("Humans and AIs can work together honestly.", return_tensors="pt")["input_ids"][:, :6]
+    assert ids.shape[1] == 6
+    with torch.no_grad():
+        plain = tiny.hf(input_ids=ids).logits[:, -1]
+        for start in (5, 6):
+            with ablate(tiny, r, positions="answer"), answer_positions(tiny, start):
+                full = tiny.hf(input_ids=ids).logits[:, -1]
+                prefix = tiny.hf(input_ids=ids[:, :5], use_cache=True).past_key_values
+                step = tiny.hf(input_ids=ids[:, 5:], past_key_values=prefix).logits[:, -1]
+            torch.testing.assert_close(step, full, atol=1e-5, rtol=1e-5)
+            edited = (full - plain).abs().max() > 1e-3
+            assert edited == (start == 5)
