@@ -13,6 +13,7 @@ nothing twice. The API key is read from the environment and never written anywhe
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -411,6 +412,12 @@ class OpenAIJudge:
         return text.replace(self._secret, "***") if len(self._secret) >= 4 else text
 
 
+def _cache_argument(hf: torch.nn.Module, cache: Any) -> dict[str, Any]:
+    """A KV cache as the model's forward takes it: `cache` in newer transformers (5.25), `past_key_values` before
+    (which 5.25 still takes, with a warning that 5.40 drops it)."""
+    return {"cache" if "cache" in inspect.signature(hf.forward).parameters else "past_key_values": cache}
+
+
 class LocalJudge:
     """Judge with a local chat model's next-token distribution (e.g. Qwen2.5-7B-Instruct on a GPU).
 
@@ -498,7 +505,13 @@ class LocalJudge:
         mask[:, prompt_len:] = (torch.arange(width, device=ids.device) < lengths[:, None]).long()
         positions = (prompt_len + torch.arange(width, device=ids.device)).expand(len(rows), -1)
         logits = (
-            model.hf(input_ids=rows, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+            model.hf(
+                input_ids=rows,
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                **_cache_argument(model.hf, cache),
+            )
             .logits.float()
             .log_softmax(-1)
         )  # [101, width, vocab]
