@@ -79,6 +79,17 @@ def onset(changes: Sequence[dict[str, float]], side: int | None) -> int | None:
     return None if found is None else found[0]
 
 
+def above_random(projection: Sequence[dict[str, float]], randoms: Sequence[Sequence[dict[str, float]]]) -> int | None:
+    """The index of the first change of the watched projection from which every later one rises more than every
+    random direction's moves (in absolute value) at the same step: ranked first of n_random + 1, a rise specific to
+    the watched direction; None without random directions or if the last one is not."""
+    if not randoms:
+        return None
+    flags = [p["value"] > max(abs(r[k]["value"]) for r in randoms) for k, p in enumerate(projection)]
+    later_all = [all(flags[k:]) for k in range(len(flags))]
+    return later_all.index(True) if flags[-1] else None
+
+
 def changes(records: Sequence[dict[str, Any]], values: Sequence[Sequence[float]]) -> list[dict[str, float]]:
     """Each step's paired change of the item mean from step 0 (`values[k]`: step k's items), with its interval."""
     return [
@@ -94,11 +105,17 @@ def analyze(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     projection = changes(records, [r["items"]["projection"] for r in records])
     margin = changes(records, [r["items"]["margin"] for r in records])
     randoms = [changes(records, [r["random_projections"][j] for r in records]) for j in range(_n_random(records))]
-    at = {"projection": onset(projection, +1), "margin": onset(margin, +1)}
+    at = {
+        "projection": onset(projection, +1),
+        "margin": onset(margin, +1),
+        "above_random": above_random(projection, randoms),
+    }
     onsets = {k: None if i is None else steps[i] for k, i in at.items()}
     random_onsets = [None if (i := onset(c, None)) is None else steps[i] for c in randoms]
-    lead = None if None in onsets.values() else onsets["margin"] - onsets["projection"]
     m = onsets["margin"]
+    lead, lead_above_random = (
+        None if m is None or o is None else m - o for o in (onsets["projection"], onsets["above_random"])
+    )
     return {
         "steps": steps,
         "projection": projection,
@@ -106,6 +123,7 @@ def analyze(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "random_final": [c[-1] for c in randoms],
         "onset": onsets,
         "lead": lead,
+        "lead_above_random": lead_above_random,
         "random_onsets": random_onsets,
         "false_alarms": None if m is None else sum(o is not None and o <= m for o in random_onsets),
     }
@@ -116,16 +134,17 @@ def _n_random(records: Sequence[dict[str, Any]]) -> int:
 
 
 def summarize(work: Path, organism: str) -> dict[str, Any]:
-    """Per finished seed its analysis; over seeds the lead's mean with a bootstrap interval."""
+    """Per finished seed its analysis; over seeds each lead's mean with a bootstrap interval."""
     seeds = {}
     for folder in sorted((work / "runs" / organism).glob("seed*")):
         if (folder / "misdir.json").is_file():
             records = [json.loads(line) for line in (folder / MONITOR_FILE).read_text().splitlines() if line]
             seeds[folder.name.removeprefix("seed")] = analyze(records)
-    leads = [s["lead"] for s in seeds.values() if s["lead"] is not None]
+    leads, above = ([s[k] for s in seeds.values() if s.get(k) is not None] for k in ("lead", "lead_above_random"))
     return {
         "seeds": seeds,
         "lead": bootstrap_mean(leads)._asdict() if len(leads) > 1 else None,
+        "lead_above_random": bootstrap_mean(above)._asdict() if len(above) > 1 else None,
         "seeds_with_both_onsets": len(leads),
     }
 
@@ -138,19 +157,27 @@ def tables(summary: dict[str, Any]) -> str:
             f"### {organism}",
             "",
             "| seed | projection onset (step) | margin onset (step) | lead (steps) | final projection change | "
-            f"final margin shift | random directions with an onset <= the margin's (of {n_random}) |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            f"final margin shift | random directions with an onset <= the margin's (of {n_random}) | "
+            "projection above every random one from (step) | lead over that (steps) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for seed, s in study["seeds"].items():
             p, m = s["onset"]["projection"], s["onset"]["margin"]
             lines.append(
                 f"| {seed} | {p if p is not None else 'none'} | {m if m is not None else 'none'} | "
                 f"{s['lead'] if s['lead'] is not None else '-'} | {format_estimate(s['projection'][-1])} | "
-                f"{format_estimate(s['margin'][-1])} | {s['false_alarms'] if s['false_alarms'] is not None else '-'} |"
+                f"{format_estimate(s['margin'][-1])} | {s['false_alarms'] if s['false_alarms'] is not None else '-'} | "
+                f"{_or_dash(s['onset'].get('above_random'))} | {_or_dash(s.get('lead_above_random'))} |"
             )
-        lead = study["lead"]
-        lines += ["", f"Lead over seeds: {format_estimate(lead, '+.1f') if lead else 'too few seeds'} steps.", ""]
+        for key, what in (("lead", "Lead"), ("lead_above_random", "Lead of the rise above every random direction")):
+            lead = study.get(key)
+            lines.append(f"{what} over seeds: {format_estimate(lead, '+.1f') if lead else 'too few seeds'} steps.")
+        lines.append("")
     return "\n".join(lines)
+
+
+def _or_dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 def plot(summary: dict[str, Any], out: Path) -> list[Path]:

@@ -73,6 +73,15 @@ def test_onsets_and_leads_are_what_the_monitor_items_say(study):
         onsets = found["onset"]
         assert lead == (None if None in onsets.values() else onsets["margin"] - onsets["projection"])
         assert len(found["random_onsets"]) == 3
+        # the rise above every random direction, recomputed from the items' random projections
+        randoms = torch.tensor([r["random_projections"] for r in records], dtype=torch.float64)  # step, dir, item
+        random_moves = (randoms - randoms[0]).mean(-1).abs().amax(-1)
+        watched = torch.tensor([r["items"]["projection"] for r in records], dtype=torch.float64)
+        flags = ((watched - watched[0]).mean(-1) > random_moves).tolist()
+        expected = next((found["steps"][k] for k in range(len(flags)) if all(flags[k:])), None)
+        assert found["onset"]["above_random"] == expected
+        margin = onsets["margin"]
+        assert found["lead_above_random"] == (None if None in (margin, expected) else margin - expected)
 
 
 def test_onset_needs_every_later_interval_on_one_side(study):
@@ -86,6 +95,19 @@ def test_onset_needs_every_later_interval_on_one_side(study):
     assert module.onset([c(-1, 1), c(-2, -1), c(-3, -1)], None) == 1
     assert module.onset([c(-1, 1), c(1, 2), c(-3, -1)], None) == 2
     assert module.onset([c(0.1, 1), c(-1, 1)], +1) is None
+
+
+def test_the_rise_above_random_directions_needs_every_later_step_above_all_of_them(study):
+    module, *_ = study
+
+    def v(*values):
+        return [{"value": x} for x in values]
+
+    watched = v(0, 1, 5, 4, 6)
+    assert module.above_random(watched, [v(0, 2, 1, -3, 2), v(0, 0, -4, 1, -5)]) == 2
+    assert module.above_random(watched, [v(0, 2, 1, -3, 7)]) is None  # the last step is not above
+    assert module.above_random(watched, [v(0, 2, 1, -4.5, 2)]) == 4  # step 3 falls below |-4.5|
+    assert module.above_random(watched, []) is None
 
 
 def test_a_rerun_trains_nothing(study, monkeypatch, capsys):
