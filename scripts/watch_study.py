@@ -205,6 +205,8 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
                 fig.add_trace(band.update(hoverinfo="skip", legendgroup=seed), row, col)
                 if s["onset"][key] is not None:
                     fig.add_vline(x=s["onset"][key], line={"color": color, "dash": "dot"}, row=row, col=col)
+            if s["onset"].get("above_random") is not None:
+                fig.add_vline(x=s["onset"]["above_random"], line={"color": color, "dash": "dash"}, row=row, col=1)
             finals = [r["value"] for r in s["random_final"]]
             if finals:
                 low, high = np.quantile(finals, [0.025, 0.975])
@@ -213,7 +215,7 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
     fig.add_hline(y=0, line={"color": "black", "width": 1})
     fig.update_layout(
         title="Early warning: the watched projection's rise against the margin's<br><sub>grey: random directions'"
-        " final change, 95% range; dotted: onsets</sub>",
+        " final change, 95% range; dotted: onsets; dashed: from here above every random direction</sub>",
         template="plotly_white",
         height=260 + 260 * rows,
     )
