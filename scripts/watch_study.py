@@ -15,6 +15,9 @@ Per run and step: the paired change from step 0 of the mean projection and of th
 bootstrap over the questions). A quantity's onset is the first step from which every later step's interval
 excludes 0 on the same side (a rise for the watched projection and the margin; either side for a random
 direction); the lead is the margin's onset minus the projection's, in steps (positive: the warning came first).
+An interval leaving 0 is a weak test once the adapter moves (random directions' projections move too), so each
+run also gives the step from which the watched projection's change exceeds every random direction's absolute
+change at that and every later step (first of n_random + 1), and the margin's lead over that step.
 Over seeds: the lead's mean with a bootstrap interval over seeds; per seed the random directions whose onset came
 no later than the margin's (false alarms: a monitor of an arbitrary direction would have warned as early).
 Runs resume (`misdir.finetune`'s own resume) under WORK/runs/<organism>/seed<s>/; the summary is rewritten after

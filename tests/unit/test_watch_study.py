@@ -71,7 +71,8 @@ def test_onsets_and_leads_are_what_the_monitor_items_say(study):
             assert found["onset"][key] == expected
         lead = found["lead"]
         onsets = found["onset"]
-        assert lead == (None if None in onsets.values() else onsets["margin"] - onsets["projection"])
+        pair = (onsets["projection"], onsets["margin"])
+        assert lead == (None if None in pair else onsets["margin"] - onsets["projection"])
         assert len(found["random_onsets"]) == 3
         # the rise above every random direction, recomputed from the items' random projections
         randoms = torch.tensor([r["random_projections"] for r in records], dtype=torch.float64)  # step, dir, item
