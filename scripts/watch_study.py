@@ -143,7 +143,7 @@ def summarize(work: Path, organism: str) -> dict[str, Any]:
         if (folder / "misdir.json").is_file():
             records = [json.loads(line) for line in (folder / MONITOR_FILE).read_text().splitlines() if line]
             seeds[folder.name.removeprefix("seed")] = analyze(records)
-    leads, above = ([s[k] for s in seeds.values() if s.get(k) is not None] for k in ("lead", "lead_above_random"))
+    leads, above = ([s[k] for s in seeds.values() if s[k] is not None] for k in ("lead", "lead_above_random"))
     return {
         "seeds": seeds,
         "lead": bootstrap_mean(leads)._asdict() if len(leads) > 1 else None,
