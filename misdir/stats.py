@@ -40,6 +40,7 @@ __all__ = [
     "compare_contrast",
     "contrast_summary",
     "paired_bootstrap",
+    "paired_difference",
     "per_question",
     "summarize",
 ]
@@ -458,6 +459,23 @@ def compare_contrast(
     if statistic is not None:
         a, b = (np.asarray(statistic(x), dtype=np.float64) for x in (a, b))
     return paired_bootstrap(a, b, n_resamples=n_resamples, confidence=confidence, seed=seed)
+
+
+def paired_difference(
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    n_resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Estimate:
+    """``compare_contrast(a, b).diff`` alone, in a third of its time: the mean of the paired differences ``b - a``
+    with its interval. The same resamples (the seed's indices), so the same estimate up to rounding; for loops that
+    need only the change (a monitor's every step against step 0)."""
+    x, y = (np.asarray(v, dtype=np.float64) for v in (a, b))
+    if x.shape != y.shape:
+        raise ValueError(f"margins for different items: shapes {x.shape} and {y.shape}")
+    return bootstrap_mean(y - x, n_resamples=n_resamples, confidence=confidence, seed=seed)
 
 
 def bootstrap_correlation(

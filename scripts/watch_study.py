@@ -54,7 +54,7 @@ from misdir.finetune import finetune  # noqa: E402
 from misdir.io import check_settings, write_json_atomic  # noqa: E402
 from misdir.monitor import MONITOR_FILE, Watch  # noqa: E402
 from misdir.organisms import RECIPES  # noqa: E402
-from misdir.stats import bootstrap_mean, compare_contrast, format_estimate  # noqa: E402
+from misdir.stats import bootstrap_mean, format_estimate, paired_difference  # noqa: E402
 from misdir.sweep import provenance  # noqa: E402
 
 
@@ -96,8 +96,7 @@ def above_random(projection: Sequence[dict[str, float]], randoms: Sequence[Seque
 def changes(records: Sequence[dict[str, Any]], values: Sequence[Sequence[float]]) -> list[dict[str, float]]:
     """Each step's paired change of the item mean from step 0 (`values[k]`: step k's items), with its interval."""
     return [
-        compare_contrast(values[0], v).diff._asdict() | {"step": r["step"]}
-        for r, v in zip(records, values, strict=False)
+        paired_difference(values[0], v)._asdict() | {"step": r["step"]} for r, v in zip(records, values, strict=False)
     ]
 
 

@@ -22,6 +22,7 @@ from misdir.stats import (
     compare_contrast,
     contrast_summary,
     paired_bootstrap,
+    paired_difference,
     per_question,
     summarize,
 )
@@ -239,6 +240,24 @@ def test_contrast_summary_and_comparison() -> None:
     assert share.diff.value == pytest.approx(0.6 - 0.4)
     with pytest.raises(ValueError, match="different items"):
         compare_contrast(margins, margins[:3])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_paired_difference_is_compare_contrasts_diff(seed: int) -> None:
+    # the same resamples of the same units: b - a's mean against mean(b) - mean(a) differs only by rounding (a few
+    # ulps of the data's scale per resample), far below 1e-9 of it; a tie between a resample and the estimate, which
+    # could move BCa's bias correction, needs a resample that is a permutation of the units (n!/n^n, ~0 at n >= 12)
+    rng = np.random.default_rng(100 + seed)
+    n, scale = int(rng.integers(12, 200)), float(10 ** rng.uniform(-2, 2))
+    a = rng.normal(size=n) * scale
+    b = a + rng.normal(size=n) * scale * rng.uniform(0.05, 2) + rng.normal() * scale
+    expected = compare_contrast(a, b, n_resamples=2_000, seed=seed).diff
+    found = paired_difference(a, b, n_resamples=2_000, seed=seed)
+    assert found.n == expected.n == n
+    np.testing.assert_allclose(found[:3], expected[:3], rtol=0, atol=1e-9 * scale)
+    assert paired_difference(a, a) == (0.0, 0.0, 0.0, n)
+    with pytest.raises(ValueError, match="different items"):
+        paired_difference(a, b[:-1])
 
 
 @settings(max_examples=40, deadline=None)
