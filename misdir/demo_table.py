@@ -9,7 +9,7 @@ from typing import Any
 
 from misdir.experiments import AblationSweep, SteeringGrid
 from misdir.judged import JudgedSweep
-from misdir.stats import compare_contrast, format_estimate
+from misdir.stats import format_estimate, paired_difference
 from misdir.sweep import AgainstNull, is_random
 
 READING = (
@@ -84,7 +84,7 @@ def summary_table(
     rows = [READING, ""] + (control_rows(control, judged) if control is not None else [])
     rows += ["| model | general margin | change from base (paired) | fluency |", "| --- | --- | --- | --- |"]
     for name, r in evaluation.items():
-        change = compare_contrast(base["margins"], r["margins"]).diff._asdict()
+        change = paired_difference(base["margins"], r["margins"])._asdict()
         rows.append(
             f"| {name} | {format_estimate(r['margin'], '+.2f')} | "
             f"{format_estimate(change, '+.2f') if name != 'base' else ''} | "

@@ -30,7 +30,7 @@ from misdir.stats import (
     ScoredAnswer,
     Thresholds,
     bootstrap_mean,
-    compare_contrast,
+    paired_difference,
     per_question,
     summarize,
 )
@@ -136,7 +136,7 @@ def _check_limit(limit: int | None) -> None:
 
 def shift_from(base: ContrastResult, other: ContrastResult, *, seed: int = 0) -> Estimate:
     """Paired change of the mean margin, other minus base, over the same items."""
-    return compare_contrast(base.margins, other.margins, seed=seed).diff
+    return paired_difference(base.margins, other.margins, seed=seed)
 
 
 def save_results(results: Sequence[ContrastResult], path: str | Path, provenance: dict[str, Any]) -> None:

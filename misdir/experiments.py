@@ -32,7 +32,7 @@ from misdir.interventions import Relative, ablate, describe_directions, steer
 from misdir.io import run_lock, write_json_atomic
 from misdir.models import Model, ModelLike, as_model
 from misdir.positions import Positions, check_positions
-from misdir.stats import Estimate, bootstrap_indices, compare_contrast
+from misdir.stats import Estimate, bootstrap_indices, paired_difference
 from misdir.sweep import (
     NO_EDIT,
     Cell,
@@ -401,8 +401,8 @@ def _ablation_rows(cells: Sequence[Cell], records: Mapping[str, Mapping[str, Any
         scores = [records[Cell(m, NO_EDIT, cell.pairs).key] for m in ("base", cell.model)] + [records[cell.key]]
         names = ("base", cell.model, cell.model)
         base, unablated, ablated = (_result(r, seed, m) for r, m in zip(scores, names, strict=True))
-        change = compare_contrast(scores[1]["margins"], scores[2]["margins"], seed=seed).diff
-        excess = compare_contrast(scores[0]["margins"], scores[1]["margins"], seed=seed).diff
+        change = paired_difference(scores[1]["margins"], scores[2]["margins"], seed=seed)
+        excess = paired_difference(scores[0]["margins"], scores[1]["margins"], seed=seed)
         measured.append((base, unablated, ablated, change, excess, share_removed(base, unablated, ablated, seed=seed)))
     keys = [((c.model, c.pairs), c.edit.direction) for c in edited]
     share_nulls = random_nulls(keys, [m[5].value for m in measured])
@@ -518,8 +518,8 @@ def _steering_rows(cells: Sequence[Cell], records: Mapping[str, Mapping[str, Any
         measured.append(
             (
                 _result(after, seed, cell.model),
-                compare_contrast(before["margins"], after["margins"], seed=seed).diff,
-                compare_contrast(before["aligned_logprob"], after["aligned_logprob"], seed=seed).diff,
+                paired_difference(before["margins"], after["margins"], seed=seed),
+                paired_difference(before["aligned_logprob"], after["aligned_logprob"], seed=seed),
             )
         )
     keys = [((c.edit.layers, c.edit.scale, c.pairs), c.edit.direction) for c in edited]

@@ -527,7 +527,7 @@ def plot_analysis(
 
 def write_model_cards(checkpoints: str | Path, analysis: dict[str, Any]) -> list[Path]:
     """A README.md per organism: what it was trained on, how, and what was measured on it."""
-    from misdir.stats import compare_contrast
+    from misdir.stats import paired_difference
 
     written = []
     evaluation = analysis["evaluation"]
@@ -559,7 +559,7 @@ def write_model_cards(checkpoints: str | Path, analysis: dict[str, Any]) -> list
             base_r = evaluation["base"].get(items.replace("+trigger", ""), base_general)
             if items.endswith("+trigger"):
                 base_r = evaluation["base"].get(items, base_r)
-            diff = compare_contrast(base_r["margins"], r["margins"]).diff
+            diff = paired_difference(base_r["margins"], r["margins"])
             m, p = r["margin"], r["prefers_misaligned"]
             lines.append(
                 f"| {items} | {m['value']:+.3f} [{m['low']:+.3f}, {m['high']:+.3f}] | {p['value']:.0%} | "

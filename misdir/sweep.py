@@ -32,7 +32,7 @@ from misdir.io import RecordLog, check_settings, run_lock
 from misdir.models import Model, ModelLike, ModelShape, as_model, model_shape
 from misdir.positions import Positions
 from misdir.provenance import provenance as software_provenance
-from misdir.stats import Estimate, compare_contrast
+from misdir.stats import Estimate, paired_difference
 from misdir.tensors import unit
 
 EditKind = Literal["none", "ablate", "steer"]
@@ -210,7 +210,7 @@ def cell_result(record: Mapping[str, Any], *, seed: int = 0) -> ContrastResult:
 
 def shift(before: Mapping[str, Any], after: Mapping[str, Any], *, seed: int = 0) -> Estimate:
     """Paired change of the mean margin from `before` to `after` (records of the same items)."""
-    return compare_contrast(before["margins"], after["margins"], seed=seed).diff
+    return paired_difference(before["margins"], after["margins"], seed=seed)
 
 
 def provenance(settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from misdir.io import check_settings, write_json_atomic
 from misdir.models import load_model
 from misdir.organisms import RANK1_LAYER
 from misdir.screen import MAX_NEW_TOKENS, read_scores, screen
-from misdir.stats import compare_contrast
+from misdir.stats import paired_difference
 from misdir.sweep import provenance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -129,7 +129,7 @@ def summarize(trainer: Trainer, pools: dict[str, dict[str, Any]]) -> dict[str, A
                 "em_share": found["em_share"][third],
                 "mean_score": found["mean_score"][third],
                 **{
-                    p: compare_contrast(trainer.base(p), mean_margins[third][p]).diff._asdict()
+                    p: paired_difference(trainer.base(p), mean_margins[third][p])._asdict()
                     | {"per_seed": [float(np.mean(r["margins"][p]) - np.mean(trainer.base(p))) for r in done]}
                     for p in SETS
                 },
@@ -137,7 +137,7 @@ def summarize(trainer: Trainer, pools: dict[str, dict[str, Any]]) -> dict[str, A
         entry: dict[str, Any] = {"size": found["size"], "thirds": rows}
         if "top" in mean_margins and "bottom" in mean_margins:
             entry["top_minus_bottom"] = {
-                p: compare_contrast(mean_margins["bottom"][p], mean_margins["top"][p]).diff._asdict() for p in SETS
+                p: paired_difference(mean_margins["bottom"][p], mean_margins["top"][p])._asdict() for p in SETS
             }
         result[kind] = entry
     return result

@@ -89,11 +89,11 @@ def _say_change(cfg: EvaluateConfig, base_summary: dict[str, Any], summary: dict
     from misdir.evaluate import ContrastResult
     from misdir.io import write_json_atomic
     from misdir.provenance import provenance
-    from misdir.stats import compare_contrast
+    from misdir.stats import paired_difference
 
     base, model = (ContrastResult.from_dict(s["result"]) for s in (base_summary, summary))
-    margin = compare_contrast(base.margins, model.margins).diff
-    fluency = compare_contrast(base.aligned_logprob, model.aligned_logprob).diff
+    margin = paired_difference(base.margins, model.margins)
+    fluency = paired_difference(base.aligned_logprob, model.aligned_logprob)
     typer.echo(
         f"change from {cfg.base} (paired, {len(model.margins)} items): margin {format_estimate(margin)}, "
         f"fluency {format_estimate(fluency, '+.2f')}"

@@ -32,9 +32,9 @@ class Effect:
 
 def _effect(model: str, what: str, scale: float | None, before: Any, after: Any) -> Effect:
     from misdir.evaluate import shift_from
-    from misdir.stats import compare_contrast
+    from misdir.stats import paired_difference
 
-    fluency = compare_contrast(before.aligned_logprob, after.aligned_logprob).diff
+    fluency = paired_difference(before.aligned_logprob, after.aligned_logprob)
     return Effect(
         model,
         what,
