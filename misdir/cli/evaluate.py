@@ -86,13 +86,13 @@ def _say_contrast(model: str, summary: dict[str, Any]) -> None:
 def _say_change(cfg: EvaluateConfig, base_summary: dict[str, Any], summary: dict[str, Any]) -> None:
     """MODEL's paired change from --base (margin and fluency, the same items), printed and written to
     OUT/change.json with its provenance; then the next step of the walkthrough."""
-    from misdir.evaluate import ContrastResult
+    from misdir.evaluate import ContrastResult, shift_from
     from misdir.io import write_json_atomic
     from misdir.provenance import provenance
     from misdir.stats import paired_difference
 
     base, model = (ContrastResult.from_dict(s["result"]) for s in (base_summary, summary))
-    margin = paired_difference(base.margins, model.margins)
+    margin = shift_from(base, model)
     fluency = paired_difference(base.aligned_logprob, model.aligned_logprob)
     typer.echo(
         f"change from {cfg.base} (paired, {len(model.margins)} items): margin {format_estimate(margin)}, "
